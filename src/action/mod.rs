@@ -1,0 +1,1 @@
+//! Building `Command` and `Action` messages (pure).

@@ -1,0 +1,10 @@
+//! Content-addressed storage core: digests, hashing and Merkle trees.
+//!
+//! Pure: no tokio, tonic or processes. Blob stores live in `store`, which the
+//! server and the runner share.
+
+mod digest;
+pub mod hash;
+pub mod tree;
+
+pub use digest::{Digest, DigestError};

@@ -1,0 +1,354 @@
+//! Configuration: every environment variable recast reads, the config file,
+//! and the precedence between them (flag > env > file > built-in default).
+//!
+//! Resolution is pure: callers pass the environment in as a map, so tests do
+//! not mutate the process environment. Only [`Env::from_process`] and
+//! [`load_file`] touch the outside world.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Every environment variable recast reads, with its meaning.
+pub mod vars {
+    /// Server URL: `grpc://HOST:PORT` or `grpcs://HOST:PORT`. Unset: the
+    /// embedded per-user server, started on demand.
+    pub const REMOTE: &str = "RECAST_REMOTE";
+    /// REAPI instance name (default: empty).
+    pub const INSTANCE: &str = "RECAST_INSTANCE";
+    /// Extra request headers, `KEY=VALUE` separated by newlines or commas,
+    /// e.g. `authorization=Bearer TOKEN`.
+    pub const REMOTE_HEADERS: &str = "RECAST_REMOTE_HEADERS";
+    /// PEM file of the CA that signed the server's certificate (grpcs).
+    pub const TLS_CA: &str = "RECAST_TLS_CA";
+    /// PEM client certificate for mutual TLS.
+    pub const TLS_CERT: &str = "RECAST_TLS_CERT";
+    /// PEM client key for mutual TLS.
+    pub const TLS_KEY: &str = "RECAST_TLS_KEY";
+    /// Seconds one remote call may take before it counts as failed.
+    pub const TIMEOUT: &str = "RECAST_TIMEOUT";
+    /// Path of the config file (default: `$XDG_CONFIG_HOME/recast/config.toml`).
+    pub const CONFIG: &str = "RECAST_CONFIG";
+    /// Directory for recast's state: caches and the embedded server
+    /// (default: `$XDG_CACHE_HOME/recast`, else `~/.cache/recast`).
+    pub const CACHE_DIR: &str = "RECAST_CACHE_DIR";
+    /// Log filter in `tracing` syntax (e.g. `debug`, `recast::remote=trace`).
+    pub const LOG: &str = "RECAST_LOG";
+    /// Tests only: when `1`, a test whose peer server is missing fails
+    /// instead of skipping. CI sets it.
+    pub const REQUIRE_PEERS: &str = "RECAST_REQUIRE_PEERS";
+    pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
+    pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
+    pub const HOME: &str = "HOME";
+}
+
+/// The environment as a value.
+#[derive(Clone, Debug, Default)]
+pub struct Env(pub BTreeMap<String, String>);
+
+impl Env {
+    pub fn from_process() -> Env {
+        Env(std::env::vars().collect())
+    }
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
+    }
+}
+
+/// The config file, `config.toml`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Server URL, as `RECAST_REMOTE`.
+    pub remote: Option<String>,
+    pub instance: Option<String>,
+    /// Seconds per remote call.
+    pub timeout: Option<u64>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub tls: TlsFileConfig,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFileConfig {
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// Remote settings given on the command line (each optional).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct RemoteArgs {
+    /// Server URL (grpc://HOST:PORT or grpcs://HOST:PORT); default: the
+    /// embedded server, started on demand.
+    #[arg(long, value_name = "URL")]
+    pub remote: Option<String>,
+    /// REAPI instance name.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
+    /// Extra request header KEY=VALUE (repeatable), e.g. authorization=Bearer T.
+    #[arg(long = "remote-header", value_name = "KEY=VALUE")]
+    pub headers: Vec<String>,
+    /// CA certificate (PEM) for grpcs://.
+    #[arg(long, value_name = "PEM")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(long, value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// Client key (PEM) for mutual TLS.
+    #[arg(long, value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+    /// Seconds one remote call may take.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+}
+
+/// Where the server is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A server the user named.
+    Url(String),
+    /// Nothing configured: the embedded per-user server.
+    Embedded,
+}
+
+/// Resolved remote settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RemoteConfig {
+    pub endpoint: Endpoint,
+    pub instance: String,
+    pub headers: Vec<(String, String)>,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub timeout: Duration,
+    pub cache_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("header {0:?} is not KEY=VALUE")]
+    BadHeader(String),
+    #[error("{var}={value:?} is not a number of seconds")]
+    BadNumber { var: &'static str, value: String },
+    #[error("cannot find a home directory: set {} or HOME", vars::CACHE_DIR)]
+    NoHome,
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+}
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Path of the config file: `RECAST_CONFIG`, else the XDG location.
+pub fn config_path(env: &Env) -> Option<PathBuf> {
+    if let Some(p) = env.get(vars::CONFIG) {
+        return Some(PathBuf::from(p));
+    }
+    if let Some(x) = env.get(vars::XDG_CONFIG_HOME) {
+        return Some(Path::new(x).join("recast/config.toml"));
+    }
+    env.get(vars::HOME)
+        .map(|h| Path::new(h).join(".config/recast/config.toml"))
+}
+
+/// recast's state directory.
+pub fn cache_dir(env: &Env) -> Result<PathBuf, ConfigError> {
+    if let Some(p) = env.get(vars::CACHE_DIR) {
+        return Ok(PathBuf::from(p));
+    }
+    if let Some(x) = env.get(vars::XDG_CACHE_HOME) {
+        return Ok(Path::new(x).join("recast"));
+    }
+    env.get(vars::HOME)
+        .map(|h| Path::new(h).join(".cache/recast"))
+        .ok_or(ConfigError::NoHome)
+}
+
+/// Reads the config file; a missing file is an empty config.
+pub fn load_file(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_file(&text).map_err(|message| ConfigError::File {
+            path: path.to_path_buf(),
+            message,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
+        Err(e) => Err(ConfigError::File {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+pub fn parse_file(text: &str) -> Result<FileConfig, String> {
+    toml::from_str(text).map_err(|e| e.to_string())
+}
+
+fn parse_header(s: &str) -> Result<(String, String), ConfigError> {
+    let (k, v) = s
+        .split_once('=')
+        .filter(|(k, _)| !k.trim().is_empty())
+        .ok_or_else(|| ConfigError::BadHeader(s.to_string()))?;
+    Ok((k.trim().to_ascii_lowercase(), v.trim().to_string()))
+}
+
+/// Flag > env > file > default, field by field. Headers from all three
+/// sources are merged, the higher source winning per key.
+pub fn resolve(
+    args: &RemoteArgs,
+    env: &Env,
+    file: &FileConfig,
+) -> Result<RemoteConfig, ConfigError> {
+    let endpoint = args
+        .remote
+        .clone()
+        .or_else(|| env.get(vars::REMOTE).map(str::to_string))
+        .or_else(|| file.remote.clone())
+        .map_or(Endpoint::Embedded, Endpoint::Url);
+    let instance = args
+        .instance
+        .clone()
+        .or_else(|| env.get(vars::INSTANCE).map(str::to_string))
+        .or_else(|| file.instance.clone())
+        .unwrap_or_default();
+
+    let mut headers: BTreeMap<String, String> = file
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .collect();
+    if let Some(list) = env.get(vars::REMOTE_HEADERS) {
+        for item in list.split([',', '\n']).filter(|s| !s.trim().is_empty()) {
+            let (k, v) = parse_header(item)?;
+            headers.insert(k, v);
+        }
+    }
+    for item in &args.headers {
+        let (k, v) = parse_header(item)?;
+        headers.insert(k, v);
+    }
+
+    let path_of = |flag: &Option<PathBuf>, var: &str, file: &Option<PathBuf>| {
+        flag.clone()
+            .or_else(|| env.get(var).map(PathBuf::from))
+            .or_else(|| file.clone())
+    };
+    let timeout = match (args.timeout, env.get(vars::TIMEOUT), file.timeout) {
+        (Some(s), _, _) => Duration::from_secs(s),
+        (None, Some(v), _) => Duration::from_secs(v.parse().map_err(|_| {
+            ConfigError::BadNumber {
+                var: vars::TIMEOUT,
+                value: v.to_string(),
+            }
+        })?),
+        (None, None, Some(s)) => Duration::from_secs(s),
+        (None, None, None) => DEFAULT_TIMEOUT,
+    };
+    Ok(RemoteConfig {
+        endpoint,
+        instance,
+        headers: headers.into_iter().collect(),
+        tls_ca: path_of(&args.tls_ca, vars::TLS_CA, &file.tls.ca),
+        tls_cert: path_of(&args.tls_cert, vars::TLS_CERT, &file.tls.cert),
+        tls_key: path_of(&args.tls_key, vars::TLS_KEY, &file.tls.key),
+        timeout,
+        cache_dir: cache_dir(env)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env(pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect())
+    }
+
+    #[test]
+    fn flag_beats_env_beats_file_beats_default() {
+        let file = parse_file(
+            "remote = \"grpc://file:1\"\ninstance = \"fi\"\ntimeout = 7\n[headers]\nX-A = \"file\"\nx-b = \"file\"\n",
+        )
+        .unwrap();
+        let e = env(&[
+            ("HOME", "/h"),
+            (vars::REMOTE, "grpc://env:2"),
+            (vars::REMOTE_HEADERS, "x-b=env, x-c=env"),
+        ]);
+        let mut args = RemoteArgs::default();
+        let r = resolve(&args, &e, &file).unwrap();
+        assert_eq!(r.endpoint, Endpoint::Url("grpc://env:2".into()));
+        assert_eq!(r.instance, "fi");
+        assert_eq!(r.timeout, Duration::from_secs(7));
+        assert_eq!(
+            r.headers,
+            vec![
+                ("x-a".to_string(), "file".to_string()),
+                ("x-b".to_string(), "env".to_string()),
+                ("x-c".to_string(), "env".to_string())
+            ]
+        );
+        args.remote = Some("grpc://flag:3".into());
+        args.headers = vec!["X-C=flag".into()];
+        args.timeout = Some(9);
+        let r = resolve(&args, &e, &file).unwrap();
+        assert_eq!(r.endpoint, Endpoint::Url("grpc://flag:3".into()));
+        assert_eq!(r.headers[2], ("x-c".to_string(), "flag".to_string()));
+        assert_eq!(r.timeout, Duration::from_secs(9));
+
+        let r = resolve(&RemoteArgs::default(), &env(&[("HOME", "/h")]), &FileConfig::default())
+            .unwrap();
+        assert_eq!(r.endpoint, Endpoint::Embedded);
+        assert_eq!(r.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(r.cache_dir, PathBuf::from("/h/.cache/recast"));
+    }
+
+    #[test]
+    fn empty_env_values_count_as_unset() {
+        let r = resolve(
+            &RemoteArgs::default(),
+            &env(&[("HOME", "/h"), (vars::REMOTE, "")]),
+            &FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(r.endpoint, Endpoint::Embedded);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = env(&[("HOME", "/h"), (vars::TIMEOUT, "soon")]);
+        assert_eq!(
+            resolve(&RemoteArgs::default(), &e, &FileConfig::default()),
+            Err(ConfigError::BadNumber {
+                var: vars::TIMEOUT,
+                value: "soon".into()
+            })
+        );
+        let args = RemoteArgs {
+            headers: vec!["novalue".into()],
+            ..Default::default()
+        };
+        assert!(matches!(
+            resolve(&args, &env(&[("HOME", "/h")]), &FileConfig::default()),
+            Err(ConfigError::BadHeader(_))
+        ));
+        assert!(parse_file("remote = \"x\"\nunknown = 1\n").is_err());
+    }
+
+    #[test]
+    fn paths_follow_xdg() {
+        let e = env(&[("HOME", "/h"), (vars::XDG_CONFIG_HOME, "/x"), (vars::XDG_CACHE_HOME, "/c")]);
+        assert_eq!(config_path(&e), Some(PathBuf::from("/x/recast/config.toml")));
+        assert_eq!(cache_dir(&e).unwrap(), PathBuf::from("/c/recast"));
+        assert_eq!(cache_dir(&Env::default()), Err(ConfigError::NoHome));
+    }
+}

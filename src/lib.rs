@@ -1,0 +1,14 @@
+//! recast: compiler invocations on any REAPI v2 server.
+//!
+//! The binary (`src/main.rs`) only calls [`cli::main`]; everything else is
+//! a library so integration tests, benchmarks and fuzz targets can reach the
+//! pure layers directly. See ARCHITECTURE.md for the map.
+
+pub mod action;
+pub mod cas;
+pub mod cli;
+pub mod config;
+pub mod proto;
+pub mod remote;
+pub mod runner;
+pub mod server;

@@ -1,0 +1,1 @@
+//! Runs one action: materialize, execute, collect.

@@ -1,0 +1,1 @@
+//! The embedded REAPI server (`recast serve`).
