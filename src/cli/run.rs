@@ -1,0 +1,339 @@
+//! `recast run`: run one command on the server, with a local directory as
+//! its input root, and bring the results back.
+//!
+//! Upload DIR, run ARGV with DIR as its working directory, write the
+//! declared outputs back into DIR, replay stdout then stderr byte for byte,
+//! and exit with the command's exit code. The low-level entry point, useful
+//! against any REAPI server; compiler wrapping builds on the same library
+//! calls.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+use crate::action::{self, CommandSpec, Features, OutputSpec};
+use crate::cas::Digest;
+use crate::config::RemoteArgs;
+use crate::remote::{self, ActionRun, Blob, Client, Outcome, RemoteError};
+
+/// The environment a command gets when no `--env` is given.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+    /// Directory uploaded as the input root; the command runs in it and its
+    /// outputs are written back into it.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub input_root: PathBuf,
+    /// A file the command produces, relative to DIR (repeatable). A trailing
+    /// '/' marks a directory.
+    #[arg(long = "output", value_name = "PATH")]
+    pub outputs: Vec<String>,
+    /// Platform property the worker must have (repeatable).
+    #[arg(long = "platform", value_name = "KEY=VALUE")]
+    pub platform: Vec<String>,
+    /// Environment variable of the command (repeatable). The command sees
+    /// exactly these; without any, only PATH=/usr/local/bin:/usr/bin:/bin.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Seconds the command may run on the server.
+    #[arg(long, value_name = "SECS")]
+    pub timeout_action: Option<u64>,
+    /// Run even if the action cache has a result.
+    #[arg(long)]
+    pub skip_cache: bool,
+    /// Ask the server not to cache the result.
+    #[arg(long)]
+    pub do_not_cache: bool,
+    /// After the command's stdout, print a JSON summary line.
+    #[arg(long)]
+    pub json: bool,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "ARGV")]
+    pub argv: Vec<String>,
+}
+
+fn key_value(flag: &str, s: &str) -> anyhow::Result<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => bail!("{flag} {s:?} is not KEY=VALUE"),
+    }
+}
+
+/// The command spec from the flags (pure).
+fn spec_from(args: &RunArgs) -> anyhow::Result<CommandSpec> {
+    let mut env = BTreeMap::new();
+    if args.env.is_empty() {
+        env.insert("PATH".to_string(), DEFAULT_PATH.to_string());
+    }
+    for e in &args.env {
+        let (k, v) = key_value("--env", e)?;
+        env.insert(k, v);
+    }
+    let platform = args
+        .platform
+        .iter()
+        .map(|p| key_value("--platform", p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let outputs = args
+        .outputs
+        .iter()
+        .map(|o| match o.strip_suffix('/') {
+            Some(dir) => OutputSpec {
+                path: dir.to_string(),
+                is_dir: true,
+            },
+            None => OutputSpec {
+                path: o.clone(),
+                is_dir: false,
+            },
+        })
+        .collect();
+    Ok(CommandSpec {
+        arguments: args.argv.clone(),
+        env,
+        outputs,
+        working_directory: String::new(),
+        platform,
+    })
+}
+
+/// An exit code for the process: the command's, or 255 when it does not
+/// fit (so a failure never turns into success).
+fn exit_code(code: i32) -> u8 {
+    u8::try_from(code).unwrap_or(255)
+}
+
+/// Everything to upload for one action, and its digest.
+struct Prepared {
+    action_digest: Digest,
+    blobs: Vec<Blob>,
+}
+
+fn prepare(args: &RunArgs, root: &Path, features: Features) -> anyhow::Result<Prepared> {
+    let spec = spec_from(args)?;
+    let command = action::build_command(&spec, features)?;
+    let input = action::input::collect(root)
+        .with_context(|| format!("while reading the input root {}", root.display()))?;
+    for s in &input.skipped {
+        tracing::warn!("skipping {}: not a file, directory or symlink", s.display());
+    }
+    let command_blob = Blob::from_message(&command);
+    let action_msg = action::build_action(
+        &command_blob.digest,
+        &input.tree.root,
+        args.timeout_action.map(Duration::from_secs),
+        args.do_not_cache,
+        &spec.platform,
+        features.action_platform,
+    );
+    let action_blob = Blob::from_message(&action_msg);
+    let action_digest = action_blob.digest;
+    let mut blobs: Vec<Blob> = input
+        .tree
+        .directories
+        .into_iter()
+        .map(|(digest, bytes)| Blob {
+            digest,
+            source: remote::BlobSource::Bytes(bytes),
+        })
+        .collect();
+    blobs.extend(input.files.into_iter().map(|(d, p)| Blob::file(d, p)));
+    blobs.push(command_blob);
+    blobs.push(action_blob);
+    Ok(Prepared {
+        action_digest,
+        blobs,
+    })
+}
+
+pub async fn run(args: RunArgs, client: Client) -> anyhow::Result<ExitCode> {
+    let start = Instant::now();
+    let root = args.input_root.clone();
+    if !root.is_dir() {
+        bail!("--input-root {} is not a directory", root.display());
+    }
+    let caps = client
+        .capabilities()
+        .await
+        .with_context(|| format!("while asking {} for its capabilities", client.url()))?;
+    if !caps.exec_enabled {
+        bail!(
+            "{} does not offer remote execution (it is a cache only); point --remote at an execution server",
+            client.url()
+        );
+    }
+    let features = Features {
+        output_paths: caps.supports_output_paths(),
+        action_platform: caps.supports_action_platform(),
+    };
+    let prepared = {
+        let root = root.clone();
+        tokio::task::spawn_blocking(move || {
+            let p = prepare(&args, &root, features);
+            (args, p)
+        })
+    };
+    let (args, prepared) = prepared.await.expect("input collection panicked");
+    let prepared = prepared?;
+
+    let mut run = ActionRun {
+        action_digest: prepared.action_digest,
+        blobs: prepared.blobs,
+        skip_cache: args.skip_cache,
+        timeout: args.timeout_action.map(Duration::from_secs),
+    };
+    let mut outcome = remote::run_action(&client, run.clone()).await?;
+    let t = Instant::now();
+    let mut written = write_back(&client, &outcome, &root).await;
+    // A cached result whose blobs have been evicted: run it for real.
+    if outcome.cached && matches!(written, Err(RemoteError::NotFound { .. })) {
+        tracing::debug!("cached result refers to evicted blobs; executing again");
+        run.skip_cache = true;
+        outcome = remote::run_action(&client, run).await?;
+        written = write_back(&client, &outcome, &root).await;
+    }
+    let (stdout, stderr) = written?;
+    let download = t.elapsed();
+
+    let mut out = std::io::stdout().lock();
+    out.write_all(&stdout)?;
+    out.flush()?;
+    let mut err = std::io::stderr().lock();
+    err.write_all(&stderr)?;
+    err.flush()?;
+
+    if !outcome.ok() {
+        let code = tonic::Code::from(outcome.status.code);
+        let mut message = outcome.status.message.clone();
+        if !outcome.message.is_empty() {
+            message = format!("{message} ({})", outcome.message);
+        }
+        return Err(RemoteError::Status {
+            server: client.url().to_string(),
+            call: "Execute",
+            code,
+            message,
+        }
+        .into());
+    }
+    let result = outcome.result.as_ref().expect("an OK outcome has a result");
+    if args.json {
+        let ms = |d: Duration| d.as_millis() as u64;
+        let summary = serde_json::json!({
+            "action_digest": prepared.action_digest.to_string(),
+            "cached": outcome.cached,
+            "exit_code": result.exit_code,
+            "timings_ms": {
+                "upload": ms(outcome.timings.upload),
+                "execute": ms(outcome.timings.execute),
+                "download": ms(download),
+                "total": ms(start.elapsed()),
+            },
+            "uploaded_blobs": outcome.uploaded.blobs,
+            "uploaded_bytes": outcome.uploaded.bytes,
+        });
+        writeln!(out, "{summary}")?;
+        out.flush()?;
+    }
+    Ok(ExitCode::from(exit_code(result.exit_code)))
+}
+
+/// Writes outputs (only for a completed action) and fetches stdout/stderr
+/// (also from a partial result, so a timed-out command's output shows).
+async fn write_back(
+    client: &Client,
+    outcome: &Outcome,
+    root: &Path,
+) -> Result<(Vec<u8>, Vec<u8>), RemoteError> {
+    let Some(result) = &outcome.result else {
+        if outcome.ok() {
+            return Err(RemoteError::Protocol {
+                server: client.url().to_string(),
+                message: "Execute finished without a result".into(),
+            });
+        }
+        return Ok((Vec::new(), Vec::new()));
+    };
+    if outcome.ok() {
+        remote::write_outputs(client, result, root).await?;
+    }
+    client.std_streams(result).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn parse(argv: &[&str]) -> Result<RunArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("run").chain(argv.iter().copied())).map(|c| c.run)
+    }
+
+    #[test]
+    fn flags_become_a_command_spec() {
+        let a = parse(&[
+            "--output",
+            "a.o",
+            "--output",
+            "gen/",
+            "--platform",
+            "OSFamily=linux",
+            "--",
+            "gcc",
+            "-c",
+            "a.c",
+        ])
+        .unwrap();
+        let s = spec_from(&a).unwrap();
+        assert_eq!(s.arguments, vec!["gcc", "-c", "a.c"]);
+        assert_eq!(s.env.get("PATH").unwrap(), DEFAULT_PATH);
+        assert_eq!(s.env.len(), 1);
+        assert_eq!(
+            s.outputs,
+            vec![
+                OutputSpec {
+                    path: "a.o".into(),
+                    is_dir: false
+                },
+                OutputSpec {
+                    path: "gen".into(),
+                    is_dir: true
+                }
+            ]
+        );
+        assert_eq!(s.platform, vec![("OSFamily".into(), "linux".into())]);
+        assert_eq!(a.input_root, PathBuf::from("."));
+
+        let a = parse(&["--env", "A=1", "--env", "B=x=y", "--", "true"]).unwrap();
+        let s = spec_from(&a).unwrap();
+        assert_eq!(s.env.len(), 2);
+        assert_eq!(s.env["B"], "x=y");
+        assert!(!s.env.contains_key("PATH"));
+
+        let a = parse(&["--env", "novalue", "--", "true"]).unwrap();
+        assert!(spec_from(&a).is_err());
+        assert!(parse(&["--output", "x"]).is_err(), "ARGV is required");
+    }
+
+    #[test]
+    fn exit_codes_never_turn_failure_into_success() {
+        assert_eq!(exit_code(0), 0);
+        assert_eq!(exit_code(3), 3);
+        assert_eq!(exit_code(255), 255);
+        assert_eq!(exit_code(256), 255);
+        assert_eq!(exit_code(-1), 255);
+    }
+}

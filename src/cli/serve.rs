@@ -1,0 +1,189 @@
+//! `recast serve`: runs the embedded REAPI server in the foreground.
+//!
+//! Only argument handling lives here (defaults, `--max-size 10G`,
+//! `--platform KEY=VALUE`); the server itself is `crate::server`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::config::{self, Env};
+use crate::server::{self, ServeOptions};
+
+/// Arguments of `recast serve`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (printed on the first
+    /// stdout line as `listening on grpc://HOST:PORT`).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8980")]
+    pub listen: String,
+    /// State directory (CAS, action cache, scratch space)
+    /// [default: <cache dir>/server].
+    #[arg(long, value_name = "PATH")]
+    pub dir: Option<PathBuf>,
+    /// CAS size bound; least recently used blobs are evicted past it.
+    /// Accepts suffixes K, M, G, T (powers of 1024), e.g. 10G.
+    #[arg(long, value_name = "BYTES", default_value = "20G", value_parser = parse_size)]
+    pub max_size: u64,
+    /// Actions run at once [default: number of cores].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Platform property every worker offers besides the host's OSFamily
+    /// and ISA (repeatable; repeat a key to offer several values).
+    #[arg(long = "platform", value_name = "KEY=VALUE", value_parser = parse_property)]
+    pub platform: Vec<(String, String)>,
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let dir = match args.dir {
+        Some(d) => d,
+        None => config::cache_dir(&Env::from_process())?.join("server"),
+    };
+    let listen = resolve(&args.listen).await?;
+    let workers = match args.workers {
+        Some(0) => anyhow::bail!("--workers must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    server::serve(ServeOptions {
+        listen,
+        dir,
+        max_size: args.max_size,
+        workers,
+        platform: args.platform,
+    })
+    .await?;
+    // Actions still running sit on blocking threads the runtime would wait
+    // for on drop; the server is done, so leave now.
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    std::process::exit(0)
+}
+
+/// `HOST:PORT` → the first address it resolves to.
+async fn resolve(listen: &str) -> anyhow::Result<SocketAddr> {
+    if let Ok(addr) = listen.parse() {
+        return Ok(addr);
+    }
+    tokio::net::lookup_host(listen)
+        .await
+        .with_context(|| format!("--listen {listen:?} is not HOST:PORT"))?
+        .next()
+        .with_context(|| format!("--listen {listen:?} resolves to no address"))
+}
+
+/// `1024`, `512K`, `10G`, `1.5GiB`, `20gb` → bytes (binary multiples).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let unit = unit.trim().to_ascii_lowercase();
+    let unit = unit.strip_suffix('b').unwrap_or(&unit);
+    let unit = unit.strip_suffix('i').unwrap_or(unit);
+    let shift = match unit {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return Err(format!("{s:?}: unknown unit (use K, M, G or T)")),
+    };
+    let bad = || format!("{s:?} is not a size such as 1048576, 512M or 20G");
+    if num.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(n) = num.parse::<u64>() {
+        return n.checked_mul(1u64 << shift).ok_or_else(bad);
+    }
+    let f: f64 = num.parse().map_err(|_| bad())?;
+    let bytes = f * (1u64 << shift) as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
+}
+
+/// `KEY=VALUE` → the pair; the key must not be empty.
+pub fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("512K"), Ok(512 << 10));
+        assert_eq!(parse_size("10G"), Ok(10 << 30));
+        assert_eq!(parse_size("20GiB"), Ok(20 << 30));
+        assert_eq!(parse_size("3mb"), Ok(3 << 20));
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_size("2T"), Ok(2 << 40));
+        assert_eq!(parse_size("7B"), Ok(7));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("G").is_err());
+        assert!(parse_size("10X").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn properties() {
+        assert_eq!(
+            parse_property("ISA=x86-64"),
+            Ok(("ISA".into(), "x86-64".into()))
+        );
+        assert_eq!(parse_property("k=a=b"), Ok(("k".into(), "a=b".into())));
+        assert_eq!(parse_property("k="), Ok(("k".into(), String::new())));
+        assert!(parse_property("=v").is_err());
+        assert!(parse_property("novalue").is_err());
+    }
+
+    #[test]
+    fn defaults_and_flags() {
+        let a = Cli::parse_from(["x"]).serve;
+        assert_eq!(a.listen, "127.0.0.1:8980");
+        assert_eq!(a.max_size, 20 << 30);
+        assert!(a.dir.is_none() && a.workers.is_none() && a.platform.is_empty());
+        let a = Cli::parse_from([
+            "x",
+            "--listen",
+            "127.0.0.1:0",
+            "--dir",
+            "/d",
+            "--max-size",
+            "1G",
+            "--workers",
+            "3",
+            "--platform",
+            "Pool=a",
+            "--platform",
+            "Pool=b",
+        ])
+        .serve;
+        assert_eq!(a.listen, "127.0.0.1:0");
+        assert_eq!(a.dir, Some(PathBuf::from("/d")));
+        assert_eq!(a.max_size, 1 << 30);
+        assert_eq!(a.workers, Some(3));
+        assert_eq!(a.platform.len(), 2);
+        assert!(Cli::try_parse_from(["x", "--platform", "nokey"]).is_err());
+    }
+}

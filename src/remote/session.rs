@@ -1,0 +1,101 @@
+//! One action, start to finish on the server: action-cache lookup, one
+//! FindMissingBlobs for every input, upload, Execute (with the
+//! missing-inputs retry). Writing outputs and replaying stdout/stderr are
+//! separate steps (`outputs`), so a caller can decide where results go.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::{Blob, Client, RemoteError, UploadStats};
+use crate::cas::Digest;
+use crate::proto::{reapi, rpc};
+
+/// What the server needs to run one action: its digest and every blob it
+/// may need (input directories and files, the Command, the Action).
+#[derive(Clone, Debug)]
+pub struct ActionRun {
+    pub action_digest: Digest,
+    pub blobs: Vec<Blob>,
+    /// Do not answer from the action cache.
+    pub skip_cache: bool,
+    /// The action's own timeout (`Action.timeout`), if it has one.
+    pub timeout: Option<Duration>,
+}
+
+/// Where the time went, in wall-clock terms.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// Action-cache lookup.
+    pub lookup: Duration,
+    /// FindMissingBlobs and uploads (including the missing-inputs retry).
+    pub upload: Duration,
+    /// Execute, until the result arrived.
+    pub execute: Duration,
+}
+
+/// How the action ended on the server.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The result (possibly partial when `status` is not OK).
+    pub result: Option<reapi::ActionResult>,
+    /// Answered from the action cache (ours or the server's).
+    pub cached: bool,
+    /// Non-OK when the server could not run the action to completion
+    /// (a timeout, for instance); `result` may still hold partial output.
+    pub status: rpc::Status,
+    /// The server's message to the user, if any.
+    pub message: String,
+    pub uploaded: UploadStats,
+    pub timings: Timings,
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        self.status.code == 0
+    }
+}
+
+/// Runs `run` on the server behind `client`.
+pub async fn run_action(client: &Client, run: ActionRun) -> Result<Outcome, RemoteError> {
+    let client = &client.for_action(&run.action_digest);
+    let mut timings = Timings::default();
+    if !run.skip_cache {
+        let t = Instant::now();
+        let hit = client.get_action_result(&run.action_digest).await?;
+        timings.lookup = t.elapsed();
+        if let Some(result) = hit {
+            return Ok(Outcome {
+                result: Some(result),
+                cached: true,
+                status: rpc::Status::default(),
+                message: String::new(),
+                uploaded: UploadStats::default(),
+                timings,
+            });
+        }
+    }
+
+    let t = Instant::now();
+    let by_digest: HashMap<Digest, Blob> = run.blobs.into_iter().map(|b| (b.digest, b)).collect();
+    let mut uploaded = client
+        .upload_missing(by_digest.values().cloned().collect())
+        .await?;
+    timings.upload = t.elapsed();
+
+    let t = Instant::now();
+    let (resp, retried) = client
+        .execute_with_upload(&run.action_digest, run.skip_cache, run.timeout, &by_digest)
+        .await?;
+    timings.execute = t.elapsed();
+    uploaded.blobs += retried.blobs;
+    uploaded.bytes += retried.bytes;
+
+    Ok(Outcome {
+        result: resp.result,
+        cached: resp.cached_result,
+        status: resp.status.unwrap_or_default(),
+        message: resp.message,
+        uploaded,
+        timings,
+    })
+}

@@ -1,0 +1,200 @@
+//! Parsing ByteStream resource names on the server side (pure).
+//!
+//! Read:  `{instance}/blobs/{hash}/{size}` or
+//!        `{instance}/compressed-blobs/{compressor}/{hash}/{size}`
+//! Write: `{instance}/uploads/{uuid}/blobs/{hash}/{size}[/{anything}]` or
+//!        `{instance}/uploads/{uuid}/compressed-blobs/{compressor}/{hash}/{size}[/{anything}]`
+//!
+//! The instance name may be empty or contain slashes, so a name is parsed by
+//! finding the first reserved segment (`blobs`, `compressed-blobs`,
+//! `uploads`) rather than by position: instance names may not contain those
+//! words, which is what keeps this unambiguous. Building names is the
+//! client's business (`remote::resource`).
+
+use crate::cas::Digest;
+
+/// How the bytes of a resource are encoded on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    Identity,
+    Zstd,
+}
+
+/// A parsed read (or the blob part of a write) resource name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobResource {
+    pub instance: String,
+    pub digest: Digest,
+    pub compression: Compression,
+}
+
+/// A parsed write resource name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadResource {
+    pub instance: String,
+    pub upload_id: String,
+    pub digest: Digest,
+    pub compression: Compression,
+}
+
+/// Why a resource name was refused; always INVALID_ARGUMENT.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResourceError {
+    #[error("resource name {0:?} has no blobs/ or compressed-blobs/ segment")]
+    NoBlob(String),
+    #[error("resource name {0:?} has no uploads/{{uuid}}/ segment")]
+    NoUpload(String),
+    #[error("resource name {name:?}: {reason}")]
+    Malformed { name: String, reason: String },
+}
+
+/// Parses a ByteStream Read resource name.
+pub fn parse_read(name: &str) -> Result<BlobResource, ResourceError> {
+    let segs: Vec<&str> = name.split('/').collect();
+    let at = segs
+        .iter()
+        .position(|s| *s == "blobs" || *s == "compressed-blobs")
+        .ok_or_else(|| ResourceError::NoBlob(name.to_string()))?;
+    let (digest, compression, used) = parse_blob(name, &segs[at..])?;
+    if used != segs.len() - at {
+        return Err(malformed(name, "unexpected segments after the size"));
+    }
+    Ok(BlobResource {
+        instance: segs[..at].join("/"),
+        digest,
+        compression,
+    })
+}
+
+/// Parses a ByteStream Write resource name; anything after the size is
+/// allowed (the spec leaves it for client metadata such as a file name).
+pub fn parse_write(name: &str) -> Result<UploadResource, ResourceError> {
+    let segs: Vec<&str> = name.split('/').collect();
+    let at = segs
+        .iter()
+        .position(|s| *s == "uploads")
+        .ok_or_else(|| ResourceError::NoUpload(name.to_string()))?;
+    let upload_id = match segs.get(at + 1) {
+        Some(id) if !id.is_empty() => *id,
+        _ => return Err(malformed(name, "empty upload id")),
+    };
+    let rest = &segs[at + 2..];
+    match rest.first() {
+        Some(&"blobs") | Some(&"compressed-blobs") => {}
+        _ => return Err(ResourceError::NoBlob(name.to_string())),
+    }
+    let (digest, compression, _) = parse_blob(name, rest)?;
+    Ok(UploadResource {
+        instance: segs[..at].join("/"),
+        upload_id: upload_id.to_string(),
+        digest,
+        compression,
+    })
+}
+
+/// Parses `blobs/{hash}/{size}` or `compressed-blobs/{c}/{hash}/{size}` at
+/// the start of `segs`; returns how many segments it used.
+fn parse_blob(name: &str, segs: &[&str]) -> Result<(Digest, Compression, usize), ResourceError> {
+    let (compression, at) = if segs[0] == "blobs" {
+        (Compression::Identity, 1)
+    } else {
+        let c = match segs.get(1) {
+            Some(&"zstd") => Compression::Zstd,
+            Some(&"identity") => Compression::Identity,
+            Some(other) => {
+                return Err(malformed(
+                    name,
+                    &format!("unsupported compressor {other:?} (this server offers zstd)"),
+                ));
+            }
+            None => return Err(malformed(name, "missing compressor")),
+        };
+        (c, 2)
+    };
+    let (Some(hash), Some(size)) = (segs.get(at), segs.get(at + 1)) else {
+        return Err(malformed(name, "expected .../{hash}/{size}"));
+    };
+    let size: i64 = size
+        .parse()
+        .map_err(|_| malformed(name, &format!("size {size:?} is not a number")))?;
+    let digest = Digest::new(hash, size).map_err(|e| malformed(name, &e.to_string()))?;
+    Ok((digest, compression, at + 2))
+}
+
+fn malformed(name: &str, reason: &str) -> ResourceError {
+    ResourceError::Malformed {
+        name: name.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+
+    fn d() -> Digest {
+        Digest::new(H, 5).unwrap()
+    }
+
+    #[test]
+    fn read_names_with_any_instance() {
+        let r = parse_read(&format!("blobs/{H}/5")).unwrap();
+        assert_eq!(r.instance, "");
+        assert_eq!(r.digest, d());
+        assert_eq!(r.compression, Compression::Identity);
+
+        let r = parse_read(&format!("main/blobs/{H}/5")).unwrap();
+        assert_eq!(r.instance, "main");
+
+        let r = parse_read(&format!("a/b/c/compressed-blobs/zstd/{H}/5")).unwrap();
+        assert_eq!(r.instance, "a/b/c");
+        assert_eq!(r.compression, Compression::Zstd);
+    }
+
+    #[test]
+    fn bad_read_names() {
+        assert!(matches!(
+            parse_read("main/x/y"),
+            Err(ResourceError::NoBlob(_))
+        ));
+        assert!(parse_read(&format!("blobs/{H}")).is_err());
+        assert!(parse_read(&format!("blobs/{H}/five")).is_err());
+        assert!(parse_read(&format!("blobs/{H}/-1")).is_err());
+        assert!(parse_read(&format!("blobs/{}/5", H.to_uppercase())).is_err());
+        assert!(parse_read(&format!("blobs/{H}/5/extra")).is_err());
+        let e = parse_read(&format!("compressed-blobs/brotli/{H}/5")).unwrap_err();
+        assert!(e.to_string().contains("brotli"), "{e}");
+    }
+
+    #[test]
+    fn write_names() {
+        let w = parse_write(&format!("uploads/u-1/blobs/{H}/5")).unwrap();
+        assert_eq!(w.instance, "");
+        assert_eq!(w.upload_id, "u-1");
+        assert_eq!(w.digest, d());
+        assert_eq!(w.compression, Compression::Identity);
+
+        let w = parse_write(&format!("x/y/uploads/u-2/compressed-blobs/zstd/{H}/5")).unwrap();
+        assert_eq!(w.instance, "x/y");
+        assert_eq!(w.compression, Compression::Zstd);
+
+        // Trailing metadata after the size is the client's business.
+        let w = parse_write(&format!("i/uploads/u/blobs/{H}/5/some/file.o")).unwrap();
+        assert_eq!(w.instance, "i");
+        assert_eq!(w.digest, d());
+    }
+
+    #[test]
+    fn bad_write_names() {
+        assert!(matches!(
+            parse_write(&format!("blobs/{H}/5")),
+            Err(ResourceError::NoUpload(_))
+        ));
+        assert!(parse_write(&format!("uploads//blobs/{H}/5")).is_err());
+        assert!(parse_write("uploads/u").is_err());
+        assert!(parse_write(&format!("uploads/u/other/{H}/5")).is_err());
+        assert!(parse_write(&format!("uploads/u/blobs/{H}")).is_err());
+    }
+}

@@ -1,0 +1,54 @@
+//! The embedded default: with no server configured, `recast run` starts a
+//! per-user `recast serve` in the background, later runs reuse it, and
+//! `recast stop-server` stops it.
+
+mod common;
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use common::{json_summary, recast_with_cache, run_ok, tempdir};
+
+fn alive(pid: i32) -> bool {
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+fn server_pid(cache: &std::path::Path) -> i32 {
+    let state: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(cache.join("serve.json")).unwrap()).unwrap();
+    state["pid"].as_i64().unwrap() as i32
+}
+
+#[test]
+fn embedded_server_starts_on_demand_is_reused_and_stops() {
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let work = tmp.path().join("work");
+    fs::create_dir_all(&work).unwrap();
+    fs::write(work.join("in"), "x").unwrap();
+
+    let run = |tag: &str| {
+        let mut cmd = recast_with_cache(&cache, ["run", "--json", "--output", "out", "--input-root"]);
+        cmd.arg(&work).args(["--", "/bin/sh", "-c", &format!("cat in > out; echo {tag} >> out")]);
+        run_ok(&mut cmd)
+    };
+    let first = run("one");
+    assert_eq!(json_summary(&first.stdout)["cached"], false);
+    assert_eq!(fs::read_to_string(work.join("out")).unwrap(), "xone\n");
+    let pid = server_pid(&cache);
+    assert!(alive(pid));
+
+    run("two");
+    assert_eq!(server_pid(&cache), pid, "the second run reused the server");
+    assert_eq!(fs::read_to_string(work.join("out")).unwrap(), "xtwo\n");
+
+    run_ok(&mut recast_with_cache(&cache, ["stop-server"]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // The server was started by an earlier process and reparented: it is
+    // not our zombie to reap, so it disappears once it exits.
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(pid), "stop-server stopped pid {pid}");
+    assert!(!cache.join("serve.json").exists());
+}
