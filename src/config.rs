@@ -53,7 +53,10 @@ impl Env {
         Env(std::env::vars().collect())
     }
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 }
 
@@ -241,12 +244,12 @@ pub fn resolve(
     };
     let timeout = match (args.timeout, env.get(vars::TIMEOUT), file.timeout) {
         (Some(s), _, _) => Duration::from_secs(s),
-        (None, Some(v), _) => Duration::from_secs(v.parse().map_err(|_| {
-            ConfigError::BadNumber {
+        (None, Some(v), _) => {
+            Duration::from_secs(v.parse().map_err(|_| ConfigError::BadNumber {
                 var: vars::TIMEOUT,
                 value: v.to_string(),
-            }
-        })?),
+            })?)
+        }
         (None, None, Some(s)) => Duration::from_secs(s),
         (None, None, None) => DEFAULT_TIMEOUT,
     };
@@ -305,8 +308,12 @@ mod tests {
         assert_eq!(r.headers[2], ("x-c".to_string(), "flag".to_string()));
         assert_eq!(r.timeout, Duration::from_secs(9));
 
-        let r = resolve(&RemoteArgs::default(), &env(&[("HOME", "/h")]), &FileConfig::default())
-            .unwrap();
+        let r = resolve(
+            &RemoteArgs::default(),
+            &env(&[("HOME", "/h")]),
+            &FileConfig::default(),
+        )
+        .unwrap();
         assert_eq!(r.endpoint, Endpoint::Embedded);
         assert_eq!(r.timeout, DEFAULT_TIMEOUT);
         assert_eq!(r.cache_dir, PathBuf::from("/h/.cache/recast"));
@@ -346,8 +353,15 @@ mod tests {
 
     #[test]
     fn paths_follow_xdg() {
-        let e = env(&[("HOME", "/h"), (vars::XDG_CONFIG_HOME, "/x"), (vars::XDG_CACHE_HOME, "/c")]);
-        assert_eq!(config_path(&e), Some(PathBuf::from("/x/recast/config.toml")));
+        let e = env(&[
+            ("HOME", "/h"),
+            (vars::XDG_CONFIG_HOME, "/x"),
+            (vars::XDG_CACHE_HOME, "/c"),
+        ]);
+        assert_eq!(
+            config_path(&e),
+            Some(PathBuf::from("/x/recast/config.toml"))
+        );
         assert_eq!(cache_dir(&e).unwrap(), PathBuf::from("/c/recast"));
         assert_eq!(cache_dir(&Env::default()), Err(ConfigError::NoHome));
     }

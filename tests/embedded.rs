@@ -28,8 +28,14 @@ fn embedded_server_starts_on_demand_is_reused_and_stops() {
     fs::write(work.join("in"), "x").unwrap();
 
     let run = |tag: &str| {
-        let mut cmd = recast_with_cache(&cache, ["run", "--json", "--output", "out", "--input-root"]);
-        cmd.arg(&work).args(["--", "/bin/sh", "-c", &format!("cat in > out; echo {tag} >> out")]);
+        let mut cmd =
+            recast_with_cache(&cache, ["run", "--json", "--output", "out", "--input-root"]);
+        cmd.arg(&work).args([
+            "--",
+            "/bin/sh",
+            "-c",
+            &format!("cat in > out; echo {tag} >> out"),
+        ]);
         run_ok(&mut cmd)
     };
     let first = run("one");

@@ -18,7 +18,10 @@ use recast::proto::reapi::{
 };
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 async fn channel(server: &Server) -> tonic::transport::Channel {
@@ -65,13 +68,22 @@ fn a_blob_under_the_wrong_digest_is_refused_with_invalid_argument() {
             .unwrap()
             .into_inner();
         let status = resp.responses[0].status.clone().unwrap();
-        assert_eq!(status.code, tonic::Code::InvalidArgument as i32, "{status:?}");
+        assert_eq!(
+            status.code,
+            tonic::Code::InvalidArgument as i32,
+            "{status:?}"
+        );
 
         // Same through ByteStream.
         let mut bs = ByteStreamClient::new(ch.clone());
         let big_lie = Digest::of_bytes(&vec![1u8; 5 << 20]);
         let data = vec![2u8; 5 << 20];
-        let name = format!("uploads/{}/blobs/{}/{}", uuid::Uuid::new_v4(), big_lie.hex(), big_lie.size());
+        let name = format!(
+            "uploads/{}/blobs/{}/{}",
+            uuid::Uuid::new_v4(),
+            big_lie.hex(),
+            big_lie.size()
+        );
         let chunks: Vec<WriteRequest> = data
             .chunks(1 << 20)
             .enumerate()
@@ -93,7 +105,11 @@ fn a_blob_under_the_wrong_digest_is_refused_with_invalid_argument() {
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(missing.missing_blob_digests.len(), 2, "neither lie was stored");
+        assert_eq!(
+            missing.missing_blob_digests.len(),
+            2,
+            "neither lie was stored"
+        );
     });
 }
 
@@ -102,16 +118,30 @@ fn an_action_past_its_timeout_ends_with_deadline_exceeded() {
     let server = Server::start();
     let tmp = tempdir();
     let start = Instant::now();
-    let out = recast(["run", "--remote", &server.url(), "--timeout-action", "1", "--input-root"])
-        .arg(tmp.path())
-        .args(["--", "/bin/sh", "-c", "echo started; sleep 60"])
-        .output()
-        .unwrap();
+    let out = recast([
+        "run",
+        "--remote",
+        &server.url(),
+        "--timeout-action",
+        "1",
+        "--input-root",
+    ])
+    .arg(tmp.path())
+    .args(["--", "/bin/sh", "-c", "echo started; sleep 60"])
+    .output()
+    .unwrap();
     assert!(!out.status.success());
-    assert!(start.elapsed() < Duration::from_secs(30), "took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        start.elapsed()
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("DEADLINE_EXCEEDED"), "{err}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("started"), "partial stdout replayed");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("started"),
+        "partial stdout replayed"
+    );
 }
 
 #[test]
@@ -121,15 +151,28 @@ fn output_paths_that_escape_are_refused_by_the_client() {
     let root = tmp.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
     for bad in ["../escape", "/tmp/recast-escape-test"] {
-        let out = recast(["run", "--remote", &server.url(), "--output", bad, "--input-root"])
-            .arg(&root)
-            .args(["--", "/bin/sh", "-c", "echo no > ../escape"])
-            .output()
-            .unwrap();
+        let out = recast([
+            "run",
+            "--remote",
+            &server.url(),
+            "--output",
+            bad,
+            "--input-root",
+        ])
+        .arg(&root)
+        .args(["--", "/bin/sh", "-c", "echo no > ../escape"])
+        .output()
+        .unwrap();
         assert!(!out.status.success(), "{bad} accepted");
-        assert!(String::from_utf8_lossy(&out.stderr).contains(bad), "error names {bad}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(bad),
+            "error names {bad}"
+        );
     }
-    assert!(!tmp.path().join("escape").exists(), "nothing written outside the root");
+    assert!(
+        !tmp.path().join("escape").exists(),
+        "nothing written outside the root"
+    );
 }
 
 #[test]
@@ -188,7 +231,11 @@ fn output_paths_that_escape_are_refused_by_the_server() {
                     }
                 }
             };
-            assert_eq!(code, tonic::Code::InvalidArgument as i32, "output path {bad}");
+            assert_eq!(
+                code,
+                tonic::Code::InvalidArgument as i32,
+                "output path {bad}"
+            );
             // Nothing was cached for it either.
             let mut ac = ActionCacheClient::new(ch.clone());
             let got = ac

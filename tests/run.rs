@@ -48,7 +48,12 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-fn run_remote(server: &Server, root: &Path, outputs: &[&str], argv: &[&str]) -> std::process::Output {
+fn run_remote(
+    server: &Server,
+    root: &Path,
+    outputs: &[&str],
+    argv: &[&str],
+) -> std::process::Output {
     let mut cmd = recast(["run", "--json", "--remote", &server.url(), "--input-root"]);
     cmd.arg(root);
     for o in outputs {
@@ -64,7 +69,11 @@ fn shell_command_outputs_match_a_local_run() {
     let tmp = tempdir();
     let remote_root = tmp.path().join("remote");
     write(&remote_root, "in.txt", "hello remote world\n");
-    write(&remote_root, "tools/run.sh", "#!/bin/sh\necho from-script\n");
+    write(
+        &remote_root,
+        "tools/run.sh",
+        "#!/bin/sh\necho from-script\n",
+    );
     let script = remote_root.join("tools/run.sh");
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
@@ -75,14 +84,28 @@ fn shell_command_outputs_match_a_local_run() {
                   mkdir -p gen/deep; echo x > gen/deep/f; cp tools/run.sh gen/exe; \
                   ln -s ../out.txt gen/link; echo to-stdout; echo to-stderr >&2; exit 3";
     let argv = ["/bin/sh", "-c", script];
-    let out = run_remote(&server, &remote_root, &["out.txt", "ran.txt", "gen/"], &argv);
-    assert_eq!(out.status.code(), Some(3), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let out = run_remote(
+        &server,
+        &remote_root,
+        &["out.txt", "ran.txt", "gen/"],
+        &argv,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout.clone()).unwrap();
     assert!(stdout.starts_with("to-stdout\n"), "{stdout}");
     assert_eq!(json_summary(&out.stdout)["exit_code"], 3);
     assert_eq!(String::from_utf8_lossy(&out.stderr), "to-stderr\n");
 
-    let local = Command::new("/bin/sh").args(["-c", script]).current_dir(&local_root).output().unwrap();
+    let local = Command::new("/bin/sh")
+        .args(["-c", script])
+        .current_dir(&local_root)
+        .output()
+        .unwrap();
     assert_eq!(local.status.code(), Some(3));
     for f in ["out.txt", "ran.txt", "gen/deep/f", "gen/exe"] {
         assert_eq!(
@@ -91,10 +114,19 @@ fn shell_command_outputs_match_a_local_run() {
             "{f} differs from a local run"
         );
     }
-    assert_eq!(fs::read_to_string(remote_root.join("out.txt")).unwrap(), "HELLO REMOTE WORLD\n");
-    let mode = fs::metadata(remote_root.join("gen/exe")).unwrap().permissions().mode();
+    assert_eq!(
+        fs::read_to_string(remote_root.join("out.txt")).unwrap(),
+        "HELLO REMOTE WORLD\n"
+    );
+    let mode = fs::metadata(remote_root.join("gen/exe"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert!(mode & 0o100 != 0, "exec bit kept on gen/exe");
-    assert_eq!(fs::read_link(remote_root.join("gen/link")).unwrap(), Path::new("../out.txt"));
+    assert_eq!(
+        fs::read_link(remote_root.join("gen/link")).unwrap(),
+        Path::new("../out.txt")
+    );
 }
 
 #[test]
@@ -102,7 +134,11 @@ fn gcc_compile_is_byte_identical_to_local() {
     let server = Server::start();
     let tmp = tempdir();
     let root = tmp.path().join("remote");
-    write(&root, "include/greet.h", "#define GREETING \"hi\"\nint greet(int);\n");
+    write(
+        &root,
+        "include/greet.h",
+        "#define GREETING \"hi\"\nint greet(int);\n",
+    );
     write(
         &root,
         "src/hello.c",
@@ -110,9 +146,21 @@ fn gcc_compile_is_byte_identical_to_local() {
     );
     let local = tmp.path().join("local");
     copy_tree(&root, &local);
-    let argv = ["gcc", "-O2", "-Iinclude", "-c", "src/hello.c", "-o", "hello.o"];
+    let argv = [
+        "gcc",
+        "-O2",
+        "-Iinclude",
+        "-c",
+        "src/hello.c",
+        "-o",
+        "hello.o",
+    ];
     let out = run_remote(&server, &root, &["hello.o"], &argv);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     run_ok(Command::new(argv[0]).args(&argv[1..]).current_dir(&local));
     let remote_obj = fs::read(root.join("hello.o")).unwrap();
     assert!(remote_obj.starts_with(b"\x7fELF"));
@@ -120,7 +168,12 @@ fn gcc_compile_is_byte_identical_to_local() {
 
     // A compile error is replayed, not hidden.
     write(&root, "src/bad.c", "int f( { return }\n");
-    let out = run_remote(&server, &root, &["bad.o"], &["gcc", "-c", "src/bad.c", "-o", "bad.o"]);
+    let out = run_remote(
+        &server,
+        &root,
+        &["bad.o"],
+        &["gcc", "-c", "src/bad.c", "-o", "bad.o"],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("src/bad.c"));
     assert!(!root.join("bad.o").exists());
@@ -131,22 +184,34 @@ fn second_identical_run_is_answered_from_the_action_cache() {
     let server = Server::start();
     let tmp = tempdir();
     write(tmp.path(), "a.txt", "abc");
-    let argv = ["/bin/sh", "-c", "sha256sum a.txt > sum.txt; date +%s%N > when.txt"];
+    let argv = [
+        "/bin/sh",
+        "-c",
+        "sha256sum a.txt > sum.txt; date +%s%N > when.txt",
+    ];
     let first = run_remote(&server, tmp.path(), &["sum.txt", "when.txt"], &argv);
     assert!(first.status.success());
     assert_eq!(json_summary(&first.stdout)["cached"], false);
     let when = fs::read(tmp.path().join("when.txt")).unwrap();
+    // Outputs left by the first run are not inputs: the digest is the same.
+    fs::write(tmp.path().join("when.txt"), "stale").unwrap();
     fs::remove_file(tmp.path().join("sum.txt")).unwrap();
-    fs::remove_file(tmp.path().join("when.txt")).unwrap();
 
     let second = run_remote(&server, tmp.path(), &["sum.txt", "when.txt"], &argv);
     assert!(second.status.success());
     let s = json_summary(&second.stdout);
     assert_eq!(s["cached"], true);
-    assert_eq!(s["action_digest"], json_summary(&first.stdout)["action_digest"]);
+    assert_eq!(
+        s["action_digest"],
+        json_summary(&first.stdout)["action_digest"]
+    );
     // Same bytes as the first run: the result came from the cache, not a rerun.
     assert_eq!(fs::read(tmp.path().join("when.txt")).unwrap(), when);
-    assert!(fs::read_to_string(tmp.path().join("sum.txt")).unwrap().contains("a.txt"));
+    assert!(
+        fs::read_to_string(tmp.path().join("sum.txt"))
+            .unwrap()
+            .contains("a.txt")
+    );
 }
 
 #[test]
@@ -157,11 +222,23 @@ fn blobs_over_4_and_64_mib_travel_through_bytestream() {
     let big = noise(70 << 20, 2);
     write(tmp.path(), "five", &small);
     write(tmp.path(), "seventy", &big);
-    let argv = ["/bin/sh", "-c", "sha256sum five seventy > sums; cat seventy five > joined"];
+    let argv = [
+        "/bin/sh",
+        "-c",
+        "sha256sum five seventy > sums; cat seventy five > joined",
+    ];
     let out = run_remote(&server, tmp.path(), &["sums", "joined"], &argv);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let sums = fs::read_to_string(tmp.path().join("sums")).unwrap();
-    let local_sums = Command::new("sha256sum").args(["five", "seventy"]).current_dir(tmp.path()).output().unwrap();
+    let local_sums = Command::new("sha256sum")
+        .args(["five", "seventy"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
     assert_eq!(sums.as_bytes(), local_sums.stdout.as_slice());
     let joined = fs::read(tmp.path().join("joined")).unwrap();
     assert_eq!(joined.len(), big.len() + small.len());
@@ -189,11 +266,21 @@ fn restart_keeps_the_cas_and_the_action_cache() {
     let server = Server::start_in(&dir, &[]);
     fs::remove_file(work.join("out")).unwrap();
     let second = run_remote(&server, &work, &["out"], &argv);
-    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
     let s = json_summary(&second.stdout);
     assert_eq!(s["cached"], true, "the action cache survived the restart");
-    assert_eq!(s["uploaded_blobs"], 0, "the CAS survived the restart: nothing re-uploaded");
-    assert_eq!(fs::read_to_string(work.join("out")).unwrap(), "persist mepersist me");
+    assert_eq!(
+        s["uploaded_blobs"], 0,
+        "the CAS survived the restart: nothing re-uploaded"
+    );
+    assert_eq!(
+        fs::read_to_string(work.join("out")).unwrap(),
+        "persist mepersist me"
+    );
     assert!(!stray.exists(), "stray temp file removed at start");
 }
 
@@ -209,7 +296,8 @@ fn fifty_concurrent_runs_all_succeed() {
             let url = url.clone();
             std::thread::spawn(move || {
                 let mut cmd = recast(["run", "--remote", &url, "--output", "out", "--input-root"]);
-                cmd.arg(&root).args(["--", "/bin/sh", "-c", "echo $(( $(cat n) * 3 )) > out"]);
+                cmd.arg(&root)
+                    .args(["--", "/bin/sh", "-c", "echo $(( $(cat n) * 3 )) > out"]);
                 let out = cmd.output().unwrap();
                 (i, root, out)
             })
@@ -217,7 +305,14 @@ fn fifty_concurrent_runs_all_succeed() {
         .collect();
     for h in handles {
         let (i, root, out) = h.join().unwrap();
-        assert!(out.status.success(), "job {i}: {}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(fs::read_to_string(root.join("out")).unwrap(), format!("{}\n", i * 3));
+        assert!(
+            out.status.success(),
+            "job {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            fs::read_to_string(root.join("out")).unwrap(),
+            format!("{}\n", i * 3)
+        );
     }
 }

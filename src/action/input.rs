@@ -53,6 +53,13 @@ fn utf8(path: &Path, name: &std::ffi::OsStr) -> Result<String, InputError> {
 
 /// Walks `root` and builds its tree. Files are hashed on all cores.
 pub fn collect(root: &Path) -> Result<InputRoot, InputError> {
+    collect_excluding(root, &[])
+}
+
+/// As [`collect`], leaving out the given relative paths (and everything
+/// under them): a command's declared outputs are not its inputs, so a
+/// rerun after a first run wrote them has the same action digest.
+pub fn collect_excluding(root: &Path, exclude: &[&str]) -> Result<InputRoot, InputError> {
     let mut entries = Vec::new();
     let mut files: Vec<(String, PathBuf, bool)> = Vec::new();
     let mut skipped = Vec::new();
@@ -75,6 +82,9 @@ pub fn collect(root: &Path) -> Result<InputRoot, InputError> {
             } else {
                 format!("{rel}/{name}")
             };
+            if exclude.contains(&child.as_str()) {
+                continue;
+            }
             let meta = std::fs::symlink_metadata(&path).map_err(io(&path))?;
             let ft = meta.file_type();
             if ft.is_symlink() {
@@ -163,6 +173,23 @@ mod tests {
         assert_eq!(collect(r).unwrap().tree.root, got.tree.root);
         std::fs::set_permissions(r.join("run.sh"), std::fs::Permissions::from_mode(0o644)).unwrap();
         assert_ne!(collect(r).unwrap().tree.root, got.tree.root);
+    }
+
+    #[test]
+    fn excluded_paths_are_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        std::fs::create_dir_all(r.join("gen/sub")).unwrap();
+        std::fs::write(r.join("gen/sub/x"), "x").unwrap();
+        std::fs::write(r.join("in.c"), "int a;\n").unwrap();
+        std::fs::write(r.join("out.o"), "old").unwrap();
+        let only_input = {
+            let d = tempfile::tempdir().unwrap();
+            std::fs::write(d.path().join("in.c"), "int a;\n").unwrap();
+            collect(d.path()).unwrap().tree.root
+        };
+        let got = collect_excluding(r, &["out.o", "gen"]).unwrap();
+        assert_eq!(got.tree.root, only_input);
     }
 
     #[test]

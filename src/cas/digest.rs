@@ -173,15 +173,15 @@ mod tests {
     fn refuses_bad_hashes_and_sizes() {
         let good = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
         assert!(Digest::new(good, 5).is_ok());
-        assert_eq!(
-            Digest::new(good, -1),
-            Err(DigestError::NegativeSize(-1))
-        );
+        assert_eq!(Digest::new(good, -1), Err(DigestError::NegativeSize(-1)));
         assert!(matches!(
             Digest::new(&good.to_uppercase(), 5),
             Err(DigestError::BadHash(_))
         ));
-        assert!(matches!(Digest::new(&good[1..], 5), Err(DigestError::BadHash(_))));
+        assert!(matches!(
+            Digest::new(&good[1..], 5),
+            Err(DigestError::BadHash(_))
+        ));
         assert!(matches!(
             Digest::new(&format!("{}g", &good[1..]), 5),
             Err(DigestError::BadHash(_))

@@ -105,6 +105,9 @@ mod tests {
                 &Digest::of_bytes(format!("content {i}").as_bytes())
             );
         }
-        assert_eq!(got[20].as_ref().unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert_eq!(
+            got[20].as_ref().unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
     }
 }

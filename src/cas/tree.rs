@@ -250,8 +250,12 @@ pub fn flatten(
         };
         for f in &dir.files {
             let path = join(&f.name);
-            let digest = Digest::from_proto_opt(f.digest.as_ref())
-                .map_err(|error| TreeError::BadDigest { path: path.clone(), error })?;
+            let digest = Digest::from_proto_opt(f.digest.as_ref()).map_err(|error| {
+                TreeError::BadDigest {
+                    path: path.clone(),
+                    error,
+                }
+            })?;
             out.push(Entry::file(path, digest, f.is_executable));
         }
         for s in &dir.symlinks {
@@ -259,8 +263,12 @@ pub fn flatten(
         }
         for d in dir.directories.iter().rev() {
             let path = join(&d.name);
-            let digest = Digest::from_proto_opt(d.digest.as_ref())
-                .map_err(|error| TreeError::BadDigest { path: path.clone(), error })?;
+            let digest = Digest::from_proto_opt(d.digest.as_ref()).map_err(|error| {
+                TreeError::BadDigest {
+                    path: path.clone(),
+                    error,
+                }
+            })?;
             out.push(Entry::dir(path.clone()));
             stack.push((path, digest));
         }
@@ -395,16 +403,25 @@ mod tests {
     fn refuses_bad_names_duplicates_and_conflicts() {
         for bad in ["../x", "a/./b", "/abs", "a//b", "a/"] {
             assert!(
-                matches!(build(&[Entry::file(bad, d("1"), false)]), Err(TreeError::BadName(_))),
+                matches!(
+                    build(&[Entry::file(bad, d("1"), false)]),
+                    Err(TreeError::BadName(_))
+                ),
                 "{bad}"
             );
         }
         assert!(matches!(
-            build(&[Entry::file("a", d("1"), false), Entry::file("a", d("1"), false)]),
+            build(&[
+                Entry::file("a", d("1"), false),
+                Entry::file("a", d("1"), false)
+            ]),
             Err(TreeError::Duplicate(_))
         ));
         assert!(matches!(
-            build(&[Entry::file("a", d("1"), false), Entry::file("a/b", d("1"), false)]),
+            build(&[
+                Entry::file("a", d("1"), false),
+                Entry::file("a/b", d("1"), false)
+            ]),
             Err(TreeError::NotADirectory(_))
         ));
         assert!(matches!(
@@ -449,27 +466,43 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            bad(reapi::Directory { files: vec![file("..")], ..Default::default() }),
+            bad(reapi::Directory {
+                files: vec![file("..")],
+                ..Default::default()
+            }),
             Err(TreeError::BadName(_))
         ));
         assert!(matches!(
-            bad(reapi::Directory { files: vec![file("a/b")], ..Default::default() }),
+            bad(reapi::Directory {
+                files: vec![file("a/b")],
+                ..Default::default()
+            }),
             Err(TreeError::BadName(_))
         ));
         assert!(matches!(
-            bad(reapi::Directory { files: vec![file("b"), file("a")], ..Default::default() }),
+            bad(reapi::Directory {
+                files: vec![file("b"), file("a")],
+                ..Default::default()
+            }),
             Err(TreeError::Unsorted(_))
         ));
         assert!(matches!(
             bad(reapi::Directory {
                 files: vec![file("a")],
-                symlinks: vec![reapi::SymlinkNode { name: "a".into(), target: "x".into(), ..Default::default() }],
+                symlinks: vec![reapi::SymlinkNode {
+                    name: "a".into(),
+                    target: "x".into(),
+                    ..Default::default()
+                }],
                 ..Default::default()
             }),
             Err(TreeError::Duplicate(_))
         ));
         let missing = reapi::Directory {
-            directories: vec![reapi::DirectoryNode { name: "sub".into(), digest: Some(d("nope").to_proto()) }],
+            directories: vec![reapi::DirectoryNode {
+                name: "sub".into(),
+                digest: Some(d("nope").to_proto()),
+            }],
             ..Default::default()
         };
         assert!(matches!(bad(missing), Err(TreeError::MissingDirectory(_))));

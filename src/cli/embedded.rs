@@ -64,9 +64,11 @@ fn alive(pid: i32) -> bool {
 fn start(dir: &Path) -> anyhow::Result<String> {
     let exe = std::env::current_exe().context("finding the recast binary to start the server")?;
     let out_path = dir.join("serve.out");
-    let out = File::create(&out_path).with_context(|| format!("creating {}", out_path.display()))?;
+    let out =
+        File::create(&out_path).with_context(|| format!("creating {}", out_path.display()))?;
     let log_path = dir.join("serve.log");
-    let log = File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let log =
+        File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     let mut child = std::process::Command::new(&exe)
         .arg("serve")
         .arg("--listen")
@@ -113,7 +115,11 @@ fn start(dir: &Path) -> anyhow::Result<String> {
 fn read_listening_line(path: &Path) -> io::Result<Option<String>> {
     let mut text = String::new();
     File::open(path)?.read_to_string(&mut text)?;
-    let Some(line) = text.split_inclusive('\n').next().filter(|l| l.ends_with('\n')) else {
+    let Some(line) = text
+        .split_inclusive('\n')
+        .next()
+        .filter(|l| l.ends_with('\n'))
+    else {
         return Ok(None);
     };
     Ok(line
@@ -126,11 +132,14 @@ fn read_listening_line(path: &Path) -> io::Result<Option<String>> {
 pub fn stop(dir: &Path) -> anyhow::Result<ExitCode> {
     let path = state_path(dir);
     let Ok(text) = fs::read_to_string(&path) else {
-        eprintln!("recast: no embedded server is running (no {})", path.display());
+        eprintln!(
+            "recast: no embedded server is running (no {})",
+            path.display()
+        );
         return Ok(ExitCode::SUCCESS);
     };
-    let state: State = serde_json::from_str(&text)
-        .with_context(|| format!("reading {}", path.display()))?;
+    let state: State =
+        serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
     if alive(state.pid) {
         unsafe { libc::kill(state.pid, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(10);

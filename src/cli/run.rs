@@ -119,7 +119,9 @@ struct Prepared {
 fn prepare(args: &RunArgs, root: &Path, features: Features) -> anyhow::Result<Prepared> {
     let spec = spec_from(args)?;
     let command = action::build_command(&spec, features)?;
-    let input = action::input::collect(root)
+    // The command runs at the root, so output paths are root-relative.
+    let outputs: Vec<&str> = spec.outputs.iter().map(|o| o.path.as_str()).collect();
+    let input = action::input::collect_excluding(root, &outputs)
         .with_context(|| format!("while reading the input root {}", root.display()))?;
     for s in &input.skipped {
         tracing::warn!("skipping {}: not a file, directory or symlink", s.display());
@@ -212,7 +214,7 @@ pub async fn run(args: RunArgs, client: Client) -> anyhow::Result<ExitCode> {
     if !outcome.ok() {
         let code = tonic::Code::from(outcome.status.code);
         let mut message = outcome.status.message.clone();
-        if !outcome.message.is_empty() {
+        if !outcome.message.is_empty() && outcome.message != message {
             message = format!("{message} ({})", outcome.message);
         }
         return Err(RemoteError::Status {

@@ -209,10 +209,12 @@ pub async fn connect(cfg: &RemoteConfig, url: &str) -> Result<(ServerUrl, Channe
         // grpc-java) answer pings more often than every 5 minutes with
         // GOAWAY "too_many_pings".
         .tcp_keepalive(Some(Duration::from_secs(60)))
-        // Large windows: uploads of hundreds of MB over a fast link would
-        // otherwise stall on the default 64 KiB flow-control window.
+        // Large windows and frames: downloads of hundreds of MB over a fast
+        // link would otherwise stall on HTTP/2's 64 KiB window and 16 KiB
+        // frames. (Uploads depend on the server's settings.)
         .initial_stream_window_size(16 << 20)
-        .initial_connection_window_size(64 << 20);
+        .initial_connection_window_size(64 << 20)
+        .max_frame_size(1 << 20);
     if parsed.tls {
         endpoint = endpoint
             .tls_config(tls_config(&parsed, cfg)?)

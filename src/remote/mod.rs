@@ -6,8 +6,11 @@
 //! carries the user's headers, `RequestMetadata` and a deadline
 //! ([`metadata`]), and transient failures go through the one retry loop
 //! ([`retry`]). Every blob read from the server is checked against its
-//! digest before anyone sees it. Building actions is `action`'s job;
-//! deciding what to do with a failure (fall back, exit) is the caller's.
+//! digest before anyone sees it. [`run_action`] strings the calls together
+//! for one action (cache lookup, upload, execute); [`write_outputs`] puts a
+//! result on disk without ever writing through a symlink. Building actions
+//! is `action`'s job; deciding what to do with a failure (fall back, exit)
+//! is the caller's.
 
 mod action_cache;
 mod bytestream;

@@ -604,7 +604,10 @@ async fn zstd_round_trip_against_the_embedded_server() {
 
     let small = b"compress me ".repeat(2000);
     let big = b"and me, but bigger ".repeat(400_000); // 7.6 MB: ByteStream
-    let blobs = vec![Blob::from_bytes(small.clone()), Blob::from_bytes(big.clone())];
+    let blobs = vec![
+        Blob::from_bytes(small.clone()),
+        Blob::from_bytes(big.clone()),
+    ];
     let digests: Vec<Digest> = blobs.iter().map(|b| b.digest).collect();
     client.upload_missing(blobs).await.unwrap();
     assert!(client.find_missing(&digests).await.unwrap().is_empty());
