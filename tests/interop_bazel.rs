@@ -87,7 +87,9 @@ impl Bazel {
         let mut all = vec!["//:all", "--remote_timeout=120"];
         all.extend_from_slice(args);
         let out = self.run("build", &all);
-        Summary::parse(&String::from_utf8_lossy(&out.stderr))
+        let s = Summary::parse(&String::from_utf8_lossy(&out.stderr));
+        eprintln!("bazel build {args:?}: {}", s.line);
+        s
     }
 
     fn clean(&self) {

@@ -102,20 +102,19 @@ fn precondition_failure(ds: &[Digest]) -> prost_types::Any {
 
 impl From<ServiceError> for tonic::Status {
     fn from(e: ServiceError) -> tonic::Status {
-        let code = e.code();
-        match &e {
+        match e {
+            ServiceError::Stream(s) => s,
             // The binary `grpc-status-details-bin` trailer carries the whole
             // google.rpc.Status, so clients that read details find the list.
             ServiceError::MissingBlobs(_) => {
                 let status = e.to_rpc_status();
                 tonic::Status::with_details(
-                    code,
+                    e.code(),
                     status.message.clone(),
                     status.encode_to_vec().into(),
                 )
             }
-            ServiceError::Stream(s) => s.clone(),
-            _ => tonic::Status::new(code, e.to_string()),
+            _ => tonic::Status::new(e.code(), e.to_string()),
         }
     }
 }

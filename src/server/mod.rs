@@ -214,6 +214,11 @@ pub async fn spawn(
 /// `listening on grpc://HOST:PORT` as the first stdout line once the port
 /// accepts connections; scripts and the on-demand starter wait for it.
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Handlers first: a stop request right after the line is printed must
+    // not kill the process mid-write.
+    let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (addr, mut handle) = spawn_until(opts, async {
         let _ = stop_rx.await;
@@ -226,12 +231,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     }
     tracing::info!(%addr, "serving");
 
-    tokio::select! {
+    let signal = tokio::select! {
         done = &mut handle => return done?,
-        signal = shutdown_signal() => {
-            tracing::info!("{}: shutting down", signal?);
-        }
-    }
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!("{signal}: shutting down");
     let _ = stop_tx.send(());
     match tokio::time::timeout(SHUTDOWN_GRACE, &mut handle).await {
         Ok(done) => done?,
@@ -243,23 +248,6 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     }
 }
 
-/// Waits for SIGTERM or SIGINT; returns its name.
-async fn shutdown_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
-}
-
 #[cfg(test)]
 #[path = "server_tests.rs"]
 mod tests;
-
-// TEMPORARY: compiles src/cli/serve.rs until cli/mod.rs declares it.
-#[cfg(test)]
-#[path = "../cli/serve.rs"]
-#[allow(dead_code)]
-mod cli_serve_check;

@@ -167,7 +167,11 @@ impl<J: Send + 'static> Scheduler<J> {
             tokio::spawn(async move {
                 loop {
                     let job = take(&shared, index).await;
-                    handler(index, job).await;
+                    // Its own task, so a panicking job costs that job, not
+                    // the worker.
+                    if let Err(e) = tokio::spawn(handler(index, job)).await {
+                        tracing::error!(worker = index, error = %e, "job failed");
+                    }
                 }
             });
         }
