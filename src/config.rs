@@ -39,6 +39,9 @@ pub mod vars {
     /// Tests only: when `1`, a test whose peer server is missing fails
     /// instead of skipping. CI sets it.
     pub const REQUIRE_PEERS: &str = "RECAST_REQUIRE_PEERS";
+    /// Tests, CI and benchmarks only: where `scripts/peers/install.sh` puts
+    /// the peer servers (default `~/.cache/recast-peers`).
+    pub const PEERS_DIR: &str = "RECAST_PEERS_DIR";
     pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
     pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
     pub const HOME: &str = "HOME";

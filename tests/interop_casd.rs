@@ -14,7 +14,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::{free_port, json_summary, peer, recast, run_ok, tempdir, wait_listening};
+use common::{free_port, json_summary, noise, peer, recast, run_ok, tempdir, wait_listening};
 
 /// A buildbox-casd with local execution on a free port, killed on drop.
 struct Casd {
@@ -82,21 +82,6 @@ impl Drop for Casd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Deterministic pseudo-random bytes (xorshift), so big blobs do not
-/// compress and are the same on every run.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 fn write(root: &Path, rel: &str, bytes: impl AsRef<[u8]>) -> PathBuf {

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Server, json_summary, recast, run_ok, tempdir};
+use common::{Server, json_summary, noise, recast, run_ok, tempdir};
 
 /// Copies a directory tree (files, symlinks, dirs) for a local reference run.
 fn copy_tree(from: &Path, to: &Path) {
@@ -32,20 +32,6 @@ fn write(root: &Path, rel: &str, data: impl AsRef<[u8]>) -> PathBuf {
     fs::create_dir_all(p.parent().unwrap()).unwrap();
     fs::write(&p, data).unwrap();
     p
-}
-
-/// Deterministic pseudo-random bytes (xorshift), so big blobs do not compress.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 fn run_remote(

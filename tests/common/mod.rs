@@ -20,7 +20,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_recast");
 
 /// Where `scripts/peers/install.sh` puts peers (default
 /// `$HOME/.cache/recast-peers`); the tests look there before `PATH`.
-pub const PEERS_DIR_VAR: &str = "RECAST_PEERS_DIR";
+pub const PEERS_DIR_VAR: &str = vars::PEERS_DIR;
 
 /// How long a server may take to print its `listening on` line.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -271,4 +271,18 @@ pub fn wait_listening(port: u16, child: &mut Child, what: &str, log: &Path) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so big blobs do not compress.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
 }
