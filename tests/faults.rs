@@ -251,42 +251,29 @@ fn output_paths_that_escape_are_refused_by_the_server() {
 
 #[test]
 fn a_platform_no_worker_offers_is_refused_naming_the_property() {
-    let server = Server::start();
     let tmp = tempdir();
-    let out = recast([
-        "run",
-        "--remote",
-        &server.url(),
-        "--platform",
-        "ISA=no-such-isa",
-        "--input-root",
-    ])
-    .arg(tmp.path())
-    .args(["--", "true"])
-    .output()
-    .unwrap();
+    let run_on = |server: &Server| {
+        recast([
+            "run",
+            "--remote",
+            &server.url(),
+            "--platform",
+            "ISA=no-such-isa",
+            "--input-root",
+        ])
+        .arg(tmp.path())
+        .args(["--", "true"])
+        .output()
+        .unwrap()
+    };
+    let out = run_on(&Server::start());
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("FAILED_PRECONDITION"), "{err}");
     assert!(err.contains("ISA=no-such-isa"), "names the property: {err}");
 
     // A server started with the extra property takes the same action.
-    let server = Server::start_with(&["--platform", "ISA=no-such-isa"]);
-    let out = recast([
-        "run",
-        "--remote",
-        &server.url(),
-        "--platform",
-        "ISA=no-such-isa",
-        "--input-root",
-    ])
-    .arg(tmp.path())
-    .args(["--", "true"])
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_on(&Server::start_with(&["--platform", "ISA=no-such-isa"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
 }
