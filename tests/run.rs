@@ -248,6 +248,9 @@ fn restart_keeps_the_cas_and_the_action_cache() {
     let stray = dir.join("tmp").join("stray-upload");
     fs::create_dir_all(stray.parent().unwrap()).unwrap();
     fs::write(&stray, "half a blob").unwrap();
+    let stray_in_shard = dir.join("cas").join("00").join("tmp.stray");
+    fs::create_dir_all(stray_in_shard.parent().unwrap()).unwrap();
+    fs::write(&stray_in_shard, "another half").unwrap();
 
     let server = Server::start_in(&dir, &[]);
     fs::remove_file(work.join("out")).unwrap();
@@ -268,6 +271,10 @@ fn restart_keeps_the_cas_and_the_action_cache() {
         "persist mepersist me"
     );
     assert!(!stray.exists(), "stray temp file removed at start");
+    assert!(
+        !stray_in_shard.exists(),
+        "stray temp file in a shard removed at start"
+    );
 }
 
 #[test]

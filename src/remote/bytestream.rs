@@ -323,9 +323,14 @@ fn produce(
     };
     let mut offset: i64 = 0;
     let mut first = true;
-    let mut buf = vec![0u8; CHUNK];
     loop {
-        let n = fill(&mut src, &mut buf).map_err(|e| source_error(blob, e))?;
+        // Read straight into the message's buffer: no zeroing, no copy.
+        let mut data = Vec::with_capacity(CHUNK);
+        (&mut src)
+            .take(CHUNK as u64)
+            .read_to_end(&mut data)
+            .map_err(|e| source_error(blob, e))?;
+        let n = data.len();
         let last = n < CHUNK;
         if let (false, BlobSource::File(p)) = (compress, &blob.source)
             && offset as u64 + n as u64 > blob.digest.size()
@@ -336,7 +341,7 @@ fn produce(
             resource_name: if first { name.clone() } else { String::new() },
             write_offset: offset,
             finish_write: last,
-            data: buf[..n].to_vec(),
+            data,
         };
         first = false;
         offset += n as i64;

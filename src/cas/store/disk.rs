@@ -5,7 +5,12 @@
 //! - `cas/<first 2 hex>/<hash>-<size>.x`: an executable copy (mode 0555),
 //!   made on demand so executable inputs can be hard-linked too without ever
 //!   changing the mode of a file that other links share;
-//! - `tmp/`: uploads in progress, renamed into `cas/` only once verified.
+//! - `cas/<first 2 hex>/tmp.<hash>-<pid>-<n>`: an upload in progress,
+//!   renamed to its blob name only once verified. It sits beside its final
+//!   name so the rename stays within one directory, and uploads of different
+//!   blobs rarely share a directory lock (ext4 holds it while allocating the
+//!   inode, which is slow after many deletions); a crash's leftovers are
+//!   removed by the next start.
 //!
 //! Every change to `cas/` (rename in, evict) happens under the index lock, so
 //! the index and the directory never disagree about what is stored. Reads go
@@ -31,6 +36,8 @@ use crate::cas::Digest;
 /// order is exact; the on-disk times only need to be good enough to rebuild
 /// a sensible order after a restart.
 const STAMP_INTERVAL_SECS: u64 = 60;
+/// Starts the names of temp files (never a hex digit, so never a blob).
+const TMP_PREFIX: &str = "tmp.";
 
 /// A content-addressed store in a local directory.
 pub struct DiskStore {
@@ -39,7 +46,6 @@ pub struct DiskStore {
 
 struct Inner {
     cas: PathBuf,
-    tmp: PathBuf,
     max_size: u64,
     index: Mutex<LruIndex>,
     seq: AtomicU64,
@@ -51,17 +57,22 @@ impl DiskStore {
     /// rebuilds the index from the blobs found, oldest use first.
     pub fn open(dir: &Path, max_size: u64) -> Result<DiskStore, StoreError> {
         let cas = dir.join("cas");
-        let tmp = dir.join("tmp");
+        fs::create_dir_all(&cas).map_err(|e| io_err(&cas, e))?;
+        spread_subdirs(&cas);
+        // Earlier versions kept uploads in progress in `tmp/`.
+        let old_tmp = dir.join("tmp");
+        if let Err(e) = fs::remove_dir_all(&old_tmp)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            return Err(io_err(&old_tmp, e));
+        }
         for shard in 0..=255u8 {
             let p = cas.join(format!("{shard:02x}"));
             fs::create_dir_all(&p).map_err(|e| io_err(&p, e))?;
         }
-        fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
-        super::clear_dir(&tmp)?;
 
         let inner = Inner {
             cas,
-            tmp,
             max_size,
             index: Mutex::new(LruIndex::default()),
             seq: AtomicU64::new(0),
@@ -109,8 +120,10 @@ impl Inner {
 
     fn new_tmp(&self, d: &Digest) -> PathBuf {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        self.tmp
-            .join(format!("{}-{}-{}", d.hex(), std::process::id(), n))
+        let hex = d.hex();
+        self.cas
+            .join(&hex[..2])
+            .join(format!("{TMP_PREFIX}{hex}-{}-{n}", std::process::id()))
     }
 
     /// Rebuilds the index from `cas/`. Files whose length disagrees with
@@ -127,6 +140,11 @@ impl Inner {
                 let f = f.map_err(|e| io_err(&shard, e))?;
                 let name = f.file_name();
                 let Some(name) = name.to_str() else { continue };
+                if name.starts_with(TMP_PREFIX) {
+                    // An upload a crash cut short.
+                    let _ = fs::remove_file(f.path());
+                    continue;
+                }
                 if name.ends_with(".x") {
                     // Counted with its plain blob below.
                     continue;
@@ -410,7 +428,7 @@ impl BlobStore for DiskStore {
     }
 }
 
-/// A streaming upload into `tmp/`. Bytes beyond the expected size are
+/// A streaming upload into a temp file. Bytes beyond the expected size are
 /// hashed but not written, so a runaway upload cannot fill the disk and
 /// still fails with the digest it really had.
 struct DiskSink {
@@ -498,6 +516,32 @@ fn epoch_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// Asks ext2/3/4 to place `dir`'s subdirectories (the shards), and so the
+/// blobs in them, across many block groups, as it does at the top of a file
+/// system. In one group, creating a file scans past every inode freed there
+/// in the last minutes, so a first upload after a big deletion (a previous
+/// store removed) would spend most of its time allocating inodes. Best
+/// effort: other file systems refuse the flag, and that is fine.
+#[cfg(not(target_os = "linux"))]
+fn spread_subdirs(_dir: &Path) {}
+
+#[cfg(target_os = "linux")]
+fn spread_subdirs(dir: &Path) {
+    /// FS_TOPDIR_FL from linux/fs.h.
+    const TOPDIR: libc::c_int = 0x0002_0000;
+    let Ok(f) = File::open(dir) else { return };
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+    let mut flags: libc::c_int = 0;
+    // SAFETY: `fd` is open for the duration, and both ioctls read or write
+    // one int (the kernel's size for these flags) through the pointer.
+    unsafe {
+        if libc::ioctl(fd, libc::FS_IOC_GETFLAGS, &mut flags) == 0 && flags & TOPDIR == 0 {
+            flags |= TOPDIR;
+            libc::ioctl(fd, libc::FS_IOC_SETFLAGS, &flags);
+        }
+    }
 }
 
 /// Sets a file's atime to now without opening it (blobs are read-only, and

@@ -19,7 +19,14 @@ fn put(s: &DiskStore, data: &[u8]) -> Digest {
 }
 
 fn tmp_count(dir: &Path) -> usize {
-    fs::read_dir(dir.join("tmp")).unwrap().count()
+    fs::read_dir(dir.join("cas"))
+        .unwrap()
+        .flat_map(|shard| fs::read_dir(shard.unwrap().path()).unwrap())
+        .filter(|f| {
+            let name = f.as_ref().unwrap().file_name();
+            name.to_str().unwrap().starts_with(TMP_PREFIX)
+        })
+        .count()
 }
 
 #[test]
@@ -126,7 +133,7 @@ fn restart_keeps_blobs_and_cleans_tmp() {
         let mut w = s.writer(&Digest::of_bytes(b"never")).unwrap();
         w.write_chunk(b"nev").unwrap();
         std::mem::forget(w);
-        fs::write(dir.path().join("tmp/junk"), b"junk").unwrap();
+        fs::write(dir.path().join("cas/00/tmp.junk"), b"junk").unwrap();
     }
     assert_eq!(tmp_count(dir.path()), 2);
     let s = DiskStore::open(dir.path(), 1 << 20).unwrap();
