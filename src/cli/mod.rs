@@ -22,8 +22,8 @@ use crate::remote::Client;
 #[command(
     name = "recast",
     version,
-    about = "Run compiler invocations on any Remote Execution API v2 server",
-    long_about = "recast runs commands and compiler invocations on a server speaking the Bazel \
+    about = "Run commands on any Remote Execution API v2 server",
+    long_about = "recast runs commands on a server speaking the Bazel \
 Remote Execution API v2 (BuildGrid, Buildbarn, NativeLink, BuildBuddy, EngFlow), or on its \
 own embedded server, which it starts on demand when no server is configured.\n\n\
 Server: --remote, else RECAST_REMOTE, else `remote` in $XDG_CONFIG_HOME/recast/config.toml, \
