@@ -5,6 +5,7 @@
 
 mod digest;
 pub mod hash;
+pub mod resource;
 pub mod store;
 pub mod tree;
 

@@ -15,10 +15,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::cas::{BlobSource, changed};
-use super::resource;
 use super::retry::{CallKind, MAX_ATTEMPTS, backoff_delay, is_retryable, retry};
 use super::{Blob, Client, RemoteError};
 use crate::cas::Digest;
+use crate::cas::resource;
 use crate::proto::bytestream::{ReadRequest, WriteRequest};
 
 const CHUNK: usize = 1 << 20;

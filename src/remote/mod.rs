@@ -23,7 +23,6 @@ mod execution;
 mod fake;
 pub mod metadata;
 pub mod outputs;
-pub mod resource;
 pub mod retry;
 mod session;
 #[cfg(test)]
@@ -41,6 +40,7 @@ pub use error::{RemoteError, code_name};
 pub use outputs::{OutputStats, write_outputs};
 pub use session::{ActionRun, Outcome, Timings, run_action};
 
+use crate::cas::resource;
 use crate::config::RemoteConfig;
 use crate::proto::bytestream::byte_stream_client::ByteStreamClient;
 use crate::proto::reapi::{

@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::error::{ServiceError, blocking};
-use super::resource::{self, Compression, ResourceError};
 use crate::cas::Digest;
+use crate::cas::resource::{self, Compression, ResourceError};
 use crate::cas::store::{BlobSink, BlobStore};
 use crate::proto::bytestream::byte_stream_server::ByteStream;
 use crate::proto::bytestream::{

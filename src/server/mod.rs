@@ -4,7 +4,7 @@
 //!
 //! One file per service, each a thin tonic handler over inner functions
 //! that tests call directly; `scheduler` matches actions to workers,
-//! `operations` keeps execution state, `resource` parses ByteStream names.
+//! `operations` keeps execution state; ByteStream names are `cas::resource`.
 //! This module wires them together and runs the gRPC server. Storage is the
 //! `cas::store` implementations; running a command is `runner`'s business.
 
@@ -15,7 +15,6 @@ pub mod cas;
 pub mod error;
 pub mod execution;
 pub mod operations;
-pub mod resource;
 pub mod scheduler;
 
 #[cfg(test)]

@@ -1,15 +1,16 @@
-//! Parsing ByteStream resource names on the server side (pure).
+//! ByteStream resource names, both ways (pure): built by the client,
+//! parsed by the server, from one grammar so the two cannot drift apart.
 //!
 //! Read:  `{instance}/blobs/{hash}/{size}` or
 //!        `{instance}/compressed-blobs/{compressor}/{hash}/{size}`
 //! Write: `{instance}/uploads/{uuid}/blobs/{hash}/{size}[/{anything}]` or
 //!        `{instance}/uploads/{uuid}/compressed-blobs/{compressor}/{hash}/{size}[/{anything}]`
 //!
-//! The instance name may be empty or contain slashes, so a name is parsed by
-//! finding the first reserved segment (`blobs`, `compressed-blobs`,
-//! `uploads`) rather than by position: instance names may not contain those
-//! words, which is what keeps this unambiguous. Building names is the
-//! client's business (`remote::resource`).
+//! With an empty instance name the leading `{instance}/` is left out. The
+//! instance name may contain slashes, so a name is parsed by finding the
+//! first reserved segment (`blobs`, `compressed-blobs`, `uploads`) rather
+//! than by position: [`validate_instance`] keeps those words out of
+//! instance names, which is what keeps this unambiguous.
 
 use crate::cas::Digest;
 
@@ -128,6 +129,70 @@ fn malformed(name: &str, reason: &str) -> ResourceError {
     }
 }
 
+/// Path segments the spec reserves: an instance name containing one would
+/// make resource names ambiguous.
+const RESERVED: [&str; 7] = [
+    "blobs",
+    "uploads",
+    "actions",
+    "actionResults",
+    "operations",
+    "capabilities",
+    "compressed-blobs",
+];
+
+fn prefix(instance: &str) -> String {
+    if instance.is_empty() {
+        String::new()
+    } else {
+        format!("{instance}/")
+    }
+}
+
+fn blob_part(digest: &Digest, compressed: bool) -> String {
+    let kind = if compressed {
+        "compressed-blobs/zstd"
+    } else {
+        "blobs"
+    };
+    format!("{kind}/{}/{}", digest.hex(), digest.size())
+}
+
+/// Resource name for a ByteStream Read.
+pub fn read_name(instance: &str, digest: &Digest, compressed: bool) -> String {
+    format!("{}{}", prefix(instance), blob_part(digest, compressed))
+}
+
+/// Resource name for a ByteStream Write; `upload_id` is unique per attempt.
+pub fn write_name(instance: &str, upload_id: &str, digest: &Digest, compressed: bool) -> String {
+    format!(
+        "{}uploads/{upload_id}/{}",
+        prefix(instance),
+        blob_part(digest, compressed)
+    )
+}
+
+/// Checks an instance name: empty, or `/`-separated non-empty segments none
+/// of which is a reserved word.
+pub fn validate_instance(instance: &str) -> Result<(), String> {
+    if instance.is_empty() {
+        return Ok(());
+    }
+    for seg in instance.split('/') {
+        if seg.is_empty() || seg == "." || seg == ".." {
+            return Err(format!(
+                "instance name {instance:?} has an empty, '.' or '..' path segment"
+            ));
+        }
+        if RESERVED.contains(&seg) {
+            return Err(format!(
+                "instance name {instance:?} contains the reserved segment {seg:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,7 +234,7 @@ mod tests {
     }
 
     #[test]
-    fn write_names() {
+    fn parse_write_names() {
         let w = parse_write(&format!("uploads/u-1/blobs/{H}/5")).unwrap();
         assert_eq!(w.instance, "");
         assert_eq!(w.upload_id, "u-1");
@@ -196,5 +261,73 @@ mod tests {
         assert!(parse_write("uploads/u").is_err());
         assert!(parse_write(&format!("uploads/u/other/{H}/5")).is_err());
         assert!(parse_write(&format!("uploads/u/blobs/{H}")).is_err());
+    }
+
+    #[test]
+    fn build_read_names() {
+        assert_eq!(read_name("", &d(), false), format!("blobs/{H}/5"));
+        assert_eq!(read_name("main", &d(), false), format!("main/blobs/{H}/5"));
+        assert_eq!(
+            read_name("a/b", &d(), true),
+            format!("a/b/compressed-blobs/zstd/{H}/5")
+        );
+        assert_eq!(
+            read_name("", &d(), true),
+            format!("compressed-blobs/zstd/{H}/5")
+        );
+    }
+
+    #[test]
+    fn build_write_names() {
+        assert_eq!(
+            write_name("", "u-1", &d(), false),
+            format!("uploads/u-1/blobs/{H}/5")
+        );
+        assert_eq!(
+            write_name("x/y/z", "u-1", &d(), true),
+            format!("x/y/z/uploads/u-1/compressed-blobs/zstd/{H}/5")
+        );
+    }
+
+    #[test]
+    fn instance_names() {
+        assert!(validate_instance("").is_ok());
+        assert!(validate_instance("main").is_ok());
+        assert!(validate_instance("a/b-c/d_e").is_ok());
+        assert!(validate_instance("/a").is_err());
+        assert!(validate_instance("a/").is_err());
+        assert!(validate_instance("a//b").is_err());
+        assert!(validate_instance("a/../b").is_err());
+        assert!(validate_instance("x/blobs").is_err());
+        assert!(validate_instance("uploads").is_err());
+        assert!(validate_instance("compressed-blobs/y").is_err());
+    }
+
+    #[test]
+    fn built_names_parse_back() {
+        for instance in ["", "main", "a/b/c"] {
+            for compressed in [false, true] {
+                let want = if compressed {
+                    Compression::Zstd
+                } else {
+                    Compression::Identity
+                };
+                let r = parse_read(&read_name(instance, &d(), compressed)).unwrap();
+                assert_eq!(
+                    (r.instance.as_str(), r.digest, r.compression),
+                    (instance, d(), want)
+                );
+                let w = parse_write(&write_name(instance, "u-9", &d(), compressed)).unwrap();
+                assert_eq!(
+                    (
+                        w.instance.as_str(),
+                        w.upload_id.as_str(),
+                        w.digest,
+                        w.compression
+                    ),
+                    (instance, "u-9", d(), want)
+                );
+            }
+        }
     }
 }
