@@ -12,3 +12,4 @@ pub mod proto;
 pub mod remote;
 pub mod runner;
 pub mod server;
+pub mod toolchain;

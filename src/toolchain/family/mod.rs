@@ -1,0 +1,1 @@
+//! Compiler families (being written).

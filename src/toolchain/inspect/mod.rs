@@ -1,0 +1,1 @@
+//! Binary inspection (being written).
