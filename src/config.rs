@@ -34,6 +34,14 @@ pub mod vars {
     /// Directory for recast's state: caches and the embedded server
     /// (default: `$XDG_CACHE_HOME/recast`, else `~/.cache/recast`).
     pub const CACHE_DIR: &str = "RECAST_CACHE_DIR";
+    /// Platform profile: a built-in name (`standard`, `buildgrid`,
+    /// `buildbarn`, `nativelink`, `buildbuddy`, `google-rbe`, `engflow`) or
+    /// the path of a profile file. See `recast platform list`.
+    pub const PLATFORM_PROFILE: &str = "RECAST_PLATFORM_PROFILE";
+    /// Extra platform properties, `KEY=VALUE` separated by newlines or
+    /// commas, e.g. `Pool=linux-x64`. A key named here replaces the values
+    /// the profile gives it.
+    pub const PLATFORM: &str = "RECAST_PLATFORM";
     /// Log filter in `tracing` syntax (e.g. `debug`, `recast::remote=trace`).
     pub const LOG: &str = "RECAST_LOG";
     /// Tests only: when `1`, a test whose peer server is missing fails
@@ -76,6 +84,37 @@ pub struct FileConfig {
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub tls: TlsFileConfig,
+    #[serde(default)]
+    pub platform: PlatformFileConfig,
+}
+
+/// `[platform]` in the config file.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformFileConfig {
+    /// As `RECAST_PLATFORM_PROFILE`.
+    pub profile: Option<String>,
+    /// `[platform.properties]`: extra properties, each a string or a list
+    /// of strings (several values of one key).
+    #[serde(default)]
+    pub properties: BTreeMap<String, OneOrMany>,
+}
+
+/// A property value in the config file: `"v"` or `["v", "w"]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Resolved platform settings: which profile, and the user's properties.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlatformConfig {
+    /// A built-in profile name or a path.
+    pub profile: String,
+    /// Sorted by key; each key from the highest source that names it.
+    pub properties: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -143,6 +182,8 @@ pub enum ConfigError {
     BadNumber { var: &'static str, value: String },
     #[error("cannot find a home directory: set {} or HOME", vars::CACHE_DIR)]
     NoHome,
+    #[error("platform property {0:?} is not KEY=VALUE")]
+    BadProperty(String),
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
 }
@@ -268,6 +309,66 @@ pub fn resolve(
     })
 }
 
+/// Platform settings: flag > env > file > the `standard` profile. For
+/// properties, each key comes whole from the highest source naming it, so
+/// `--platform Pool=a` replaces a `Pool` from the config file, while
+/// repeating a key within one source gives it several values.
+pub fn resolve_platform(
+    profile_flag: Option<&str>,
+    property_flags: &[String],
+    env: &Env,
+    file: &FileConfig,
+) -> Result<PlatformConfig, ConfigError> {
+    let profile = profile_flag
+        .map(str::to_string)
+        .or_else(|| env.get(vars::PLATFORM_PROFILE).map(str::to_string))
+        .or_else(|| file.platform.profile.clone())
+        .unwrap_or_else(|| "standard".to_string());
+    let parse = |s: &str| {
+        s.split_once('=')
+            .filter(|(k, _)| !k.trim().is_empty())
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .ok_or_else(|| ConfigError::BadProperty(s.to_string()))
+    };
+    let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in &file.platform.properties {
+        let values = match v {
+            OneOrMany::One(v) => vec![v.clone()],
+            OneOrMany::Many(vs) => vs.clone(),
+        };
+        by_key.insert(k.clone(), values);
+    }
+    let mut layer = |items: Vec<(String, String)>| {
+        let mut this: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (k, v) in items {
+            this.entry(k).or_default().push(v);
+        }
+        by_key.extend(this);
+    };
+    if let Some(list) = env.get(vars::PLATFORM) {
+        layer(
+            list.split([',', '\n'])
+                .filter(|s| !s.trim().is_empty())
+                .map(parse)
+                .collect::<Result<_, _>>()?,
+        );
+    }
+    layer(
+        property_flags
+            .iter()
+            .map(|s| parse(s))
+            .collect::<Result<_, _>>()?,
+    );
+    let properties = by_key
+        .into_iter()
+        .flat_map(|(k, vs)| vs.into_iter().map(move |v| (k.clone(), v)))
+        .collect();
+    Ok(PlatformConfig {
+        profile,
+        properties,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,6 +453,44 @@ mod tests {
             Err(ConfigError::BadHeader(_))
         ));
         assert!(parse_file("remote = \"x\"\nunknown = 1\n").is_err());
+    }
+
+    #[test]
+    fn platform_flag_beats_env_beats_file_per_key() {
+        let file = parse_file(
+            "[platform]\nprofile = \"engflow\"\n[platform.properties]\nPool = \"file\"\nISA = [\"x86-64\", \"x86-avx2\"]\nteam = \"a\"\n",
+        )
+        .unwrap();
+        let e = env(&[(vars::PLATFORM, "Pool=env, ISA=arm-a64")]);
+        let p = resolve_platform(None, &["team=b".into(), "team=c".into()], &e, &file).unwrap();
+        assert_eq!(p.profile, "engflow");
+        let want: Vec<(String, String)> = [
+            ("ISA", "arm-a64"),
+            ("Pool", "env"),
+            ("team", "b"),
+            ("team", "c"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(p.properties, want);
+
+        let e = env(&[(vars::PLATFORM_PROFILE, "buildbuddy")]);
+        assert_eq!(
+            resolve_platform(None, &[], &e, &file).unwrap().profile,
+            "buildbuddy"
+        );
+        let p = resolve_platform(Some("google-rbe"), &[], &e, &file).unwrap();
+        assert_eq!(p.profile, "google-rbe");
+        assert_eq!(p.properties.len(), 4);
+        let p = resolve_platform(None, &[], &Env::default(), &FileConfig::default()).unwrap();
+        assert_eq!(p.profile, "standard");
+        assert!(p.properties.is_empty());
+        assert_eq!(
+            resolve_platform(None, &["nokey".into()], &Env::default(), &file),
+            Err(ConfigError::BadProperty("nokey".into()))
+        );
+        assert!(parse_file("[platform]\nprofle = \"x\"\n").is_err());
     }
 
     #[test]

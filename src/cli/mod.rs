@@ -6,9 +6,13 @@
 //! to the subcommand.
 
 mod capabilities;
+mod doctor;
 mod embedded;
+mod platform;
 mod run;
 mod serve;
+mod toolchain;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -44,6 +48,14 @@ enum Command {
     Capabilities(capabilities::CapabilitiesArgs),
     /// Stop the embedded per-user server started on demand.
     StopServer,
+    /// Show the platform properties recast sends, and the server profiles.
+    Platform(platform::PlatformArgs),
+    /// Check a server: connection, capabilities, auth, and a worker for this platform.
+    Doctor(doctor::DoctorArgs),
+    /// Execute actions for a Remote Workers API scheduler (BuildGrid).
+    Worker(worker::WorkerArgs),
+    /// Package compilers into CAS trees and publish them on the server.
+    Toolchain(toolchain::ToolchainArgs),
 }
 
 /// Parses the command line and runs the subcommand on a tokio runtime.
@@ -80,6 +92,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let client = connect(&args.remote).await?;
             capabilities::run(args, client).await
         }
+        Command::Platform(args) => platform::run(args),
+        Command::Doctor(args) => doctor::run(args).await,
+        Command::Worker(args) => worker::run(args).await,
+        Command::Toolchain(args) => toolchain::run(args).await,
         Command::StopServer => {
             let env = Env::from_process();
             let dir = config::cache_dir(&env)?;

@@ -19,6 +19,9 @@ use crate::action::{self, CommandSpec, Features, OutputSpec};
 use crate::cas::Digest;
 use crate::config::RemoteArgs;
 use crate::remote::{self, ActionRun, Blob, Client, Outcome, RemoteError};
+use crate::toolchain::bundle::Bundle;
+
+use super::platform as cli_platform;
 
 /// The environment a command gets when no `--env` is given.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -35,9 +38,22 @@ pub struct RunArgs {
     /// '/' marks a directory.
     #[arg(long = "output", value_name = "PATH")]
     pub outputs: Vec<String>,
-    /// Platform property the worker must have (repeatable).
+    /// Platform property the worker must have (repeatable). The platform
+    /// is this machine's OSFamily and ISA, spelled by the profile; a KEY
+    /// given here replaces the profile's values of KEY.
     #[arg(long = "platform", value_name = "KEY=VALUE")]
     pub platform: Vec<String>,
+    /// How the server spells platforms: a built-in profile (`recast
+    /// platform list`) or a .toml file [default: RECAST_PLATFORM_PROFILE,
+    /// else config, else standard].
+    #[arg(long, value_name = "NAME|PATH")]
+    pub platform_profile: Option<String>,
+    /// Ship this compiler's toolchain with the command: its bundle joins the
+    /// input root, DIR sits at its own absolute path inside, and ARGV[0]
+    /// becomes the bundled compiler, so the worker needs nothing installed.
+    /// The execution platform is then the toolchain's host.
+    #[arg(long, value_name = "COMPILER")]
+    pub toolchain: Option<PathBuf>,
     /// Environment variable of the command (repeatable). The command sees
     /// exactly these; without any, only PATH=/usr/local/bin:/usr/bin:/bin.
     #[arg(long = "env", value_name = "KEY=VALUE")]
@@ -66,8 +82,8 @@ fn key_value(flag: &str, s: &str) -> anyhow::Result<(String, String)> {
     }
 }
 
-/// The command spec from the flags (pure).
-fn spec_from(args: &RunArgs) -> anyhow::Result<CommandSpec> {
+/// The command spec from the flags and the resolved platform (pure).
+fn spec_from(args: &RunArgs, platform: Vec<(String, String)>) -> anyhow::Result<CommandSpec> {
     let mut env = BTreeMap::new();
     if args.env.is_empty() {
         env.insert("PATH".to_string(), DEFAULT_PATH.to_string());
@@ -76,11 +92,6 @@ fn spec_from(args: &RunArgs) -> anyhow::Result<CommandSpec> {
         let (k, v) = key_value("--env", e)?;
         env.insert(k, v);
     }
-    let platform = args
-        .platform
-        .iter()
-        .map(|p| key_value("--platform", p))
-        .collect::<anyhow::Result<Vec<_>>>()?;
     let outputs = args
         .outputs
         .iter()
@@ -104,6 +115,67 @@ fn spec_from(args: &RunArgs) -> anyhow::Result<CommandSpec> {
     })
 }
 
+/// Puts `bundle` into the input root: the toolchain's tree at the root,
+/// DIR's entries under DIR's own absolute path, which becomes the working
+/// directory; ARGV[0] is replaced by the bundled compiler, relative to it,
+/// and the manifest's environment joins the command's (the user's `--env`
+/// wins). Returns the toolchain's blobs to upload.
+fn with_toolchain(
+    args: &RunArgs,
+    root: &Path,
+    bundle: &Bundle,
+    spec: &mut CommandSpec,
+    input: &mut action::input::InputRoot,
+) -> anyhow::Result<Vec<Blob>> {
+    let abs = root
+        .canonicalize()
+        .with_context(|| format!("resolving --input-root {}", root.display()))?;
+    let prefix = crate::toolchain::listing::tree_path(&abs)
+        .with_context(|| format!("{}: not UTF-8", abs.display()))?;
+    let (mut entries, _) = bundle.listing.entries(&bundle.files);
+    if !prefix.is_empty() {
+        entries.push(crate::cas::tree::Entry::dir(prefix.clone()));
+    }
+    for e in &input.entries {
+        let mut e = e.clone();
+        e.path = if prefix.is_empty() {
+            e.path
+        } else {
+            format!("{prefix}/{}", e.path)
+        };
+        entries.push(e);
+    }
+    input.tree = crate::cas::tree::build(&entries).with_context(|| {
+        format!(
+            "{} overlaps the toolchain's own files; run from another directory",
+            abs.display()
+        )
+    })?;
+    let (argv0, env) = bundle.manifest.invocation(&prefix);
+    if let Some(first) = spec.arguments.first_mut() {
+        *first = argv0;
+    }
+    let user_env: std::collections::BTreeSet<String> = args
+        .env
+        .iter()
+        .filter_map(|e| e.split_once('=').map(|(k, _)| k.to_string()))
+        .collect();
+    for (k, v) in env {
+        if !user_env.contains(&k) {
+            spec.env.insert(k, v);
+        }
+    }
+    spec.working_directory = prefix;
+    let mut blobs = Vec::with_capacity(bundle.files.len());
+    let mut seen = std::collections::HashSet::new();
+    for (path, digest) in &bundle.files {
+        if seen.insert(*digest) {
+            blobs.push(Blob::file(*digest, path));
+        }
+    }
+    Ok(blobs)
+}
+
 /// An exit code for the process: the command's, or 255 when it does not
 /// fit (so a failure never turns into success).
 fn exit_code(code: i32) -> u8 {
@@ -116,16 +188,27 @@ struct Prepared {
     blobs: Vec<Blob>,
 }
 
-fn prepare(args: &RunArgs, root: &Path, features: Features) -> anyhow::Result<Prepared> {
-    let spec = spec_from(args)?;
-    let command = action::build_command(&spec, features)?;
+fn prepare(
+    args: &RunArgs,
+    platform: Vec<(String, String)>,
+    root: &Path,
+    features: Features,
+    toolchain: Option<&Bundle>,
+) -> anyhow::Result<Prepared> {
+    let mut spec = spec_from(args, platform)?;
     // The command runs at the root, so output paths are root-relative.
-    let outputs: Vec<&str> = spec.outputs.iter().map(|o| o.path.as_str()).collect();
-    let input = action::input::collect_excluding(root, &outputs)
+    let outputs: Vec<String> = spec.outputs.iter().map(|o| o.path.clone()).collect();
+    let outputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    let mut input = action::input::collect_excluding(root, &outputs)
         .with_context(|| format!("while reading the input root {}", root.display()))?;
     for s in &input.skipped {
         tracing::warn!("skipping {}: not a file, directory or symlink", s.display());
     }
+    let mut toolchain_files = Vec::new();
+    if let Some(bundle) = toolchain {
+        toolchain_files = with_toolchain(args, root, bundle, &mut spec, &mut input)?;
+    }
+    let command = action::build_command(&spec, features)?;
     let command_blob = Blob::from_message(&command);
     let action_msg = action::build_action(
         &command_blob.digest,
@@ -147,6 +230,7 @@ fn prepare(args: &RunArgs, root: &Path, features: Features) -> anyhow::Result<Pr
         })
         .collect();
     blobs.extend(input.files.into_iter().map(|(d, p)| Blob::file(d, p)));
+    blobs.extend(toolchain_files);
     blobs.push(command_blob);
     blobs.push(action_blob);
     Ok(Prepared {
@@ -161,6 +245,33 @@ pub async fn run(args: RunArgs, client: Client) -> anyhow::Result<ExitCode> {
     if !root.is_dir() {
         bail!("--input-root {} is not a directory", root.display());
     }
+    let toolchain = match &args.toolchain {
+        Some(compiler) => Some(super::toolchain::bundle_of(compiler).await?),
+        None => None,
+    };
+    let resolved = match &toolchain {
+        // The bundled compiler runs on the worker: its host is the
+        // execution platform.
+        Some(bundle) => {
+            let host = &bundle.manifest.host;
+            let os = host.os.parse().map_err(|()| {
+                anyhow::anyhow!("unknown OS {:?} in the toolchain manifest", host.os)
+            })?;
+            let arch = host.arch.parse().map_err(|()| {
+                anyhow::anyhow!(
+                    "unknown architecture {:?} in the toolchain manifest",
+                    host.arch
+                )
+            })?;
+            cli_platform::resolve(args.platform_profile.as_deref(), &args.platform, &os, &arch)
+                .with_context(|| {
+                    format!("the platform of the toolchain {}", bundle.manifest.name)
+                })?
+        }
+        // The command runs what this machine runs, so this machine is the
+        // execution platform.
+        None => cli_platform::resolve_host(args.platform_profile.as_deref(), &args.platform)?,
+    };
     let caps = client
         .capabilities()
         .await
@@ -177,8 +288,9 @@ pub async fn run(args: RunArgs, client: Client) -> anyhow::Result<ExitCode> {
     };
     let prepared = {
         let root = root.clone();
+        let platform = resolved.platform.pairs().to_vec();
         tokio::task::spawn_blocking(move || {
-            let p = prepare(&args, &root, features);
+            let p = prepare(&args, platform, &root, features, toolchain.as_ref());
             (args, p)
         })
     };
@@ -191,14 +303,18 @@ pub async fn run(args: RunArgs, client: Client) -> anyhow::Result<ExitCode> {
         skip_cache: args.skip_cache,
         timeout: args.timeout_action.map(Duration::from_secs),
     };
-    let mut outcome = remote::run_action(&client, run.clone()).await?;
+    let mut outcome = remote::run_action(&client, run.clone())
+        .await
+        .map_err(|e| cli_platform::with_advice(e.into(), &resolved))?;
     let t = Instant::now();
     let mut written = write_back(&client, &outcome, &root).await;
     // A cached result whose blobs have been evicted: run it for real.
     if outcome.cached && matches!(written, Err(RemoteError::NotFound { .. })) {
         tracing::debug!("cached result refers to evicted blobs; executing again");
         run.skip_cache = true;
-        outcome = remote::run_action(&client, run).await?;
+        outcome = remote::run_action(&client, run)
+            .await
+            .map_err(|e| cli_platform::with_advice(e.into(), &resolved))?;
         written = write_back(&client, &outcome, &root).await;
     }
     let (stdout, stderr) = written?;
@@ -217,13 +333,13 @@ pub async fn run(args: RunArgs, client: Client) -> anyhow::Result<ExitCode> {
         if !outcome.message.is_empty() && outcome.message != message {
             message = format!("{message} ({})", outcome.message);
         }
-        return Err(RemoteError::Status {
+        let err = RemoteError::Status {
             server: client.url().to_string(),
             call: "Execute",
             code,
             message,
-        }
-        .into());
+        };
+        return Err(cli_platform::with_advice(err.into(), &resolved));
     }
     let result = outcome.result.as_ref().expect("an OK outcome has a result");
     if args.json {
@@ -299,7 +415,7 @@ mod tests {
             "a.c",
         ])
         .unwrap();
-        let s = spec_from(&a).unwrap();
+        let s = spec_from(&a, vec![("OSFamily".into(), "linux".into())]).unwrap();
         assert_eq!(s.arguments, vec!["gcc", "-c", "a.c"]);
         assert_eq!(s.env.get("PATH").unwrap(), DEFAULT_PATH);
         assert_eq!(s.env.len(), 1);
@@ -320,13 +436,13 @@ mod tests {
         assert_eq!(a.input_root, PathBuf::from("."));
 
         let a = parse(&["--env", "A=1", "--env", "B=x=y", "--", "true"]).unwrap();
-        let s = spec_from(&a).unwrap();
+        let s = spec_from(&a, Vec::new()).unwrap();
         assert_eq!(s.env.len(), 2);
         assert_eq!(s.env["B"], "x=y");
         assert!(!s.env.contains_key("PATH"));
 
         let a = parse(&["--env", "novalue", "--", "true"]).unwrap();
-        assert!(spec_from(&a).is_err());
+        assert!(spec_from(&a, Vec::new()).is_err());
         assert!(parse(&["--output", "x"]).is_err(), "ARGV is required");
     }
 

@@ -17,6 +17,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use super::RunError;
+use super::sandbox::Jail;
 use crate::proto::reapi;
 
 /// How the process ended.
@@ -37,6 +38,7 @@ pub fn run(
     stdout: &Path,
     stderr: &Path,
     timeout: Duration,
+    jail: Option<&Jail>,
 ) -> Result<Finished, RunError> {
     let open = |p: &Path| {
         File::create(p)
@@ -51,14 +53,28 @@ pub fn run(
         .map(|v| (v.name.as_str(), v.value.as_str()))
         .collect();
     let argv0 = &command.arguments[0];
-    let program = resolve_program(argv0, cwd, &env);
-
-    let mut cmd = Command::new(&program);
-    cmd.arg0(argv0)
-        .args(&command.arguments[1..])
-        .env_clear()
+    let mut cmd = match jail {
+        None => {
+            let program = resolve_program(argv0, cwd, &env);
+            let mut cmd = Command::new(&program);
+            cmd.arg0(argv0)
+                .args(&command.arguments[1..])
+                .current_dir(cwd);
+            cmd
+        }
+        Some(jail) => match jail.command(&command.arguments, &env) {
+            Ok(cmd) => cmd,
+            Err(why) => {
+                let _ = writeln!(err, "recast: cannot run {argv0:?}: {why}");
+                return Ok(Finished {
+                    exit_code: 127,
+                    timed_out: false,
+                });
+            }
+        },
+    };
+    cmd.env_clear()
         .envs(env.iter().copied())
-        .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(
@@ -69,6 +85,10 @@ pub fn run(
 
     let mut child = match spawn(&mut cmd) {
         Ok(c) => c,
+        // bwrap itself missing is the worker's fault, not the action's.
+        Err(e) if jail.is_some() => {
+            return Err(RunError::Internal(format!("cannot start bwrap: {e}")));
+        }
         Err(e) => {
             let code = if e.kind() == io::ErrorKind::PermissionDenied {
                 126

@@ -8,12 +8,14 @@
 //!
 //! Submodules: `materialize` (input tree → scratch directory), `exec`
 //! (the process, its environment and its timeout), `collect` (outputs →
-//! store), `paths` (relative-path checks and symlink-safe resolution).
+//! store), `paths` (relative-path checks and symlink-safe resolution),
+//! `sandbox` (the optional bubblewrap chroot of the input root).
 
 mod collect;
 mod exec;
 mod materialize;
 mod paths;
+mod sandbox;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -21,6 +23,8 @@ use std::time::{Duration, SystemTime};
 use crate::cas::Digest;
 use crate::cas::store::{self, BlobStore, StoreError};
 use crate::proto::reapi;
+
+pub use sandbox::{Sandbox, find_bwrap};
 
 /// Where and how actions run.
 #[derive(Clone, Debug)]
@@ -76,6 +80,20 @@ pub fn run_action(
     action: &reapi::Action,
     command: &reapi::Command,
 ) -> Result<reapi::ActionResult, RunError> {
+    run_action_in(store, cfg, Sandbox::None, action, command)
+}
+
+/// [`run_action`] with the command isolated by `sandbox`. With
+/// [`Sandbox::Bwrap`], `bwrap` must be on the worker's `PATH`
+/// ([`find_bwrap`]); everything else (materializing, outputs, timeout) is
+/// the same.
+pub fn run_action_in(
+    store: &dyn BlobStore,
+    cfg: &RunnerConfig,
+    sandbox: Sandbox,
+    action: &reapi::Action,
+    command: &reapi::Command,
+) -> Result<reapi::ActionResult, RunError> {
     let worker_start = SystemTime::now();
     validate_command(command)?;
     let input_root = Digest::from_proto_opt(action.input_root_digest.as_ref())
@@ -90,7 +108,24 @@ pub fn run_action(
     let fetch_done = SystemTime::now();
 
     let exec_start = SystemTime::now();
-    let finished = exec::run(&work, command, &scratch.stdout, &scratch.stderr, timeout)?;
+    let jail = match sandbox {
+        Sandbox::None => None,
+        Sandbox::Bwrap => Some(sandbox::Jail {
+            bwrap: find_bwrap().ok_or_else(|| {
+                RunError::Internal("--sandbox bwrap: no bwrap on the worker's PATH".into())
+            })?,
+            root: scratch.root.clone(),
+            workdir: command.working_directory.clone(),
+        }),
+    };
+    let finished = exec::run(
+        &work,
+        command,
+        &scratch.stdout,
+        &scratch.stderr,
+        timeout,
+        jail.as_ref(),
+    )?;
     let exec_done = SystemTime::now();
 
     let mut result = reapi::ActionResult {

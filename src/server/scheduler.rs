@@ -19,42 +19,17 @@ use tokio::sync::Notify;
 /// A worker's properties: each key with the values it offers.
 pub type Properties = BTreeMap<String, BTreeSet<String>>;
 
-/// The host's `OSFamily` in the REAPI lexicon.
-pub fn os_family(os: &str) -> &str {
-    match os {
-        "solaris" | "illumos" => "sunos",
-        // linux, macos, freebsd, windows, aix are spelled as Rust does.
-        other => other,
-    }
-}
-
-/// The host's `ISA` in the REAPI lexicon, from a Rust arch name.
-pub fn isa(arch: &str, big_endian: bool) -> &str {
-    match (arch, big_endian) {
-        ("x86_64", _) => "x86-64",
-        ("x86", _) => "x86-32",
-        ("aarch64", false) => "arm-a64",
-        ("aarch64", true) => "arm-a64-be",
-        ("arm", false) => "arm-a32",
-        ("arm", true) => "arm-a32-be",
-        ("powerpc64" | "powerpc", false) => "power-isa-le",
-        ("powerpc64" | "powerpc", true) => "power-isa-be",
-        ("riscv64", _) => "rv64g",
-        ("riscv32", _) => "rv32g",
-        ("sparc64", _) => "sparc-v9",
-        (other, _) => other,
-    }
-}
-
-/// This machine's `OSFamily` and `ISA`.
+/// This machine's `OSFamily` and ISA, from the one lexicon in
+/// [`crate::platform`]. A host the lexicon cannot name offers no standard
+/// properties (only the `--platform` extras), with a warning.
 pub fn host_properties() -> Vec<(String, String)> {
-    vec![
-        ("OSFamily".into(), os_family(std::env::consts::OS).into()),
-        (
-            "ISA".into(),
-            isa(std::env::consts::ARCH, cfg!(target_endian = "big")).into(),
-        ),
-    ]
+    match crate::platform::host() {
+        Ok(p) => p.into_pairs(),
+        Err(e) => {
+            tracing::warn!("workers offer no OSFamily/ISA: {e}");
+            Vec::new()
+        }
+    }
 }
 
 /// Collects `(key, value)` pairs into worker properties.
@@ -239,16 +214,10 @@ mod tests {
 
     #[test]
     fn host_properties_use_the_lexicon() {
-        assert_eq!(isa("x86_64", false), "x86-64");
-        assert_eq!(isa("aarch64", false), "arm-a64");
-        assert_eq!(isa("powerpc64", false), "power-isa-le");
-        assert_eq!(os_family("macos"), "macos");
-        assert_eq!(os_family("illumos"), "sunos");
         let host = host_properties();
-        assert_eq!(host[0].0, "OSFamily");
-        assert_eq!(host[1].0, "ISA");
+        assert_eq!(host, crate::platform::host().unwrap().into_pairs());
         if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
-            assert_eq!(host, pairs(&[("OSFamily", "linux"), ("ISA", "x86-64")]));
+            assert_eq!(host, pairs(&[("ISA", "x86-64"), ("OSFamily", "linux")]));
         }
     }
 

@@ -9,13 +9,23 @@
 //! Both read files through [`FileSource`], so the same code inspects an
 //! installed toolchain and one still packed in a tar archive.
 
+pub mod archive;
+pub mod bundle;
 pub mod family;
+pub mod index;
 pub mod inspect;
+pub mod listing;
+pub mod local;
+pub mod manifest;
+pub mod registry;
 
 use std::ffi::OsString;
 use std::io;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
+
+use crate::cas::Digest;
+use crate::remote::BlobSource;
 
 /// What kind of thing a path is, without following a final symlink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +77,22 @@ pub trait FileSource: Send + Sync {
     fn read(&self, path: &Path) -> io::Result<FileBytes>;
     /// The names in the directory at `path` (symlinks followed), unsorted.
     fn read_dir(&self, path: &Path) -> io::Result<Vec<OsString>>;
+
+    /// The digest of the regular file at `path`.
+    fn digest(&self, path: &Path) -> io::Result<Digest> {
+        Ok(Digest::of_bytes(&self.read(path)?))
+    }
+
+    /// Where an upload reads the file at `path` from.
+    fn blob_source(&self, path: &Path) -> io::Result<BlobSource> {
+        Ok(BlobSource::Bytes(self.read(path)?.to_vec()))
+    }
+
+    /// Whether paths name files on this machine, so their stat is a stable
+    /// key for the local index.
+    fn is_host(&self) -> bool {
+        false
+    }
 }
 
 /// The host's filesystem. Large files are mapped, not copied.
@@ -124,5 +150,17 @@ impl FileSource for HostFs {
         std::fs::read_dir(path)?
             .map(|e| e.map(|e| e.file_name()))
             .collect()
+    }
+
+    fn digest(&self, path: &Path) -> io::Result<Digest> {
+        crate::cas::hash::digest_file(path)
+    }
+
+    fn blob_source(&self, path: &Path) -> io::Result<BlobSource> {
+        Ok(BlobSource::File(path.to_path_buf()))
+    }
+
+    fn is_host(&self) -> bool {
+        true
     }
 }

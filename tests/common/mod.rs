@@ -5,6 +5,8 @@
 //! crate uses a different subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod buildgrid;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

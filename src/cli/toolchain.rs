@@ -1,0 +1,394 @@
+//! `recast toolchain`: inspect, package, publish and manage toolchains.
+//!
+//! - `inspect PATH`: the loader closure of one binary, as a tree or JSON.
+//! - `package --compiler PATH`: the bundle, locally (root digest, manifest).
+//! - `upload --compiler PATH`: package and publish in the server's registry.
+//! - `list`, `show NAME|DIGEST`, `rm NAME|DIGEST`: the server's registry.
+//!
+//! The work is in `crate::toolchain`; this file turns flags into requests
+//! and results into text.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+
+use crate::config::{self, Env, RemoteArgs};
+use crate::toolchain::inspect::{self, ClosureOptions};
+use crate::toolchain::local::{self, Request};
+use crate::toolchain::{HostFs, registry};
+
+#[derive(clap::Args, Debug)]
+pub struct ToolchainArgs {
+    #[command(subcommand)]
+    pub command: ToolchainCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ToolchainCommand {
+    /// Show every file the loader opens to run a binary, and why.
+    Inspect(InspectArgs),
+    /// Package a compiler into a CAS tree locally; print its root digest.
+    Package(PackageArgs),
+    /// Package a compiler and publish it in the server's registry.
+    Upload(UploadArgs),
+    /// List the toolchains published on the server.
+    List(ListArgs),
+    /// Show one published toolchain's manifest.
+    Show(ShowArgs),
+    /// Remove a toolchain from the server's registry.
+    Rm(ShowArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct InspectArgs {
+    /// The binary (or script) to inspect.
+    pub path: PathBuf,
+    /// Print the closure as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct CompilerArgs {
+    /// The compiler: a path, or a name looked up on PATH.
+    #[arg(long, value_name = "PATH")]
+    pub compiler: PathBuf,
+    /// Include the libraries for this target (repeatable; default: the
+    /// compiler's own).
+    #[arg(long = "target", value_name = "TRIPLE")]
+    pub targets: Vec<String>,
+    /// Package this sysroot with the compiler.
+    #[arg(long, value_name = "DIR")]
+    pub sysroot: Option<PathBuf>,
+    /// Include what linking needs (linker, crt files, rust-lld).
+    #[arg(long)]
+    pub linking: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PackageArgs {
+    #[command(flatten)]
+    pub compiler: CompilerArgs,
+    /// Print the manifest as JSON, with whether it came from the local
+    /// index and how long packaging took.
+    #[arg(long)]
+    pub json: bool,
+    /// Print every path in the bundle (source paths), one per line.
+    #[arg(long, conflicts_with = "json")]
+    pub list: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct UploadArgs {
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+    #[command(flatten)]
+    pub compiler: CompilerArgs,
+    /// Print what was published as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+    /// A toolchain name (`rustc-1.91.0-x86_64-linux`) or digest.
+    pub what: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: ToolchainArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        ToolchainCommand::Inspect(a) => inspect_cmd(a),
+        ToolchainCommand::Package(a) => package_cmd(a).await,
+        ToolchainCommand::Upload(a) => upload_cmd(a).await,
+        ToolchainCommand::List(a) => list_cmd(a).await,
+        ToolchainCommand::Show(a) => show_cmd(a, false).await,
+        ToolchainCommand::Rm(a) => show_cmd(a, true).await,
+    }
+}
+
+fn env_paths(name: &str) -> Vec<PathBuf> {
+    std::env::var_os(name)
+        .map(|v| {
+            std::env::split_paths(&v)
+                .filter(|p| p.is_absolute())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `name` as an absolute path: as given if it has a `/`, else from PATH.
+fn locate(name: &Path) -> anyhow::Result<PathBuf> {
+    if name.components().count() > 1 || name.is_absolute() {
+        let abs = if name.is_absolute() {
+            name.to_path_buf()
+        } else {
+            std::env::current_dir()?.join(name)
+        };
+        if !abs.exists() {
+            if let Ok(target) = std::fs::read_link(&abs) {
+                bail!(
+                    "{}: a broken symbolic link (to {}, which does not resolve)",
+                    abs.display(),
+                    target.display()
+                );
+            }
+            bail!("{}: no such file", abs.display());
+        }
+        return Ok(abs);
+    }
+    for dir in env_paths("PATH") {
+        let p = dir.join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    bail!(
+        "{}: not found on PATH; give the compiler's full path",
+        name.display()
+    )
+}
+
+fn toolchain_cache() -> anyhow::Result<PathBuf> {
+    Ok(config::cache_dir(&Env::from_process())?.join("toolchains"))
+}
+
+fn inspect_cmd(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let path = locate(&args.path)?;
+    let opts = ClosureOptions {
+        ld_library_path: env_paths("LD_LIBRARY_PATH"),
+        path: env_paths("PATH"),
+        ..ClosureOptions::default()
+    };
+    let closure = inspect::closure(&HostFs, std::slice::from_ref(&path), &opts)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&closure)?);
+    } else {
+        print!("{}", closure.render_tree());
+    }
+    Ok(if closure.missing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn request(args: &CompilerArgs) -> anyhow::Result<Request> {
+    Ok(Request {
+        compiler: locate(&args.compiler)?,
+        targets: args.targets.clone(),
+        sysroot: args.sysroot.clone(),
+        linking: args.linking,
+        path: env_paths("PATH"),
+        ld_library_path: env_paths("LD_LIBRARY_PATH"),
+    })
+}
+
+async fn resolve(args: &CompilerArgs) -> anyhow::Result<(local::Resolved, f64)> {
+    let req = request(args)?;
+    let cache = toolchain_cache()?;
+    let started = Instant::now();
+    let compiler = req.compiler.clone();
+    let resolved = tokio::task::spawn_blocking(move || local::resolve(&cache, &req))
+        .await
+        .context("packaging thread")?
+        .with_context(|| format!("packaging the toolchain of {}", compiler.display()))?;
+    Ok((resolved, started.elapsed().as_secs_f64()))
+}
+
+/// The bundle of `compiler` (a path or a name on PATH), packaged or
+/// recognised from the local index; for commands that ship it.
+pub async fn bundle_of(compiler: &Path) -> anyhow::Result<crate::toolchain::bundle::Bundle> {
+    let args = CompilerArgs {
+        compiler: compiler.to_path_buf(),
+        targets: Vec::new(),
+        sysroot: None,
+        linking: false,
+    };
+    Ok(resolve(&args).await?.0.bundle)
+}
+
+async fn package_cmd(args: PackageArgs) -> anyhow::Result<ExitCode> {
+    let (resolved, secs) = resolve(&args.compiler).await?;
+    let m = &resolved.bundle.manifest;
+    if args.json {
+        let v = serde_json::json!({
+            "manifest": m,
+            "warm": resolved.warm,
+            "seconds": secs,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if args.list {
+        let mut out = std::io::stdout().lock();
+        for p in resolved.bundle.listing.items.keys() {
+            writeln!(out, "{}", p.display())?;
+        }
+    } else {
+        println!("{}", m.root);
+        eprintln!(
+            "recast: {} {}: {} files, {} symlinks, {} ({}; {:.3} s)",
+            m.name,
+            m.host,
+            m.files,
+            m.symlinks,
+            human(m.size),
+            if resolved.warm {
+                "unchanged, from the local index"
+            } else {
+                "packaged"
+            },
+            secs
+        );
+    }
+    for p in &resolved.bundle.skipped {
+        eprintln!("recast: warning: left out {} (name not UTF-8)", p.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn upload_cmd(args: UploadArgs) -> anyhow::Result<ExitCode> {
+    let (resolved, secs) = resolve(&args.compiler).await?;
+    let client = super::connect(&args.remote).await?;
+    let bundle = &resolved.bundle;
+    let tty = std::io::stderr().is_terminal() && !args.json;
+    let started = Instant::now();
+    let progress = move |sent: u64, total: u64| {
+        if tty && total > 0 {
+            let rate = sent as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            eprint!(
+                "\rrecast: uploading {} / {} ({}/s)   ",
+                human(sent),
+                human(total),
+                human(rate as u64)
+            );
+            let _ = std::io::stderr().flush();
+        }
+    };
+    let published = registry::publish(&client, &HostFs, bundle, &progress)
+        .await
+        .with_context(|| format!("publishing {} to {}", bundle.manifest.name, client.url()))?;
+    if tty {
+        eprintln!();
+    }
+    let upload_secs = started.elapsed().as_secs_f64();
+    let m = &bundle.manifest;
+    if args.json {
+        let v = serde_json::json!({
+            "name": m.name,
+            "root": m.root.to_string(),
+            "host": m.host.to_string(),
+            "files": m.files,
+            "size": m.size,
+            "uploaded_blobs": published.uploaded.blobs,
+            "uploaded_bytes": published.uploaded.bytes,
+            "package_seconds": secs,
+            "upload_seconds": upload_secs,
+            "warm": resolved.warm,
+        });
+        println!("{v}");
+    } else {
+        println!("{} {}", m.name, m.root);
+        eprintln!(
+            "recast: published {} to {}: {} of {} blobs sent ({} of {}) in {:.2} s",
+            m.name,
+            client.url(),
+            published.uploaded.blobs,
+            published.blobs,
+            human(published.uploaded.bytes),
+            human(published.bytes),
+            upload_secs
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list_cmd(args: ListArgs) -> anyhow::Result<ExitCode> {
+    let client = super::connect(&args.remote).await?;
+    let all = registry::list(&client)
+        .await
+        .with_context(|| format!("reading the toolchain registry of {}", client.url()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    } else if all.is_empty() {
+        eprintln!(
+            "recast: no toolchains published on {}; `recast toolchain upload --compiler PATH` publishes one",
+            client.url()
+        );
+    } else {
+        for l in &all {
+            println!(
+                "{:<40} {:>9} {:>6} files  {}",
+                l.name,
+                human(l.size),
+                l.files,
+                l.root
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show_cmd(args: ShowArgs, remove: bool) -> anyhow::Result<ExitCode> {
+    let client = super::connect(&args.remote).await?;
+    if remove {
+        let gone = registry::remove(&client, &args.what).await?;
+        eprintln!("recast: removed {} from {}", gone.name, client.url());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (_, manifest) = registry::show(&client, &args.what).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&manifest)?);
+    } else {
+        let m = &manifest;
+        println!("name      {}", m.name);
+        println!("family    {} {}", m.identity.family, m.identity.version);
+        if let Some(c) = &m.identity.commit {
+            println!("commit    {c}");
+        }
+        println!("host      {}", m.host);
+        println!("entry     {}", m.entry);
+        println!("root      {}", m.root);
+        println!(
+            "files     {} ({}), {} symlinks",
+            m.files,
+            human(m.size),
+            m.symlinks
+        );
+        if let Some(g) = &m.min_glibc {
+            println!("glibc     ≥ {g}");
+        }
+        if !m.targets.is_empty() {
+            println!("targets   {}", m.targets.join(", "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
