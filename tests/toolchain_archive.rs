@@ -3,10 +3,8 @@
 //! published from the archive alone must be the same toolchain (same root,
 //! nothing left to upload) as gcc published from the disk.
 //!
-//! DEPENDS ON THE LEAD'S CLI WIRING of `toolchain export` and `toolchain
-//! upload --archive` (issue 3, 5b): ignored until then; run with
-//! `cargo test --test toolchain_archive -- --ignored`. The library side is
-//! tested in `src/toolchain/archive/tests.rs`.
+//! The library side (dist tarballs, sccache layouts, conflicts) is tested
+//! in `src/toolchain/archive/tests.rs`.
 
 mod common;
 
@@ -17,7 +15,6 @@ fn json(out: &std::process::Output) -> serde_json::Value {
 }
 
 #[test]
-#[ignore = "needs `recast toolchain export` and `upload --archive` wired in src/cli (lead)"]
 fn gcc_exported_then_uploaded_from_the_archive_is_the_same_toolchain() {
     let server = Server::start();
     let url = server.url();

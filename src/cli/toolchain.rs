@@ -2,7 +2,10 @@
 //!
 //! - `inspect PATH`: the loader closure of one binary, as a tree or JSON.
 //! - `package --compiler PATH`: the bundle, locally (root digest, manifest).
-//! - `upload --compiler PATH`: package and publish in the server's registry.
+//! - `upload --compiler PATH` (or `--archive FILE…`): package and publish
+//!   in the server's registry.
+//! - `export --compiler PATH -o FILE.tar.gz`: the bundle as a deterministic
+//!   tar.gz (an sccache-dist `path_override` archive).
 //! - `list`, `show NAME|DIGEST`, `rm NAME|DIGEST`: the server's registry.
 //!
 //! The work is in `crate::toolchain`; this file turns flags into requests
@@ -16,9 +19,13 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 
 use crate::config::{self, Env, RemoteArgs};
+use crate::toolchain::archive::{self, ArchiveFs};
+use crate::toolchain::bundle::{self, Bundle};
+use crate::toolchain::family::ProbeOptions;
+use crate::toolchain::index::FileIndex;
 use crate::toolchain::inspect::{self, ClosureOptions};
 use crate::toolchain::local::{self, Request};
-use crate::toolchain::{HostFs, registry};
+use crate::toolchain::{FileSource, HostFs, registry};
 
 #[derive(clap::Args, Debug)]
 pub struct ToolchainArgs {
@@ -34,6 +41,8 @@ pub enum ToolchainCommand {
     Package(PackageArgs),
     /// Package a compiler and publish it in the server's registry.
     Upload(UploadArgs),
+    /// Write a compiler's bundle as a deterministic tar.gz.
+    Export(ExportArgs),
     /// List the toolchains published on the server.
     List(ListArgs),
     /// Show one published toolchain's manifest.
@@ -54,8 +63,18 @@ pub struct InspectArgs {
 #[derive(clap::Args, Debug, Clone)]
 pub struct CompilerArgs {
     /// The compiler: a path, or a name looked up on PATH.
-    #[arg(long, value_name = "PATH")]
-    pub compiler: PathBuf,
+    #[arg(long, value_name = "PATH", required_unless_present = "archives")]
+    pub compiler: Option<PathBuf>,
+    /// Read the toolchain from archives instead, without extracting them:
+    /// Rust dist tarballs (`rust-<ver>-<host>.tar.gz`, or its component
+    /// tarballs) merged into one sysroot, or rooted archives (sccache's
+    /// `--package-toolchain` output, a base system's libc). Repeatable.
+    #[arg(long = "archive", value_name = "FILE", conflicts_with = "compiler")]
+    pub archives: Vec<PathBuf>,
+    /// With --archive: the compiler inside the archives (`bin/rustc`,
+    /// `usr/bin/gcc`), when there is more than one.
+    #[arg(long, value_name = "PATH", requires = "archives")]
+    pub entry: Option<PathBuf>,
     /// Include the libraries for this target (repeatable; default: the
     /// compiler's own).
     #[arg(long = "target", value_name = "TRIPLE")]
@@ -93,6 +112,15 @@ pub struct UploadArgs {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub compiler: CompilerArgs,
+    /// The archive to write (`.tar.gz`); it appears whole or not at all.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
 pub struct ListArgs {
     #[command(flatten)]
     pub remote: RemoteArgs,
@@ -115,6 +143,7 @@ pub async fn run(args: ToolchainArgs) -> anyhow::Result<ExitCode> {
         ToolchainCommand::Inspect(a) => inspect_cmd(a),
         ToolchainCommand::Package(a) => package_cmd(a).await,
         ToolchainCommand::Upload(a) => upload_cmd(a).await,
+        ToolchainCommand::Export(a) => export_cmd(a).await,
         ToolchainCommand::List(a) => list_cmd(a).await,
         ToolchainCommand::Show(a) => show_cmd(a, false).await,
         ToolchainCommand::Rm(a) => show_cmd(a, true).await,
@@ -187,9 +216,9 @@ fn inspect_cmd(args: InspectArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn request(args: &CompilerArgs) -> anyhow::Result<Request> {
+fn request(args: &CompilerArgs, compiler: &Path) -> anyhow::Result<Request> {
     Ok(Request {
-        compiler: locate(&args.compiler)?,
+        compiler: locate(compiler)?,
         targets: args.targets.clone(),
         sysroot: args.sysroot.clone(),
         linking: args.linking,
@@ -198,32 +227,121 @@ fn request(args: &CompilerArgs) -> anyhow::Result<Request> {
     })
 }
 
-async fn resolve(args: &CompilerArgs) -> anyhow::Result<(local::Resolved, f64)> {
-    let req = request(args)?;
-    let cache = toolchain_cache()?;
+/// A packaged toolchain and where its files are read from.
+struct Packaged {
+    bundle: Bundle,
+    /// Recognised from the local index, without probing or hashing.
+    warm: bool,
+    /// The archives it came from (`None`: this machine's files).
+    archive: Option<Box<ArchiveFs>>,
+    seconds: f64,
+}
+
+impl Packaged {
+    fn fs(&self) -> &dyn FileSource {
+        match &self.archive {
+            Some(fs) => fs.as_ref(),
+            None => &HostFs,
+        }
+    }
+}
+
+/// Packages what `args` names: an installed compiler (through the local
+/// index) or the compiler inside `--archive` files (read in place).
+async fn resolve(args: &CompilerArgs) -> anyhow::Result<Packaged> {
     let started = Instant::now();
-    let compiler = req.compiler.clone();
-    let resolved = tokio::task::spawn_blocking(move || local::resolve(&cache, &req))
-        .await
-        .context("packaging thread")?
-        .with_context(|| format!("packaging the toolchain of {}", compiler.display()))?;
-    Ok((resolved, started.elapsed().as_secs_f64()))
+    if let Some(compiler) = &args.compiler {
+        let req = request(args, compiler)?;
+        let cache = toolchain_cache()?;
+        let compiler = req.compiler.clone();
+        let resolved = tokio::task::spawn_blocking(move || local::resolve(&cache, &req))
+            .await
+            .context("packaging thread")?
+            .with_context(|| format!("packaging the toolchain of {}", compiler.display()))?;
+        return Ok(Packaged {
+            bundle: resolved.bundle,
+            warm: resolved.warm,
+            archive: None,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    let archives = args.archives.clone();
+    let entry = args.entry.clone();
+    let opts = ProbeOptions {
+        targets: args.targets.clone(),
+        sysroot: args.sysroot.clone(),
+        linking: args.linking,
+        path: Vec::new(),
+    };
+    let names = archives
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (bundle, fs) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let fs = archive::open(&archives)?;
+        let contents = archive::import(&fs, entry.as_deref(), &opts)?;
+        let bundle = bundle::package(
+            &fs,
+            &contents,
+            &ClosureOptions::default(),
+            &mut FileIndex::in_memory(),
+        )?;
+        Ok((bundle, fs))
+    })
+    .await
+    .context("packaging thread")?
+    .with_context(|| format!("packaging the toolchain in {names}"))?;
+    Ok(Packaged {
+        bundle,
+        warm: false,
+        archive: Some(Box::new(fs)),
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// The bundle of `compiler` (a path or a name on PATH), packaged or
 /// recognised from the local index; for commands that ship it.
-pub async fn bundle_of(compiler: &Path) -> anyhow::Result<crate::toolchain::bundle::Bundle> {
+pub async fn bundle_of(compiler: &Path) -> anyhow::Result<Bundle> {
     let args = CompilerArgs {
-        compiler: compiler.to_path_buf(),
+        compiler: Some(compiler.to_path_buf()),
+        archives: Vec::new(),
+        entry: None,
         targets: Vec::new(),
         sysroot: None,
         linking: false,
     };
-    Ok(resolve(&args).await?.0.bundle)
+    Ok(resolve(&args).await?.bundle)
+}
+
+async fn export_cmd(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let packaged = resolve(&args.compiler).await?;
+    let out = args.output.clone();
+    let stats = {
+        let started = Instant::now();
+        let stats = archive::export(&packaged.bundle, packaged.fs(), &out)
+            .with_context(|| format!("exporting {}", packaged.bundle.manifest.name))?;
+        (stats, started.elapsed().as_secs_f64())
+    };
+    let (stats, secs) = stats;
+    let m = &packaged.bundle.manifest;
+    println!("{}", out.display());
+    eprintln!(
+        "recast: {} {}: {} files, {} symlinks, {} → {} in {:.2} s",
+        m.name,
+        m.root,
+        stats.files,
+        stats.symlinks,
+        human(stats.size),
+        human(stats.compressed),
+        secs
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn package_cmd(args: PackageArgs) -> anyhow::Result<ExitCode> {
-    let (resolved, secs) = resolve(&args.compiler).await?;
+    let resolved = resolve(&args.compiler).await?;
+    let secs = resolved.seconds;
     let m = &resolved.bundle.manifest;
     if args.json {
         let v = serde_json::json!({
@@ -261,7 +379,8 @@ async fn package_cmd(args: PackageArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn upload_cmd(args: UploadArgs) -> anyhow::Result<ExitCode> {
-    let (resolved, secs) = resolve(&args.compiler).await?;
+    let resolved = resolve(&args.compiler).await?;
+    let secs = resolved.seconds;
     let client = super::connect(&args.remote).await?;
     let bundle = &resolved.bundle;
     let tty = std::io::stderr().is_terminal() && !args.json;
@@ -278,7 +397,7 @@ async fn upload_cmd(args: UploadArgs) -> anyhow::Result<ExitCode> {
             let _ = std::io::stderr().flush();
         }
     };
-    let published = registry::publish(&client, &HostFs, bundle, &progress)
+    let published = registry::publish(&client, resolved.fs(), bundle, &progress)
         .await
         .with_context(|| format!("publishing {} to {}", bundle.manifest.name, client.url()))?;
     if tty {
