@@ -12,77 +12,10 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-use common::{free_port, json_summary, noise, peer, recast, run_ok, tempdir, wait_listening};
-
-/// A buildbox-casd with local execution on a free port, killed on drop.
-struct Casd {
-    child: Child,
-    port: u16,
-    _tmp: tempfile::TempDir,
-}
-
-impl Casd {
-    /// Starts casd, or returns `None` (after printing why) when a peer is
-    /// missing and peers are not required.
-    fn start() -> Option<Casd> {
-        let casd = peer("buildbox-casd")?;
-        let runner = peer("buildbox-run")?;
-        peer("bwrap")?;
-        let tmp = tempdir();
-        let log = tmp.path().join("casd.log");
-        let port = free_port();
-        let mut child = Command::new(casd)
-            .arg(format!("--bind=127.0.0.1:{port}"))
-            .arg(format!("--buildbox-run={}", runner.display()))
-            .arg("--jobs=2")
-            // Debian's merged /usr: /bin, /lib and /lib64 are links into
-            // /usr on the host, so inside the chroot they must be binds of
-            // the /usr directories (binding /bin itself fails).
-            .args([
-                "--runner-arg=--ro-bind-mount=/usr:/usr",
-                "--runner-arg=--ro-bind-mount=/usr/bin:/bin",
-                "--runner-arg=--ro-bind-mount=/usr/lib:/lib",
-                "--runner-arg=--ro-bind-mount=/usr/lib64:/lib64",
-            ])
-            .arg(tmp.path().join("cache"))
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(&log).unwrap())
-            .stderr(fs::File::create(tmp.path().join("casd.err")).unwrap())
-            .spawn()
-            .expect("spawning buildbox-casd");
-        wait_listening(
-            port,
-            &mut child,
-            "buildbox-casd",
-            &tmp.path().join("casd.err"),
-        );
-        Some(Casd {
-            child,
-            port,
-            _tmp: tmp,
-        })
-    }
-
-    fn url(&self) -> String {
-        format!("grpc://127.0.0.1:{}", self.port)
-    }
-
-    /// `recast run --remote <casd> [flags] -- argv` in `root`.
-    fn run(&self, root: &Path, flags: &[&str], argv: &[&str]) -> std::process::Output {
-        let mut cmd = recast(["run", "--remote", &self.url(), "--input-root"]);
-        cmd.arg(root).args(flags).arg("--").args(argv);
-        run_ok(&mut cmd)
-    }
-}
-
-impl Drop for Casd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::casd::Casd;
+use common::{json_summary, noise, recast, run_ok, tempdir};
 
 fn write(root: &Path, rel: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
     let p = root.join(rel);

@@ -34,6 +34,9 @@ pub struct ServeArgs {
     /// and ISA (repeatable; repeat a key to offer several values).
     #[arg(long = "platform", value_name = "KEY=VALUE", value_parser = parse_property)]
     pub platform: Vec<(String, String)>,
+    /// How actions are isolated (see the values).
+    #[arg(long, value_enum, default_value_t = super::worker::SandboxArg::Auto)]
+    pub sandbox: super::worker::SandboxArg,
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -48,12 +51,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(n) => n,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
+    let sandbox = args.sandbox.checked()?;
     server::serve(ServeOptions {
         listen,
         dir,
         max_size: args.max_size,
         workers,
         platform: args.platform,
+        sandbox,
     })
     .await?;
     // Actions still running sit on blocking threads the runtime would wait

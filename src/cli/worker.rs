@@ -13,15 +13,61 @@ use anyhow::{Context as _, bail};
 
 use crate::config::{self, Env, RemoteArgs};
 use crate::remote::{Client, channel, metadata::CallMetadata};
-use crate::runner::{Sandbox, find_bwrap};
+use crate::runner::{Sandbox, bwrap_works, find_bwrap};
 use crate::worker::{self, WorkerOptions};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum SandboxArg {
-    /// A plain process in the materialized input root.
+    /// `chroot` where bubblewrap works here, else `none`.
+    Auto,
+    /// A plain process in the materialized input root: host files stay
+    /// reachable by absolute path.
     None,
-    /// bubblewrap with the input root as `/` and no host directory visible.
+    /// bubblewrap with the input root as `/` and the host's other
+    /// top-level directories read-only: absolute paths mean what they mean
+    /// on the client, which recast's compiler wrappers need.
+    Chroot,
+    /// bubblewrap with the input root as `/` and no host directory visible:
+    /// only hermetic toolchains run.
     Bwrap,
+}
+
+impl SandboxArg {
+    /// The runner's sandbox, once bwrap is known to work.
+    pub fn checked(self) -> anyhow::Result<Sandbox> {
+        let need_bwrap = |sandbox: Sandbox| -> anyhow::Result<Sandbox> {
+            let Some(path) = find_bwrap() else {
+                bail!(
+                    "--sandbox {}: no `bwrap` on PATH; install bubblewrap (Debian: apt-get install bubblewrap)",
+                    if sandbox == Sandbox::Bwrap {
+                        "bwrap"
+                    } else {
+                        "chroot"
+                    }
+                );
+            };
+            if !bwrap_works() {
+                bail!(
+                    "--sandbox: {} cannot create a sandbox here (are unprivileged user namespaces disabled?); use --sandbox none",
+                    path.display()
+                );
+            }
+            tracing::info!(bwrap = %path.display(), ?sandbox, "sandboxing actions");
+            Ok(sandbox)
+        };
+        match self {
+            SandboxArg::None => Ok(Sandbox::None),
+            SandboxArg::Auto if bwrap_works() => Ok(Sandbox::Chroot),
+            SandboxArg::Auto => {
+                tracing::warn!(
+                    "bubblewrap is missing or cannot sandbox here: actions run as plain processes, and compiles wrapped by recast run locally"
+                );
+                Ok(Sandbox::None)
+            }
+            SandboxArg::Chroot => need_bwrap(Sandbox::Chroot),
+            SandboxArg::Bwrap => need_bwrap(Sandbox::Bwrap),
+        }
+    }
 }
 
 /// Arguments of `recast worker`.
@@ -51,7 +97,7 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "BYTES", default_value = "10G", value_parser = super::serve::parse_size)]
     pub cache_size: u64,
     /// How actions are isolated.
-    #[arg(long, value_enum, default_value_t = SandboxArg::None)]
+    #[arg(long, value_enum, default_value_t = SandboxArg::Auto)]
     pub sandbox: SandboxArg,
     /// Bot name, shown by the scheduler and in ExecutedActionMetadata.worker
     /// [default: the host name].
@@ -79,18 +125,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     if args.jobs == 0 {
         bail!("--jobs must be at least 1");
     }
-    let sandbox = match args.sandbox {
-        SandboxArg::None => Sandbox::None,
-        SandboxArg::Bwrap => {
-            let Some(path) = find_bwrap() else {
-                bail!(
-                    "--sandbox bwrap: no `bwrap` on PATH; install bubblewrap (Debian: apt-get install bubblewrap)"
-                );
-            };
-            tracing::info!(bwrap = %path.display(), "sandboxing actions");
-            Sandbox::Bwrap
-        }
-    };
+    let sandbox = args.sandbox.checked()?;
     let env = Env::from_process();
     let remote = RemoteArgs {
         remote: Some(args.scheduler.clone()),

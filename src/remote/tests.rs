@@ -592,6 +592,7 @@ async fn zstd_round_trip_against_the_embedded_server() {
         max_size: 1 << 30,
         workers: 1,
         platform: vec![],
+        sandbox: Default::default(),
     };
     let (addr, server) = crate::server::spawn(opts).await.unwrap();
     let cfg = config(&dir.path().join("cache"));

@@ -24,7 +24,7 @@ use crate::cas::Digest;
 use crate::cas::store::{self, BlobStore, StoreError};
 use crate::proto::reapi;
 
-pub use sandbox::{Sandbox, find_bwrap};
+pub use sandbox::{Sandbox, bwrap_works, find_bwrap};
 
 /// Where and how actions run.
 #[derive(Clone, Debug)]
@@ -84,7 +84,8 @@ pub fn run_action(
 }
 
 /// [`run_action`] with the command isolated by `sandbox`. With
-/// [`Sandbox::Bwrap`], `bwrap` must be on the worker's `PATH`
+/// [`Sandbox::Chroot`] or [`Sandbox::Bwrap`], `bwrap` must be on the
+/// worker's `PATH`
 /// ([`find_bwrap`]); everything else (materializing, outputs, timeout) is
 /// the same.
 pub fn run_action_in(
@@ -110,12 +111,13 @@ pub fn run_action_in(
     let exec_start = SystemTime::now();
     let jail = match sandbox {
         Sandbox::None => None,
-        Sandbox::Bwrap => Some(sandbox::Jail {
+        Sandbox::Chroot | Sandbox::Bwrap => Some(sandbox::Jail {
             bwrap: find_bwrap().ok_or_else(|| {
-                RunError::Internal("--sandbox bwrap: no bwrap on the worker's PATH".into())
+                RunError::Internal("the sandbox needs bwrap on the worker's PATH".into())
             })?,
             root: scratch.root.clone(),
             workdir: command.working_directory.clone(),
+            host: sandbox == Sandbox::Chroot,
         }),
     };
     let finished = exec::run(

@@ -41,6 +41,8 @@ pub struct WorkerConfig {
     pub default_timeout: Duration,
     /// Longer timeouts are refused (INVALID_ARGUMENT).
     pub max_timeout: Duration,
+    /// How actions are isolated.
+    pub sandbox: runner::Sandbox,
 }
 
 /// One action waiting for, or running on, a worker.
@@ -296,10 +298,11 @@ impl Core {
         } = job;
         tracker.set_stage(Stage::Executing);
         let cfg = self.runner_config(worker);
+        let sandbox = self.config.sandbox;
         let (store, ac) = (self.store.clone(), self.ac.clone());
         let started = std::time::Instant::now();
         let outcome = tokio::task::spawn_blocking(move || {
-            let mut outcome = runner::run_action(&*store, &cfg, &action, &command);
+            let mut outcome = runner::run_action_in(&*store, &cfg, sandbox, &action, &command);
             if let Ok(result) = &mut outcome {
                 if let Some(md) = result.execution_metadata.as_mut() {
                     md.queued_timestamp = Some(queued_at.into());

@@ -29,6 +29,7 @@ impl Bench {
                 work_dir: f.dir.path().join("store/work"),
                 default_timeout: Duration::from_secs(60),
                 max_timeout: Duration::from_secs(600),
+                sandbox: Default::default(),
             },
             vec![scheduler::properties(&offered); 2],
         );

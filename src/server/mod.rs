@@ -72,6 +72,8 @@ pub struct ServeOptions {
     /// Platform properties every worker offers besides the host's
     /// `OSFamily` and `ISA`.
     pub platform: Vec<(String, String)>,
+    /// How the workers isolate actions.
+    pub sandbox: crate::runner::Sandbox,
 }
 
 /// All services over one store, ready to be served.
@@ -112,6 +114,7 @@ impl Services {
                 work_dir: opts.dir.join("work"),
                 default_timeout: DEFAULT_ACTION_TIMEOUT,
                 max_timeout: MAX_ACTION_TIMEOUT,
+                sandbox: opts.sandbox,
             },
             vec![props; opts.workers],
         ));

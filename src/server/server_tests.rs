@@ -23,6 +23,7 @@ async fn start() -> (tempfile::TempDir, tonic::transport::Channel) {
         max_size: 1 << 30,
         workers: 1,
         platform: vec![("Pool".into(), "test".into())],
+        sandbox: Default::default(),
     })
     .await
     .unwrap();

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod buildgrid;
+pub mod casd;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
