@@ -396,3 +396,37 @@ fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+#[test]
+fn a_property_buildgrid_does_not_know_is_named_with_the_profile_to_use() {
+    let Some(grid) = BuildGrid::start() else {
+        return;
+    };
+    let _worker = Worker::start(&grid.url(), "any", &[]);
+    let root = tempdir();
+    // The engflow profile adds Pool=default; this BuildGrid registers only
+    // OSFamily and ISA, so it refuses the action before any worker sees it.
+    let out = run_cmd(
+        &grid,
+        root.path(),
+        &["--platform-profile", "engflow"],
+        &["/bin/true"],
+    )
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("FAILED_PRECONDITION"), "{err}");
+    assert!(err.contains("refused platform property Pool"), "{err}");
+    assert!(
+        err.contains("--platform-profile buildgrid") || err.contains("--platform-profile standard"),
+        "{err}"
+    );
+    // The profile it suggests runs.
+    run_ok(&mut run_cmd(
+        &grid,
+        root.path(),
+        &["--platform-profile", "buildgrid"],
+        &["/bin/true"],
+    ));
+}
