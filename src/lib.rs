@@ -8,6 +8,7 @@ pub mod action;
 pub mod cas;
 pub mod cli;
 pub mod config;
+pub mod invocation;
 pub mod platform;
 pub mod proto;
 pub mod remote;
