@@ -42,6 +42,15 @@ pub mod vars {
     /// commas, e.g. `Pool=linux-x64`. A key named here replaces the values
     /// the profile gives it.
     pub const PLATFORM: &str = "RECAST_PLATFORM";
+    /// How wrapped compiles run: `remote` (default: the action cache, then
+    /// remote execution), `cache-only` (the action cache; on a miss,
+    /// compile locally and upload the result) or `local` (recast steps
+    /// aside).
+    pub const MODE: &str = "RECAST_MODE";
+    /// The project root wrapped compiles are normalized against (default:
+    /// the nearest directory above the working directory holding `.git`,
+    /// `.hg`, `.svn`, `.jj` or `.pijul`). Set it empty to disable.
+    pub const PROJECT_ROOT: &str = "RECAST_PROJECT_ROOT";
     /// Log filter in `tracing` syntax (e.g. `debug`, `recast::remote=trace`).
     pub const LOG: &str = "RECAST_LOG";
     /// Tests only: when `1`, a test whose peer server is missing fails
@@ -86,6 +95,66 @@ pub struct FileConfig {
     pub tls: TlsFileConfig,
     #[serde(default)]
     pub platform: PlatformFileConfig,
+    /// As `RECAST_MODE`.
+    pub mode: Option<String>,
+    /// As `RECAST_PROJECT_ROOT`.
+    pub project_root: Option<PathBuf>,
+}
+
+/// How wrapped compiles run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The action cache, then remote execution.
+    Remote,
+    /// The action cache only; a miss compiles locally and uploads the result.
+    CacheOnly,
+    /// recast steps aside: the compiler runs as if it were not there.
+    Local,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Mode, ConfigError> {
+        match s.trim() {
+            "remote" => Ok(Mode::Remote),
+            "cache-only" | "cache_only" => Ok(Mode::CacheOnly),
+            "local" | "off" => Ok(Mode::Local),
+            other => Err(ConfigError::BadMode(other.to_string())),
+        }
+    }
+}
+
+/// Settings of wrapped compiles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrapConfig {
+    pub mode: Mode,
+    /// `Some(None)`: normalization disabled; `None`: find the VCS root.
+    pub project_root: Option<Option<PathBuf>>,
+}
+
+/// Wrapper settings: env > file > default (wrappers take no flags: the
+/// command line is the compiler's).
+pub fn resolve_wrap(env: &Env, file: &FileConfig) -> Result<WrapConfig, ConfigError> {
+    let mode = match env.get(vars::MODE) {
+        Some(m) => m.parse()?,
+        None => match &file.mode {
+            Some(m) => m.parse()?,
+            None => Mode::Remote,
+        },
+    };
+    // Set but empty means "no project root" (Env::get hides empty values).
+    let project_root = match env.0.get(vars::PROJECT_ROOT) {
+        Some(v) if v.is_empty() => Some(None),
+        Some(v) => Some(Some(PathBuf::from(v))),
+        None => file.project_root.clone().map(|p| {
+            if p.as_os_str().is_empty() {
+                None
+            } else {
+                Some(p)
+            }
+        }),
+    };
+    Ok(WrapConfig { mode, project_root })
 }
 
 /// `[platform]` in the config file.
@@ -184,6 +253,8 @@ pub enum ConfigError {
     NoHome,
     #[error("platform property {0:?} is not KEY=VALUE")]
     BadProperty(String),
+    #[error("RECAST_MODE={0:?}: the mode is `remote`, `cache-only` or `local`")]
+    BadMode(String),
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
 }
@@ -491,6 +562,25 @@ mod tests {
             Err(ConfigError::BadProperty("nokey".into()))
         );
         assert!(parse_file("[platform]\nprofle = \"x\"\n").is_err());
+    }
+
+    #[test]
+    fn wrap_mode_and_project_root_from_env_then_file() {
+        let file = parse_file("mode = \"cache-only\"\nproject_root = \"/src\"\n").unwrap();
+        let w = resolve_wrap(&Env::default(), &file).unwrap();
+        assert_eq!(w.mode, Mode::CacheOnly);
+        assert_eq!(w.project_root, Some(Some(PathBuf::from("/src"))));
+        let e = env(&[(vars::MODE, "local"), (vars::PROJECT_ROOT, "")]);
+        let w = resolve_wrap(&e, &file).unwrap();
+        assert_eq!(w.mode, Mode::Local);
+        assert_eq!(w.project_root, Some(None));
+        let w = resolve_wrap(&Env::default(), &FileConfig::default()).unwrap();
+        assert_eq!((w.mode, w.project_root), (Mode::Remote, None));
+        let e = env(&[(vars::MODE, "fast")]);
+        assert_eq!(
+            resolve_wrap(&e, &file),
+            Err(ConfigError::BadMode("fast".into()))
+        );
     }
 
     #[test]

@@ -16,3 +16,4 @@ pub mod runner;
 pub mod server;
 pub mod toolchain;
 pub mod worker;
+pub mod wrap;

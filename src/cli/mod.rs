@@ -1,9 +1,12 @@
 //! Command-line entry: argument parsing and dispatch, nothing else.
 //!
-//! Each subcommand lives in its own file with its own `Args` struct; this
-//! module resolves the remote configuration (flag > env > file), starts the
-//! embedded server when nothing is configured, and hands a connected client
-//! to the subcommand.
+//! A command line that names a compiler (`recast gcc …`, `recast
+//! /path/to/rustc …` as cargo's `RUSTC_WRAPPER` runs it, or recast invoked
+//! through a link named `gcc`) goes to the wrapper (`crate::wrap`) before
+//! clap sees it. Otherwise each subcommand lives in its own file with its
+//! own `Args` struct; this module resolves the remote configuration (flag >
+//! env > file), starts the embedded server when nothing is configured, and
+//! hands a connected client to the subcommand.
 
 mod capabilities;
 mod doctor;
@@ -11,6 +14,7 @@ mod embedded;
 mod platform;
 mod run;
 mod serve;
+mod stats;
 mod toolchain;
 mod worker;
 
@@ -56,10 +60,35 @@ enum Command {
     Worker(worker::WorkerArgs),
     /// Package compilers into CAS trees and publish them on the server.
     Toolchain(toolchain::ToolchainArgs),
+    /// Show what wrapped compiles did: hits, remote runs, local runs, fallbacks.
+    Stats(stats::StatsArgs),
 }
+
+/// Subcommand names, so a compiler named like one is never mistaken.
+const SUBCOMMANDS: [&str; 11] = [
+    "serve",
+    "run",
+    "capabilities",
+    "stop-server",
+    "platform",
+    "doctor",
+    "worker",
+    "toolchain",
+    "stats",
+    "help",
+    "version",
+];
 
 /// Parses the command line and runs the subcommand on a tokio runtime.
 pub fn main() -> ExitCode {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let crate::wrap::Detected::Compiler {
+        name, args_from, ..
+    } = crate::wrap::entry::detect(&argv, &SUBCOMMANDS)
+    {
+        init_logging();
+        return crate::wrap::main(argv, name, args_from);
+    }
     let cli = Cli::parse();
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -96,6 +125,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => doctor::run(args).await,
         Command::Worker(args) => worker::run(args).await,
         Command::Toolchain(args) => toolchain::run(args).await,
+        Command::Stats(args) => stats::run(args),
         Command::StopServer => {
             let env = Env::from_process();
             let dir = config::cache_dir(&env)?;
@@ -110,7 +140,16 @@ pub async fn connect(args: &RemoteArgs) -> anyhow::Result<Client> {
     let env = Env::from_process();
     let file_path = config::config_path(&env);
     let file = config::load_file(file_path.as_deref())?;
-    let cfg = config::resolve(args, &env, &file)?;
+    connect_with(args, &env, &file).await
+}
+
+/// [`connect`] with the environment and config file already read.
+pub async fn connect_with(
+    args: &RemoteArgs,
+    env: &Env,
+    file: &config::FileConfig,
+) -> anyhow::Result<Client> {
+    let cfg = config::resolve(args, env, file)?;
     let url = match &cfg.endpoint {
         Endpoint::Url(url) => url.clone(),
         Endpoint::Embedded => {

@@ -175,6 +175,10 @@ where
         vars::TLS_CERT,
         vars::TLS_KEY,
         vars::TIMEOUT,
+        vars::MODE,
+        vars::PROJECT_ROOT,
+        vars::PLATFORM,
+        vars::PLATFORM_PROFILE,
     ] {
         cmd.env_remove(v);
     }

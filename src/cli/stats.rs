@@ -1,0 +1,72 @@
+//! `recast stats`: what wrapped compiles did, summed from the per-user
+//! stats file (`crate::wrap::stats`).
+
+use std::process::ExitCode;
+
+use crate::config::{self, Env};
+use crate::wrap::stats;
+
+#[derive(clap::Args, Debug)]
+pub struct StatsArgs {
+    /// Print one JSON object (field names are stable).
+    #[arg(long)]
+    pub json: bool,
+    /// Start counting again from zero.
+    #[arg(long)]
+    pub zero: bool,
+}
+
+pub fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
+    let dir = config::cache_dir(&Env::from_process())?;
+    if args.zero {
+        stats::zero(&dir)?;
+        eprintln!("recast: statistics zeroed");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s = stats::read(&dir)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let pct = |n: u64| {
+        if s.compiles == 0 {
+            0.0
+        } else {
+            100.0 * n as f64 / s.compiles as f64
+        }
+    };
+    println!("compiles            {:>10}", s.compiles);
+    println!(
+        "cache hits          {:>10}  {:5.1} %",
+        s.cache_hits,
+        pct(s.cache_hits)
+    );
+    println!(
+        "remote executions   {:>10}  {:5.1} %",
+        s.remote_executions,
+        pct(s.remote_executions)
+    );
+    println!(
+        "local runs          {:>10}  {:5.1} %",
+        s.local_runs,
+        pct(s.local_runs)
+    );
+    for (reason, n) in &s.local_reasons {
+        println!("  {reason:<28}{n:>8}");
+    }
+    println!(
+        "fallbacks           {:>10}  {:5.1} %",
+        s.fallbacks,
+        pct(s.fallbacks)
+    );
+    for (cause, n) in &s.fallback_causes {
+        println!("  {cause:<28}{n:>8}");
+    }
+    println!("bytes uploaded      {:>10}", s.bytes_uploaded);
+    println!("bytes downloaded    {:>10}", s.bytes_downloaded);
+    println!(
+        "time saved          {:>10.1} s",
+        s.time_saved_ms as f64 / 1000.0
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,208 @@
+//! The dependency scan's results, remembered and revalidated by stat
+//! (ccache's direct mode).
+//!
+//! Key: everything that decides which files a compile reads — the
+//! toolchain's root digest, the compiler path, every argument, the working
+//! directory, and the environment variables the compiler consults (each
+//! caller lists them). Value: every file the scan listed, with its stat and
+//! digest, plus the depfile text the compile must leave behind. A lookup
+//! stats each listed file; any difference in size, mtime, ctime or inode is
+//! a miss, and the scan runs again. ctime cannot be set by `touch`, so a
+//! file rewritten with the same size and a forged mtime is still noticed.
+//! An entry is not stored when a file changed shortly before or while it
+//! was hashed (its ctime is within [`RACE_MARGIN_NS`] of the scan's start:
+//! file times come from a coarse kernel clock, so two writes in one tick
+//! share a ctime), so a racing edit cannot be recorded under its old
+//! digest.
+//!
+//! What a stat cannot see: a new header that would now shadow a listed one
+//! earlier on the include path. ccache has the same blind spot; `recast
+//! stats --zero` does not clear the cache, but removing
+//! `<cache dir>/deps` does.
+
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cas::Digest;
+
+/// Bumped when entries change meaning.
+pub const SCHEMA: u32 = 1;
+
+/// How recent a change must be to make a file's stamp untrustworthy.
+pub const RACE_MARGIN_NS: i128 = 50_000_000;
+
+/// What a stat says about a file: equal stamps, same content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+    pub ino: u64,
+}
+
+impl Stamp {
+    pub fn of(m: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            size: m.len(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+            ino: m.ino(),
+        }
+    }
+}
+
+/// One file a compile reads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    /// As the compiler spelled it (relative to the working directory, or
+    /// absolute): whether a compile can see its location depends on it.
+    pub spelled: String,
+    /// Absolute, normalized lexically (not resolved through links).
+    pub path: PathBuf,
+    pub stamp: Stamp,
+    pub digest: Digest,
+    pub executable: bool,
+}
+
+/// What a scan found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub schema: u32,
+    pub files: Vec<Seen>,
+    /// The dependency file the compile writes (`-MD`), exactly.
+    pub depfile: Option<String>,
+}
+
+/// The key of a compile, from its parts (each length-prefixed, so no two
+/// part lists collide).
+pub fn key(parts: &[&[u8]]) -> Digest {
+    let mut buf = Vec::new();
+    buf.extend_from_slice(&SCHEMA.to_le_bytes());
+    for p in parts {
+        buf.extend_from_slice(&(p.len() as u64).to_le_bytes());
+        buf.extend_from_slice(p);
+    }
+    Digest::of_bytes(&buf)
+}
+
+fn entry_path(cache_dir: &Path, key: &Digest) -> PathBuf {
+    let hex = key.hex();
+    cache_dir
+        .join("deps")
+        .join(&hex[..2])
+        .join(format!("{}.json", &hex[2..40]))
+}
+
+/// The entry for `key` if every file it lists is unchanged.
+pub fn lookup(cache_dir: &Path, key: &Digest) -> Option<Entry> {
+    let bytes = std::fs::read(entry_path(cache_dir, key)).ok()?;
+    let entry: Entry = serde_json::from_slice(&bytes).ok()?;
+    if entry.schema != SCHEMA {
+        return None;
+    }
+    for f in &entry.files {
+        let m = std::fs::metadata(&f.path).ok()?;
+        if Stamp::of(&m) != f.stamp {
+            tracing::debug!("{} changed since the last scan", f.path.display());
+            return None;
+        }
+    }
+    Some(entry)
+}
+
+/// Hashes `path` and returns what [`Seen`] records, or `None` when the
+/// file changed while it was read (`since_ns`: when the scan started).
+pub fn see(path: &Path, since_ns: i128) -> std::io::Result<(Seen, bool)> {
+    let before = std::fs::metadata(path)?;
+    let digest = crate::cas::hash::digest_file(path)?;
+    let after = std::fs::metadata(path)?;
+    let stamp = Stamp::of(&after);
+    let stable = Stamp::of(&before) == stamp
+        && stamp.ctime_ns < since_ns - RACE_MARGIN_NS
+        && stamp.mtime_ns < since_ns - RACE_MARGIN_NS;
+    Ok((
+        Seen {
+            spelled: path.to_string_lossy().into_owned(),
+            path: path.to_path_buf(),
+            stamp,
+            digest,
+            executable: std::os::unix::fs::PermissionsExt::mode(&after.permissions()) & 0o111 != 0,
+        },
+        stable,
+    ))
+}
+
+/// Remembers `entry` under `key`; failing costs only the next scan.
+pub fn store(cache_dir: &Path, key: &Digest, entry: &Entry) {
+    let path = entry_path(cache_dir, key);
+    let bytes = serde_json::to_vec(entry).expect("an entry serializes");
+    if let Err(e) = crate::toolchain::index::write_atomic(&path, &bytes) {
+        tracing::debug!("cannot store {}: {e}", path.display());
+    }
+}
+
+/// Nanoseconds since the epoch, as file times count them.
+pub fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_separate_their_parts() {
+        assert_ne!(key(&[b"ab", b"c"]), key(&[b"a", b"bc"]));
+        assert_eq!(key(&[b"x"]), key(&[b"x"]));
+    }
+
+    #[test]
+    fn an_entry_holds_until_a_file_changes_even_with_the_same_size_and_mtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let h = dir.path().join("a.h");
+        std::fs::write(&h, "int a;\n").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let (seen, stable) = see(&h, now_ns()).unwrap();
+        assert!(stable);
+        assert_eq!(seen.digest, Digest::of_bytes(b"int a;\n"));
+        let k = key(&[b"gcc", b"-c", b"a.c"]);
+        let e = Entry {
+            schema: SCHEMA,
+            files: vec![seen.clone()],
+            depfile: Some("a.o: a.h\n".into()),
+        };
+        store(&cache, &k, &e);
+        assert_eq!(lookup(&cache, &k), Some(e));
+        assert_eq!(lookup(&cache, &key(&[b"other"])), None);
+
+        // Same size, mtime put back: ctime still tells.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&h, "int b;\n").unwrap();
+        let f = std::fs::File::options().write(true).open(&h).unwrap();
+        let mtime =
+            std::time::UNIX_EPOCH + std::time::Duration::from_nanos(seen.stamp.mtime_ns as u64);
+        f.set_modified(mtime).unwrap();
+        drop(f);
+        assert_eq!(
+            Stamp::of(&std::fs::metadata(&h).unwrap()).mtime_ns,
+            seen.stamp.mtime_ns
+        );
+        assert_eq!(lookup(&cache, &k), None);
+    }
+
+    #[test]
+    fn a_file_changed_after_the_scan_started_is_not_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = dir.path().join("a.h");
+        let since = now_ns();
+        std::fs::write(&h, "x").unwrap();
+        let (_, stable) = see(&h, since).unwrap();
+        assert!(!stable);
+    }
+}

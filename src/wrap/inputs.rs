@@ -1,0 +1,136 @@
+//! The input root of a wrapped compile: the toolchain's tree, every file
+//! the compile reads (found by the scan), and the directories it must
+//! find, each at its path as [`PathMap`] places it.
+//!
+//! Files are added the way the toolchain's own are (`Listing::add_path`):
+//! every symlink met on the way is kept, so `/lib/x.h` reached through a
+//! merged `/usr` resolves on the worker as it did here. When the project
+//! root moves, a symlink that would cross its edge makes the move
+//! impossible ([`InputsError::Unmappable`]); the caller then keeps every
+//! path as it is.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use super::depcache::Seen;
+use super::paths::{MAPPED_ROOT, PathMap};
+use crate::cas::Digest;
+use crate::cas::tree::{self, Entry, MerkleTree, Node};
+use crate::remote::Blob;
+use crate::toolchain::HostFs;
+use crate::toolchain::bundle::Bundle;
+use crate::toolchain::listing::{ListingError, lexical_join};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InputsError {
+    #[error(transparent)]
+    Listing(#[from] ListingError),
+    #[error("the input tree: {0}")]
+    Tree(#[from] tree::TreeError),
+    #[error("{0}: a symlink crosses the project root, so the root cannot move")]
+    Unmappable(String),
+}
+
+/// The input root and the blobs it needs.
+pub struct Inputs {
+    pub tree: MerkleTree,
+    /// Every file blob (toolchain and inputs), one per digest.
+    pub blobs: Vec<Blob>,
+}
+
+/// Builds the input root from `bundle`, the `files` the compile reads and
+/// the `dirs` it looks in (absent ones are skipped).
+pub fn build(
+    bundle: &Bundle,
+    files: &[Seen],
+    dirs: &[PathBuf],
+    map: &PathMap,
+) -> Result<Inputs, InputsError> {
+    let mut listing = bundle.listing.clone();
+    let mut digests: BTreeMap<PathBuf, Digest> = bundle.files.clone();
+    for f in files {
+        let real = listing.add_path(&HostFs, &f.path)?;
+        digests.insert(real, f.digest);
+    }
+    for d in dirs {
+        if d.is_dir() {
+            listing.add_path(&HostFs, d)?;
+        }
+    }
+    let (mut entries, skipped) = listing.entries(&digests);
+    for s in skipped {
+        tracing::debug!("left out of the input root (not UTF-8): {}", s.display());
+    }
+    if let Some(root) = map.root() {
+        remap(&mut entries, root)?;
+    }
+    let tree = tree::build(&entries)?;
+    let mut seen = HashSet::new();
+    let blobs = digests
+        .iter()
+        .filter(|(_, d)| seen.insert(**d))
+        .map(|(p, d)| Blob::file(*d, p))
+        .collect();
+    Ok(Inputs { tree, blobs })
+}
+
+/// Moves every entry under the local project `root` to [`MAPPED_ROOT`].
+fn remap(entries: &mut [Entry], root: &Path) -> Result<(), InputsError> {
+    let from = root.to_string_lossy().trim_start_matches('/').to_string();
+    let to = MAPPED_ROOT.trim_start_matches('/');
+    let inside = |p: &str| p == from || p.starts_with(&format!("{from}/"));
+    for e in entries.iter_mut() {
+        if let Node::Symlink { target } = &e.node {
+            // Where the link points, in tree paths.
+            let dir = Path::new("/").join(&e.path);
+            let dir = dir.parent().unwrap_or(Path::new("/"));
+            let dest = lexical_join(dir, Path::new(target));
+            let dest = dest.to_string_lossy();
+            if inside(&e.path) != inside(dest.trim_start_matches('/')) {
+                return Err(InputsError::Unmappable(format!("/{}", e.path)));
+            }
+        }
+        if inside(&e.path) {
+            e.path = format!("{to}{}", &e.path[from.len()..]);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remap_moves_the_project_and_refuses_links_across_it() {
+        let d = Digest::of_bytes(b"x");
+        let mut entries = vec![
+            Entry::file("usr/include/stdio.h", d, false),
+            Entry::file("home/u/proj/src/a.c", d, false),
+            Entry::symlink("home/u/proj/inc", "src"),
+            Entry::dir("home/u/proj"),
+        ];
+        remap(&mut entries, Path::new("/home/u/proj")).unwrap();
+        let paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "usr/include/stdio.h",
+                "recast/project/src/a.c",
+                "recast/project/inc",
+                "recast/project"
+            ]
+        );
+        let mut out = vec![Entry::symlink("home/u/proj/sys", "../../../usr/include")];
+        assert!(matches!(
+            remap(&mut out, Path::new("/home/u/proj")),
+            Err(InputsError::Unmappable(_))
+        ));
+        let mut into = vec![Entry::symlink("opt/link", "../home/u/proj/src")];
+        assert!(remap(&mut into, Path::new("/home/u/proj")).is_err());
+        // A sibling directory with a common prefix is not inside.
+        let mut sib = vec![Entry::file("home/u/project2/a.c", d, false)];
+        remap(&mut sib, Path::new("/home/u/proj")).unwrap();
+        assert_eq!(sib[0].path, "home/u/project2/a.c");
+    }
+}

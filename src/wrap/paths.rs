@@ -1,0 +1,259 @@
+//! Where a compile's files sit in the input root (pure).
+//!
+//! Workers run wrapped compiles with the input root as `/` (recast's
+//! sandboxes, buildbox-run, Buildbarn's chroot runner), so every file is
+//! placed at its own absolute path and the command line stays as the user
+//! wrote it. One exception makes two checkouts share cache hits: when a
+//! compile cannot observe where it runs — its working directory is inside
+//! the project root, no argument or scanned file names the project by an
+//! absolute path, no relative path climbs out of the project, and it
+//! writes no debug info (which records the working directory) — the project
+//! root is moved to [`MAPPED_ROOT`]. Everything the compiler writes is then
+//! the same bytes wherever the project lives, and the action digest is too.
+//! Otherwise the mapping is the identity, and outputs match a local compile
+//! byte for byte because paths are the same.
+//!
+//! Finding the project root reads the filesystem through a callback.
+
+use std::path::{Component, Path, PathBuf};
+
+/// Where a location-independent compile's project root sits remotely.
+pub const MAPPED_ROOT: &str = "/recast/project";
+
+/// Version-control markers that make a directory a project root.
+const VCS_MARKERS: [&str; 5] = [".git", ".hg", ".svn", ".jj", ".pijul"];
+
+/// The nearest directory at or above `cwd` holding a VCS marker, as
+/// `exists` (a stat) says.
+pub fn find_project_root(cwd: &Path, exists: &dyn Fn(&Path) -> bool) -> Option<PathBuf> {
+    cwd.ancestors()
+        .find(|dir| VCS_MARKERS.iter().any(|m| exists(&dir.join(m))))
+        .map(Path::to_path_buf)
+}
+
+/// `path` with `.` and `..` resolved lexically (as the compiler joins
+/// paths, without following symlinks); `path` must be absolute.
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::Prefix(_) | Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+        }
+    }
+    out
+}
+
+/// `p` made absolute against `cwd`, normalized.
+pub fn absolute(cwd: &Path, p: &str) -> PathBuf {
+    normalize(&cwd.join(p))
+}
+
+/// How local absolute paths become paths in the input root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathMap {
+    /// The project root moved to [`MAPPED_ROOT`]; `None`: the identity.
+    root: Option<PathBuf>,
+}
+
+/// What a compile exposes of its location, for [`PathMap::choose`].
+#[derive(Clone, Debug, Default)]
+pub struct Exposure<'a> {
+    /// The compile records its working directory (debug info, rustc
+    /// metadata).
+    pub records_cwd: bool,
+    /// Path arguments and scanned files, as the compiler spells them.
+    pub paths: Vec<&'a str>,
+}
+
+impl PathMap {
+    /// The identity: every file at its own path.
+    pub fn identity() -> PathMap {
+        PathMap { root: None }
+    }
+
+    /// The mapping for a compile in `cwd`: the project root moved when the
+    /// compile cannot tell (see the module doc), else the identity.
+    pub fn choose(project_root: Option<&Path>, cwd: &Path, exposure: &Exposure<'_>) -> PathMap {
+        let Some(root) = project_root else {
+            return PathMap::identity();
+        };
+        let root = normalize(root);
+        let cwd = normalize(cwd);
+        let independent = root != Path::new("/")
+            && root != Path::new(MAPPED_ROOT)
+            && cwd.starts_with(&root)
+            && !exposure.records_cwd
+            && exposure.paths.iter().all(|p| {
+                if Path::new(p).is_absolute() {
+                    !normalize(Path::new(p)).starts_with(&root)
+                } else {
+                    absolute(&cwd, p).starts_with(&root)
+                }
+            });
+        PathMap {
+            root: independent.then_some(root),
+        }
+    }
+
+    /// Whether the project root moves (the action does not depend on where
+    /// the project lives).
+    pub fn is_mapped(&self) -> bool {
+        self.root.is_some()
+    }
+
+    /// The local project root that moves, if any.
+    pub fn root(&self) -> Option<&Path> {
+        self.root.as_deref()
+    }
+
+    /// The remote absolute path of the local absolute path `local`.
+    pub fn remote(&self, local: &Path) -> PathBuf {
+        let local = normalize(local);
+        match &self.root {
+            Some(root) => match local.strip_prefix(root) {
+                Ok(rest) if rest.as_os_str().is_empty() => PathBuf::from(MAPPED_ROOT),
+                Ok(rest) => Path::new(MAPPED_ROOT).join(rest),
+                Err(_) => local,
+            },
+            None => local,
+        }
+    }
+
+    /// The input-root path (no leading `/`) of the local absolute path.
+    pub fn tree_path(&self, local: &Path) -> String {
+        let remote = self.remote(local);
+        remote.to_string_lossy().trim_start_matches('/').to_string()
+    }
+
+    /// An argument's path as the remote compiler must see it: relative
+    /// paths stay (the working directory moves with them), absolute ones
+    /// move with the project root.
+    pub fn arg(&self, p: &str) -> String {
+        if Path::new(p).is_absolute() {
+            let mapped = self.remote(Path::new(p));
+            if mapped == normalize(Path::new(p)) {
+                // Untouched: keep the user's spelling (`//`, `/./`).
+                p.to_string()
+            } else {
+                mapped.to_string_lossy().into_owned()
+            }
+        } else {
+            p.to_string()
+        }
+    }
+}
+
+/// `path` relative to `base` when it lies below it (`a/b`), else `None`.
+/// Both absolute and normalized.
+pub fn below(base: &Path, path: &Path) -> Option<String> {
+    let rest = path.strip_prefix(base).ok()?;
+    let s = rest.to_string_lossy();
+    (!s.is_empty()).then(|| s.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_project_root_is_the_nearest_vcs_directory() {
+        let exists = |p: &Path| p == Path::new("/home/u/proj/.git") || p == Path::new("/home/.hg");
+        assert_eq!(
+            find_project_root(Path::new("/home/u/proj/build/x"), &exists),
+            Some(PathBuf::from("/home/u/proj"))
+        );
+        assert_eq!(
+            find_project_root(Path::new("/home/v"), &exists),
+            Some(PathBuf::from("/home"))
+        );
+        assert_eq!(find_project_root(Path::new("/opt"), &exists), None);
+    }
+
+    #[test]
+    fn normalize_is_lexical() {
+        assert_eq!(
+            normalize(Path::new("/a/./b/../c//d")),
+            PathBuf::from("/a/c/d")
+        );
+        assert_eq!(normalize(Path::new("/../x")), PathBuf::from("/x"));
+        assert_eq!(
+            absolute(Path::new("/p/build"), "../src/a.c"),
+            PathBuf::from("/p/src/a.c")
+        );
+    }
+
+    fn exposure<'a>(records_cwd: bool, paths: &[&'a str]) -> Exposure<'a> {
+        Exposure {
+            records_cwd,
+            paths: paths.to_vec(),
+        }
+    }
+
+    #[test]
+    fn relative_compiles_in_the_project_move_it() {
+        let root = Path::new("/home/u/proj");
+        let cwd = Path::new("/home/u/proj/build");
+        let m = PathMap::choose(
+            Some(root),
+            cwd,
+            &exposure(
+                false,
+                &["../src/a.c", "../include/x.h", "/usr/include/stdio.h"],
+            ),
+        );
+        assert!(m.is_mapped());
+        assert_eq!(m.tree_path(cwd), "recast/project/build");
+        assert_eq!(m.tree_path(root), "recast/project");
+        assert_eq!(
+            m.tree_path(Path::new("/usr/include/stdio.h")),
+            "usr/include/stdio.h"
+        );
+        assert_eq!(m.arg("../src/a.c"), "../src/a.c");
+        assert_eq!(m.arg("/usr//include"), "/usr//include");
+        assert_eq!(
+            m.remote(Path::new("/home/u/proj/src/a.c")),
+            PathBuf::from("/recast/project/src/a.c")
+        );
+        // A second checkout lands on the same remote paths.
+        let other = PathMap::choose(
+            Some(Path::new("/tmp/copy")),
+            Path::new("/tmp/copy/build"),
+            &exposure(false, &["../src/a.c"]),
+        );
+        assert_eq!(
+            other.tree_path(Path::new("/tmp/copy/build")),
+            m.tree_path(cwd)
+        );
+    }
+
+    #[test]
+    fn compiles_that_can_see_their_location_keep_their_paths() {
+        let root = Path::new("/home/u/proj");
+        let cwd = Path::new("/home/u/proj/build");
+        for e in [
+            exposure(true, &["../src/a.c"]),
+            exposure(false, &["/home/u/proj/src/a.c"]),
+            exposure(false, &["../../other/x.h"]),
+        ] {
+            let m = PathMap::choose(Some(root), cwd, &e);
+            assert!(!m.is_mapped(), "{e:?}");
+            assert_eq!(m.tree_path(cwd), "home/u/proj/build");
+        }
+        // Outside the project, or without one: the identity.
+        assert!(!PathMap::choose(Some(root), Path::new("/tmp"), &exposure(false, &[])).is_mapped());
+        assert!(!PathMap::choose(None, cwd, &exposure(false, &[])).is_mapped());
+        assert!(!PathMap::choose(Some(Path::new("/")), cwd, &exposure(false, &[])).is_mapped());
+    }
+
+    #[test]
+    fn below_gives_paths_under_a_directory() {
+        let b = Path::new("/p/build");
+        assert_eq!(below(b, Path::new("/p/build/x/a.o")), Some("x/a.o".into()));
+        assert_eq!(below(b, Path::new("/p/a.o")), None);
+        assert_eq!(below(b, b), None);
+    }
+}

@@ -1,0 +1,178 @@
+//! Does the server run actions with the input root as `/`?
+//!
+//! Wrapped compiles keep absolute paths as they are (see `paths`), which
+//! is only right on workers that make the input root their `/`: recast's
+//! own sandboxes, buildbox-run, Buildbarn's chroot runner. A worker that
+//! runs actions in a plain directory would resolve `/usr/include/stdio.h`
+//! on its own disk. So, once an hour per (server, instance, platform),
+//! recast asks: an uncached action runs the toolchain's ELF loader, by a
+//! relative path (which works either way), with `--verify` on a file that
+//! exists only at an absolute path inside the input root. Exit 0 means the
+//! worker saw it there.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::inputs::Inputs;
+use super::remote::{Failure, Prepared};
+use crate::action::{self, CommandSpec, Features};
+use crate::cas::Digest;
+use crate::cas::tree::{self, Entry};
+use crate::remote::{self, ActionRun, Blob, Client};
+use crate::toolchain::bundle::Bundle;
+use crate::toolchain::{HostFs, listing::Listing};
+
+/// How long an answer is trusted.
+const TTL_SECS: u64 = 3600;
+/// Where the probe file sits: a path no worker has of its own.
+const PROBE_DIR: &str = "recast-chroot-probe-5f0c2a";
+
+#[derive(Serialize, Deserialize)]
+struct Answer {
+    chroot: bool,
+    at: u64,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn answer_path(cache_dir: &Path, client: &Client, platform: &[(String, String)]) -> PathBuf {
+    let mut key = format!("{}\n{}\n", client.url(), client.instance());
+    for (k, v) in platform {
+        key.push_str(&format!("{k}={v}\n"));
+    }
+    let d = Digest::of_bytes(key.as_bytes());
+    cache_dir
+        .join("probes")
+        .join(format!("{}.json", &d.hex()[..32]))
+}
+
+/// The probe action for `bundle`'s loader, or `None` when the toolchain
+/// has none (a static or non-ELF compiler).
+fn probe_action(
+    bundle: &Bundle,
+    platform: &[(String, String)],
+    features: Features,
+) -> Option<Prepared> {
+    let m = &bundle.manifest;
+    let loader = m.interpreter.as_ref()?;
+    let mut listing = Listing::new();
+    let real_loader = listing
+        .add_path(&HostFs, &Path::new("/").join(loader))
+        .ok()?;
+    let real_entry = listing
+        .add_path(&HostFs, &Path::new("/").join(&m.entry))
+        .ok()?;
+    let (mut entries, _) = listing.entries(&bundle.files);
+    let entry_digest = *bundle.files.get(&real_entry)?;
+    entries.push(Entry::file(
+        format!("{PROBE_DIR}/probe"),
+        entry_digest,
+        true,
+    ));
+    let tree = tree::build(&entries).ok()?;
+    let spec = CommandSpec {
+        arguments: vec![
+            loader.clone(),
+            "--verify".into(),
+            format!("/{PROBE_DIR}/probe"),
+        ],
+        env: Default::default(),
+        outputs: Vec::new(),
+        working_directory: String::new(),
+        platform: platform.to_vec(),
+    };
+    let command = action::build_command(&spec, features).ok()?;
+    let command_digest = Digest::of_message(&command).0;
+    let action = action::build_action(
+        &command_digest,
+        &tree.root,
+        Some(std::time::Duration::from_secs(60)),
+        true,
+        platform,
+        features.action_platform,
+    );
+    let digest = Digest::of_message(&action).0;
+    let blobs = [real_loader, real_entry]
+        .iter()
+        .filter_map(|p| bundle.files.get(p).map(|d| Blob::file(*d, p)))
+        .collect();
+    Some(Prepared {
+        digest,
+        action,
+        command,
+        inputs: Inputs { tree, blobs },
+        outputs: Vec::new(),
+    })
+}
+
+/// Whether `client`'s workers for `platform` run actions with the input
+/// root as `/`: from the cache, else asked.
+pub async fn chroots(
+    cache_dir: &Path,
+    client: &Client,
+    bundle: &Bundle,
+    platform: &[(String, String)],
+    features: Features,
+) -> Result<bool, Failure> {
+    let path = answer_path(cache_dir, client, platform);
+    if let Some(a) = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Answer>(&b).ok())
+        .filter(|a| now().saturating_sub(a.at) < TTL_SECS)
+    {
+        return Ok(a.chroot);
+    }
+    let Some(p) = probe_action(bundle, platform, features) else {
+        return Err(Failure {
+            cause: "probe_unavailable".into(),
+            message: format!(
+                "{} has no ELF loader to probe the workers with",
+                bundle.manifest.name
+            ),
+        });
+    };
+    let mut blobs = p.inputs.blobs.clone();
+    for (d, bytes) in &p.inputs.tree.directories {
+        blobs.push(Blob {
+            digest: *d,
+            source: remote::BlobSource::Bytes(bytes.clone()),
+        });
+    }
+    blobs.push(Blob::from_message(&p.command));
+    blobs.push(Blob::from_message(&p.action));
+    let outcome = remote::run_action(
+        client,
+        ActionRun {
+            action_digest: p.digest,
+            blobs,
+            skip_cache: true,
+            timeout: None,
+        },
+    )
+    .await
+    .map_err(|e| Failure::of(&e))?;
+    if !outcome.ok() {
+        let code = tonic::Code::from(outcome.status.code);
+        return Err(Failure {
+            cause: format!("status_{}", remote::code_name(code).to_ascii_lowercase()),
+            message: outcome.status.message,
+        });
+    }
+    let chroot = outcome.result.as_ref().is_some_and(|r| r.exit_code == 0);
+    if !chroot {
+        tracing::warn!(
+            "{} runs actions outside a chroot of their input root; wrapped compiles run locally (recast serve and recast worker: --sandbox chroot)",
+            client.url()
+        );
+    }
+    let bytes = serde_json::to_vec(&Answer { chroot, at: now() }).expect("serializes");
+    if let Err(e) = crate::toolchain::index::write_atomic(&path, &bytes) {
+        tracing::debug!("cannot save {}: {e}", path.display());
+    }
+    Ok(chroot)
+}

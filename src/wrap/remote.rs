@@ -1,0 +1,322 @@
+//! One wrapped compile on the server: the action cache, then (in remote
+//! mode) upload and Execute; the result's declared outputs written here,
+//! verified and atomically; or, in cache-only mode, a local compile's
+//! result published for the next one.
+//!
+//! Deciding between a genuine failure (replay it) and an infrastructure
+//! failure (compile locally) happens here too ([`infrastructure`]).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::inputs::Inputs;
+use crate::cas::Digest;
+use crate::proto::reapi;
+use crate::remote::{self, ActionRun, Blob, Client, RemoteError};
+
+/// An action ready to send.
+pub struct Prepared {
+    pub digest: Digest,
+    pub action: reapi::Action,
+    pub command: reapi::Command,
+    pub inputs: Inputs,
+    /// Output files, relative to the working directory (here and there).
+    pub outputs: Vec<String>,
+}
+
+/// What the server said, once outputs are in place.
+pub struct Finished {
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub cached: bool,
+    pub up: u64,
+    pub down: u64,
+    /// For a hit: the original run's duration.
+    pub original: Duration,
+}
+
+/// Why the compile must run locally after all: a stats key and a message.
+#[derive(Debug)]
+pub struct Failure {
+    pub cause: String,
+    pub message: String,
+}
+
+impl Failure {
+    fn new(cause: impl Into<String>, message: impl std::fmt::Display) -> Failure {
+        Failure {
+            cause: cause.into(),
+            message: message.to_string(),
+        }
+    }
+
+    /// The stats key of a remote error.
+    pub fn of(e: &RemoteError) -> Failure {
+        let cause = match e {
+            RemoteError::Unreachable { .. } => "unreachable".to_string(),
+            RemoteError::Tls { .. } => "tls".to_string(),
+            RemoteError::Status { code, .. } => {
+                format!("status_{}", remote::code_name(*code).to_ascii_lowercase())
+            }
+            RemoteError::MissingBlobs(_) | RemoteError::NotFound { .. } => "missing_blobs".into(),
+            RemoteError::BadBlob { .. } => "bad_blob".into(),
+            RemoteError::Protocol { .. } => "protocol".into(),
+            RemoteError::Io { .. } => "local_io".into(),
+            RemoteError::InvalidUrl { .. } | RemoteError::Config(_) => "config".into(),
+            RemoteError::UnsupportedDigest { .. } => "digest_function".into(),
+        };
+        Failure::new(cause, e)
+    }
+}
+
+/// Signs, in a failed remote compile's stderr, that the worker could not
+/// run the toolchain rather than the code being wrong.
+const INFRA_SIGNS: [&str; 6] = [
+    "error while loading shared libraries",
+    "cannot execute",
+    "Exec format error",
+    "bwrap:",
+    "recast: cannot run",
+    "cannot open shared object file",
+];
+
+/// Whether a non-zero exit is the worker's fault: a signal or an
+/// out-of-range code, the shell's "cannot run" codes, or a loader message.
+pub fn infrastructure(code: i32, stderr: &[u8]) -> bool {
+    if !(1..=125).contains(&code) {
+        return true;
+    }
+    let text = String::from_utf8_lossy(stderr);
+    INFRA_SIGNS.iter().any(|s| text.contains(s))
+}
+
+/// The result, with only the declared outputs kept; `None` when one is
+/// missing (an exit-0 result without its object is not a result).
+fn declared_only(result: &reapi::ActionResult, outputs: &[String]) -> Option<reapi::ActionResult> {
+    let want: BTreeSet<&str> = outputs.iter().map(String::as_str).collect();
+    let mut r = result.clone();
+    r.output_files.retain(|f| want.contains(f.path.as_str()));
+    r.output_directories.clear();
+    r.output_symlinks.clear();
+    r.output_file_symlinks.clear();
+    r.output_directory_symlinks.clear();
+    let got: BTreeSet<&str> = r.output_files.iter().map(|f| f.path.as_str()).collect();
+    (got == want).then_some(r)
+}
+
+fn original_duration(result: &reapi::ActionResult) -> Duration {
+    let md = result.execution_metadata.as_ref();
+    let (Some(start), Some(end)) = (
+        md.and_then(|m| m.execution_start_timestamp.as_ref()),
+        md.and_then(|m| m.execution_completed_timestamp.as_ref()),
+    ) else {
+        return Duration::ZERO;
+    };
+    let ns =
+        |t: &prost_types::Timestamp| i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos);
+    Duration::from_nanos((ns(end) - ns(start)).clamp(0, i128::from(u64::MAX)) as u64)
+}
+
+/// Writes `result`'s outputs under `cwd` and fetches its streams.
+async fn land(
+    client: &Client,
+    result: &reapi::ActionResult,
+    outputs: &[String],
+    cwd: &Path,
+) -> Result<(Vec<u8>, Vec<u8>, u64), Failure> {
+    let (stdout, stderr) = client
+        .std_streams(result)
+        .await
+        .map_err(|e| Failure::of(&e))?;
+    let mut down = (stdout.len() + stderr.len()) as u64;
+    if result.exit_code == 0 {
+        let kept = declared_only(result, outputs).ok_or_else(|| {
+            Failure::new(
+                "missing_outputs",
+                format!("the result lacks some of {outputs:?}"),
+            )
+        })?;
+        let stats = remote::write_outputs(client, &kept, cwd)
+            .await
+            .map_err(|e| Failure::of(&e))?;
+        down += stats.bytes;
+    }
+    Ok((stdout, stderr, down))
+}
+
+/// The action cache only.
+pub async fn lookup(
+    client: &Client,
+    p: &Prepared,
+    cwd: &Path,
+) -> Result<Option<Finished>, Failure> {
+    let Some(result) = client
+        .for_action(&p.digest)
+        .get_action_result(&p.digest)
+        .await
+        .map_err(|e| Failure::of(&e))?
+    else {
+        return Ok(None);
+    };
+    match land(client, &result, &p.outputs, cwd).await {
+        Ok((stdout, stderr, down)) => Ok(Some(Finished {
+            code: result.exit_code,
+            stdout,
+            stderr,
+            cached: true,
+            up: 0,
+            down,
+            original: original_duration(&result),
+        })),
+        // Evicted blobs behind a cached result: a miss, not a failure.
+        Err(f) if f.cause == "missing_blobs" => Ok(None),
+        Err(f) => Err(f),
+    }
+}
+
+/// The action cache, then Execute.
+pub async fn execute(client: &Client, p: &Prepared, cwd: &Path) -> Result<Finished, Failure> {
+    let mut blobs = p.inputs.blobs.clone();
+    for (d, bytes) in &p.inputs.tree.directories {
+        blobs.push(Blob {
+            digest: *d,
+            source: remote::BlobSource::Bytes(bytes.clone()),
+        });
+    }
+    blobs.push(Blob::from_message(&p.command));
+    blobs.push(Blob::from_message(&p.action));
+    let mut run = ActionRun {
+        action_digest: p.digest,
+        blobs,
+        skip_cache: false,
+        timeout: None,
+    };
+    for attempt in 0..2 {
+        let outcome = remote::run_action(client, run.clone())
+            .await
+            .map_err(|e| Failure::of(&e))?;
+        if !outcome.ok() {
+            let code = tonic::Code::from(outcome.status.code);
+            return Err(Failure::new(
+                format!("status_{}", remote::code_name(code).to_ascii_lowercase()),
+                format!("{}: {}", remote::code_name(code), outcome.status.message),
+            ));
+        }
+        let Some(result) = outcome.result.as_ref() else {
+            return Err(Failure::new(
+                "protocol",
+                "Execute finished without a result",
+            ));
+        };
+        match land(client, result, &p.outputs, cwd).await {
+            Ok((stdout, stderr, down)) => {
+                return Ok(Finished {
+                    code: result.exit_code,
+                    stdout,
+                    stderr,
+                    cached: outcome.cached,
+                    up: outcome.uploaded.bytes,
+                    down,
+                    original: original_duration(result),
+                });
+            }
+            // A cached result whose blobs were evicted: run it for real.
+            Err(f) if f.cause == "missing_blobs" && outcome.cached && attempt == 0 => {
+                run.skip_cache = true;
+            }
+            Err(f) => return Err(f),
+        }
+    }
+    Err(Failure::new("missing_blobs", "outputs vanished twice"))
+}
+
+/// Publishes a successful local compile under `p`'s action digest: the
+/// declared outputs and the streams go to the CAS, the result to the
+/// action cache, so the next identical compile anywhere is a hit.
+pub async fn publish(
+    client: &Client,
+    p: &Prepared,
+    cwd: &Path,
+    started: Instant,
+) -> Result<u64, Failure> {
+    let mut blobs = Vec::new();
+    let mut files = Vec::new();
+    for rel in &p.outputs {
+        let path: PathBuf = cwd.join(rel);
+        let digest = crate::cas::hash::digest_file(&path)
+            .map_err(|e| Failure::new("local_io", format!("{}: {e}", path.display())))?;
+        let executable = std::fs::metadata(&path)
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
+            .unwrap_or(false);
+        blobs.push(Blob::file(digest, path));
+        files.push(reapi::OutputFile {
+            path: rel.clone(),
+            digest: Some(digest.to_proto()),
+            is_executable: executable,
+            ..Default::default()
+        });
+    }
+    let up = blobs.iter().map(|b| b.digest.size()).sum();
+    let client = client.for_action(&p.digest);
+    client
+        .upload_missing(blobs)
+        .await
+        .map_err(|e| Failure::of(&e))?;
+    let now = std::time::SystemTime::now();
+    let start = now - started.elapsed();
+    let result = reapi::ActionResult {
+        output_files: files,
+        exit_code: 0,
+        execution_metadata: Some(reapi::ExecutedActionMetadata {
+            worker: "recast cache-only (local compile)".into(),
+            execution_start_timestamp: Some(start.into()),
+            execution_completed_timestamp: Some(now.into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    client
+        .update_action_result(&p.digest, result)
+        .await
+        .map_err(|e| Failure::of(&e))?;
+    Ok(up)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_troubles_are_told_from_compile_errors() {
+        assert!(!infrastructure(1, b"a.c:3:1: error: expected ';'\n"));
+        assert!(infrastructure(127, b""));
+        assert!(infrastructure(-1, b""));
+        assert!(infrastructure(139, b""));
+        assert!(infrastructure(
+            1,
+            b"cc1: error while loading shared libraries: libisl.so.23: cannot open shared object file"
+        ));
+        assert!(infrastructure(
+            1,
+            b"gcc: fatal error: cannot execute 'cc1': No such file\n"
+        ));
+    }
+
+    #[test]
+    fn only_declared_outputs_are_kept_and_all_are_required() {
+        let f = |p: &str| reapi::OutputFile {
+            path: p.into(),
+            ..Default::default()
+        };
+        let r = reapi::ActionResult {
+            output_files: vec![f("a.o"), f("../../etc/passwd"), f("a.dwo")],
+            ..Default::default()
+        };
+        let kept = declared_only(&r, &["a.o".into(), "a.dwo".into()]).unwrap();
+        let paths: Vec<&str> = kept.output_files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["a.o", "a.dwo"]);
+        assert!(declared_only(&r, &["b.o".into()]).is_none());
+    }
+}

@@ -1,0 +1,236 @@
+//! Wrapper statistics, kept per user and safe under many concurrent
+//! wrapper processes.
+//!
+//! Each wrapped compile appends one JSON line to `<cache dir>/stats.jsonl`
+//! with a single `write(2)` on a file opened with `O_APPEND`, which Linux
+//! applies atomically for regular files, so lines from parallel `make -j`
+//! jobs never interleave and no lock is taken on the hot path. `recast
+//! stats` sums the lines; `--zero` truncates the file. Failing to record
+//! costs only the figure, never the compile.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+const FILE: &str = "stats.jsonl";
+
+/// How one wrapped compile went.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Ran on the server (not answered from the cache).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub remote: bool,
+    /// Answered from the action cache.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub hit: bool,
+    /// Ran locally by design: why (a stats key, e.g. `linking`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<String>,
+    /// Ran locally after a remote failure: the cause (e.g. `unreachable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub up: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub down: u64,
+    /// For a hit: how long the original execution took, less the time
+    /// the hit took.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub saved_ms: u64,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl Event {
+    pub fn local(reason: &str) -> Event {
+        Event {
+            local: Some(reason.to_string()),
+            ..Event::default()
+        }
+    }
+
+    pub fn fallback(cause: &str) -> Event {
+        Event {
+            fallback: Some(cause.to_string()),
+            ..Event::default()
+        }
+    }
+}
+
+/// The sums `recast stats` prints. Field names are a contract: scripts
+/// read them from `--json`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub compiles: u64,
+    pub remote_executions: u64,
+    pub cache_hits: u64,
+    pub local_runs: u64,
+    pub fallbacks: u64,
+    pub bytes_uploaded: u64,
+    pub bytes_downloaded: u64,
+    pub time_saved_ms: u64,
+    pub local_reasons: BTreeMap<String, u64>,
+    pub fallback_causes: BTreeMap<String, u64>,
+}
+
+impl Stats {
+    pub fn add(&mut self, e: &Event) {
+        self.compiles += 1;
+        self.remote_executions += u64::from(e.remote);
+        self.cache_hits += u64::from(e.hit);
+        if let Some(r) = &e.local {
+            self.local_runs += 1;
+            *self.local_reasons.entry(r.clone()).or_default() += 1;
+        }
+        if let Some(c) = &e.fallback {
+            self.fallbacks += 1;
+            *self.fallback_causes.entry(c.clone()).or_default() += 1;
+        }
+        self.bytes_uploaded += e.up;
+        self.bytes_downloaded += e.down;
+        self.time_saved_ms += e.saved_ms;
+    }
+
+    /// Sums the lines of a stats file; unreadable lines (a crash mid-write
+    /// on a filesystem without atomic appends) are skipped.
+    pub fn parse(text: &str) -> Stats {
+        let mut s = Stats::default();
+        for line in text.lines() {
+            if let Ok(e) = serde_json::from_str::<Event>(line) {
+                s.add(&e);
+            }
+        }
+        s
+    }
+}
+
+fn path(cache_dir: &Path) -> PathBuf {
+    cache_dir.join(FILE)
+}
+
+/// Appends `event`; errors are logged, never returned.
+pub fn record(cache_dir: &Path, event: &Event) {
+    let mut line = serde_json::to_vec(event).expect("an event serializes");
+    line.push(b'\n');
+    let p = path(cache_dir);
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(cache_dir)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)?;
+        f.write_all(&line)
+    };
+    if let Err(e) = write() {
+        tracing::debug!("cannot record stats in {}: {e}", p.display());
+    }
+}
+
+/// The sums so far.
+pub fn read(cache_dir: &Path) -> std::io::Result<Stats> {
+    match std::fs::read_to_string(path(cache_dir)) {
+        Ok(text) => Ok(Stats::parse(&text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Stats::default()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Starts the counts again from zero.
+pub fn zero(cache_dir: &Path) -> std::io::Result<()> {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path(cache_dir))
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_sum_by_kind_reason_and_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        record(
+            dir.path(),
+            &Event {
+                remote: true,
+                up: 10,
+                down: 5,
+                ..Event::default()
+            },
+        );
+        record(
+            dir.path(),
+            &Event {
+                hit: true,
+                down: 7,
+                saved_ms: 40,
+                ..Event::default()
+            },
+        );
+        record(dir.path(), &Event::local("linking"));
+        record(dir.path(), &Event::local("linking"));
+        record(dir.path(), &Event::fallback("unreachable"));
+        let s = read(dir.path()).unwrap();
+        assert_eq!(s.compiles, 5);
+        assert_eq!((s.remote_executions, s.cache_hits), (1, 1));
+        assert_eq!((s.local_runs, s.fallbacks), (2, 1));
+        assert_eq!((s.bytes_uploaded, s.bytes_downloaded), (10, 12));
+        assert_eq!(s.time_saved_ms, 40);
+        assert_eq!(s.local_reasons["linking"], 2);
+        assert_eq!(s.fallback_causes["unreachable"], 1);
+        let json = serde_json::to_value(&s).unwrap();
+        for key in [
+            "compiles",
+            "remote_executions",
+            "cache_hits",
+            "local_runs",
+            "fallbacks",
+            "bytes_uploaded",
+            "bytes_downloaded",
+        ] {
+            assert!(json[key].is_u64(), "{key} in {json}");
+        }
+        assert!(json["local_reasons"].is_object() && json["fallback_causes"].is_object());
+        zero(dir.path()).unwrap();
+        assert_eq!(read(dir.path()).unwrap(), Stats::default());
+    }
+
+    #[test]
+    fn a_torn_line_is_skipped() {
+        let s = Stats::parse("{\"hit\":true}\n{\"remo\n{\"local\":\"x\"}\n");
+        assert_eq!(s.compiles, 2);
+    }
+
+    #[test]
+    fn parallel_writers_lose_no_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let d = dir.path().to_path_buf();
+                std::thread::spawn(move || {
+                    for _ in 0..200 {
+                        record(&d, &Event::local("linking"));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(read(dir.path()).unwrap().local_runs, 1600);
+    }
+}

@@ -1,0 +1,343 @@
+//! The C wrapper end to end: a real multi-file C library (zstd's
+//! decompressor, the copy vendored in the `zstd-sys` crate recast itself
+//! builds with, so it is on every machine that built recast) compiled with
+//! `make CC="recast gcc"` and through CMake's compiler launcher against a
+//! real `recast serve`, compared byte for byte with plain builds; a copy of
+//! the project elsewhere gets only cache hits; a touched header reruns
+//! only its dependents; a dead server falls back to local compiles; a
+//! compile error is replayed exactly; a masquerade link works.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{BIN, Server, free_port, recast_with_cache, run_ok, tempdir};
+
+/// zstd's library sources inside the `zstd-sys` crate in cargo's registry.
+fn zstd_lib() -> PathBuf {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo"));
+    let mut found: Vec<PathBuf> = fs::read_dir(home.join("registry/src"))
+        .expect("cargo's registry (recast's own build fills it)")
+        .filter_map(|e| e.ok())
+        .flat_map(|index| fs::read_dir(index.path()).into_iter().flatten())
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("zstd-sys-"))
+        })
+        .map(|p| p.join("zstd/lib"))
+        .filter(|p| p.join("decompress").is_dir())
+        .collect();
+    found.sort();
+    found.pop().expect("zstd-sys in cargo's registry")
+}
+
+const MAKEFILE: &str = "\
+SRC := $(wildcard lib/common/*.c) $(wildcard lib/decompress/*.c)
+OBJ := $(patsubst lib/%.c,obj/%.o,$(SRC))
+CFLAGS ?= -O2 -Wall
+all: $(OBJ)
+obj/%.o: lib/%.c
+\t@mkdir -p $(dir $@)
+\t$(CC) $(CFLAGS) -MMD -MP -Ilib -Ilib/common -c $< -o $@
+-include $(OBJ:.o=.d)
+";
+
+const CMAKELISTS: &str = "\
+cmake_minimum_required(VERSION 3.13)
+project(zstd_dec C)
+file(GLOB SRC ${CMAKE_SOURCE_DIR}/lib/common/*.c ${CMAKE_SOURCE_DIR}/lib/decompress/*.c)
+add_library(zstd_dec STATIC ${SRC})
+target_include_directories(zstd_dec PRIVATE lib lib/common)
+target_compile_options(zstd_dec PRIVATE -O2)
+";
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// A project: zstd's common/ and decompress/ with our Makefile and
+/// CMakeLists.txt, in a directory with a `.git` (the project root).
+fn project(at: &Path) -> PathBuf {
+    let lib = zstd_lib();
+    let dir = at.to_path_buf();
+    fs::create_dir_all(dir.join(".git")).unwrap();
+    for sub in ["common", "decompress"] {
+        copy_dir(&lib.join(sub), &dir.join("lib").join(sub));
+    }
+    for h in ["zstd.h", "zstd_errors.h", "zdict.h"] {
+        fs::copy(lib.join(h), dir.join("lib").join(h)).unwrap();
+    }
+    fs::write(dir.join("Makefile"), MAKEFILE).unwrap();
+    fs::write(dir.join("CMakeLists.txt"), CMAKELISTS).unwrap();
+    dir
+}
+
+/// A command whose recast children use `cache` and `url`.
+fn with_recast(cmd: &mut Command, cache: &Path, url: &str) {
+    cmd.env("RECAST_CACHE_DIR", cache)
+        .env("RECAST_CONFIG", cache.join("no-such-config.toml"))
+        .env("RECAST_REMOTE", url)
+        .env_remove("RECAST_MODE")
+        .env_remove("RECAST_PROJECT_ROOT");
+}
+
+fn make(dir: &Path, cc: &str, cache: &Path, url: &str) -> Output {
+    let mut cmd = Command::new("make");
+    cmd.args(["-j2", "--no-print-directory"])
+        .arg(format!("CC={cc}"))
+        .current_dir(dir);
+    with_recast(&mut cmd, cache, url);
+    run_ok(&mut cmd)
+}
+
+fn recast_cc() -> String {
+    format!("{BIN} gcc")
+}
+
+/// Every file under `dir/sub` with `ext`, by path relative to `dir`.
+fn files(dir: &Path, sub: &str, ext: &str) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.join(sub)];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == ext) {
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn stats(cache: &Path) -> serde_json::Value {
+    let out = run_ok(&mut recast_with_cache(cache, ["stats", "--json"]));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn assert_same(what: &str, a: &BTreeMap<String, Vec<u8>>, b: &BTreeMap<String, Vec<u8>>) {
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "{what}: different files"
+    );
+    for (k, v) in a {
+        assert!(
+            v == &b[k],
+            "{what}: {k} differs ({} vs {} bytes)",
+            v.len(),
+            b[k].len()
+        );
+    }
+}
+
+#[test]
+fn make_builds_zstd_remotely_byte_identical_and_a_copy_elsewhere_only_hits() {
+    let server = Server::start();
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let plain = project(&tmp.path().join("plain"));
+    let proj = project(&tmp.path().join("proj"));
+    make(&plain, "gcc", &cache, &server.url());
+    let want = files(&plain, "obj", "o");
+    assert_eq!(want.len(), 12, "{:?}", want.keys());
+
+    make(&proj, &recast_cc(), &cache, &server.url());
+    assert_same("objects", &files(&proj, "obj", "o"), &want);
+    assert_same(
+        "depfiles",
+        &files(&proj, "obj", "d"),
+        &files(&plain, "obj", "d"),
+    );
+    let s = stats(&cache);
+    assert_eq!(s["remote_executions"], 12, "{s}");
+    assert_eq!(s["fallbacks"], 0, "{s}");
+
+    // The same project at another path: every compile is a hit.
+    let copy = project(&tmp.path().join("elsewhere/copy"));
+    make(&copy, &recast_cc(), &cache, &server.url());
+    assert_same("objects of the copy", &files(&copy, "obj", "o"), &want);
+    let s = stats(&cache);
+    assert_eq!(s["cache_hits"], 12, "{s}");
+    assert_eq!(s["remote_executions"], 12, "{s}");
+
+    // A header edit reruns its dependents only (make picks them; each is a
+    // new action, so each runs remotely).
+    let header = "lib/common/zstd_internal.h";
+    let dependents = files(&proj, "obj", "d")
+        .values()
+        // Spelled `lib/common/…` or `lib/decompress/../common/…`.
+        .filter(|d| String::from_utf8_lossy(d).contains("zstd_internal.h"))
+        .count();
+    assert!((1..12).contains(&dependents), "{dependents}");
+    for dir in [&proj, &plain] {
+        let mut text = fs::read_to_string(dir.join(header)).unwrap();
+        text.push_str("\n/* touched */\n");
+        fs::write(dir.join(header), text).unwrap();
+    }
+    make(&plain, "gcc", &cache, &server.url());
+    make(&proj, &recast_cc(), &cache, &server.url());
+    let s = stats(&cache);
+    assert_eq!(s["remote_executions"], 12 + dependents as u64, "{s}");
+    assert_same(
+        "objects after the edit",
+        &files(&proj, "obj", "o"),
+        &files(&plain, "obj", "o"),
+    );
+}
+
+#[test]
+fn cmake_launcher_builds_the_same_objects_as_cmake_alone() {
+    if common::peer("cmake").is_none() {
+        return;
+    }
+    let server = Server::start();
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let proj = project(&tmp.path().join("proj"));
+    let build = |launcher: Option<&str>| -> BTreeMap<String, Vec<u8>> {
+        let b = proj.join("build");
+        let _ = fs::remove_dir_all(&b);
+        let mut cfg = Command::new("cmake");
+        cfg.args(["-S", ".", "-B", "build", "-DCMAKE_C_COMPILER=gcc"])
+            .current_dir(&proj);
+        if let Some(l) = launcher {
+            cfg.arg(format!("-DCMAKE_C_COMPILER_LAUNCHER={l}"));
+        }
+        with_recast(&mut cfg, &cache, &server.url());
+        run_ok(&mut cfg);
+        let mut b = Command::new("cmake");
+        b.args(["--build", "build", "-j2"]).current_dir(&proj);
+        with_recast(&mut b, &cache, &server.url());
+        run_ok(&mut b);
+        files(&proj, "build", "o")
+    };
+    let plain = build(None);
+    assert_eq!(plain.len(), 12);
+    let wrapped = build(Some(BIN));
+    assert_same("cmake objects", &wrapped, &plain);
+    let s = stats(&cache);
+    // CMake also runs the compiler to detect it (links: local).
+    assert_eq!(s["remote_executions"], 12, "{s}");
+    assert_eq!(s["fallbacks"], 0, "{s}");
+}
+
+#[test]
+fn a_dead_server_means_local_compiles_with_the_same_objects() {
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let plain = project(&tmp.path().join("plain"));
+    let proj = project(&tmp.path().join("proj"));
+    let dead = format!("grpc://127.0.0.1:{}", free_port());
+    make(&plain, "gcc", &cache, &dead);
+    make(&proj, &recast_cc(), &cache, &dead);
+    assert_same(
+        "objects",
+        &files(&proj, "obj", "o"),
+        &files(&plain, "obj", "o"),
+    );
+    assert_same(
+        "depfiles",
+        &files(&proj, "obj", "d"),
+        &files(&plain, "obj", "d"),
+    );
+    let s = stats(&cache);
+    assert_eq!(s["fallbacks"], 12, "{s}");
+    assert_eq!(s["fallback_causes"]["unreachable"], 12, "{s}");
+}
+
+#[test]
+fn compile_errors_replay_exactly_and_other_shapes_run_locally() {
+    let server = Server::start();
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let dir = tmp.path().join("src");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        dir.join("bad.c"),
+        "#include <stdio.h>\nint f(void) { return undeclared; }\n",
+    )
+    .unwrap();
+    fs::write(dir.join("main.c"), "int main(void) { return 0; }\n").unwrap();
+    let compile = |cmd: &mut Command| {
+        cmd.args(["-Wall", "-c", "bad.c", "-o", "bad.o"])
+            .current_dir(&dir);
+        cmd.output().unwrap()
+    };
+    let local = compile(&mut Command::new("gcc"));
+    let mut cmd = Command::new(BIN);
+    cmd.arg("gcc");
+    with_recast(&mut cmd, &cache, &server.url());
+    let remote = compile(&mut cmd);
+    assert_eq!(remote.status.code(), local.status.code());
+    assert_ne!(local.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&remote.stderr),
+        String::from_utf8_lossy(&local.stderr)
+    );
+    assert_eq!(remote.stdout, local.stdout);
+    assert!(!dir.join("bad.o").exists());
+    let s = stats(&cache);
+    assert_eq!(s["remote_executions"], 1, "{s}");
+
+    // Linking and preprocessing run here, counted by reason.
+    for args in [
+        &["main.c", "-o", "main"][..],
+        &["-E", "main.c", "-o", "main.i"],
+    ] {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("gcc").args(args).current_dir(&dir);
+        with_recast(&mut cmd, &cache, &server.url());
+        run_ok(&mut cmd);
+    }
+    assert!(dir.join("main").is_file() && dir.join("main.i").is_file());
+    let s = stats(&cache);
+    assert_eq!(s["local_reasons"]["linking"], 1, "{s}");
+    assert_eq!(s["local_reasons"]["preprocess_only"], 1, "{s}");
+}
+
+#[test]
+fn a_masquerade_link_named_gcc_runs_the_real_gcc_remotely() {
+    let server = Server::start();
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let bin = tmp.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(BIN, bin.join("gcc")).unwrap();
+    let dir = tmp.path().join("src");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("a.c"), "int twice(int x) { return 2 * x; }\n").unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let mut cmd = Command::new("gcc");
+    cmd.args(["-O2", "-c", "a.c"])
+        .current_dir(&dir)
+        .env("PATH", &path);
+    with_recast(&mut cmd, &cache, &server.url());
+    run_ok(&mut cmd);
+    let remote = fs::read(dir.join("a.o")).unwrap();
+    run_ok(
+        Command::new("gcc")
+            .args(["-O2", "-c", "a.c"])
+            .current_dir(&dir),
+    );
+    assert_eq!(remote, fs::read(dir.join("a.o")).unwrap());
+    assert_eq!(stats(&cache)["remote_executions"], 1);
+}
