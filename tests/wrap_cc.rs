@@ -341,3 +341,305 @@ fn a_masquerade_link_named_gcc_runs_the_real_gcc_remotely() {
     assert_eq!(remote, fs::read(dir.join("a.o")).unwrap());
     assert_eq!(stats(&cache)["remote_executions"], 1);
 }
+
+#[test]
+fn cross_compiles_for_aarch64_run_remotely_and_the_program_runs_under_qemu() {
+    let (Some(cross), Some(qemu), Some(clang)) = (
+        common::peer("aarch64-linux-gnu-gcc"),
+        common::peer("qemu-aarch64-static"),
+        common::peer("clang"),
+    ) else {
+        return;
+    };
+    let sysroot = "/usr/aarch64-linux-gnu";
+    let server = Server::start();
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let dir = tmp.path().join("src");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        dir.join("main.c"),
+        "#include <stdio.h>\n#include \"greet.h\"\nint main(void) { greet(\"aarch64\"); return 0; }\n",
+    )
+    .unwrap();
+    fs::write(dir.join("greet.h"), "void greet(const char *who);\n").unwrap();
+    fs::write(
+        dir.join("greet.c"),
+        "#include <stdio.h>\n#include <string.h>\n#include \"greet.h\"\n\
+         void greet(const char *who) { printf(\"hello from %s (%zu)\\n\", who, strlen(who)); }\n",
+    )
+    .unwrap();
+    let cross = cross.to_string_lossy().into_owned();
+    let clang = clang.to_string_lossy().into_owned();
+    let target = format!("--sysroot={sysroot}");
+    // (a) Debian's cross gcc for main.c, (b) clang --target for greet.c.
+    let compiles: [(&str, Vec<&str>, &str); 2] = [
+        (
+            &cross,
+            vec!["-O2", "-c", "main.c", "-o", "main.o"],
+            "main.o",
+        ),
+        (
+            &clang,
+            vec![
+                "--target=aarch64-linux-gnu",
+                &target,
+                "-O2",
+                "-c",
+                "greet.c",
+                "-o",
+                "greet.o",
+            ],
+            "greet.o",
+        ),
+    ];
+    for (cc, args, out) in &compiles {
+        run_ok(Command::new(cc).args(args).current_dir(&dir));
+        let local = fs::read(dir.join(out)).unwrap();
+        fs::remove_file(dir.join(out)).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg(cc).args(args).current_dir(&dir);
+        with_recast(&mut cmd, &cache, &server.url());
+        run_ok(&mut cmd);
+        assert!(
+            fs::read(dir.join(out)).unwrap() == local,
+            "{cc}: {out} differs"
+        );
+        // An AArch64 object, built on this x86-64 worker.
+        assert_eq!(&local[18..20], &183u16.to_le_bytes(), "e_machine of {out}");
+    }
+    assert_eq!(stats(&cache)["remote_executions"], 2);
+    run_ok(
+        Command::new(&cross)
+            .args(["main.o", "greet.o", "-o", "hello"])
+            .current_dir(&dir),
+    );
+    let out = run_ok(
+        Command::new(qemu)
+            .args(["-L", sysroot, "./hello"])
+            .current_dir(&dir),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from aarch64 (7)\n"
+    );
+}
+
+/// One flag family: the arguments and the files the compile leaves.
+struct FlagCase {
+    cc: &'static str,
+    args: &'static [&'static str],
+    outputs: &'static [&'static str],
+}
+
+const FLAG_CASES: [FlagCase; 11] = [
+    FlagCase {
+        cc: "gcc",
+        args: &[
+            "-MD", "-MF", "deps/a.d", "-MT", "custom", "-c", "a.c", "-o", "out/a.o",
+        ],
+        outputs: &["deps/a.d", "out/a.o"],
+    },
+    FlagCase {
+        cc: "gcc",
+        args: &["-Wp,-MD,.a.o.d", "-O1", "-c", "a.c", "-o", "a.o"],
+        outputs: &[".a.o.d", "a.o"],
+    },
+    FlagCase {
+        cc: "gcc",
+        args: &["-MMD", "-MP", "-MQ", "q$x y", "-c", "a.c"],
+        outputs: &["a.d", "a.o"],
+    },
+    FlagCase {
+        cc: "gcc",
+        args: &[
+            "-include",
+            "pre.h",
+            "-imacros",
+            "macros.h",
+            "-iquote",
+            "quote",
+            "-isystem",
+            "sys",
+            "-idirafter",
+            "after",
+            "-Wall",
+            "-c",
+            "b.c",
+            "-o",
+            "b.o",
+        ],
+        outputs: &["b.o"],
+    },
+    FlagCase {
+        cc: "gcc",
+        args: &["-x", "c", "-c", "weird.src", "-o", "w.o"],
+        outputs: &["w.o"],
+    },
+    FlagCase {
+        cc: "gcc",
+        args: &["-g", "-gsplit-dwarf", "-c", "a.c", "-o", "s.o"],
+        outputs: &["s.o", "s.dwo"],
+    },
+    FlagCase {
+        cc: "gcc",
+        args: &[
+            "-g",
+            "-O2",
+            "-ffile-prefix-map=/=/",
+            "-c",
+            "a.c",
+            "-o",
+            "g.o",
+        ],
+        outputs: &["g.o"],
+    },
+    FlagCase {
+        cc: "gcc",
+        args: &["-O2", "-S", "a.c", "-o", "a.s"],
+        outputs: &["a.s"],
+    },
+    FlagCase {
+        cc: "gcc",
+        args: &["-specs=extra.specs", "-c", "spec.c", "-o", "spec.o"],
+        outputs: &["spec.o"],
+    },
+    FlagCase {
+        cc: "g++",
+        args: &["-std=c++17", "-O2", "-MD", "-c", "v.cc", "-o", "v.o"],
+        outputs: &["v.d", "v.o"],
+    },
+    FlagCase {
+        cc: "clang",
+        args: &[
+            "-g", "-MD", "-MF", "c.d", "-Iquote", "-c", "a.c", "-o", "c.o",
+        ],
+        outputs: &["c.d", "c.o"],
+    },
+];
+
+#[test]
+fn each_flag_family_gives_the_files_a_local_compile_gives() {
+    let server = Server::start();
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let dir = tmp.path().join("flags");
+    for d in ["deps", "out", "quote", "sys", "after"] {
+        fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    let w = |p: &str, s: &str| fs::write(dir.join(p), s).unwrap();
+    w(
+        "a.c",
+        "#include <assert.h>\nint f(int x) { assert(x); return x * 3; }\n",
+    );
+    w("pre.h", "#define PRE 1\n");
+    w("macros.h", "#define MACRO 2\n");
+    w("quote/q.h", "#define Q 3\n");
+    w("sys/s.h", "#define S 4\n");
+    w("after/late.h", "#define LATE 5\n");
+    w(
+        "b.c",
+        "#include \"q.h\"\n#include <s.h>\n#include <late.h>\nint b(void) { return PRE + MACRO + Q + S + LATE; }\n",
+    );
+    w("weird.src", "int weird(void) { return 7; }\n");
+    w("extra.specs", "*cpp:\n+ -DFROM_SPECS=11\n");
+    w("spec.c", "int spec(void) { return FROM_SPECS; }\n");
+    w(
+        "v.cc",
+        "#include <vector>\n#include <string>\nstd::size_t n(const std::vector<std::string>& v) { return v.size(); }\n",
+    );
+    let mut remote = 0;
+    for case in &FLAG_CASES {
+        if case.cc == "clang" && common::peer("clang").is_none() {
+            continue;
+        }
+        let local = Command::new(case.cc)
+            .args(case.args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            local.status.success(),
+            "{:?}: {}",
+            case.args,
+            String::from_utf8_lossy(&local.stderr)
+        );
+        let want: Vec<Vec<u8>> = case
+            .outputs
+            .iter()
+            .map(|o| fs::read(dir.join(o)).unwrap())
+            .collect();
+        for o in case.outputs {
+            fs::remove_file(dir.join(o)).unwrap();
+        }
+        let mut cmd = Command::new(BIN);
+        cmd.arg(case.cc).args(case.args).current_dir(&dir);
+        with_recast(&mut cmd, &cache, &server.url());
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{:?}: {}",
+            case.args,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stderr, local.stderr, "{:?}: stderr", case.args);
+        for (o, w) in case.outputs.iter().zip(&want) {
+            let got = fs::read(dir.join(o)).unwrap_or_else(|e| panic!("{:?}: {o}: {e}", case.args));
+            assert!(&got == w, "{:?}: {o} differs", case.args);
+        }
+        remote += 1;
+        let s = stats(&cache);
+        assert_eq!(
+            s["remote_executions"], remote,
+            "{:?} did not run remotely: {s}",
+            case.args
+        );
+    }
+}
+
+#[test]
+fn a_header_rewritten_with_the_same_size_and_mtime_is_never_a_stale_hit() {
+    let server = Server::start();
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let dir = tmp.path().join("src");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("v.h"), "#define V 1\n").unwrap();
+    fs::write(
+        dir.join("v.c"),
+        "#include \"v.h\"\nint v(void) { return V; }\n",
+    )
+    .unwrap();
+    // Old enough that the scan and hit caches trust its stamp.
+    std::thread::sleep(std::time::Duration::from_millis(120));
+    let compile = || {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["gcc", "-O2", "-c", "v.c", "-o", "v.o"])
+            .current_dir(&dir);
+        with_recast(&mut cmd, &cache, &server.url());
+        run_ok(&mut cmd);
+        fs::read(dir.join("v.o")).unwrap()
+    };
+    let first = compile();
+    assert_eq!(compile(), first);
+    assert_eq!(stats(&cache)["cache_hits"], 1);
+
+    let mtime = fs::metadata(dir.join("v.h")).unwrap().modified().unwrap();
+    fs::write(dir.join("v.h"), "#define V 2\n").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(dir.join("v.h"))
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let second = compile();
+    assert_ne!(second, first, "a stale object was served");
+    run_ok(
+        Command::new("gcc")
+            .args(["-O2", "-c", "v.c", "-o", "local.o"])
+            .current_dir(&dir),
+    );
+    assert_eq!(second, fs::read(dir.join("local.o")).unwrap());
+    let s = stats(&cache);
+    assert_eq!(s["remote_executions"], 2, "{s}");
+}

@@ -215,6 +215,7 @@ async fn test_action(
         blobs,
         skip_cache: true,
         timeout: Some(TEST_TIMEOUT),
+        inline_outputs: Vec::new(),
     };
     let start = Instant::now();
     let outcome = tokio::time::timeout(TEST_TIMEOUT * 2, remote::run_action(client, run)).await;

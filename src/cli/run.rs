@@ -302,6 +302,7 @@ pub async fn run(args: RunArgs, client: Client) -> anyhow::Result<ExitCode> {
         blobs: prepared.blobs,
         skip_cache: args.skip_cache,
         timeout: args.timeout_action.map(Duration::from_secs),
+        inline_outputs: Vec::new(),
     };
     let mut outcome = remote::run_action(&client, run.clone())
         .await

@@ -14,12 +14,24 @@ impl Client {
         &self,
         action: &Digest,
     ) -> Result<Option<reapi::ActionResult>, RemoteError> {
+        self.get_action_result_inline(action, &[]).await
+    }
+
+    /// [`Client::get_action_result`], asking the server to inline the
+    /// output files named in `files` (small objects come back in the same
+    /// round trip; the server may decline).
+    pub async fn get_action_result_inline(
+        &self,
+        action: &Digest,
+        files: &[String],
+    ) -> Result<Option<reapi::ActionResult>, RemoteError> {
         let req = reapi::GetActionResultRequest {
             instance_name: self.inner.instance.clone(),
             action_digest: Some(action.to_proto()),
             // Saves two round trips when the server is willing.
             inline_stdout: true,
             inline_stderr: true,
+            inline_output_files: files.to_vec(),
             ..Default::default()
         };
         let client = self.ac_client();

@@ -20,6 +20,8 @@ pub struct ActionRun {
     pub skip_cache: bool,
     /// The action's own timeout (`Action.timeout`), if it has one.
     pub timeout: Option<Duration>,
+    /// Output files the server is asked to inline in a cached result.
+    pub inline_outputs: Vec<String>,
 }
 
 /// Where the time went, in wall-clock terms.
@@ -61,7 +63,9 @@ pub async fn run_action(client: &Client, run: ActionRun) -> Result<Outcome, Remo
     let mut timings = Timings::default();
     if !run.skip_cache {
         let t = Instant::now();
-        let hit = client.get_action_result(&run.action_digest).await?;
+        let hit = client
+            .get_action_result_inline(&run.action_digest, &run.inline_outputs)
+            .await?;
         timings.lookup = t.elapsed();
         if let Some(result) = hit {
             return Ok(Outcome {

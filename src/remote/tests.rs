@@ -298,6 +298,7 @@ async fn a_broken_execute_stream_is_resumed_with_wait_execution() {
             blobs: vec![action.clone(), command],
             skip_cache: false,
             timeout: None,
+            inline_outputs: Vec::new(),
         },
     )
     .await
@@ -645,6 +646,7 @@ async fn zstd_round_trip_against_the_embedded_server() {
             blobs: vec![action.clone(), command],
             skip_cache: false,
             timeout: None,
+            inline_outputs: Vec::new(),
         },
     )
     .await

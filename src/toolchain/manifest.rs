@@ -13,7 +13,7 @@ use super::family::Identity;
 use crate::cas::Digest;
 
 /// Bumped when the manifest's meaning changes; older ones are rebuilt.
-pub const SCHEMA: u32 = 1;
+pub const SCHEMA: u32 = 2;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -76,17 +76,23 @@ pub async fn run(ctx: &Ctx, inv: &Invocation, family: CFamily) -> Flow {
             return Flow::local(l.as_str());
         }
     };
+    tracing::debug!(elapsed = ?ctx.started.elapsed(), "parsed");
+    let fast_key = fast_key(ctx, inv);
+    if let Some(flow) = fast_hit(ctx, &c, &fast_key).await {
+        return flow;
+    }
     let bundle = match toolchain(ctx, inv).await {
         Ok(b) => b,
         Err(e) => {
-            tracing::warn!("cannot package {}: {e:#}", inv.compiler.display());
+            tracing::info!("cannot package {}: {e:#}", inv.compiler.display());
             return Flow::local("toolchain");
         }
     };
+    tracing::debug!(elapsed = ?ctx.started.elapsed(), "toolchain");
     let platform = match platform_of(ctx, &bundle) {
         Ok(p) => p,
         Err(e) => {
-            tracing::warn!("{e:#}");
+            tracing::info!("{e:#}");
             return Flow::local("platform");
         }
     };
@@ -94,6 +100,7 @@ pub async fn run(ctx: &Ctx, inv: &Invocation, family: CFamily) -> Flow {
         Ok(c) => c.clone(),
         Err(e) => return Flow::fallback("unreachable", format!("{e:#}")),
     };
+    tracing::debug!(elapsed = ?ctx.started.elapsed(), "connected");
     let caps = match client.capabilities().await {
         Ok(c) => c,
         Err(e) => {
@@ -124,6 +131,7 @@ pub async fn run(ctx: &Ctx, inv: &Invocation, family: CFamily) -> Flow {
         }
     }
 
+    tracing::debug!(elapsed = ?ctx.started.elapsed(), "probed");
     let scanned = {
         let (cache, cwd) = (ctx.cache_dir.clone(), ctx.cwd.clone());
         let (inv2, c2, root) = (inv.clone(), c.clone(), bundle.manifest.root);
@@ -135,11 +143,13 @@ pub async fn run(ctx: &Ctx, inv: &Invocation, family: CFamily) -> Flow {
             Err(e) => return Flow::fallback("internal", e),
         }
     };
+    tracing::debug!(elapsed = ?ctx.started.elapsed(), "scanned");
     let prepared = match prepare(ctx, &c, &bundle, &scanned, &platform, features) {
         Ok(p) => p,
         Err(reason) => return Flow::local(reason),
     };
 
+    tracing::debug!(elapsed = ?ctx.started.elapsed(), "prepared");
     if ctx.wrap.mode == Mode::CacheOnly {
         return cache_only(ctx, inv, &client, &prepared, &c, &scanned).await;
     }
@@ -147,6 +157,7 @@ pub async fn run(ctx: &Ctx, inv: &Invocation, family: CFamily) -> Flow {
         Ok(f) => f,
         Err(f) => return Flow::fallback(&f.cause, f.message),
     };
+    tracing::debug!(elapsed = ?ctx.started.elapsed(), "executed");
     if finished.code != 0 && remote::infrastructure(finished.code, &finished.stderr) {
         return Flow::fallback(
             "worker_failed",
@@ -157,10 +168,11 @@ pub async fn run(ctx: &Ctx, inv: &Invocation, family: CFamily) -> Flow {
             ),
         );
     }
-    if finished.code == 0
-        && let Err(e) = write_depfile(&ctx.cwd, &c, &scanned)
-    {
-        return Flow::fallback("local_io", e);
+    if finished.code == 0 {
+        if let Err(e) = write_depfile(&ctx.cwd, &c, &scanned.depfile) {
+            return Flow::fallback("local_io", e);
+        }
+        remember(ctx, inv, &bundle, &prepared, &scanned, &fast_key);
     }
     let elapsed = ctx.started.elapsed();
     Flow::Done {
@@ -182,6 +194,95 @@ pub async fn run(ctx: &Ctx, inv: &Invocation, family: CFamily) -> Flow {
     }
 }
 
+/// The key of the hit path: everything that decides the action digest
+/// and is not checked by stat (the compiler's identity is: `Fast::tools`).
+fn fast_key(ctx: &Ctx, inv: &Invocation) -> Digest {
+    let mut parts: Vec<Vec<u8>> = vec![
+        b"cc-fast".to_vec(),
+        inv.compiler.as_os_str().as_encoded_bytes().to_vec(),
+        inv.argv0.as_encoded_bytes().to_vec(),
+        ctx.cwd.as_os_str().as_encoded_bytes().to_vec(),
+        ctx.server_key().into_bytes(),
+        format!("{:?}", ctx.project_root()).into_bytes(),
+        vec![u8::from(std::io::stderr().is_terminal())],
+    ];
+    parts.extend(inv.args.iter().map(|a| a.as_encoded_bytes().to_vec()));
+    parts.extend(
+        compiler_env(ctx)
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}").into_bytes()),
+    );
+    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    depcache::key(&refs)
+}
+
+/// Answers a compile seen before from the action cache, skipping the
+/// toolchain, the scan and the input root; `None`: take the slow path.
+async fn fast_hit(ctx: &Ctx, c: &CCompile, key: &Digest) -> Option<Flow> {
+    let fast = depcache::lookup_fast(&ctx.cache_dir, key)?;
+    tracing::debug!(elapsed = ?ctx.started.elapsed(), "fast entry");
+    let client = match ctx.client().await {
+        Ok(c) => c,
+        Err(e) => return Some(Flow::fallback("unreachable", format!("{e:#}"))),
+    };
+    tracing::debug!(elapsed = ?ctx.started.elapsed(), "connected");
+    let f = match remote::lookup_digest(client, &fast.action, &fast.outputs, &ctx.cwd).await {
+        Ok(Some(f)) if f.code == 0 => f,
+        Ok(_) => return None,
+        Err(e) => return Some(Flow::fallback(&e.cause, e.message)),
+    };
+    if let Err(e) = write_depfile(&ctx.cwd, c, &fast.depfile) {
+        return Some(Flow::fallback("local_io", e));
+    }
+    tracing::debug!(elapsed = ?ctx.started.elapsed(), "fast hit");
+    Some(Flow::Done {
+        stdout: f.stdout,
+        stderr: f.stderr,
+        code: 0,
+        event: Event {
+            hit: true,
+            down: f.down,
+            saved_ms: f.original.saturating_sub(ctx.started.elapsed()).as_millis() as u64,
+            ..Event::default()
+        },
+    })
+}
+
+/// Records a finished compile for the hit path.
+fn remember(
+    ctx: &Ctx,
+    inv: &Invocation,
+    bundle: &Bundle,
+    p: &Prepared,
+    scanned: &Scanned,
+    key: &Digest,
+) {
+    let m = &bundle.manifest;
+    let mut tools = vec![inv.compiler.clone(), PathBuf::from(format!("/{}", m.entry))];
+    tools.extend(m.programs.iter().map(|p| PathBuf::from(format!("/{p}"))));
+    tools.sort();
+    tools.dedup();
+    let Some(tools) = tools
+        .into_iter()
+        .map(|t| depcache::stamp(&t).map(|s| (t, s)))
+        .collect::<Option<Vec<_>>>()
+    else {
+        return;
+    };
+    depcache::store_fast(
+        &ctx.cache_dir,
+        key,
+        &depcache::Fast {
+            schema: depcache::SCHEMA,
+            action: p.digest,
+            outputs: p.outputs.clone(),
+            files: scanned.files.clone(),
+            tools,
+            depfile: scanned.depfile.clone(),
+        },
+    );
+}
+
 /// Cache-only: a hit is written; a miss compiles here and publishes.
 async fn cache_only(
     ctx: &Ctx,
@@ -193,7 +294,7 @@ async fn cache_only(
 ) -> Flow {
     match remote::lookup(client, p, &ctx.cwd).await {
         Ok(Some(f)) if f.code == 0 => {
-            if let Err(e) = write_depfile(&ctx.cwd, c, scanned) {
+            if let Err(e) = write_depfile(&ctx.cwd, c, &scanned.depfile) {
                 return Flow::fallback("local_io", e);
             }
             let elapsed = ctx.started.elapsed();
@@ -230,7 +331,7 @@ async fn cache_only(
     if code == 0 {
         match remote::publish(client, p, &ctx.cwd, started).await {
             Ok(up) => event.up = up,
-            Err(f) => tracing::warn!("cannot publish the result: {}", f.message),
+            Err(f) => tracing::info!("cannot publish the result: {}", f.message),
         }
     }
     Flow::Done {
@@ -436,8 +537,8 @@ fn locale_files(env: &[(String, String)]) -> Vec<PathBuf> {
 }
 
 /// Writes the depfile the scan produced, atomically.
-fn write_depfile(cwd: &Path, c: &CCompile, scanned: &Scanned) -> Result<(), String> {
-    let (Some(dep), Some(text)) = (&c.depfile, &scanned.depfile) else {
+fn write_depfile(cwd: &Path, c: &CCompile, text: &Option<String>) -> Result<(), String> {
+    let (Some(dep), Some(text)) = (&c.depfile, text) else {
         return Ok(());
     };
     let path = paths::absolute(cwd, &dep.path);
@@ -491,12 +592,12 @@ fn prepare(
             tracing::debug!("{why}");
             map = PathMap::identity();
             inputs::build(bundle, &scanned.files, &dirs, &map).map_err(|e| {
-                tracing::warn!("{e}");
+                tracing::info!("{e}");
                 "input_tree"
             })?
         }
         Err(e) => {
-            tracing::warn!("{e}");
+            tracing::info!("{e}");
             return Err("input_tree");
         }
     };
@@ -544,7 +645,7 @@ fn prepare(
         platform: platform.to_vec(),
     };
     let command = action::build_command(&spec, features).map_err(|e| {
-        tracing::warn!("{e}");
+        tracing::info!("{e}");
         "command"
     })?;
     let command_digest = Digest::of_message(&command).0;

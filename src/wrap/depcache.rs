@@ -75,6 +75,72 @@ pub struct Entry {
     pub depfile: Option<String>,
 }
 
+/// A compile seen through to a result: what it takes to answer the same
+/// compile from the action cache without packaging the toolchain or
+/// building the input root again (the wrapper's hit path).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fast {
+    pub schema: u32,
+    /// The action whose result is in the cache.
+    pub action: Digest,
+    /// Its output files, relative to the working directory.
+    pub outputs: Vec<String>,
+    /// The files the compile reads (as the scan found them).
+    pub files: Vec<Seen>,
+    /// The compiler and the toolchain's programs (cc1, as, …): a changed
+    /// one means another toolchain, so the slow path decides again.
+    pub tools: Vec<(PathBuf, Stamp)>,
+    pub depfile: Option<String>,
+}
+
+/// The fast entry for `key` if every file and tool it lists is unchanged.
+pub fn lookup_fast(cache_dir: &Path, key: &Digest) -> Option<Fast> {
+    let bytes = std::fs::read(fast_path(cache_dir, key)).ok()?;
+    let fast: Fast = serde_json::from_slice(&bytes).ok()?;
+    if fast.schema != SCHEMA {
+        return None;
+    }
+    let same = |p: &Path, s: &Stamp| std::fs::metadata(p).is_ok_and(|m| Stamp::of(&m) == *s);
+    if fast.tools.iter().all(|(p, s)| same(p, s))
+        && fast.files.iter().all(|f| same(&f.path, &f.stamp))
+    {
+        Some(fast)
+    } else {
+        None
+    }
+}
+
+/// Remembers a fast entry, unless a file in it changed too recently to
+/// trust its stamp.
+pub fn store_fast(cache_dir: &Path, key: &Digest, fast: &Fast) {
+    let limit = now_ns() - RACE_MARGIN_NS;
+    if fast
+        .files
+        .iter()
+        .any(|f| f.stamp.ctime_ns >= limit || f.stamp.mtime_ns >= limit)
+    {
+        return;
+    }
+    let path = fast_path(cache_dir, key);
+    let bytes = serde_json::to_vec(fast).expect("an entry serializes");
+    if let Err(e) = crate::toolchain::index::write_atomic(&path, &bytes) {
+        tracing::debug!("cannot store {}: {e}", path.display());
+    }
+}
+
+fn fast_path(cache_dir: &Path, key: &Digest) -> PathBuf {
+    let hex = key.hex();
+    cache_dir
+        .join("deps")
+        .join(&hex[..2])
+        .join(format!("{}.fast.json", &hex[2..40]))
+}
+
+/// The stamp of `path` (following symlinks), if it exists.
+pub fn stamp(path: &Path) -> Option<Stamp> {
+    std::fs::metadata(path).ok().map(|m| Stamp::of(&m))
+}
+
 /// The key of a compile, from its parts (each length-prefixed, so no two
 /// part lists collide).
 pub fn key(parts: &[&[u8]]) -> Digest {

@@ -13,7 +13,9 @@
 //! the same arguments: a build that works without recast works with it. A
 //! compile that fails remotely because the code is wrong is replayed as
 //! is, not rerun. Every compile leaves one line in the stats
-//! (`stats`); `recast stats` sums them.
+//! (`stats`); `recast stats` sums them. The wrapper never writes to stderr
+//! itself (the compiler's stderr must come out as it would without
+//! recast): why a compile ran locally is logged at `RECAST_LOG=info`.
 //!
 //! Submodules: `entry` (argv → compiler), `local` (running the compiler
 //! here), `paths` (where files sit in the input root), `depcache` (the
@@ -62,7 +64,7 @@ impl Flow {
     }
 
     fn fallback(cause: &str, why: impl std::fmt::Display) -> Flow {
-        tracing::warn!("compiling locally ({cause}): {why}");
+        tracing::info!("compiling locally ({cause}): {why}");
         Flow::Local(Event::fallback(cause))
     }
 }
@@ -89,6 +91,25 @@ impl Ctx {
                 crate::cli::connect_with(&RemoteArgs::default(), &self.env, &self.file).await
             })
             .await
+    }
+
+    /// Which server and instance results come from, as configured (the
+    /// embedded server's address is not known before it runs).
+    pub fn server_key(&self) -> String {
+        let remote = self
+            .var(config::vars::REMOTE)
+            .map(str::to_string)
+            .or_else(|| self.file.remote.clone())
+            .unwrap_or_else(|| "embedded".into());
+        let instance = self
+            .var(config::vars::INSTANCE)
+            .map(str::to_string)
+            .or_else(|| self.file.instance.clone())
+            .unwrap_or_default();
+        let platform = config::resolve_platform(None, &[], &self.env, &self.file)
+            .map(|p| format!("{}:{:?}", p.profile, p.properties))
+            .unwrap_or_default();
+        format!("{remote}\n{instance}\n{platform}\n{:?}", self.wrap.mode)
     }
 
     pub fn var(&self, key: &str) -> Option<&str> {
@@ -179,17 +200,17 @@ pub fn main(argv: Vec<OsString>, name: OsString, args_from: usize) -> ExitCode {
         started,
         client: tokio::sync::OnceCell::new(),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            tracing::warn!("cannot start the async runtime: {e}");
+            tracing::info!("cannot start the async runtime: {e}");
             return local::exec(&inv);
         }
     };
+    tracing::debug!(elapsed = ?ctx.started.elapsed(), "runtime");
     let flow = runtime.block_on(async {
         match inv.kind {
             Kind::C(family) => cc::run(&ctx, &inv, family).await,

@@ -152,6 +152,7 @@ pub async fn chroots(
             blobs,
             skip_cache: true,
             timeout: None,
+            inline_outputs: Vec::new(),
         },
     )
     .await
@@ -165,7 +166,7 @@ pub async fn chroots(
     }
     let chroot = outcome.result.as_ref().is_some_and(|r| r.exit_code == 0);
     if !chroot {
-        tracing::warn!(
+        tracing::info!(
             "{} runs actions outside a chroot of their input root; wrapped compiles run locally (recast serve and recast worker: --sandbox chroot)",
             client.url()
         );

@@ -138,9 +138,11 @@ async fn land(
                 format!("the result lacks some of {outputs:?}"),
             )
         })?;
+        let t = Instant::now();
         let stats = remote::write_outputs(client, &kept, cwd)
             .await
             .map_err(|e| Failure::of(&e))?;
+        tracing::debug!(elapsed = ?t.elapsed(), "outputs written");
         down += stats.bytes;
     }
     Ok((stdout, stderr, down))
@@ -152,15 +154,27 @@ pub async fn lookup(
     p: &Prepared,
     cwd: &Path,
 ) -> Result<Option<Finished>, Failure> {
+    lookup_digest(client, &p.digest, &p.outputs, cwd).await
+}
+
+/// The action cache only, for an action known by its digest alone.
+pub async fn lookup_digest(
+    client: &Client,
+    digest: &Digest,
+    outputs: &[String],
+    cwd: &Path,
+) -> Result<Option<Finished>, Failure> {
+    let t = Instant::now();
     let Some(result) = client
-        .for_action(&p.digest)
-        .get_action_result(&p.digest)
+        .for_action(digest)
+        .get_action_result_inline(digest, outputs)
         .await
         .map_err(|e| Failure::of(&e))?
     else {
         return Ok(None);
     };
-    match land(client, &result, &p.outputs, cwd).await {
+    tracing::debug!(elapsed = ?t.elapsed(), "GetActionResult");
+    match land(client, &result, outputs, cwd).await {
         Ok((stdout, stderr, down)) => Ok(Some(Finished {
             code: result.exit_code,
             stdout,
@@ -192,6 +206,7 @@ pub async fn execute(client: &Client, p: &Prepared, cwd: &Path) -> Result<Finish
         blobs,
         skip_cache: false,
         timeout: None,
+        inline_outputs: p.outputs.clone(),
     };
     for attempt in 0..2 {
         let outcome = remote::run_action(client, run.clone())

@@ -220,11 +220,13 @@ pub(super) fn probe(
             hint: "this gcc has no compiler proper installed; install the gcc package that provides cc1".into(),
         });
     }
-    let mut tools = vec!["as"];
+    // (tool, required): `objcopy` splits DWARF for -gsplit-dwarf; a gcc
+    // without it still compiles everything else.
+    let mut tools = vec![("as", true), ("objcopy", false)];
     if opts.linking {
-        tools.push("ld");
+        tools.push(("ld", true));
     }
-    for tool in tools {
+    for (tool, required) in tools {
         let answer = ask_with(&[format!("-print-prog-name={tool}").as_str()])?;
         if let Some(p) = parse_prog_name(&answer).map(|p| paths::clean(fs, &p))
             && paths::is_file(fs, &p)
@@ -233,7 +235,14 @@ pub(super) fn probe(
             continue;
         }
         // gcc found no `as` in its program path, so it runs the one on PATH.
-        let Some(found) = paths::find_on_path(fs, &opts.path, tool) else {
+        let found = paths::find_on_path(fs, &opts.path, tool);
+        if found.is_none() && !required {
+            b.note(format!(
+                "{tool}: not found; compiles that need it run locally"
+            ));
+            continue;
+        }
+        let Some(found) = found else {
             return Err(FamilyError::MissingTool {
                 what: format!("`{tool}` (gcc answered {answer:?}, so it looks on PATH)"),
                 searched: opts.path.clone(),

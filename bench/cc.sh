@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# C wrapper benchmark: `make -j2` of zstd's library with plain gcc, ccache,
+# sccache 0.19 and recast against `recast serve`, side by side. Prints
+# medians and ratios; not a test.
+#
+#   bash bench/cc.sh                 # 3 runs
+#   bash bench/cc.sh --runs 5 --hits 50
+#
+# sccache 0.19 is used when installed under
+# ${RECAST_PEERS_DIR:-~/.cache/recast-peers}/sccache (see bench/toolchain.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet
+exec python3 bench/cc.py --recast target/release/recast "$@"
