@@ -70,6 +70,24 @@ pub fn validate_output_path(path: &str) -> Result<(), ActionError> {
     Ok(())
 }
 
+/// Checks an output path of a Command that runs in `working_directory`:
+/// as [`validate_output_path`], except that it may start with `..`
+/// components, as many as the working directory is deep (so it stays in
+/// the input root): a compile in a crate's directory writing into the
+/// workspace's `target/`.
+pub fn validate_output_path_from(working_directory: &str, path: &str) -> Result<(), ActionError> {
+    let depth = working_directory
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .count();
+    let ups = path.split('/').take_while(|c| *c == "..").count();
+    let rest: Vec<&str> = path.split('/').skip(ups).collect();
+    if ups > depth || rest.is_empty() {
+        return Err(ActionError::BadOutputPath(path.to_string()));
+    }
+    validate_output_path(&rest.join("/"))
+}
+
 /// Platform properties sorted by name then value; `None` when empty, so an
 /// empty platform does not change the digest.
 pub fn platform_message(props: &[(String, String)]) -> Option<reapi::Platform> {
@@ -107,7 +125,7 @@ pub fn build_command(
     let mut files = Vec::new();
     let mut dirs = Vec::new();
     for o in &spec.outputs {
-        validate_output_path(&o.path)?;
+        validate_output_path_from(&spec.working_directory, &o.path)?;
         if o.is_dir {
             dirs.push(o.path.clone());
         } else {
@@ -175,6 +193,16 @@ pub fn build_action(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outputs_may_start_with_as_many_dotdots_as_the_working_directory_is_deep() {
+        assert!(validate_output_path_from("a/b", "../../t/x.rlib").is_ok());
+        assert!(validate_output_path_from("a/b", "../x").is_ok());
+        assert!(validate_output_path_from("", "x/y").is_ok());
+        for bad in ["../../../x", "../a/../x", "..", "../", "x/.."] {
+            assert!(validate_output_path_from("a/b", bad).is_err(), "{bad}");
+        }
+    }
 
     const NEW: Features = Features {
         output_paths: true,

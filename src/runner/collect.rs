@@ -75,7 +75,8 @@ pub fn collect(
     let mut files: Vec<PendingFile> = Vec::new();
     let mut dirs: Vec<PendingDir> = Vec::new();
     for (out, kind) in asked {
-        let Some(real) = paths::resolve_beneath(root, &paths::join_rel(wd, out)) else {
+        let Some(real) = paths::join_within(wd, out).and_then(|p| paths::resolve_beneath(root, &p))
+        else {
             continue;
         };
         let Ok(meta) = fs::symlink_metadata(&real) else {

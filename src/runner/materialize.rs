@@ -184,7 +184,9 @@ pub fn prepare(root: &Path, command: &reapi::Command) -> Result<PathBuf, RunErro
         command.output_paths.iter().collect()
     };
     for out in outputs {
-        let full = paths::join_rel(wd, out);
+        let Some(full) = paths::join_within(wd, out) else {
+            continue;
+        };
         if let Some((parent, _)) = full.rsplit_once('/') {
             paths::make_dirs(root, parent).map_err(|e| io_fail(parent, e))?;
         }

@@ -231,8 +231,8 @@ pub fn validate_command(command: &reapi::Command) -> Result<(), RunError> {
             .collect()
     };
     let mut seen = std::collections::HashSet::new();
-    for (field, p, dir_ok) in outputs {
-        paths::check_relative(field, p, dir_ok)?;
+    for (field, p, empty_ok) in outputs {
+        paths::check_output(field, p, &command.working_directory, empty_ok)?;
         if !seen.insert(p) {
             return bad(format!("output path {p:?} is listed twice"));
         }

@@ -38,6 +38,40 @@ pub fn check_relative(field: &str, path: &str, empty_ok: bool) -> Result<(), Run
     Ok(())
 }
 
+/// An output path as the Command gives it, relative to `wd`: like
+/// [`check_relative`], except that `..` may step out of the working
+/// directory as long as the path stays inside the input root (a compile
+/// in `src/dep` writing `../../target/lib.rlib`).
+pub fn check_output(field: &str, path: &str, wd: &str, empty_ok: bool) -> Result<(), RunError> {
+    if !path.split('/').any(|c| c == "..") {
+        return check_relative(field, path, empty_ok);
+    }
+    let without: Vec<&str> = path.split('/').filter(|c| *c != "..").collect();
+    check_relative(field, &without.join("/"), false)?;
+    match join_within(wd, path) {
+        Some(p) if !p.is_empty() => Ok(()),
+        _ => Err(RunError::InvalidArgument(format!(
+            "{field} {path:?} climbs out of the input root from {wd:?}"
+        ))),
+    }
+}
+
+/// `rel` (which may hold `..`) joined to the relative path `wd`, resolved
+/// lexically; `None` when it climbs above the root.
+pub fn join_within(wd: &str, rel: &str) -> Option<String> {
+    let mut out: Vec<&str> = wd.split('/').filter(|c| !c.is_empty()).collect();
+    for c in rel.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop()?;
+            }
+            c => out.push(c),
+        }
+    }
+    Some(out.join("/"))
+}
+
 /// `a` joined with `b` as relative `/` paths, either possibly empty.
 pub fn join_rel(a: &str, b: &str) -> String {
     match (a.is_empty(), b.is_empty()) {
@@ -145,6 +179,32 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn outputs_may_climb_out_of_the_working_directory_but_not_the_root() {
+        assert!(check_output("output_paths", "../../t/lib.rlib", "home/src/dep", false).is_ok());
+        assert_eq!(
+            join_within("home/src/dep", "../../t/lib.rlib").as_deref(),
+            Some("home/t/lib.rlib")
+        );
+        for bad in [
+            "../../../../x",
+            "../x/../../../..",
+            "../../..",
+            "/abs",
+            "a//b",
+            "./a",
+        ] {
+            assert!(
+                check_output("output_paths", bad, "a/b", false).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(
+            check_output("output_paths", "../..", "a/b", false).is_err(),
+            "the root itself"
+        );
     }
 
     #[test]

@@ -220,9 +220,15 @@ fn program_found_in_the_commands_path_and_exec_bit_preserved() {
         output_files: vec!["../copy".into()],
         ..Default::default()
     };
-    // Outputs may not climb out of the working directory.
+    // Outputs may climb out of the working directory, not out of the root.
+    let r = f.run(root, &cmd).unwrap();
+    assert_eq!(r.exit_code, 0, "{}", f.text(&r.stderr_digest));
+    assert_eq!(r.output_files[0].path, "../copy");
+    assert_eq!(f.blob(&r.output_files[0].digest), tool);
+    let mut escape = cmd.clone();
+    escape.output_files = vec!["../../copy".into()];
     assert!(matches!(
-        f.run(root, &cmd),
+        f.run(root, &escape),
         Err(RunError::InvalidArgument(_))
     ));
 

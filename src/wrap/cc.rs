@@ -16,17 +16,14 @@ use std::path::{Path, PathBuf};
 
 use super::depcache::{self, Seen};
 use super::paths::{self, Exposure, PathMap};
-use super::remote::{self, Failure, Prepared};
-use super::stats::Event;
-use super::{Ctx, Flow, Invocation, inputs, local, probe};
+use super::remote::Prepared;
+use super::{Ctx, Flow, Invocation, flow, inputs, local};
 use crate::action::{self, CommandSpec, Features, OutputSpec};
 use crate::cas::Digest;
 use crate::config::Mode;
 use crate::invocation::gcc::{self, CCompile, CFamily};
 use crate::invocation::{Arg, args, depfile, render_all};
-use crate::platform::{self, Profile};
 use crate::toolchain::bundle::Bundle;
-use crate::toolchain::local::{self as toolchain_local, Request};
 
 /// Environment variables that change what gcc or clang read or write;
 /// they join the dependency key and the remote Command.
@@ -77,65 +74,37 @@ pub async fn run(ctx: &Ctx, inv: &Invocation, family: CFamily) -> Flow {
         }
     };
     tracing::debug!(elapsed = ?ctx.started.elapsed(), "parsed");
-    let fast_key = fast_key(ctx, inv);
-    if let Some(flow) = fast_hit(ctx, &c, &fast_key).await {
+    let env = compiler_env(ctx);
+    let fast_key = flow::fast_key(ctx, inv, "cc-fast", &env);
+    let cwd = ctx.cwd.clone();
+    if let Some(flow) = flow::fast_hit(ctx, &fast_key, &|fast| {
+        write_depfile(&cwd, &c, &fast.depfile)
+    })
+    .await
+    {
         return flow;
     }
-    let bundle = match toolchain(ctx, inv).await {
+    let bundle = match flow::toolchain(ctx, inv, Vec::new()).await {
         Ok(b) => b,
         Err(e) => {
             tracing::info!("cannot package {}: {e:#}", inv.compiler.display());
             return Flow::local("toolchain");
         }
     };
-    tracing::debug!(elapsed = ?ctx.started.elapsed(), "toolchain");
-    let platform = match platform_of(ctx, &bundle) {
+    let platform = match flow::platform_of(ctx, &bundle) {
         Ok(p) => p,
         Err(e) => {
             tracing::info!("{e:#}");
             return Flow::local("platform");
         }
     };
-    let client = match ctx.client().await {
-        Ok(c) => c.clone(),
-        Err(e) => return Flow::fallback("unreachable", format!("{e:#}")),
+    let (client, features) = match flow::server(ctx, &bundle, &platform).await {
+        Ok(x) => x,
+        Err(flow) => return flow,
     };
-    tracing::debug!(elapsed = ?ctx.started.elapsed(), "connected");
-    let caps = match client.capabilities().await {
-        Ok(c) => c,
-        Err(e) => {
-            let f = Failure::of(&e);
-            return Flow::fallback(&f.cause, f.message);
-        }
-    };
-    let features = Features {
-        output_paths: caps.supports_output_paths(),
-        action_platform: caps.supports_action_platform(),
-    };
-    if ctx.wrap.mode == Mode::Remote && !caps.exec_enabled {
-        return Flow::fallback(
-            "no_execution",
-            format!("{} offers no execution", client.url()),
-        );
-    }
-    if ctx.wrap.mode == Mode::Remote {
-        match probe::chroots(&ctx.cache_dir, &client, &bundle, &platform, features).await {
-            Ok(true) => {}
-            Ok(false) => {
-                return Flow::fallback(
-                    "no_chroot",
-                    format!("{} does not run actions in a chroot", client.url()),
-                );
-            }
-            Err(f) => return Flow::fallback(&f.cause, f.message),
-        }
-    }
-
-    tracing::debug!(elapsed = ?ctx.started.elapsed(), "probed");
     let scanned = {
         let (cache, cwd) = (ctx.cache_dir.clone(), ctx.cwd.clone());
-        let (inv2, c2, root) = (inv.clone(), c.clone(), bundle.manifest.root);
-        let env = compiler_env(ctx);
+        let (inv2, c2, root, env) = (inv.clone(), c.clone(), bundle.manifest.root, env.clone());
         match tokio::task::spawn_blocking(move || scan(&cache, &cwd, &inv2, &c2, &root, &env)).await
         {
             Ok(Ok(s)) => s,
@@ -143,239 +112,26 @@ pub async fn run(ctx: &Ctx, inv: &Invocation, family: CFamily) -> Flow {
             Err(e) => return Flow::fallback("internal", e),
         }
     };
-    tracing::debug!(elapsed = ?ctx.started.elapsed(), "scanned");
     let prepared = match prepare(ctx, &c, &bundle, &scanned, &platform, features) {
         Ok(p) => p,
         Err(reason) => return Flow::local(reason),
     };
-
-    tracing::debug!(elapsed = ?ctx.started.elapsed(), "prepared");
-    if ctx.wrap.mode == Mode::CacheOnly {
-        return cache_only(ctx, inv, &client, &prepared, &c, &scanned).await;
-    }
-    let finished = match remote::execute(&client, &prepared, &ctx.cwd).await {
-        Ok(f) => f,
-        Err(f) => return Flow::fallback(&f.cause, f.message),
-    };
-    tracing::debug!(elapsed = ?ctx.started.elapsed(), "executed");
-    if finished.code != 0 && remote::infrastructure(finished.code, &finished.stderr) {
-        return Flow::fallback(
-            "worker_failed",
-            format!(
-                "the compile failed on the worker with exit code {}: {}",
-                finished.code,
-                String::from_utf8_lossy(&finished.stderr).trim()
-            ),
+    let landed = || {
+        write_depfile(&ctx.cwd, &c, &scanned.depfile)?;
+        flow::remember(
+            ctx,
+            &fast_key,
+            flow::tools_of(inv, &bundle),
+            &prepared,
+            &scanned.files,
+            scanned.depfile.clone(),
         );
-    }
-    if finished.code == 0 {
-        if let Err(e) = write_depfile(&ctx.cwd, &c, &scanned.depfile) {
-            return Flow::fallback("local_io", e);
-        }
-        remember(ctx, inv, &bundle, &prepared, &scanned, &fast_key);
-    }
-    let elapsed = ctx.started.elapsed();
-    Flow::Done {
-        stdout: finished.stdout,
-        stderr: finished.stderr,
-        code: finished.code,
-        event: Event {
-            remote: !finished.cached,
-            hit: finished.cached,
-            up: finished.up,
-            down: finished.down,
-            saved_ms: if finished.cached {
-                finished.original.saturating_sub(elapsed).as_millis() as u64
-            } else {
-                0
-            },
-            ..Event::default()
-        },
-    }
-}
-
-/// The key of the hit path: everything that decides the action digest
-/// and is not checked by stat (the compiler's identity is: `Fast::tools`).
-fn fast_key(ctx: &Ctx, inv: &Invocation) -> Digest {
-    let mut parts: Vec<Vec<u8>> = vec![
-        b"cc-fast".to_vec(),
-        inv.compiler.as_os_str().as_encoded_bytes().to_vec(),
-        inv.argv0.as_encoded_bytes().to_vec(),
-        ctx.cwd.as_os_str().as_encoded_bytes().to_vec(),
-        ctx.server_key().into_bytes(),
-        format!("{:?}", ctx.project_root()).into_bytes(),
-        vec![u8::from(std::io::stderr().is_terminal())],
-    ];
-    parts.extend(inv.args.iter().map(|a| a.as_encoded_bytes().to_vec()));
-    parts.extend(
-        compiler_env(ctx)
-            .into_iter()
-            .map(|(k, v)| format!("{k}={v}").into_bytes()),
-    );
-    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-    depcache::key(&refs)
-}
-
-/// Answers a compile seen before from the action cache, skipping the
-/// toolchain, the scan and the input root; `None`: take the slow path.
-async fn fast_hit(ctx: &Ctx, c: &CCompile, key: &Digest) -> Option<Flow> {
-    let fast = depcache::lookup_fast(&ctx.cache_dir, key)?;
-    tracing::debug!(elapsed = ?ctx.started.elapsed(), "fast entry");
-    let client = match ctx.client().await {
-        Ok(c) => c,
-        Err(e) => return Some(Flow::fallback("unreachable", format!("{e:#}"))),
+        Ok(())
     };
-    tracing::debug!(elapsed = ?ctx.started.elapsed(), "connected");
-    let f = match remote::lookup_digest(client, &fast.action, &fast.outputs, &ctx.cwd).await {
-        Ok(Some(f)) if f.code == 0 => f,
-        Ok(_) => return None,
-        Err(e) => return Some(Flow::fallback(&e.cause, e.message)),
-    };
-    if let Err(e) = write_depfile(&ctx.cwd, c, &fast.depfile) {
-        return Some(Flow::fallback("local_io", e));
+    if ctx.wrap.mode == Mode::CacheOnly {
+        return flow::cache_only(ctx, inv, &client, &prepared, &landed).await;
     }
-    tracing::debug!(elapsed = ?ctx.started.elapsed(), "fast hit");
-    Some(Flow::Done {
-        stdout: f.stdout,
-        stderr: f.stderr,
-        code: 0,
-        event: Event {
-            hit: true,
-            down: f.down,
-            saved_ms: f.original.saturating_sub(ctx.started.elapsed()).as_millis() as u64,
-            ..Event::default()
-        },
-    })
-}
-
-/// Records a finished compile for the hit path.
-fn remember(
-    ctx: &Ctx,
-    inv: &Invocation,
-    bundle: &Bundle,
-    p: &Prepared,
-    scanned: &Scanned,
-    key: &Digest,
-) {
-    let m = &bundle.manifest;
-    let mut tools = vec![inv.compiler.clone(), PathBuf::from(format!("/{}", m.entry))];
-    tools.extend(m.programs.iter().map(|p| PathBuf::from(format!("/{p}"))));
-    tools.sort();
-    tools.dedup();
-    let Some(tools) = tools
-        .into_iter()
-        .map(|t| depcache::stamp(&t).map(|s| (t, s)))
-        .collect::<Option<Vec<_>>>()
-    else {
-        return;
-    };
-    depcache::store_fast(
-        &ctx.cache_dir,
-        key,
-        &depcache::Fast {
-            schema: depcache::SCHEMA,
-            action: p.digest,
-            outputs: p.outputs.clone(),
-            files: scanned.files.clone(),
-            tools,
-            depfile: scanned.depfile.clone(),
-        },
-    );
-}
-
-/// Cache-only: a hit is written; a miss compiles here and publishes.
-async fn cache_only(
-    ctx: &Ctx,
-    inv: &Invocation,
-    client: &crate::remote::Client,
-    p: &Prepared,
-    c: &CCompile,
-    scanned: &Scanned,
-) -> Flow {
-    match remote::lookup(client, p, &ctx.cwd).await {
-        Ok(Some(f)) if f.code == 0 => {
-            if let Err(e) = write_depfile(&ctx.cwd, c, &scanned.depfile) {
-                return Flow::fallback("local_io", e);
-            }
-            let elapsed = ctx.started.elapsed();
-            return Flow::Done {
-                stdout: f.stdout,
-                stderr: f.stderr,
-                code: 0,
-                event: Event {
-                    hit: true,
-                    down: f.down,
-                    saved_ms: f.original.saturating_sub(elapsed).as_millis() as u64,
-                    ..Event::default()
-                },
-            };
-        }
-        Ok(_) => {}
-        Err(f) => return Flow::fallback(&f.cause, f.message),
-    }
-    let started = std::time::Instant::now();
-    let status = match local::run(inv) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("recast: cannot run {}: {e}", inv.compiler.display());
-            return Flow::Done {
-                stdout: Vec::new(),
-                stderr: Vec::new(),
-                code: 127,
-                event: Event::local("cache_miss"),
-            };
-        }
-    };
-    let code = status.code().unwrap_or(255);
-    let mut event = Event::local("cache_miss");
-    if code == 0 {
-        match remote::publish(client, p, &ctx.cwd, started).await {
-            Ok(up) => event.up = up,
-            Err(f) => tracing::info!("cannot publish the result: {}", f.message),
-        }
-    }
-    Flow::Done {
-        stdout: Vec::new(),
-        stderr: Vec::new(),
-        code,
-        event,
-    }
-}
-
-/// The toolchain of `inv.compiler`, from the local index when unchanged.
-async fn toolchain(ctx: &Ctx, inv: &Invocation) -> anyhow::Result<Bundle> {
-    let req = Request {
-        compiler: inv.compiler.clone(),
-        targets: Vec::new(),
-        sysroot: None,
-        linking: false,
-        path: ctx.path.clone(),
-        ld_library_path: ctx
-            .var("LD_LIBRARY_PATH")
-            .map(|p| std::env::split_paths(p).collect())
-            .unwrap_or_default(),
-    };
-    let cache = ctx.cache_dir.join("toolchains");
-    let resolved =
-        tokio::task::spawn_blocking(move || toolchain_local::resolve(&cache, &req)).await??;
-    Ok(resolved.bundle)
-}
-
-/// The execution platform: the toolchain's host, spelled by the profile.
-pub(super) fn platform_of(ctx: &Ctx, bundle: &Bundle) -> anyhow::Result<Vec<(String, String)>> {
-    let host = &bundle.manifest.host;
-    let os = host
-        .os
-        .parse()
-        .map_err(|()| anyhow::anyhow!("unknown OS {:?} in the toolchain manifest", host.os))?;
-    let arch = host
-        .arch
-        .parse()
-        .map_err(|()| anyhow::anyhow!("unknown architecture {:?}", host.arch))?;
-    let cfg = crate::config::resolve_platform(None, &[], &ctx.env, &ctx.file)?;
-    let profile = Profile::resolve(&cfg.profile)?;
-    let standard = platform::standard_given(&os, &arch, &cfg.properties)?;
-    Ok(profile.apply(&standard, &cfg.properties)?.pairs().to_vec())
+    flow::execute(ctx, &client, &prepared, &landed).await
 }
 
 fn compiler_env(ctx: &Ctx) -> Vec<(String, String)> {

@@ -27,6 +27,7 @@
 mod cc;
 mod depcache;
 pub mod entry;
+mod flow;
 mod inputs;
 mod local;
 pub mod paths;

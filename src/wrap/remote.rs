@@ -6,7 +6,7 @@
 //! Deciding between a genuine failure (replay it) and an infrastructure
 //! failure (compile locally) happens here too ([`infrastructure`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -139,11 +139,36 @@ async fn land(
             )
         })?;
         let t = Instant::now();
-        let stats = remote::write_outputs(client, &kept, cwd)
-            .await
-            .map_err(|e| Failure::of(&e))?;
+        // Outputs may lie above the working directory (`../../target/…`):
+        // each goes into the real directory its local path names, which
+        // is made if missing, under its file name there.
+        let mut by_dir: BTreeMap<PathBuf, Vec<reapi::OutputFile>> = BTreeMap::new();
+        for f in kept.output_files {
+            let local = super::paths::absolute(cwd, &f.path);
+            let (Some(parent), Some(name)) = (local.parent(), local.file_name()) else {
+                return Err(Failure::new("local_io", format!("output {}", f.path)));
+            };
+            std::fs::create_dir_all(parent)
+                .and_then(|()| std::fs::canonicalize(parent))
+                .map(|real| {
+                    by_dir.entry(real).or_default().push(reapi::OutputFile {
+                        path: name.to_string_lossy().into_owned(),
+                        ..f
+                    })
+                })
+                .map_err(|e| Failure::new("local_io", format!("{}: {e}", parent.display())))?;
+        }
+        for (dir, files) in by_dir {
+            let one = reapi::ActionResult {
+                output_files: files,
+                ..Default::default()
+            };
+            let stats = remote::write_outputs(client, &one, &dir)
+                .await
+                .map_err(|e| Failure::of(&e))?;
+            down += stats.bytes;
+        }
         tracing::debug!(elapsed = ?t.elapsed(), "outputs written");
-        down += stats.bytes;
     }
     Ok((stdout, stderr, down))
 }
