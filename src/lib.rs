@@ -9,6 +9,7 @@ pub mod cas;
 pub mod cli;
 pub mod config;
 pub mod invocation;
+pub mod lock;
 pub mod platform;
 pub mod proto;
 pub mod remote;

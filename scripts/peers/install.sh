@@ -74,6 +74,7 @@ else
 fi
 
 bash "$(dirname "${BASH_SOURCE[0]}")/buildgrid.sh"  # BuildGrid 0.9.1 + PostgreSQL 15
+bash "$(dirname "${BASH_SOURCE[0]}")/vendor.sh"     # crates for the rustc wrapper tests
 
 # --- verify ------------------------------------------------------------------
 "$BUILDBOX_DIR/buildbox-casd" --help >/dev/null 2>&1 || {

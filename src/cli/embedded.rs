@@ -6,10 +6,9 @@
 //! (its stderr) and `serve.lock` (held while starting, so two compiles that
 //! start at once share one server).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::io::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
@@ -36,7 +35,9 @@ pub fn ensure(dir: &Path) -> anyhow::Result<String> {
         return Ok(url);
     }
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let _lock = Lock::take(&dir.join("serve.lock"))?;
+    let lock_path = dir.join("serve.lock");
+    let _lock = crate::lock::FileLock::take(&lock_path)
+        .with_context(|| format!("locking {}", lock_path.display()))?;
     // Someone else may have started it while we waited for the lock.
     if let Some(url) = running(dir) {
         return Ok(url);
@@ -165,30 +166,5 @@ fn reap(pid: i32) {
     // process); otherwise harmless.
     unsafe {
         libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG);
-    }
-}
-
-/// An exclusive `flock` held until drop.
-struct Lock(File);
-
-impl Lock {
-    fn take(path: &Path) -> anyhow::Result<Lock> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io::Error::last_os_error())
-                .with_context(|| format!("locking {}", path.display()));
-        }
-        Ok(Lock(file))
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
     }
 }

@@ -46,6 +46,9 @@ pub fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
         s.remote_executions,
         pct(s.remote_executions)
     );
+    if s.compile_errors > 0 {
+        println!("  compile errors            {:>8}", s.compile_errors);
+    }
     println!(
         "local runs          {:>10}  {:5.1} %",
         s.local_runs,

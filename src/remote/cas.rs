@@ -222,6 +222,12 @@ impl Client {
 
     /// FindMissingBlobs, then uploads what is missing.
     pub async fn upload_missing(&self, blobs: Vec<Blob>) -> Result<UploadStats, RemoteError> {
+        // One blob per digest: files with the same content go once.
+        let mut seen = std::collections::HashSet::new();
+        let blobs: Vec<Blob> = blobs
+            .into_iter()
+            .filter(|b| seen.insert(b.digest))
+            .collect();
         let digests: Vec<Digest> = blobs.iter().map(|b| b.digest).collect();
         let missing: std::collections::HashSet<Digest> =
             self.find_missing(&digests).await?.into_iter().collect();

@@ -98,7 +98,77 @@ pub async fn server(
             Err(f) => return Err(Flow::fallback(&f.cause, f.message)),
         }
     }
+    if ctx.wrap.mode == Mode::Remote
+        && let Err(f) = upload_toolchain(ctx, &client, bundle).await
+    {
+        return Err(Flow::fallback(&f.cause, f.message));
+    }
     Ok((client, features))
+}
+
+/// How long a toolchain is taken to be on a server after its upload.
+const UPLOADED_TTL_SECS: u64 = 3600;
+
+/// Puts `bundle` on the server once: parallel compiles (`make -j`, cargo)
+/// would otherwise each find the same hundreds of megabytes missing and
+/// send them side by side. The first takes a lock and uploads; the others
+/// wait, then see its marker. A marker is trusted for an hour; if the
+/// server evicts the blobs sooner, Execute names them missing and the
+/// action's own upload sends them again.
+async fn upload_toolchain(ctx: &Ctx, client: &Client, bundle: &Bundle) -> Result<(), Failure> {
+    let server = Digest::of_bytes(format!("{}\n{}", client.url(), client.instance()).as_bytes());
+    let name = format!(
+        "{}-{}",
+        &server.hex()[..16],
+        &bundle.manifest.root.hex()[..32]
+    );
+    let marker = ctx.cache_dir.join("uploaded").join(&name);
+    let fresh = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() < UPLOADED_TTL_SECS)
+    };
+    if fresh(&marker) {
+        return Ok(());
+    }
+    let lock_path = ctx.cache_dir.join("locks").join(format!("{name}.lock"));
+    let lock = tokio::task::spawn_blocking(move || crate::lock::FileLock::take(&lock_path))
+        .await
+        .map_err(|e| Failure {
+            cause: "internal".into(),
+            message: e.to_string(),
+        })?
+        .map_err(|e| Failure {
+            cause: "local_io".into(),
+            message: format!("the upload lock: {e}"),
+        })?;
+    if fresh(&marker) {
+        return Ok(());
+    }
+    let mut blobs: Vec<crate::remote::Blob> = bundle
+        .files
+        .iter()
+        .map(|(p, d)| crate::remote::Blob::file(*d, p))
+        .collect();
+    for (d, bytes) in &bundle.tree.directories {
+        blobs.push(crate::remote::Blob {
+            digest: *d,
+            source: crate::remote::BlobSource::Bytes(bytes.clone()),
+        });
+    }
+    let sent = client
+        .upload_missing(blobs)
+        .await
+        .map_err(|e| Failure::of(&e))?;
+    tracing::debug!(blobs = sent.blobs, bytes = sent.bytes, "toolchain uploaded");
+    if let Some(dir) = marker.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = std::fs::write(&marker, bundle.manifest.name.as_bytes());
+    drop(lock);
+    Ok(())
 }
 
 /// The key of the hit path: everything that decides the action digest
@@ -210,7 +280,13 @@ pub async fn execute(
         Ok(f) => f,
         Err(f) => return Flow::fallback(&f.cause, f.message),
     };
-    tracing::debug!(elapsed = ?ctx.started.elapsed(), "executed");
+    tracing::debug!(
+        elapsed = ?ctx.started.elapsed(),
+        action = %p.digest,
+        cached = finished.cached,
+        args = ?p.command.arguments.iter().take(4).collect::<Vec<_>>(),
+        "executed"
+    );
     if finished.code != 0 && remote::infrastructure(finished.code, &finished.stderr) {
         return Flow::fallback(
             "worker_failed",
@@ -234,6 +310,7 @@ pub async fn execute(
         event: Event {
             remote: !finished.cached,
             hit: finished.cached,
+            failed: finished.code != 0,
             up: finished.up,
             down: finished.down,
             saved_ms: if finished.cached {

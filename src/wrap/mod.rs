@@ -21,10 +21,12 @@
 //! here), `paths` (where files sit in the input root), `depcache` (the
 //! scan's results, revalidated by stat), `inputs` (the input root),
 //! `probe` (does the server run actions with the input root as `/`?),
-//! `remote` (one action on the server, and its outputs), `cc` (gcc and
-//! clang), `rust` (rustc), `stats`.
+//! `remote` (one action on the server, and its outputs), `flow` (the
+//! steps every compiler shares), `cc` (gcc and clang), `rust` (rustc) and
+//! `crates` (which crate files a rustc compile loads), `stats`.
 
 mod cc;
+mod crates;
 mod depcache;
 pub mod entry;
 mod flow;
@@ -33,6 +35,7 @@ mod local;
 pub mod paths;
 mod probe;
 mod remote;
+mod rust;
 pub mod stats;
 
 use std::ffi::OsString;
@@ -57,6 +60,8 @@ pub(crate) enum Flow {
     },
     /// Run the compiler here; the event says why.
     Local(Event),
+    /// Already run here (the wrapper needed to see it finish): exit so.
+    Ran { code: i32, event: Event },
 }
 
 impl Flow {
@@ -215,7 +220,7 @@ pub fn main(argv: Vec<OsString>, name: OsString, args_from: usize) -> ExitCode {
     let flow = runtime.block_on(async {
         match inv.kind {
             Kind::C(family) => cc::run(&ctx, &inv, family).await,
-            Kind::Rustc => Flow::local("rustc_not_yet_remote"),
+            Kind::Rustc => rust::run(&ctx, &inv).await,
         }
     });
     // Leave background tasks (connections) behind without waiting.
@@ -233,6 +238,10 @@ pub fn main(argv: Vec<OsString>, name: OsString, args_from: usize) -> ExitCode {
         Flow::Local(event) => {
             stats::record(&ctx.cache_dir, &event);
             local::exec(&inv)
+        }
+        Flow::Ran { code, event } => {
+            stats::record(&ctx.cache_dir, &event);
+            local::replay(&[], &[], code)
         }
     }
 }

@@ -25,6 +25,9 @@ pub struct Event {
     /// Answered from the action cache.
     #[serde(default, skip_serializing_if = "is_false")]
     pub hit: bool,
+    /// The compiler failed on the server (a genuine error, replayed).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub failed: bool,
     /// Ran locally by design: why (a stats key, e.g. `linking`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local: Option<String>,
@@ -74,6 +77,8 @@ pub struct Stats {
     pub cache_hits: u64,
     pub local_runs: u64,
     pub fallbacks: u64,
+    /// Remote executions whose compiler exited non-zero (replayed as is).
+    pub compile_errors: u64,
     pub bytes_uploaded: u64,
     pub bytes_downloaded: u64,
     pub time_saved_ms: u64,
@@ -86,6 +91,7 @@ impl Stats {
         self.compiles += 1;
         self.remote_executions += u64::from(e.remote);
         self.cache_hits += u64::from(e.hit);
+        self.compile_errors += u64::from(e.failed);
         if let Some(r) = &e.local {
             self.local_runs += 1;
             *self.local_reasons.entry(r.clone()).or_default() += 1;

@@ -1,0 +1,140 @@
+//! Which crate files a rustc compile loads.
+//!
+//! rustc opens the `--extern` files it is given and, through `-L
+//! dependency=` directories, the metadata of every crate those depend on,
+//! transitively. Shipping the whole `target/debug/deps` would make each
+//! action's input root depend on whatever else happened to be built
+//! already, so a rebuild after `cargo clean` (in another order) would
+//! never hit. Instead, every rustc recast wraps leaves a record beside
+//! each library it writes: the files it was given with `--extern`. The
+//! closure of a compile's externs through those records is exactly what
+//! it loads. A record that is missing, or whose file changed since (its
+//! stat differs), means the graph is not known; the compile then ships
+//! every crate file in its dependency directories, correct but with
+//! fewer hits.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::depcache::{self, Stamp};
+use crate::cas::Digest;
+
+#[derive(Serialize, Deserialize)]
+struct Record {
+    /// The crate file's stamp when it was recorded.
+    stamp: Stamp,
+    /// The files its compile took with `--extern` (absolute).
+    deps: Vec<PathBuf>,
+}
+
+fn record_path(cache_dir: &Path, file: &Path) -> PathBuf {
+    let d = Digest::of_bytes(file.as_os_str().as_encoded_bytes());
+    cache_dir
+        .join("crates")
+        .join(format!("{}.json", &d.hex()[..32]))
+}
+
+/// Records that `outputs` (a crate's rlib, rmeta, dylib) were built from
+/// the crate files `deps`.
+pub fn record(cache_dir: &Path, outputs: &[PathBuf], deps: &[PathBuf]) {
+    for out in outputs {
+        let Some(stamp) = depcache::stamp(out) else {
+            continue;
+        };
+        let rec = Record {
+            stamp,
+            deps: deps.to_vec(),
+        };
+        let path = record_path(cache_dir, out);
+        let bytes = serde_json::to_vec(&rec).expect("a record serializes");
+        if let Err(e) = crate::toolchain::index::write_atomic(&path, &bytes) {
+            tracing::debug!("cannot record {}: {e}", path.display());
+        }
+    }
+}
+
+/// Whether `name` looks like a crate file rustc can load.
+fn is_crate_file(name: &str) -> bool {
+    name.starts_with("lib")
+        && (name.ends_with(".rlib") || name.ends_with(".rmeta") || name.ends_with(".so"))
+}
+
+/// Every crate file `externs` lead to (themselves included), sorted; and
+/// whether the graph was known throughout. When it was not, every crate
+/// file in `dep_dirs` joins.
+pub fn closure(
+    cache_dir: &Path,
+    externs: &[PathBuf],
+    dep_dirs: &[PathBuf],
+) -> (Vec<PathBuf>, bool) {
+    let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut queue: VecDeque<PathBuf> = externs.iter().cloned().collect();
+    let mut known = true;
+    while let Some(f) = queue.pop_front() {
+        if !seen.insert(f.clone()) {
+            continue;
+        }
+        let rec = std::fs::read(record_path(cache_dir, &f))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+            .filter(|r| depcache::stamp(&f).is_some_and(|s| s == r.stamp));
+        match rec {
+            Some(r) => queue.extend(r.deps),
+            None => known = false,
+        }
+    }
+    if !known {
+        for dir in dep_dirs {
+            let Ok(rd) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for e in rd.filter_map(|e| e.ok()) {
+                if is_crate_file(&e.file_name().to_string_lossy())
+                    && e.file_type().is_ok_and(|t| t.is_file())
+                {
+                    seen.insert(e.path());
+                }
+            }
+        }
+    }
+    (seen.into_iter().collect(), known)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_closure_follows_records_and_falls_back_to_the_whole_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = d.path().join("cache");
+        let deps = d.path().join("deps");
+        std::fs::create_dir_all(&deps).unwrap();
+        let f = |n: &str| {
+            let p = deps.join(n);
+            std::fs::write(&p, n).unwrap();
+            p
+        };
+        let (a, b, c, other) = (
+            f("liba.rmeta"),
+            f("libb.rlib"),
+            f("libc.rmeta"),
+            f("libz.rlib"),
+        );
+        f("build-script-x");
+        record(&cache, &[a.clone()], &[b.clone()]);
+        record(&cache, &[b.clone()], &[c.clone()]);
+        record(&cache, &[c.clone()], &[]);
+        let (got, known) = closure(&cache, &[a.clone()], &[deps.clone()]);
+        assert!(known);
+        assert_eq!(got, vec![a.clone(), b.clone(), c.clone()]);
+        // c changes: its record no longer holds, so the whole dir ships.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::fs::write(&c, "changed, longer").unwrap();
+        let (got, known) = closure(&cache, &[a.clone()], &[deps.clone()]);
+        assert!(!known);
+        assert_eq!(got, vec![a, b, c, other]);
+    }
+}

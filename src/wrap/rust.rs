@@ -1,0 +1,416 @@
+//! rustc through the wrapper (`RUSTC_WRAPPER=recast cargo build`).
+//!
+//! The scan is rustc's own `--emit=dep-info` run here: every source file
+//! (modules, `include!`, `include_str!`), and the environment variables
+//! the crate reads with `env!` (`# env-dep:` lines), which join the remote
+//! Command. The crates it loads come from the `--extern` files and the
+//! records of earlier compiles (`crates`). Library crates (`lib`, `rlib`,
+//! `staticlib`) run remotely; crates that link (bins, proc-macros, test
+//! harnesses) run here, since the toolchain carries no linker yet, as do
+//! incremental compiles (`-C incremental`, cargo's default for workspace
+//! members in dev builds: `CARGO_INCREMENTAL=0` sends them remote too).
+//!
+//! Paths stay as they are (rustc records its working directory in every
+//! rlib), so outputs are the bytes a local compile writes; rustc's JSON
+//! diagnostics and artifact notifications are relayed as they are.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::depcache::{self, Seen};
+use super::paths::{self, PathMap};
+use super::remote::Prepared;
+use super::stats::Event;
+use super::{Ctx, Flow, Invocation, crates, flow, inputs, local};
+use crate::action::{self, CommandSpec, Features, OutputSpec};
+use crate::cas::Digest;
+use crate::config::Mode;
+use crate::invocation::rustc::{self, EnvValue, InputKind, RustCompile, SearchKind, Target};
+use crate::invocation::{args, depfile, render_all};
+use crate::toolchain::bundle::Bundle;
+
+/// What the scan found.
+struct Scanned {
+    files: Vec<Seen>,
+    /// `env!` variables the crate reads that are set.
+    env_deps: Vec<(String, String)>,
+}
+
+pub async fn run(ctx: &Ctx, inv: &Invocation) -> Flow {
+    let Some(raw) = inv
+        .args
+        .iter()
+        .map(|a| a.to_str().map(str::to_string))
+        .collect::<Option<Vec<_>>>()
+    else {
+        return Flow::local("non_utf8_argument");
+    };
+    let cwd = ctx.cwd.clone();
+    let args = match args::expand_rustc(&raw, &|f| std::fs::read_to_string(cwd.join(f))) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::debug!("argfile: {e}");
+            return Flow::local("response_file");
+        }
+    };
+    let r = match rustc::parse(&args, &ctx.env.0) {
+        Ok(r) => r,
+        Err(l) => {
+            tracing::debug!("local: {l}");
+            return Flow::local(l.reason.as_str());
+        }
+    };
+    match remote_or_local(ctx, inv, &r).await {
+        // Run here, but keep the process: the crate graph record follows.
+        Flow::Local(event) => run_here(ctx, inv, &r, event),
+        done => done,
+    }
+}
+
+/// Compiles here and records what the crate was built from.
+fn run_here(ctx: &Ctx, inv: &Invocation, r: &RustCompile, event: Event) -> Flow {
+    let code = match local::run(inv) {
+        Ok(s) => s.code().unwrap_or(255),
+        Err(e) => {
+            eprintln!("recast: cannot run {}: {e}", inv.compiler.display());
+            127
+        }
+    };
+    if code == 0 {
+        record_crates(ctx, r);
+    }
+    Flow::Ran { code, event }
+}
+
+async fn remote_or_local(ctx: &Ctx, inv: &Invocation, r: &RustCompile) -> Flow {
+    if r.links {
+        return Flow::local("links");
+    }
+    let env = observed_env(r);
+    let fast_key = flow::fast_key(ctx, inv, "rustc-fast", &env);
+    if let Some(flow) = flow::fast_hit(ctx, &fast_key, &|_| {
+        record_crates(ctx, r);
+        Ok(())
+    })
+    .await
+    {
+        return flow;
+    }
+    let targets = match &r.target {
+        Some(Target::Triple(t)) => vec![t.clone()],
+        _ => Vec::new(),
+    };
+    let bundle = match flow::toolchain(ctx, inv, targets).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::info!("cannot package {}: {e:#}", inv.compiler.display());
+            return Flow::local("toolchain");
+        }
+    };
+    let platform = match flow::platform_of(ctx, &bundle) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::info!("{e:#}");
+            return Flow::local("platform");
+        }
+    };
+    let (client, features) = match flow::server(ctx, &bundle, &platform).await {
+        Ok(x) => x,
+        Err(flow) => return flow,
+    };
+    let scanned = {
+        let (cache, cwd) = (ctx.cache_dir.clone(), ctx.cwd.clone());
+        let (inv2, r2, root) = (inv.clone(), r.clone(), bundle.manifest.root);
+        let env2 = env.clone();
+        match tokio::task::spawn_blocking(move || scan(&cache, &cwd, &inv2, &r2, &root, &env2))
+            .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(reason)) => return Flow::local(reason),
+            Err(e) => return Flow::fallback("internal", e),
+        }
+    };
+    let prepared = match prepare(ctx, r, &bundle, &scanned, &env, &platform, features) {
+        Ok(p) => p,
+        Err(reason) => return Flow::local(reason),
+    };
+    let landed = || {
+        record_crates(ctx, r);
+        flow::remember(
+            ctx,
+            &fast_key,
+            flow::tools_of(inv, &bundle),
+            &prepared,
+            &scanned.files,
+            None,
+        );
+        Ok(())
+    };
+    if ctx.wrap.mode == Mode::CacheOnly {
+        return flow::cache_only(ctx, inv, &client, &prepared, &landed).await;
+    }
+    flow::execute(ctx, &client, &prepared, &landed).await
+}
+
+/// Cargo's environment as the compile sees it (values as given).
+fn observed_env(r: &RustCompile) -> Vec<(String, String)> {
+    r.env
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                EnvValue::Plain(v) | EnvValue::Path(v) => v.clone(),
+            };
+            (k.clone(), v)
+        })
+        .collect()
+}
+
+/// Absolute paths of the `--extern` crate files.
+fn extern_files(cwd: &Path, r: &RustCompile) -> Vec<PathBuf> {
+    r.externs
+        .iter()
+        .filter_map(|e| e.path.as_deref())
+        .map(|p| paths::absolute(cwd, p))
+        .collect()
+}
+
+/// Absolute `-L dependency=` (and `all`) directories.
+fn dependency_dirs(cwd: &Path, r: &RustCompile) -> Vec<PathBuf> {
+    r.search_paths
+        .iter()
+        .filter(|s| matches!(s.kind, SearchKind::Dependency | SearchKind::All))
+        .map(|s| paths::absolute(cwd, &s.path))
+        .collect()
+}
+
+/// After a successful compile: which crate files its libraries were built
+/// from, for the compiles that load them.
+fn record_crates(ctx: &Ctx, r: &RustCompile) {
+    let outputs: Vec<PathBuf> = r
+        .outputs
+        .iter()
+        .map(|o| paths::absolute(&ctx.cwd, &o.path))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("lib"))
+        })
+        .collect();
+    crates::record(&ctx.cache_dir, &outputs, &extern_files(&ctx.cwd, r));
+}
+
+/// The scan, from the cache or run here. `Err` is a local reason.
+fn scan(
+    cache: &Path,
+    cwd: &Path,
+    inv: &Invocation,
+    r: &RustCompile,
+    toolchain_root: &Digest,
+    env: &[(String, String)],
+) -> Result<Scanned, &'static str> {
+    // The crate files to load, with their records (they change when a
+    // dependency is rebuilt, so they key the scan too).
+    let (crate_files, _known) =
+        crates::closure(cache, &extern_files(cwd, r), &dependency_dirs(cwd, r));
+    let mut parts: Vec<Vec<u8>> = vec![
+        b"rustc".to_vec(),
+        toolchain_root.to_string().into_bytes(),
+        inv.compiler.as_os_str().as_encoded_bytes().to_vec(),
+        cwd.as_os_str().as_encoded_bytes().to_vec(),
+    ];
+    parts.extend(inv.args.iter().map(|a| a.as_encoded_bytes().to_vec()));
+    parts.extend(env.iter().map(|(k, v)| format!("{k}={v}").into_bytes()));
+    parts.extend(
+        crate_files
+            .iter()
+            .map(|p| p.as_os_str().as_encoded_bytes().to_vec()),
+    );
+    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    let key = depcache::key(&refs);
+    if let Some(e) = depcache::lookup(cache, &key) {
+        let env_deps = e
+            .depfile
+            .as_deref()
+            .and_then(|t| depfile::parse(t).ok())
+            .map(|d| set_env_deps(&d))
+            .unwrap_or_default();
+        return Ok(Scanned {
+            files: e.files,
+            env_deps,
+        });
+    }
+
+    let since = depcache::now_ns();
+    let tmp_dir = cache.join("tmp");
+    std::fs::create_dir_all(&tmp_dir).map_err(|_| "scan_failed")?;
+    let tmp = tmp_dir.join(format!(
+        "scan-{}-{}.d",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let mut sargs = render_all(&r.scan_args, &|p| p.to_string());
+    sargs.push(format!("--emit=dep-info={}", tmp.display()));
+    let ok = local::capture(inv, &sargs, cwd).map_err(|_| "scan_failed")?;
+    let text = std::fs::read_to_string(&tmp);
+    let _ = std::fs::remove_file(&tmp);
+    if !ok {
+        return Err("scan_failed");
+    }
+    let text = text.map_err(|_| "scan_failed")?;
+    let parsed = depfile::parse(&text).map_err(|_| "scan_failed")?;
+    let mut spelled = depfile::prerequisites(&parsed);
+    // The dep-info lists the file it was asked to write as a target only,
+    // but some rustc versions list it as a prerequisite too.
+    spelled.retain(|s| paths::absolute(cwd, s) != tmp);
+    for f in &crate_files {
+        spelled.push(f.to_string_lossy().into_owned());
+    }
+    for i in &r.inputs {
+        if matches!(i.kind, InputKind::TargetSpec | InputKind::ProfileUse)
+            && paths::absolute(cwd, &i.path).is_file()
+        {
+            spelled.push(i.path.clone());
+        }
+    }
+    let mut files = Vec::with_capacity(spelled.len());
+    let mut stable = true;
+    let mut seen = std::collections::HashSet::new();
+    for s in spelled {
+        let abs = paths::absolute(cwd, &s);
+        if !seen.insert(abs.clone()) {
+            continue;
+        }
+        let (f, ok) = depcache::see(&abs, since).map_err(|_| "scan_failed")?;
+        stable &= ok;
+        files.push(Seen { spelled: s, ..f });
+    }
+    let entry = depcache::Entry {
+        schema: depcache::SCHEMA,
+        files,
+        // Kept for its env-dep lines.
+        depfile: Some(text),
+    };
+    if stable {
+        depcache::store(cache, &key, &entry);
+    }
+    Ok(Scanned {
+        files: entry.files,
+        env_deps: set_env_deps(&parsed),
+    })
+}
+
+/// The `env!` variables a dep-info says are set, with their values.
+fn set_env_deps(d: &depfile::Depfile) -> Vec<(String, String)> {
+    d.env_deps
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
+        .collect()
+}
+
+/// `to` relative to the directory `from` (both absolute, normalized):
+/// `../../target/x` when it lies outside.
+fn relative_from(from: &Path, to: &Path) -> String {
+    let f: Vec<_> = from.components().collect();
+    let t: Vec<_> = to.components().collect();
+    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<String> = vec!["..".to_string(); f.len() - common];
+    parts.extend(
+        t[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    parts.join("/")
+}
+
+/// The action. `Err` is a local reason.
+fn prepare(
+    ctx: &Ctx,
+    r: &RustCompile,
+    bundle: &Bundle,
+    scanned: &Scanned,
+    env: &[(String, String)],
+    platform: &[(String, String)],
+    features: Features,
+) -> Result<Prepared, &'static str> {
+    let cwd = paths::normalize(&ctx.cwd);
+    let map = PathMap::identity();
+    let mut dirs: Vec<PathBuf> = r
+        .search_paths
+        .iter()
+        .map(|s| paths::absolute(&cwd, &s.path))
+        .collect();
+    dirs.extend(r.out_dir.iter().map(|d| paths::absolute(&cwd, d)));
+    dirs.push(cwd.clone());
+    let inputs = inputs::build(bundle, &scanned.files, &dirs, &map).map_err(|e| {
+        tracing::info!("{e}");
+        "input_tree"
+    })?;
+    let m = &bundle.manifest;
+    let mut arguments = vec![format!("/{}", m.entry)];
+    arguments.extend(render_all(&r.remote_args, &|p| p.to_string()));
+    let mut command_env: BTreeMap<String, String> = m.env.clone();
+    if !m.path_dirs.is_empty() {
+        let dirs: Vec<String> = m.path_dirs.iter().map(|d| format!("/{d}")).collect();
+        command_env.insert("PATH".into(), dirs.join(":"));
+    }
+    command_env.extend(env.iter().cloned());
+    command_env.extend(scanned.env_deps.iter().cloned());
+    let outputs: Vec<String> = r
+        .outputs
+        .iter()
+        .map(|o| relative_from(&cwd, &paths::absolute(&cwd, &o.path)))
+        .collect();
+    let spec = CommandSpec {
+        arguments,
+        env: command_env,
+        outputs: outputs
+            .iter()
+            .map(|p| OutputSpec {
+                path: p.clone(),
+                is_dir: false,
+            })
+            .collect(),
+        working_directory: map.tree_path(&cwd),
+        platform: platform.to_vec(),
+    };
+    let command = action::build_command(&spec, features).map_err(|e| {
+        tracing::info!("{e}");
+        "command"
+    })?;
+    let command_digest = Digest::of_message(&command).0;
+    let action = action::build_action(
+        &command_digest,
+        &inputs.tree.root,
+        None,
+        false,
+        platform,
+        features.action_platform,
+    );
+    Ok(Prepared {
+        digest: Digest::of_message(&action).0,
+        action,
+        command,
+        inputs,
+        outputs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_above_the_working_directory_climb_to_them() {
+        let cwd = Path::new("/home/u/.cargo/registry/src/idx/serde-1.0.0");
+        assert_eq!(
+            relative_from(
+                cwd,
+                Path::new("/home/u/proj/target/debug/deps/libserde-x.rlib")
+            ),
+            "../../../../../proj/target/debug/deps/libserde-x.rlib"
+        );
+        assert_eq!(
+            relative_from(Path::new("/p"), Path::new("/p/target/a.rlib")),
+            "target/a.rlib"
+        );
+    }
+}

@@ -1,0 +1,255 @@
+//! The rustc wrapper end to end: `RUSTC_WRAPPER=recast cargo build` of a
+//! real workspace (tests/fixtures/cargo-ws: serde with serde_derive,
+//! serde_json, itoa, memchr from crates.io, vendored by
+//! `scripts/peers/vendor.sh`; build scripts; `env!`; a binary) against a
+//! real `recast serve`: libraries byte-identical to a plain cargo build,
+//! every one of them a cache hit after `cargo clean`, a server that dies
+//! mid-build leaves a working build with the same bytes, and the program
+//! runs.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{
+    BIN, Server, free_port, peers_dir, peers_required, recast_with_cache, run_ok, tempdir,
+};
+
+/// The vendored crates, or `None` (printed) when the set-up has not run.
+fn vendor_dir() -> Option<PathBuf> {
+    let dir = peers_dir().join("vendor/cargo-ws");
+    if dir.join("serde").is_dir() {
+        return Some(dir);
+    }
+    let why = format!(
+        "{} is missing; run `bash scripts/peers/install.sh` (it vendors the test workspace's crates)",
+        dir.display()
+    );
+    if peers_required() {
+        panic!("{why} (RECAST_REQUIRE_PEERS=1)");
+    }
+    eprintln!("skipping: {why}");
+    None
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_name() == "target" {
+            continue;
+        }
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// The fixture workspace at `at`, building offline from `vendor`, in a
+/// git-like project root.
+fn workspace(at: &Path, vendor: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cargo-ws");
+    copy_dir(&src, at);
+    fs::create_dir_all(at.join(".git")).unwrap();
+    fs::create_dir_all(at.join(".cargo")).unwrap();
+    fs::write(
+        at.join(".cargo/config.toml"),
+        format!(
+            "[source.crates-io]\nreplace-with = \"vendored\"\n[source.vendored]\ndirectory = \"{}\"\n",
+            vendor.display()
+        ),
+    )
+    .unwrap();
+    at.to_path_buf()
+}
+
+fn cargo(ws: &Path, args: &[&str], wrap: Option<(&Path, &str)>) -> std::process::Output {
+    let mut cmd = Command::new("cargo");
+    cmd.args(args)
+        .arg("--offline")
+        .current_dir(ws)
+        .env("CARGO_INCREMENTAL", "0")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS");
+    if let Some((cache, url)) = wrap {
+        cmd.env("RUSTC_WRAPPER", BIN)
+            .env("RECAST_CACHE_DIR", cache)
+            .env("RECAST_CONFIG", cache.join("no-such-config.toml"))
+            .env("RECAST_REMOTE", url)
+            .env_remove("RECAST_MODE")
+            .env_remove("RECAST_PROJECT_ROOT");
+    }
+    run_ok(&mut cmd)
+}
+
+/// The libraries cargo left in `target/debug/deps`.
+fn libraries(ws: &Path) -> BTreeMap<String, Vec<u8>> {
+    fs::read_dir(ws.join("target/debug/deps"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rlib" || x == "rmeta"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                fs::read(&p).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn stats(cache: &Path) -> serde_json::Value {
+    let out = run_ok(&mut recast_with_cache(cache, ["stats", "--json"]));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn zero(cache: &Path) {
+    run_ok(&mut recast_with_cache(cache, ["stats", "--zero"]));
+}
+
+fn assert_same(a: &BTreeMap<String, Vec<u8>>, b: &BTreeMap<String, Vec<u8>>) {
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (k, v) in a {
+        assert!(
+            v == &b[k],
+            "{k} differs ({} vs {} bytes)",
+            v.len(),
+            b[k].len()
+        );
+    }
+}
+
+fn app_output(ws: &Path) -> String {
+    let out = run_ok(&mut Command::new(ws.join("target/debug/app")));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn cargo_builds_the_workspace_remotely_byte_identical_and_rebuilds_from_the_cache() {
+    let Some(vendor) = vendor_dir() else { return };
+    let server = Server::start();
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let ws = workspace(&tmp.path().join("ws"), &vendor);
+    let wrap = Some((cache.as_path(), server.url()));
+    let wrap = wrap.as_ref().map(|(c, u)| (*c, u.as_str()));
+
+    cargo(&ws, &["build"], None);
+    let plain = libraries(&ws);
+    assert!(plain.len() >= 20, "{:?}", plain.keys());
+    let want = app_output(&ws);
+    assert!(
+        want.contains("hexagon-6") && want.contains("built by build.rs v0.3.1"),
+        "{want}"
+    );
+
+    cargo(&ws, &["clean"], None);
+    cargo(&ws, &["build"], wrap);
+    assert_same(&libraries(&ws), &plain);
+    assert_eq!(app_output(&ws), want);
+    let first = stats(&cache);
+    let remote = first["remote_executions"].as_u64().unwrap();
+    // serde_core, serde, serde_json, syn, quote, proc_macro2, itoa, memchr,
+    // zmij, unicode_ident, shapes and the like; build scripts, proc-macros
+    // and the binary link, so they run here.
+    assert!(remote >= 10, "{first}");
+    assert_eq!(first["fallbacks"], 0, "{first}");
+    assert!(
+        first["local_reasons"]["links"].as_u64().unwrap() >= 5,
+        "{first}"
+    );
+
+    // After `cargo clean`, every library that compiled remotely is a hit.
+    // (proc-macro2's build script probes rustc with a compile that fails
+    // on stable: failures are not cached, so it runs again.)
+    zero(&cache);
+    cargo(&ws, &["clean"], None);
+    cargo(&ws, &["build"], wrap);
+    assert_same(&libraries(&ws), &plain);
+    let again = stats(&cache);
+    let errors = first["compile_errors"].as_u64().unwrap();
+    assert_eq!(
+        again["cache_hits"].as_u64().unwrap(),
+        remote - errors,
+        "{again}"
+    );
+    assert_eq!(
+        again["remote_executions"].as_u64().unwrap(),
+        errors,
+        "{again}"
+    );
+    assert_eq!(app_output(&ws), want);
+}
+
+#[test]
+fn a_dead_server_leaves_a_working_build_with_the_same_bytes() {
+    let Some(vendor) = vendor_dir() else { return };
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let ws = workspace(&tmp.path().join("ws"), &vendor);
+    cargo(&ws, &["build"], None);
+    let plain = libraries(&ws);
+    cargo(&ws, &["clean"], None);
+    let dead = format!("grpc://127.0.0.1:{}", free_port());
+    cargo(&ws, &["build"], Some((&cache, &dead)));
+    assert_same(&libraries(&ws), &plain);
+    let s = stats(&cache);
+    assert!(
+        s["fallback_causes"]["unreachable"].as_u64().unwrap() >= 10,
+        "{s}"
+    );
+    assert_eq!(s["remote_executions"], 0, "{s}");
+}
+
+#[test]
+fn a_server_killed_mid_build_still_gives_the_same_libraries() {
+    let Some(vendor) = vendor_dir() else { return };
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let ws = workspace(&tmp.path().join("ws"), &vendor);
+    cargo(&ws, &["build"], None);
+    let plain = libraries(&ws);
+    cargo(&ws, &["clean"], None);
+    let mut server = Server::start();
+    let url = server.url();
+    let mut cmd = Command::new("cargo");
+    cmd.args(["build", "--offline"])
+        .current_dir(&ws)
+        .env("CARGO_INCREMENTAL", "0")
+        .env("RUSTC_WRAPPER", BIN)
+        .env("RECAST_CACHE_DIR", &cache)
+        .env("RECAST_CONFIG", cache.join("no-such-config.toml"))
+        .env("RECAST_REMOTE", &url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut build = cmd.spawn().unwrap();
+    // Kill the server once a few libraries came back from it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while stats(&cache)["remote_executions"].as_u64().unwrap_or(0) < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no remote execution started"
+        );
+        if build.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    server.stop();
+    assert!(
+        build.wait().unwrap().success(),
+        "the build failed after the server died"
+    );
+    assert_same(&libraries(&ws), &plain);
+    let s = stats(&cache);
+    assert!(s["remote_executions"].as_u64().unwrap() >= 3, "{s}");
+    assert!(s["fallbacks"].as_u64().unwrap() >= 1, "{s}");
+}
