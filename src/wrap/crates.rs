@@ -124,16 +124,17 @@ mod tests {
             f("libz.rlib"),
         );
         f("build-script-x");
-        record(&cache, &[a.clone()], &[b.clone()]);
-        record(&cache, &[b.clone()], &[c.clone()]);
-        record(&cache, &[c.clone()], &[]);
-        let (got, known) = closure(&cache, &[a.clone()], &[deps.clone()]);
+        use std::slice::from_ref;
+        record(&cache, from_ref(&a), from_ref(&b));
+        record(&cache, from_ref(&b), from_ref(&c));
+        record(&cache, from_ref(&c), &[]);
+        let (got, known) = closure(&cache, from_ref(&a), from_ref(&deps));
         assert!(known);
         assert_eq!(got, vec![a.clone(), b.clone(), c.clone()]);
         // c changes: its record no longer holds, so the whole dir ships.
         std::thread::sleep(std::time::Duration::from_millis(10));
         std::fs::write(&c, "changed, longer").unwrap();
-        let (got, known) = closure(&cache, &[a.clone()], &[deps.clone()]);
+        let (got, known) = closure(&cache, from_ref(&a), from_ref(&deps));
         assert!(!known);
         assert_eq!(got, vec![a, b, c, other]);
     }
