@@ -253,3 +253,63 @@ fn a_server_killed_mid_build_still_gives_the_same_libraries() {
     assert!(s["remote_executions"].as_u64().unwrap() >= 3, "{s}");
     assert!(s["fallbacks"].as_u64().unwrap() >= 1, "{s}");
 }
+
+const NO_CORE: &str = "#![feature(no_core, lang_items)]\n#![no_core]\n#![allow(internal_features)]\n\
+#[lang = \"pointee_sized\"]\npub trait PointeeSized {}\n\
+#[lang = \"meta_sized\"]\npub trait MetaSized: PointeeSized {}\n\
+#[lang = \"sized\"]\npub trait Sized: MetaSized {}\n\
+#[unsafe(no_mangle)]\npub extern \"C\" fn answer() -> u32 { 42 }\n";
+
+#[test]
+fn a_no_core_crate_for_aarch64_compiles_remotely_to_an_aarch64_object() {
+    // Only the host's standard library is installed here, so the non-host
+    // triple takes a #![no_core] crate, which needs nightly.
+    let Some(nightly) = Command::new("rustup")
+        .args(["which", "--toolchain", "nightly", "rustc"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8(o.stdout).unwrap().trim().to_string())
+    else {
+        eprintln!("skipping: no nightly toolchain installed (rustup toolchain list)");
+        return;
+    };
+    let server = Server::start();
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let dir = tmp.path().join("nc");
+    fs::create_dir_all(dir.join("out")).unwrap();
+    fs::write(dir.join("nc.rs"), NO_CORE).unwrap();
+    let args = [
+        "--target",
+        "aarch64-unknown-linux-gnu",
+        "--crate-type",
+        "lib",
+        "--crate-name",
+        "nc",
+        "--edition",
+        "2021",
+        "-O",
+        "--emit=obj,metadata",
+        "--out-dir",
+        "out",
+        "nc.rs",
+    ];
+    run_ok(Command::new(&nightly).args(args).current_dir(&dir));
+    let local = fs::read(dir.join("out/nc.o")).unwrap();
+    fs::remove_dir_all(dir.join("out")).unwrap();
+    fs::create_dir_all(dir.join("out")).unwrap();
+    let mut cmd = recast_with_cache(&cache, [nightly.as_str()]);
+    cmd.args(args)
+        .current_dir(&dir)
+        .env("RECAST_REMOTE", server.url());
+    run_ok(&mut cmd);
+    let remote = fs::read(dir.join("out/nc.o")).unwrap();
+    assert!(
+        remote == local,
+        "the remote object differs from the local one"
+    );
+    // ELF e_machine 183: AArch64, built on this x86-64 worker.
+    assert_eq!(&remote[18..20], &183u16.to_le_bytes());
+    assert_eq!(stats(&cache)["remote_executions"], 1);
+}

@@ -100,7 +100,15 @@ async fn remote_or_local(ctx: &Ctx, inv: &Invocation, r: &RustCompile) -> Flow {
         Some(Target::Triple(t)) => vec![t.clone()],
         _ => Vec::new(),
     };
-    let bundle = match flow::toolchain(ctx, inv, targets).await {
+    // A target whose standard library is not installed here is compiled
+    // without one remotely too (a `#![no_core]` crate needs none; any
+    // other fails there as it would here).
+    let bundle = match flow::toolchain(ctx, inv, targets.clone()).await {
+        Ok(b) => Ok(b),
+        Err(_) if !targets.is_empty() => flow::toolchain(ctx, inv, Vec::new()).await,
+        Err(e) => Err(e),
+    };
+    let bundle = match bundle {
         Ok(b) => b,
         Err(e) => {
             tracing::info!("cannot package {}: {e:#}", inv.compiler.display());
