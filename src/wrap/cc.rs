@@ -84,7 +84,7 @@ pub async fn run(ctx: &Ctx, inv: &Invocation, family: CFamily) -> Flow {
     {
         return flow;
     }
-    let bundle = match flow::toolchain(ctx, inv, Vec::new()).await {
+    let bundle = match flow::toolchain(ctx, &inv.compiler, Vec::new(), false).await {
         Ok(b) => b,
         Err(e) => {
             tracing::info!("cannot package {}: {e:#}", inv.compiler.display());
@@ -131,7 +131,7 @@ pub async fn run(ctx: &Ctx, inv: &Invocation, family: CFamily) -> Flow {
     if ctx.wrap.mode == Mode::CacheOnly {
         return flow::cache_only(ctx, inv, &client, &prepared, &landed).await;
     }
-    flow::execute(ctx, &client, &prepared, &landed).await
+    flow::execute(ctx, &client, &prepared, false, &landed).await
 }
 
 fn compiler_env(ctx: &Ctx) -> Vec<(String, String)> {
@@ -342,12 +342,12 @@ fn prepare(
         .map(|d| paths::absolute(&cwd, d))
         .collect();
     dirs.push(cwd.clone());
-    let inputs = match inputs::build(bundle, &scanned.files, &dirs, &map) {
+    let inputs = match inputs::build(&[bundle], &scanned.files, &dirs, &map) {
         Ok(i) => i,
         Err(inputs::InputsError::Unmappable(why)) => {
             tracing::debug!("{why}");
             map = PathMap::identity();
-            inputs::build(bundle, &scanned.files, &dirs, &map).map_err(|e| {
+            inputs::build(&[bundle], &scanned.files, &dirs, &map).map_err(|e| {
                 tracing::info!("{e}");
                 "input_tree"
             })?

@@ -63,11 +63,14 @@ fn is_crate_file(name: &str) -> bool {
 
 /// Every crate file `externs` lead to (themselves included), sorted; and
 /// whether the graph was known throughout. When it was not, every crate
-/// file in `dep_dirs` joins.
+/// file in `dep_dirs` joins. A link (`rlibs`) needs the rlib of every
+/// crate, where cargo's pipelining recorded only its rmeta; other compiles
+/// take exactly what was recorded, since an rlib may not be written yet.
 pub fn closure(
     cache_dir: &Path,
     externs: &[PathBuf],
     dep_dirs: &[PathBuf],
+    rlibs: bool,
 ) -> (Vec<PathBuf>, bool) {
     let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
     let mut queue: VecDeque<PathBuf> = externs.iter().cloned().collect();
@@ -83,6 +86,12 @@ pub fn closure(
         match rec {
             Some(r) => queue.extend(r.deps),
             None => known = false,
+        }
+        if rlibs && f.extension().is_some_and(|x| x == "rmeta") {
+            let rlib = f.with_extension("rlib");
+            if rlib.is_file() {
+                queue.push_back(rlib);
+            }
         }
     }
     if !known {
@@ -128,13 +137,13 @@ mod tests {
         record(&cache, from_ref(&a), from_ref(&b));
         record(&cache, from_ref(&b), from_ref(&c));
         record(&cache, from_ref(&c), &[]);
-        let (got, known) = closure(&cache, from_ref(&a), from_ref(&deps));
+        let (got, known) = closure(&cache, from_ref(&a), from_ref(&deps), false);
         assert!(known);
         assert_eq!(got, vec![a.clone(), b.clone(), c.clone()]);
         // c changes: its record no longer holds, so the whole dir ships.
         std::thread::sleep(std::time::Duration::from_millis(10));
         std::fs::write(&c, "changed, longer").unwrap();
-        let (got, known) = closure(&cache, from_ref(&a), from_ref(&deps));
+        let (got, known) = closure(&cache, from_ref(&a), from_ref(&deps), false);
         assert!(!known);
         assert_eq!(got, vec![a, b, c, other]);
     }

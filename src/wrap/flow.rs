@@ -19,18 +19,20 @@ use crate::remote::Client;
 use crate::toolchain::bundle::Bundle;
 use crate::toolchain::local::{self as toolchain_local, Request};
 
-/// The toolchain of `inv.compiler` (with the standard libraries of
-/// `targets`), from the local index when unchanged.
+/// The toolchain of `compiler` (with the standard libraries of `targets`,
+/// and what linking needs when `linking`), from the local index when
+/// unchanged.
 pub async fn toolchain(
     ctx: &Ctx,
-    inv: &Invocation,
+    compiler: &std::path::Path,
     targets: Vec<String>,
+    linking: bool,
 ) -> anyhow::Result<Bundle> {
     let req = Request {
-        compiler: inv.compiler.clone(),
+        compiler: compiler.to_path_buf(),
         targets,
         sysroot: None,
-        linking: false,
+        linking,
         path: ctx.path.clone(),
         ld_library_path: ctx
             .var("LD_LIBRARY_PATH")
@@ -269,11 +271,14 @@ pub fn remember(
 /// Runs `p` on the server (remote mode) and turns the result into a flow:
 /// a worker that could not run the toolchain means a local compile, a
 /// genuine failure is replayed, a success runs `landed` (depfile, hit
-/// path record) before it is replayed.
+/// path record) before it is replayed. With `rerun_failures` (links, whose
+/// failures are as often a missing system library as a code error), any
+/// failure is decided by a local run instead.
 pub async fn execute(
     ctx: &Ctx,
     client: &Client,
     p: &Prepared,
+    rerun_failures: bool,
     landed: &dyn Fn() -> Result<(), String>,
 ) -> Flow {
     let finished = match remote::execute(client, p, &ctx.cwd).await {
@@ -287,7 +292,9 @@ pub async fn execute(
         args = ?p.command.arguments.iter().take(4).collect::<Vec<_>>(),
         "executed"
     );
-    if finished.code != 0 && remote::infrastructure(finished.code, &finished.stderr) {
+    if finished.code != 0
+        && (rerun_failures || remote::infrastructure(finished.code, &finished.stderr))
+    {
         return Flow::fallback(
             "worker_failed",
             format!(

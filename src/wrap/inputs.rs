@@ -38,16 +38,30 @@ pub struct Inputs {
     pub blobs: Vec<Blob>,
 }
 
-/// Builds the input root from `bundle`, the `files` the compile reads and
-/// the `dirs` it looks in (absent ones are skipped).
+/// Builds the input root from `bundles` (the compiler's toolchain, and a
+/// linker's when the compile links), the `files` the compile reads and the
+/// `dirs` it looks in (absent ones are skipped).
 pub fn build(
-    bundle: &Bundle,
+    bundles: &[&Bundle],
     files: &[Seen],
     dirs: &[PathBuf],
     map: &PathMap,
 ) -> Result<Inputs, InputsError> {
-    let mut listing = bundle.listing.clone();
-    let mut digests: BTreeMap<PathBuf, Digest> = bundle.files.clone();
+    let mut listing = bundles[0].listing.clone();
+    let mut digests: BTreeMap<PathBuf, Digest> = bundles[0].files.clone();
+    for b in &bundles[1..] {
+        // Both were read off this machine, so a path means the same thing
+        // in each; a file the first has wins.
+        for (path, item) in &b.listing.items {
+            listing
+                .items
+                .entry(path.clone())
+                .or_insert_with(|| item.clone());
+        }
+        for (path, d) in &b.files {
+            digests.entry(path.clone()).or_insert(*d);
+        }
+    }
     for f in files {
         let real = listing.add_path(&HostFs, &f.path)?;
         digests.insert(real, f.digest);

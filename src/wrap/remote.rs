@@ -73,13 +73,14 @@ impl Failure {
 
 /// Signs, in a failed remote compile's stderr, that the worker could not
 /// run the toolchain rather than the code being wrong.
-const INFRA_SIGNS: [&str; 6] = [
+const INFRA_SIGNS: [&str; 7] = [
     "error while loading shared libraries",
     "cannot execute",
     "Exec format error",
     "bwrap:",
     "recast: cannot run",
     "cannot open shared object file",
+    "unable to find library",
 ];
 
 /// Whether a non-zero exit is the worker's fault: a signal or an

@@ -83,9 +83,15 @@ fn run_here(ctx: &Ctx, inv: &Invocation, r: &RustCompile, event: Event) -> Flow 
 }
 
 async fn remote_or_local(ctx: &Ctx, inv: &Invocation, r: &RustCompile) -> Flow {
-    if r.links {
-        return Flow::local("links");
-    }
+    // A crate that links takes the linker rustc runs (`cc`, or -C linker)
+    // with everything linking needs: crt files, libc's linker script.
+    let linker = match r.links {
+        false => None,
+        true => match find_linker(ctx, r) {
+            Some(l) => Some(l),
+            None => return Flow::local("links_no_linker"),
+        },
+    };
     let env = observed_env(r);
     let fast_key = flow::fast_key(ctx, inv, "rustc-fast", &env);
     if let Some(flow) = flow::fast_hit(ctx, &fast_key, &|_| {
@@ -103,9 +109,11 @@ async fn remote_or_local(ctx: &Ctx, inv: &Invocation, r: &RustCompile) -> Flow {
     // A target whose standard library is not installed here is compiled
     // without one remotely too (a `#![no_core]` crate needs none; any
     // other fails there as it would here).
-    let bundle = match flow::toolchain(ctx, inv, targets.clone()).await {
+    let bundle = match flow::toolchain(ctx, &inv.compiler, targets.clone(), r.links).await {
         Ok(b) => Ok(b),
-        Err(_) if !targets.is_empty() => flow::toolchain(ctx, inv, Vec::new()).await,
+        Err(_) if !targets.is_empty() => {
+            flow::toolchain(ctx, &inv.compiler, Vec::new(), r.links).await
+        }
         Err(e) => Err(e),
     };
     let bundle = match bundle {
@@ -114,6 +122,16 @@ async fn remote_or_local(ctx: &Ctx, inv: &Invocation, r: &RustCompile) -> Flow {
             tracing::info!("cannot package {}: {e:#}", inv.compiler.display());
             return Flow::local("toolchain");
         }
+    };
+    let linker_bundle = match &linker {
+        None => None,
+        Some(l) => match flow::toolchain(ctx, l, Vec::new(), true).await {
+            Ok(b) => Some(b),
+            Err(e) => {
+                tracing::info!("cannot package the linker {}: {e:#}", l.display());
+                return Flow::local("links_no_linker");
+            }
+        },
     };
     let platform = match flow::platform_of(ctx, &bundle) {
         Ok(p) => p,
@@ -138,26 +156,31 @@ async fn remote_or_local(ctx: &Ctx, inv: &Invocation, r: &RustCompile) -> Flow {
             Err(e) => return Flow::fallback("internal", e),
         }
     };
-    let prepared = match prepare(ctx, r, &bundle, &scanned, &env, &platform, features) {
+    let mut bundles = vec![&bundle];
+    bundles.extend(linker_bundle.as_ref());
+    let prepared = match prepare(ctx, r, &bundles, &scanned, &env, &platform, features) {
         Ok(p) => p,
         Err(reason) => return Flow::local(reason),
     };
     let landed = || {
         record_crates(ctx, r);
-        flow::remember(
-            ctx,
-            &fast_key,
-            flow::tools_of(inv, &bundle),
-            &prepared,
-            &scanned.files,
-            None,
-        );
+        let mut tools = flow::tools_of(inv, &bundle);
+        if let (Some(l), Some(b)) = (&linker, &linker_bundle) {
+            tools.push(l.clone());
+            tools.extend(
+                b.manifest
+                    .programs
+                    .iter()
+                    .map(|p| PathBuf::from(format!("/{p}"))),
+            );
+        }
+        flow::remember(ctx, &fast_key, tools, &prepared, &scanned.files, None);
         Ok(())
     };
     if ctx.wrap.mode == Mode::CacheOnly {
         return flow::cache_only(ctx, inv, &client, &prepared, &landed).await;
     }
-    flow::execute(ctx, &client, &prepared, &landed).await
+    flow::execute(ctx, &client, &prepared, r.links, &landed).await
 }
 
 /// Cargo's environment as the compile sees it (values as given).
@@ -171,6 +194,44 @@ fn observed_env(r: &RustCompile) -> Vec<(String, String)> {
             (k.clone(), v)
         })
         .collect()
+}
+
+/// The linker rustc runs: `-C linker` (a path, or a name on `PATH`), else
+/// `cc` on `PATH`.
+fn find_linker(ctx: &Ctx, r: &RustCompile) -> Option<PathBuf> {
+    let name = r.linker.as_deref().unwrap_or("cc");
+    if name.contains('/') {
+        let p = paths::absolute(&ctx.cwd, name);
+        return p.is_file().then_some(p);
+    }
+    ctx.path.iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// Native libraries a link may take (`-L native=`, `-L all=`): the
+/// archives and shared objects in those directories (build scripts put
+/// theirs in `OUT_DIR`).
+fn native_libraries(cwd: &Path, r: &RustCompile) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for s in &r.search_paths {
+        if !matches!(s.kind, SearchKind::Native | SearchKind::All) {
+            continue;
+        }
+        let Ok(rd) = std::fs::read_dir(paths::absolute(cwd, &s.path)) else {
+            continue;
+        };
+        let mut found: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.ends_with(".a") || n.ends_with(".so") || n.contains(".so.")
+            })
+            .map(|e| e.path())
+            .collect();
+        found.sort();
+        out.extend(found);
+    }
+    out
 }
 
 /// Absolute paths of the `--extern` crate files.
@@ -217,8 +278,13 @@ fn scan(
 ) -> Result<Scanned, &'static str> {
     // The crate files to load, with their records (they change when a
     // dependency is rebuilt, so they key the scan too).
-    let (crate_files, _known) =
-        crates::closure(cache, &extern_files(cwd, r), &dependency_dirs(cwd, r));
+    let (crate_files, _known) = crates::closure(
+        cache,
+        &extern_files(cwd, r),
+        &dependency_dirs(cwd, r),
+        r.links,
+    );
+    let natives = native_libraries(cwd, r);
     let mut parts: Vec<Vec<u8>> = vec![
         b"rustc".to_vec(),
         toolchain_root.to_string().into_bytes(),
@@ -230,6 +296,7 @@ fn scan(
     parts.extend(
         crate_files
             .iter()
+            .chain(&natives)
             .map(|p| p.as_os_str().as_encoded_bytes().to_vec()),
     );
     let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
@@ -269,7 +336,7 @@ fn scan(
     // The dep-info lists the file it was asked to write as a target only,
     // but some rustc versions list it as a prerequisite too.
     spelled.retain(|s| paths::absolute(cwd, s) != tmp);
-    for f in &crate_files {
+    for f in crate_files.iter().chain(&natives) {
         spelled.push(f.to_string_lossy().into_owned());
     }
     for i in &r.inputs {
@@ -333,7 +400,7 @@ fn relative_from(from: &Path, to: &Path) -> String {
 fn prepare(
     ctx: &Ctx,
     r: &RustCompile,
-    bundle: &Bundle,
+    bundles: &[&Bundle],
     scanned: &Scanned,
     env: &[(String, String)],
     platform: &[(String, String)],
@@ -348,17 +415,26 @@ fn prepare(
         .collect();
     dirs.extend(r.out_dir.iter().map(|d| paths::absolute(&cwd, d)));
     dirs.push(cwd.clone());
-    let inputs = inputs::build(bundle, &scanned.files, &dirs, &map).map_err(|e| {
+    let inputs = inputs::build(bundles, &scanned.files, &dirs, &map).map_err(|e| {
         tracing::info!("{e}");
         "input_tree"
     })?;
-    let m = &bundle.manifest;
+    let m = &bundles[0].manifest;
     let mut arguments = vec![format!("/{}", m.entry)];
     arguments.extend(render_all(&r.remote_args, &|p| p.to_string()));
     let mut command_env: BTreeMap<String, String> = m.env.clone();
-    if !m.path_dirs.is_empty() {
-        let dirs: Vec<String> = m.path_dirs.iter().map(|d| format!("/{d}")).collect();
-        command_env.insert("PATH".into(), dirs.join(":"));
+    // rustc finds the linker (`cc`) and the linker its helpers on PATH.
+    let mut path_dirs: Vec<String> = Vec::new();
+    for b in bundles {
+        for d in &b.manifest.path_dirs {
+            let d = format!("/{d}");
+            if !path_dirs.contains(&d) {
+                path_dirs.push(d);
+            }
+        }
+    }
+    if !path_dirs.is_empty() {
+        command_env.insert("PATH".into(), path_dirs.join(":"));
     }
     command_env.extend(env.iter().cloned());
     command_env.extend(scanned.env_deps.iter().cloned());
