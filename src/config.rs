@@ -51,6 +51,16 @@ pub mod vars {
     /// the nearest directory above the working directory holding `.git`,
     /// `.hg`, `.svn`, `.jj` or `.pijul`). Set it empty to disable.
     pub const PROJECT_ROOT: &str = "RECAST_PROJECT_ROOT";
+    /// The platform the workers run on, as a target triple (e.g.
+    /// `x86_64-unknown-linux-gnu`). Default: this machine's. When a local
+    /// compiler cannot run there (a macOS rustc, Linux workers), wrapped
+    /// compiles use the same compiler built for the workers from the
+    /// server's toolchain registry (`recast toolchain upload`).
+    pub const WORKER_PLATFORM: &str = "RECAST_WORKER_PLATFORM";
+    /// This machine's platform as a target triple, declared instead of
+    /// read from the local compiler's binaries (for tests of the
+    /// foreign-host path, and for compilers run under emulation).
+    pub const HOST_PLATFORM: &str = "RECAST_HOST_PLATFORM";
     /// Log filter in `tracing` syntax (e.g. `debug`, `recast::remote=trace`).
     pub const LOG: &str = "RECAST_LOG";
     /// Tests only: when `1`, a test whose peer server is missing fails
@@ -99,6 +109,10 @@ pub struct FileConfig {
     pub mode: Option<String>,
     /// As `RECAST_PROJECT_ROOT`.
     pub project_root: Option<PathBuf>,
+    /// As `RECAST_WORKER_PLATFORM`.
+    pub worker_platform: Option<String>,
+    /// As `RECAST_HOST_PLATFORM`.
+    pub host_platform: Option<String>,
 }
 
 /// How wrapped compiles run.
@@ -130,6 +144,10 @@ pub struct WrapConfig {
     pub mode: Mode,
     /// `Some(None)`: normalization disabled; `None`: find the VCS root.
     pub project_root: Option<Option<PathBuf>>,
+    /// The workers' platform triple, if declared.
+    pub worker_platform: Option<String>,
+    /// This machine's platform triple, if declared.
+    pub host_platform: Option<String>,
 }
 
 /// Wrapper settings: env > file > default (wrappers take no flags: the
@@ -154,7 +172,15 @@ pub fn resolve_wrap(env: &Env, file: &FileConfig) -> Result<WrapConfig, ConfigEr
             }
         }),
     };
-    Ok(WrapConfig { mode, project_root })
+    let pick = |var: &str, file: &Option<String>| {
+        env.get(var).map(str::to_string).or_else(|| file.clone())
+    };
+    Ok(WrapConfig {
+        mode,
+        project_root,
+        worker_platform: pick(vars::WORKER_PLATFORM, &file.worker_platform),
+        host_platform: pick(vars::HOST_PLATFORM, &file.host_platform),
+    })
 }
 
 /// `[platform]` in the config file.
@@ -576,6 +602,15 @@ mod tests {
         assert_eq!(w.project_root, Some(None));
         let w = resolve_wrap(&Env::default(), &FileConfig::default()).unwrap();
         assert_eq!((w.mode, w.project_root), (Mode::Remote, None));
+        assert_eq!((w.worker_platform, w.host_platform), (None, None));
+        let file = parse_file("worker_platform = \"x86_64-unknown-linux-gnu\"\n").unwrap();
+        let e = env(&[(vars::HOST_PLATFORM, "aarch64-apple-darwin")]);
+        let w = resolve_wrap(&e, &file).unwrap();
+        assert_eq!(
+            w.worker_platform.as_deref(),
+            Some("x86_64-unknown-linux-gnu")
+        );
+        assert_eq!(w.host_platform.as_deref(), Some("aarch64-apple-darwin"));
         let e = env(&[(vars::MODE, "fast")]);
         assert_eq!(
             resolve_wrap(&e, &file),

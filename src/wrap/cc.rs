@@ -17,13 +17,13 @@ use std::path::{Path, PathBuf};
 use super::depcache::{self, Seen};
 use super::paths::{self, Exposure, PathMap};
 use super::remote::Prepared;
+use super::tool::{self, Tool};
 use super::{Ctx, Flow, Invocation, flow, inputs, local};
 use crate::action::{self, CommandSpec, Features, OutputSpec};
 use crate::cas::Digest;
 use crate::config::Mode;
 use crate::invocation::gcc::{self, CCompile, CFamily};
 use crate::invocation::{Arg, args, depfile, render_all};
-use crate::toolchain::bundle::Bundle;
 
 /// Environment variables that change what gcc or clang read or write;
 /// they join the dependency key and the remote Command.
@@ -91,20 +91,25 @@ pub async fn run(ctx: &Ctx, inv: &Invocation, family: CFamily) -> Flow {
             return Flow::local("toolchain");
         }
     };
-    let platform = match flow::platform_of(ctx, &bundle) {
+    let toolchain_root = bundle.manifest.root;
+    let tool = match tool::for_workers(ctx, bundle).await {
+        Ok(t) => t,
+        Err(flow) => return flow,
+    };
+    let platform = match flow::platform_of(ctx, &tool) {
         Ok(p) => p,
         Err(e) => {
             tracing::info!("{e:#}");
             return Flow::local("platform");
         }
     };
-    let (client, features) = match flow::server(ctx, &bundle, &platform).await {
+    let (client, features) = match flow::server(ctx, &tool, &platform).await {
         Ok(x) => x,
         Err(flow) => return flow,
     };
     let scanned = {
         let (cache, cwd) = (ctx.cache_dir.clone(), ctx.cwd.clone());
-        let (inv2, c2, root, env) = (inv.clone(), c.clone(), bundle.manifest.root, env.clone());
+        let (inv2, c2, root, env) = (inv.clone(), c.clone(), toolchain_root, env.clone());
         match tokio::task::spawn_blocking(move || scan(&cache, &cwd, &inv2, &c2, &root, &env)).await
         {
             Ok(Ok(s)) => s,
@@ -112,7 +117,7 @@ pub async fn run(ctx: &Ctx, inv: &Invocation, family: CFamily) -> Flow {
             Err(e) => return Flow::fallback("internal", e),
         }
     };
-    let prepared = match prepare(ctx, &c, &bundle, &scanned, &platform, features) {
+    let prepared = match prepare(ctx, &c, &tool, &scanned, &platform, features) {
         Ok(p) => p,
         Err(reason) => return Flow::local(reason),
     };
@@ -121,7 +126,7 @@ pub async fn run(ctx: &Ctx, inv: &Invocation, family: CFamily) -> Flow {
         flow::remember(
             ctx,
             &fast_key,
-            flow::tools_of(inv, &bundle),
+            flow::tools_of(inv, &tool),
             &prepared,
             &scanned.files,
             scanned.depfile.clone(),
@@ -306,7 +311,7 @@ fn write_depfile(cwd: &Path, c: &CCompile, text: &Option<String>) -> Result<(), 
 fn prepare(
     ctx: &Ctx,
     c: &CCompile,
-    bundle: &Bundle,
+    tool: &Tool,
     scanned: &Scanned,
     platform: &[(String, String)],
     features: Features,
@@ -342,12 +347,12 @@ fn prepare(
         .map(|d| paths::absolute(&cwd, d))
         .collect();
     dirs.push(cwd.clone());
-    let inputs = match inputs::build(&[bundle], &scanned.files, &dirs, &map) {
+    let inputs = match inputs::build(&[tool], &scanned.files, &dirs, &map) {
         Ok(i) => i,
         Err(inputs::InputsError::Unmappable(why)) => {
             tracing::debug!("{why}");
             map = PathMap::identity();
-            inputs::build(&[bundle], &scanned.files, &dirs, &map).map_err(|e| {
+            inputs::build(&[tool], &scanned.files, &dirs, &map).map_err(|e| {
                 tracing::info!("{e}");
                 "input_tree"
             })?
@@ -358,7 +363,7 @@ fn prepare(
         }
     };
 
-    let m = &bundle.manifest;
+    let m = tool.manifest();
     let mut arguments = vec![map.arg(&format!("/{}", m.entry))];
     arguments.extend(render_all(&c.remote_args, &|p| map.arg(p)));
     if std::io::stderr().is_terminal() && !arguments.iter().any(|a| a.contains("color")) {

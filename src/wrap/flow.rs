@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use super::depcache;
 use super::remote::{self, Failure, Prepared};
 use super::stats::Event;
+use super::tool::Tool;
 use super::{Ctx, Flow, Invocation, local, probe};
 use crate::action::Features;
 use crate::cas::Digest;
@@ -46,8 +47,8 @@ pub async fn toolchain(
 }
 
 /// The execution platform: the toolchain's host, spelled by the profile.
-pub fn platform_of(ctx: &Ctx, bundle: &Bundle) -> anyhow::Result<Vec<(String, String)>> {
-    let host = &bundle.manifest.host;
+pub fn platform_of(ctx: &Ctx, tool: &Tool) -> anyhow::Result<Vec<(String, String)>> {
+    let host = &tool.manifest().host;
     let os = host
         .os
         .parse()
@@ -67,7 +68,7 @@ pub fn platform_of(ctx: &Ctx, bundle: &Bundle) -> anyhow::Result<Vec<(String, St
 /// root as `/`. `Err` is the flow to take instead.
 pub async fn server(
     ctx: &Ctx,
-    bundle: &Bundle,
+    tool: &Tool,
     platform: &[(String, String)],
 ) -> Result<(Client, Features), Flow> {
     let client = match ctx.client().await {
@@ -89,7 +90,7 @@ pub async fn server(
                 format!("{} offers no execution", client.url()),
             ));
         }
-        match probe::chroots(&ctx.cache_dir, &client, bundle, platform, features).await {
+        match probe::chroots(&ctx.cache_dir, &client, tool, platform, features).await {
             Ok(true) => {}
             Ok(false) => {
                 return Err(Flow::fallback(
@@ -101,6 +102,7 @@ pub async fn server(
         }
     }
     if ctx.wrap.mode == Mode::Remote
+        && let Some(bundle) = tool.bundle()
         && let Err(f) = upload_toolchain(ctx, &client, bundle).await
     {
         return Err(Flow::fallback(&f.cause, f.message));
@@ -229,10 +231,9 @@ pub async fn fast_hit(
 
 /// The compiler and the toolchain's programs, whose stamps decide whether
 /// a fast entry still describes this toolchain.
-pub fn tools_of(inv: &Invocation, bundle: &Bundle) -> Vec<PathBuf> {
-    let m = &bundle.manifest;
-    let mut tools = vec![inv.compiler.clone(), PathBuf::from(format!("/{}", m.entry))];
-    tools.extend(m.programs.iter().map(|p| PathBuf::from(format!("/{p}"))));
+pub fn tools_of(inv: &Invocation, tool: &Tool) -> Vec<PathBuf> {
+    let mut tools = vec![inv.compiler.clone()];
+    tools.extend(super::tool::program_paths(tool));
     tools.sort();
     tools.dedup();
     tools

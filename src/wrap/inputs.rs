@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use super::depcache::Seen;
 use super::paths::{MAPPED_ROOT, PathMap};
+use super::tool::Tool;
 use crate::cas::Digest;
 use crate::cas::tree::{self, Entry, MerkleTree, Node};
 use crate::remote::Blob;
@@ -38,18 +39,24 @@ pub struct Inputs {
     pub blobs: Vec<Blob>,
 }
 
-/// Builds the input root from `bundles` (the compiler's toolchain, and a
+/// Builds the input root from `tools` (the compiler's toolchain, and a
 /// linker's when the compile links), the `files` the compile reads and the
-/// `dirs` it looks in (absent ones are skipped).
+/// `dirs` it looks in (absent ones are skipped). A registry toolchain's
+/// paths win over this machine's files at the same paths.
 pub fn build(
-    bundles: &[&Bundle],
+    tools: &[&Tool],
     files: &[Seen],
     dirs: &[PathBuf],
     map: &PathMap,
 ) -> Result<Inputs, InputsError> {
-    let mut listing = bundles[0].listing.clone();
-    let mut digests: BTreeMap<PathBuf, Digest> = bundles[0].files.clone();
-    for b in &bundles[1..] {
+    let bundles: Vec<&Bundle> = tools.iter().filter_map(|t| t.bundle()).collect();
+    let mut listing = bundles
+        .first()
+        .map(|b| b.listing.clone())
+        .unwrap_or_default();
+    let mut digests: BTreeMap<PathBuf, Digest> =
+        bundles.first().map(|b| b.files.clone()).unwrap_or_default();
+    for b in bundles.iter().skip(1) {
         // Both were read off this machine, so a path means the same thing
         // in each; a file the first has wins.
         for (path, item) in &b.listing.items {
@@ -74,6 +81,16 @@ pub fn build(
     let (mut entries, skipped) = listing.entries(&digests);
     for s in skipped {
         tracing::debug!("left out of the input root (not UTF-8): {}", s.display());
+    }
+    let remote: Vec<&Entry> = tools.iter().flat_map(|t| t.entries()).collect();
+    if !remote.is_empty() {
+        let taken: HashSet<&str> = remote
+            .iter()
+            .filter(|e| !matches!(e.node, Node::Directory))
+            .map(|e| e.path.as_str())
+            .collect();
+        entries.retain(|e| !taken.contains(e.path.as_str()));
+        entries.extend(remote.into_iter().cloned());
     }
     if let Some(root) = map.root() {
         remap(&mut entries, root)?;

@@ -37,6 +37,7 @@ mod probe;
 mod remote;
 mod rust;
 pub mod stats;
+mod tool;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

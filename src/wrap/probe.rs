@@ -16,11 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use super::inputs::Inputs;
 use super::remote::{Failure, Prepared};
+use super::tool::Tool;
 use crate::action::{self, CommandSpec, Features};
 use crate::cas::Digest;
 use crate::cas::tree::{self, Entry};
 use crate::remote::{self, ActionRun, Blob, Client};
-use crate::toolchain::bundle::Bundle;
 use crate::toolchain::{HostFs, listing::Listing};
 
 /// How long an answer is trusted.
@@ -51,24 +51,36 @@ fn answer_path(cache_dir: &Path, client: &Client, platform: &[(String, String)])
         .join(format!("{}.json", &d.hex()[..32]))
 }
 
-/// The probe action for `bundle`'s loader, or `None` when the toolchain
+/// The probe action for `tool`'s loader, or `None` when the toolchain
 /// has none (a static or non-ELF compiler).
 fn probe_action(
-    bundle: &Bundle,
+    tool: &Tool,
     platform: &[(String, String)],
     features: Features,
 ) -> Option<Prepared> {
-    let m = &bundle.manifest;
+    let m = tool.manifest();
     let loader = m.interpreter.as_ref()?;
-    let mut listing = Listing::new();
-    let real_loader = listing
-        .add_path(&HostFs, &Path::new("/").join(loader))
-        .ok()?;
-    let real_entry = listing
-        .add_path(&HostFs, &Path::new("/").join(&m.entry))
-        .ok()?;
-    let (mut entries, _) = listing.entries(&bundle.files);
-    let entry_digest = *bundle.files.get(&real_entry)?;
+    let entry_digest = tool.file_digest(&m.entry)?;
+    let (mut entries, blobs) = match tool {
+        Tool::Local(bundle) => {
+            let mut listing = Listing::new();
+            let real_loader = listing
+                .add_path(&HostFs, &Path::new("/").join(loader))
+                .ok()?;
+            let real_entry = listing
+                .add_path(&HostFs, &Path::new("/").join(&m.entry))
+                .ok()?;
+            let (entries, _) = listing.entries(&bundle.files);
+            let blobs = [real_loader, real_entry]
+                .iter()
+                .filter_map(|p| bundle.files.get(p).map(|d| Blob::file(*d, p)))
+                .collect();
+            (entries, blobs)
+        }
+        // Everything is on the server already; the whole tree resolves the
+        // loader's links.
+        Tool::Registry { entries, .. } => (entries.clone(), Vec::new()),
+    };
     entries.push(Entry::file(
         format!("{PROBE_DIR}/probe"),
         entry_digest,
@@ -97,10 +109,6 @@ fn probe_action(
         features.action_platform,
     );
     let digest = Digest::of_message(&action).0;
-    let blobs = [real_loader, real_entry]
-        .iter()
-        .filter_map(|p| bundle.files.get(p).map(|d| Blob::file(*d, p)))
-        .collect();
     Some(Prepared {
         digest,
         action,
@@ -115,7 +123,7 @@ fn probe_action(
 pub async fn chroots(
     cache_dir: &Path,
     client: &Client,
-    bundle: &Bundle,
+    tool: &Tool,
     platform: &[(String, String)],
     features: Features,
 ) -> Result<bool, Failure> {
@@ -127,12 +135,12 @@ pub async fn chroots(
     {
         return Ok(a.chroot);
     }
-    let Some(p) = probe_action(bundle, platform, features) else {
+    let Some(p) = probe_action(tool, platform, features) else {
         return Err(Failure {
             cause: "probe_unavailable".into(),
             message: format!(
                 "{} has no ELF loader to probe the workers with",
-                bundle.manifest.name
+                tool.manifest().name
             ),
         });
     };

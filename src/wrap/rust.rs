@@ -21,13 +21,13 @@ use super::depcache::{self, Seen};
 use super::paths::{self, PathMap};
 use super::remote::Prepared;
 use super::stats::Event;
+use super::tool::{self, Tool};
 use super::{Ctx, Flow, Invocation, crates, flow, inputs, local};
 use crate::action::{self, CommandSpec, Features, OutputSpec};
 use crate::cas::Digest;
 use crate::config::Mode;
 use crate::invocation::rustc::{self, EnvValue, InputKind, RustCompile, SearchKind, Target};
 use crate::invocation::{args, depfile, render_all};
-use crate::toolchain::bundle::Bundle;
 
 /// What the scan found.
 struct Scanned {
@@ -133,20 +133,32 @@ async fn remote_or_local(ctx: &Ctx, inv: &Invocation, r: &RustCompile) -> Flow {
             }
         },
     };
-    let platform = match flow::platform_of(ctx, &bundle) {
+    let toolchain_root = bundle.manifest.root;
+    let tool = match tool::for_workers(ctx, bundle).await {
+        Ok(t) => t,
+        Err(flow) => return flow,
+    };
+    let linker_tool = match linker_bundle {
+        None => None,
+        Some(b) => match tool::for_workers(ctx, b).await {
+            Ok(t) => Some(t),
+            Err(flow) => return flow,
+        },
+    };
+    let platform = match flow::platform_of(ctx, &tool) {
         Ok(p) => p,
         Err(e) => {
             tracing::info!("{e:#}");
             return Flow::local("platform");
         }
     };
-    let (client, features) = match flow::server(ctx, &bundle, &platform).await {
+    let (client, features) = match flow::server(ctx, &tool, &platform).await {
         Ok(x) => x,
         Err(flow) => return flow,
     };
     let scanned = {
         let (cache, cwd) = (ctx.cache_dir.clone(), ctx.cwd.clone());
-        let (inv2, r2, root) = (inv.clone(), r.clone(), bundle.manifest.root);
+        let (inv2, r2, root) = (inv.clone(), r.clone(), toolchain_root);
         let env2 = env.clone();
         match tokio::task::spawn_blocking(move || scan(&cache, &cwd, &inv2, &r2, &root, &env2))
             .await
@@ -156,25 +168,20 @@ async fn remote_or_local(ctx: &Ctx, inv: &Invocation, r: &RustCompile) -> Flow {
             Err(e) => return Flow::fallback("internal", e),
         }
     };
-    let mut bundles = vec![&bundle];
-    bundles.extend(linker_bundle.as_ref());
-    let prepared = match prepare(ctx, r, &bundles, &scanned, &env, &platform, features) {
+    let mut tools = vec![&tool];
+    tools.extend(linker_tool.as_ref());
+    let prepared = match prepare(ctx, r, &tools, &scanned, &env, &platform, features) {
         Ok(p) => p,
         Err(reason) => return Flow::local(reason),
     };
     let landed = || {
         record_crates(ctx, r);
-        let mut tools = flow::tools_of(inv, &bundle);
-        if let (Some(l), Some(b)) = (&linker, &linker_bundle) {
-            tools.push(l.clone());
-            tools.extend(
-                b.manifest
-                    .programs
-                    .iter()
-                    .map(|p| PathBuf::from(format!("/{p}"))),
-            );
+        let mut stamped = flow::tools_of(inv, &tool);
+        if let (Some(l), Some(t)) = (&linker, &linker_tool) {
+            stamped.push(l.clone());
+            stamped.extend(tool::program_paths(t));
         }
-        flow::remember(ctx, &fast_key, tools, &prepared, &scanned.files, None);
+        flow::remember(ctx, &fast_key, stamped, &prepared, &scanned.files, None);
         Ok(())
     };
     if ctx.wrap.mode == Mode::CacheOnly {
@@ -400,7 +407,7 @@ fn relative_from(from: &Path, to: &Path) -> String {
 fn prepare(
     ctx: &Ctx,
     r: &RustCompile,
-    bundles: &[&Bundle],
+    tools: &[&Tool],
     scanned: &Scanned,
     env: &[(String, String)],
     platform: &[(String, String)],
@@ -415,18 +422,18 @@ fn prepare(
         .collect();
     dirs.extend(r.out_dir.iter().map(|d| paths::absolute(&cwd, d)));
     dirs.push(cwd.clone());
-    let inputs = inputs::build(bundles, &scanned.files, &dirs, &map).map_err(|e| {
+    let inputs = inputs::build(tools, &scanned.files, &dirs, &map).map_err(|e| {
         tracing::info!("{e}");
         "input_tree"
     })?;
-    let m = &bundles[0].manifest;
+    let m = tools[0].manifest();
     let mut arguments = vec![format!("/{}", m.entry)];
     arguments.extend(render_all(&r.remote_args, &|p| p.to_string()));
     let mut command_env: BTreeMap<String, String> = m.env.clone();
     // rustc finds the linker (`cc`) and the linker its helpers on PATH.
     let mut path_dirs: Vec<String> = Vec::new();
-    for b in bundles {
-        for d in &b.manifest.path_dirs {
+    for t in tools {
+        for d in &t.manifest().path_dirs {
             let d = format!("/{d}");
             if !path_dirs.contains(&d) {
                 path_dirs.push(d);

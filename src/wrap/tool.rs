@@ -1,0 +1,228 @@
+//! The toolchain an action runs with: this machine's compiler, packaged
+//! here, or — when that compiler cannot run on the workers (a macOS rustc
+//! and Linux workers) — the same compiler (family, version, commit) built
+//! for the workers' platform, found in the server's toolchain registry.
+//!
+//! The workers' platform is `RECAST_WORKER_PLATFORM` (a target triple),
+//! else this machine's. This machine's platform is read from the
+//! compiler's binaries, unless `RECAST_HOST_PLATFORM` declares it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use super::{Ctx, Flow};
+use crate::cas::Digest;
+use crate::cas::tree::{self, Entry, Node};
+use crate::remote::Client;
+use crate::toolchain::bundle::Bundle;
+use crate::toolchain::manifest::{HostDesc, Manifest};
+use crate::toolchain::registry;
+
+/// A toolchain for one action.
+pub enum Tool {
+    /// Packaged from this machine's files; they are uploaded as needed.
+    Local(Bundle),
+    /// From the registry: every blob is on the server already.
+    Registry {
+        manifest: Manifest,
+        entries: Vec<Entry>,
+    },
+}
+
+impl Tool {
+    pub fn manifest(&self) -> &Manifest {
+        match self {
+            Tool::Local(b) => &b.manifest,
+            Tool::Registry { manifest, .. } => manifest,
+        }
+    }
+
+    pub fn bundle(&self) -> Option<&Bundle> {
+        match self {
+            Tool::Local(b) => Some(b),
+            Tool::Registry { .. } => None,
+        }
+    }
+
+    /// The registry's entries (none for a local toolchain).
+    pub fn entries(&self) -> &[Entry] {
+        match self {
+            Tool::Local(_) => &[],
+            Tool::Registry { entries, .. } => entries,
+        }
+    }
+
+    /// The digest of the regular file at tree path `path`, following the
+    /// tree's own symlinks (`usr/bin/gcc → gcc-12`).
+    pub fn file_digest(&self, path: &str) -> Option<Digest> {
+        match self {
+            Tool::Local(b) => {
+                let real = std::fs::canonicalize(format!("/{path}")).ok()?;
+                b.files.get(&real).copied()
+            }
+            Tool::Registry { entries, .. } => {
+                let by_path: HashMap<&str, &Node> =
+                    entries.iter().map(|e| (e.path.as_str(), &e.node)).collect();
+                let mut cur = path.to_string();
+                for _ in 0..40 {
+                    match by_path.get(cur.as_str())? {
+                        Node::File { digest, .. } => return Some(*digest),
+                        Node::Symlink { target } => {
+                            let dir = std::path::Path::new("/").join(&cur);
+                            let dir = dir.parent().unwrap_or(std::path::Path::new("/"));
+                            let next = crate::toolchain::listing::lexical_join(
+                                dir,
+                                std::path::Path::new(target),
+                            );
+                            cur = next.to_string_lossy().trim_start_matches('/').to_string();
+                        }
+                        Node::Directory => return None,
+                    }
+                }
+                None
+            }
+        }
+    }
+}
+
+/// A target triple as the manifest's host names platforms.
+pub fn host_of_triple(triple: &str) -> Result<HostDesc, String> {
+    let t = crate::platform::parse_triple(triple).map_err(|e| e.to_string())?;
+    Ok(HostDesc {
+        arch: t.architecture.to_string(),
+        os: t.operating_system.to_string(),
+    })
+}
+
+/// The toolchain to run `bundle`'s compiler with on the workers: itself
+/// when it runs there, else its twin from the registry; `Err` is the flow
+/// to take (a local compile, with the hint to publish the twin).
+pub async fn for_workers(ctx: &Ctx, bundle: Bundle) -> Result<Tool, Flow> {
+    let declared = |t: &Option<String>| -> Result<Option<HostDesc>, Flow> {
+        t.as_deref()
+            .map(host_of_triple)
+            .transpose()
+            .map_err(|e| Flow::fallback("platform", e))
+    };
+    let here = declared(&ctx.wrap.host_platform)?.unwrap_or_else(|| bundle.manifest.host.clone());
+    let workers = declared(&ctx.wrap.worker_platform)?.unwrap_or_else(|| here.clone());
+    if here == workers {
+        return Ok(Tool::Local(bundle));
+    }
+    let client: &Client = match ctx.client().await {
+        Ok(c) => c,
+        Err(e) => return Err(Flow::fallback("unreachable", format!("{e:#}"))),
+    };
+    let identity = &bundle.manifest.identity;
+    let found = match registry::find(client, identity, &workers).await {
+        Ok(f) => f,
+        Err(e) => return Err(Flow::fallback("registry", e)),
+    };
+    let Some((manifest, _)) = found else {
+        tracing::info!(
+            "{} runs on {here}, the workers on {workers}, and {} has no {} built for them: run `recast toolchain upload --compiler …` on a {workers} machine, or upload its dist archive (`--archive`)",
+            bundle.manifest.name,
+            client.url(),
+            Manifest::name_for(identity, &workers),
+        );
+        return Err(Flow::local("no_toolchain_for_workers"));
+    };
+    let dirs = match client.get_tree(&manifest.root).await {
+        Ok(d) => d,
+        Err(e) => {
+            let f = super::remote::Failure::of(&e);
+            return Err(Flow::fallback(&f.cause, f.message));
+        }
+    };
+    let by_digest: HashMap<Digest, crate::proto::reapi::Directory> = dirs
+        .into_iter()
+        .map(|d| (Digest::of_message(&d).0, d))
+        .collect();
+    let entries = match tree::flatten(&manifest.root, &by_digest) {
+        Ok(e) => e,
+        Err(e) => return Err(Flow::fallback("registry", e)),
+    };
+    tracing::debug!(toolchain = %manifest.name, "from the registry");
+    Ok(Tool::Registry { manifest, entries })
+}
+
+/// The local files of a toolchain's programs, whose stamps say whether a
+/// hit-path entry still describes it (none for a registry toolchain: the
+/// local compiler's own stamp stands for it).
+pub fn program_paths(tool: &Tool) -> Vec<PathBuf> {
+    match tool {
+        Tool::Local(b) => {
+            let m = &b.manifest;
+            let mut tools = vec![PathBuf::from(format!("/{}", m.entry))];
+            tools.extend(m.programs.iter().map(|p| PathBuf::from(format!("/{p}"))));
+            tools
+        }
+        Tool::Registry { .. } => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn triples_name_hosts_as_manifests_do() {
+        assert_eq!(
+            host_of_triple("x86_64-unknown-linux-gnu").unwrap(),
+            HostDesc {
+                arch: "x86_64".into(),
+                os: "linux".into()
+            }
+        );
+        assert_eq!(host_of_triple("aarch64-apple-darwin").unwrap().os, "darwin");
+        assert!(host_of_triple("not-a-triple-at-all-x").is_err());
+    }
+
+    #[test]
+    fn registry_file_digests_follow_the_trees_symlinks() {
+        let d = Digest::of_bytes(b"gcc");
+        let tool = Tool::Registry {
+            manifest: serde_json::from_str::<Manifest>("{}").unwrap_or_else(|_| fake_manifest()),
+            entries: vec![
+                Entry::dir("usr/bin"),
+                Entry::symlink("usr/bin/gcc", "gcc-12"),
+                Entry::file("usr/bin/gcc-12", d, true),
+            ],
+        };
+        assert_eq!(tool.file_digest("usr/bin/gcc"), Some(d));
+        assert_eq!(tool.file_digest("usr/bin"), None);
+        assert_eq!(tool.file_digest("usr/bin/cc"), None);
+    }
+
+    fn fake_manifest() -> Manifest {
+        Manifest {
+            schema: crate::toolchain::manifest::SCHEMA,
+            name: "gcc-12.2.0-x86_64-linux".into(),
+            identity: crate::toolchain::family::Identity {
+                family: crate::toolchain::family::Family::Gcc,
+                version: "12.2.0".into(),
+                commit: None,
+                host: "x86_64-linux-gnu".into(),
+                target: "x86_64-linux-gnu".into(),
+            },
+            host: HostDesc {
+                arch: "x86_64".into(),
+                os: "linux".into(),
+            },
+            entry: "usr/bin/gcc".into(),
+            programs: vec![],
+            path_dirs: vec![],
+            library_path: vec![],
+            interpreter: None,
+            env: Default::default(),
+            targets: vec![],
+            sysroot: None,
+            min_glibc: None,
+            root: Digest::EMPTY,
+            size: 0,
+            files: 0,
+            symlinks: 0,
+            os_provided: vec![],
+        }
+    }
+}
