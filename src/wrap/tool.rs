@@ -21,10 +21,10 @@ use crate::toolchain::registry;
 /// A toolchain for one action.
 pub enum Tool {
     /// Packaged from this machine's files; they are uploaded as needed.
-    Local(Bundle),
+    Local(Box<Bundle>),
     /// From the registry: every blob is on the server already.
     Registry {
-        manifest: Manifest,
+        manifest: Box<Manifest>,
         entries: Vec<Entry>,
     },
 }
@@ -98,16 +98,20 @@ pub fn host_of_triple(triple: &str) -> Result<HostDesc, String> {
 /// when it runs there, else its twin from the registry; `Err` is the flow
 /// to take (a local compile, with the hint to publish the twin).
 pub async fn for_workers(ctx: &Ctx, bundle: Bundle) -> Result<Tool, Flow> {
-    let declared = |t: &Option<String>| -> Result<Option<HostDesc>, Flow> {
-        t.as_deref()
-            .map(host_of_triple)
-            .transpose()
-            .map_err(|e| Flow::fallback("platform", e))
+    let declared = |t: &Option<String>| t.as_deref().map(host_of_triple).transpose();
+    let (here, workers) = match (
+        declared(&ctx.wrap.host_platform),
+        declared(&ctx.wrap.worker_platform),
+    ) {
+        (Ok(h), Ok(w)) => {
+            let here = h.unwrap_or_else(|| bundle.manifest.host.clone());
+            let workers = w.unwrap_or_else(|| here.clone());
+            (here, workers)
+        }
+        (Err(e), _) | (_, Err(e)) => return Err(Flow::fallback("platform", e)),
     };
-    let here = declared(&ctx.wrap.host_platform)?.unwrap_or_else(|| bundle.manifest.host.clone());
-    let workers = declared(&ctx.wrap.worker_platform)?.unwrap_or_else(|| here.clone());
     if here == workers {
-        return Ok(Tool::Local(bundle));
+        return Ok(Tool::Local(Box::new(bundle)));
     }
     let client: &Client = match ctx.client().await {
         Ok(c) => c,
@@ -143,7 +147,10 @@ pub async fn for_workers(ctx: &Ctx, bundle: Bundle) -> Result<Tool, Flow> {
         Err(e) => return Err(Flow::fallback("registry", e)),
     };
     tracing::debug!(toolchain = %manifest.name, "from the registry");
-    Ok(Tool::Registry { manifest, entries })
+    Ok(Tool::Registry {
+        manifest: Box::new(manifest),
+        entries,
+    })
 }
 
 /// The local files of a toolchain's programs, whose stamps say whether a
@@ -182,7 +189,7 @@ mod tests {
     fn registry_file_digests_follow_the_trees_symlinks() {
         let d = Digest::of_bytes(b"gcc");
         let tool = Tool::Registry {
-            manifest: serde_json::from_str::<Manifest>("{}").unwrap_or_else(|_| fake_manifest()),
+            manifest: Box::new(fake_manifest()),
             entries: vec![
                 Entry::dir("usr/bin"),
                 Entry::symlink("usr/bin/gcc", "gcc-12"),
