@@ -336,3 +336,106 @@ fn a_no_core_crate_for_aarch64_compiles_remotely_to_an_aarch64_object() {
     assert_eq!(&remote[18..20], &183u16.to_le_bytes());
     assert_eq!(stats(&cache)["remote_executions"], 1);
 }
+
+#[test]
+fn a_foreign_host_builds_with_the_registrys_rustc_and_twins_of_its_proc_macros() {
+    // This machine declares itself an arm64 Mac; the workers are x86-64
+    // Linux. So the local rustc cannot run there: the registry's must, host
+    // units (build scripts, proc-macros and their crates) are built here
+    // and again as twins for the workers, and the workers' compiles load
+    // serde_derive's twin.
+    let Some(vendor) = vendor_dir() else { return };
+    let triple = "x86_64-unknown-linux-gnu";
+    let server = Server::start();
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let ws = workspace(&tmp.path().join("ws"), &vendor);
+
+    // Without the twin toolchains in the registry, everything runs here.
+    let foreign = |cmd: &mut Command| {
+        cmd.env("RECAST_HOST_PLATFORM", "aarch64-apple-darwin")
+            .env("RECAST_WORKER_PLATFORM", triple);
+    };
+    let build = |ws: &Path| {
+        let mut cmd = Command::new("cargo");
+        cmd.args(["build", "--offline", "--target", triple])
+            .current_dir(ws)
+            .env("CARGO_INCREMENTAL", "0")
+            .env("RUSTC_WRAPPER", BIN)
+            .env("RECAST_CACHE_DIR", &cache)
+            .env("RECAST_CONFIG", cache.join("no-such-config.toml"))
+            .env("RECAST_REMOTE", server.url())
+            .env_remove("RECAST_MODE");
+        foreign(&mut cmd);
+        run_ok(&mut cmd);
+    };
+    build(&ws);
+    let s = stats(&cache);
+    assert_eq!(s["remote_executions"], 0, "{s}");
+    assert!(
+        s["local_reasons"]["no_toolchain_for_workers"]
+            .as_u64()
+            .unwrap()
+            >= 5,
+        "{s}"
+    );
+
+    // Publish the workers' rustc and linker (here: this machine's, which
+    // is what a Linux machine would upload).
+    for compiler in ["rustc", "cc"] {
+        run_ok(&mut recast_with_cache(
+            &cache,
+            [
+                "toolchain",
+                "upload",
+                "--compiler",
+                compiler,
+                "--linking",
+                "--remote",
+                &server.url(),
+            ],
+        ));
+    }
+    zero(&cache);
+    cargo(&ws, &["clean"], None);
+    build(&ws);
+    let s = stats(&cache);
+    assert!(s["registry_toolchains"].as_u64().unwrap() >= 5, "{s}");
+    // proc-macro2, quote, syn, unicode-ident, serde_derive (and serde's
+    // own host copy when cargo builds one).
+    assert!(s["twin_builds"].as_u64().unwrap() >= 4, "{s}");
+    assert!(s["twin_swaps"].as_u64().unwrap() >= 2, "{s}");
+    assert_eq!(s["fallbacks"], 0, "{s}");
+
+    let out = run_ok(&mut Command::new(
+        ws.join(format!("target/{triple}/debug/app")),
+    ));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("hexagon-6") && text.contains("built by build.rs"),
+        "{text}"
+    );
+
+    // The workers' libraries are the bytes a plain build for the target
+    // writes.
+    let remote = target_libraries(&ws, triple);
+    cargo(&ws, &["clean"], None);
+    cargo(&ws, &["build", "--target", triple], None);
+    assert_same(&remote, &target_libraries(&ws, triple));
+}
+
+/// The rlibs and rmetas of a `--target` build.
+fn target_libraries(ws: &Path, triple: &str) -> BTreeMap<String, Vec<u8>> {
+    fs::read_dir(ws.join(format!("target/{triple}/debug/deps")))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rlib" || x == "rmeta"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                fs::read(&p).unwrap(),
+            )
+        })
+        .collect()
+}

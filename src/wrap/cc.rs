@@ -347,12 +347,12 @@ fn prepare(
         .map(|d| paths::absolute(&cwd, d))
         .collect();
     dirs.push(cwd.clone());
-    let inputs = match inputs::build(&[tool], &scanned.files, &dirs, &map) {
+    let inputs = match inputs::build(&[tool], &scanned.files, &[], &dirs, &map) {
         Ok(i) => i,
         Err(inputs::InputsError::Unmappable(why)) => {
             tracing::debug!("{why}");
             map = PathMap::identity();
-            inputs::build(&[tool], &scanned.files, &dirs, &map).map_err(|e| {
+            inputs::build(&[tool], &scanned.files, &[], &dirs, &map).map_err(|e| {
                 tracing::info!("{e}");
                 "input_tree"
             })?

@@ -85,7 +85,10 @@ pub fn closure(
             .filter(|r| depcache::stamp(&f).is_some_and(|s| s == r.stamp));
         match rec {
             Some(r) => queue.extend(r.deps),
-            None => known = false,
+            None => {
+                tracing::debug!(file = %f.display(), "no crate graph record");
+                known = false;
+            }
         }
         if rlibs && f.extension().is_some_and(|x| x == "rmeta") {
             let rlib = f.with_extension("rlib");

@@ -41,11 +41,13 @@ pub struct Inputs {
 
 /// Builds the input root from `tools` (the compiler's toolchain, and a
 /// linker's when the compile links), the `files` the compile reads and the
-/// `dirs` it looks in (absent ones are skipped). A registry toolchain's
-/// paths win over this machine's files at the same paths.
+/// `dirs` it looks in (absent ones are skipped), and `extra` entries whose
+/// blobs the server has. A registry toolchain's paths and `extra` win over
+/// this machine's files at the same paths.
 pub fn build(
     tools: &[&Tool],
     files: &[Seen],
+    extra: &[Entry],
     dirs: &[PathBuf],
     map: &PathMap,
 ) -> Result<Inputs, InputsError> {
@@ -82,7 +84,13 @@ pub fn build(
     for s in skipped {
         tracing::debug!("left out of the input root (not UTF-8): {}", s.display());
     }
-    let remote: Vec<&Entry> = tools.iter().flat_map(|t| t.entries()).collect();
+    // Entries whose blobs are on the server already: a registry
+    // toolchain's, and files built there (twins).
+    let remote: Vec<&Entry> = tools
+        .iter()
+        .flat_map(|t| t.entries())
+        .chain(extra)
+        .collect();
     if !remote.is_empty() {
         let taken: HashSet<&str> = remote
             .iter()
@@ -90,7 +98,13 @@ pub fn build(
             .map(|e| e.path.as_str())
             .collect();
         entries.retain(|e| !taken.contains(e.path.as_str()));
-        entries.extend(remote.into_iter().cloned());
+        // Two registry toolchains share files (libc, the loader): once.
+        let mut placed: HashSet<&str> = HashSet::new();
+        for e in remote {
+            if matches!(e.node, Node::Directory) || placed.insert(e.path.as_str()) {
+                entries.push(e.clone());
+            }
+        }
     }
     if let Some(root) = map.root() {
         remap(&mut entries, root)?;

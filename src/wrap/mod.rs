@@ -38,6 +38,7 @@ mod remote;
 mod rust;
 pub mod stats;
 mod tool;
+mod twin;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

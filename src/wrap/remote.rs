@@ -273,6 +273,46 @@ pub async fn execute(client: &Client, p: &Prepared, cwd: &Path) -> Result<Finish
     Err(Failure::new("missing_blobs", "outputs vanished twice"))
 }
 
+/// Runs `p` and keeps its outputs on the server: the result, with only
+/// the declared outputs, all of them present (exit 0), or the failure.
+/// For builds whose outputs only other remote actions read (the
+/// workers'-platform twin of a proc-macro).
+pub async fn execute_kept(client: &Client, p: &Prepared) -> Result<reapi::ActionResult, Failure> {
+    let mut blobs = p.inputs.blobs.clone();
+    for (d, bytes) in &p.inputs.tree.directories {
+        blobs.push(Blob {
+            digest: *d,
+            source: remote::BlobSource::Bytes(bytes.clone()),
+        });
+    }
+    blobs.push(Blob::from_message(&p.command));
+    blobs.push(Blob::from_message(&p.action));
+    let run = ActionRun {
+        action_digest: p.digest,
+        blobs,
+        skip_cache: false,
+        timeout: None,
+        inline_outputs: Vec::new(),
+    };
+    let outcome = remote::run_action(client, run)
+        .await
+        .map_err(|e| Failure::of(&e))?;
+    if !outcome.ok() {
+        return Err(Failure::new("execute", outcome.status.message));
+    }
+    let result = outcome
+        .result
+        .ok_or_else(|| Failure::new("protocol", "Execute finished without a result"))?;
+    if result.exit_code != 0 {
+        return Err(Failure::new(
+            "compile_failed",
+            format!("exit code {}", result.exit_code),
+        ));
+    }
+    declared_only(&result, &p.outputs)
+        .ok_or_else(|| Failure::new("missing_outputs", format!("lacks some of {:?}", p.outputs)))
+}
+
 /// Publishes a successful local compile under `p`'s action digest: the
 /// declared outputs and the streams go to the CAS, the result to the
 /// action cache, so the next identical compile anywhere is a hit.

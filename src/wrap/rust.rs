@@ -19,9 +19,11 @@ use std::path::{Path, PathBuf};
 
 use super::depcache::{self, Seen};
 use super::paths::{self, PathMap};
+use super::remote;
 use super::remote::Prepared;
 use super::stats::Event;
 use super::tool::{self, Tool};
+use super::twin::{self, TwinFile};
 use super::{Ctx, Flow, Invocation, crates, flow, inputs, local};
 use crate::action::{self, CommandSpec, Features, OutputSpec};
 use crate::cas::Digest;
@@ -62,7 +64,16 @@ pub async fn run(ctx: &Ctx, inv: &Invocation) -> Flow {
     };
     match remote_or_local(ctx, inv, &r).await {
         // Run here, but keep the process: the crate graph record follows.
-        Flow::Local(event) => run_here(ctx, inv, &r, event),
+        Flow::Local(mut event) => {
+            let host_unit = event.local.as_deref() == Some("host_unit");
+            match run_here(ctx, inv, &r, event.clone()) {
+                Flow::Ran { code: 0, .. } if host_unit => {
+                    event.twin = twin(ctx, inv, &r, &args).await;
+                    Flow::Ran { code: 0, event }
+                }
+                ran => ran,
+            }
+        }
         done => done,
     }
 }
@@ -82,16 +93,27 @@ fn run_here(ctx: &Ctx, inv: &Invocation, r: &RustCompile, event: Event) -> Flow 
     Flow::Ran { code, event }
 }
 
+/// What a remote rustc is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    /// The user's compile: its outputs land here.
+    Compile,
+    /// A host unit's twin for the workers' platform: outputs stay there.
+    Twin,
+}
+
+/// A remote rustc, ready to send.
+struct Planned {
+    client: crate::remote::Client,
+    prepared: Prepared,
+    /// Stamped files that stand for the toolchains (the hit path's check).
+    stamped: Vec<PathBuf>,
+    scanned: Scanned,
+    registry: bool,
+    swaps: u64,
+}
+
 async fn remote_or_local(ctx: &Ctx, inv: &Invocation, r: &RustCompile) -> Flow {
-    // A crate that links takes the linker rustc runs (`cc`, or -C linker)
-    // with everything linking needs: crt files, libc's linker script.
-    let linker = match r.links {
-        false => None,
-        true => match find_linker(ctx, r) {
-            Some(l) => Some(l),
-            None => return Flow::local("links_no_linker"),
-        },
-    };
     let env = observed_env(r);
     let fast_key = flow::fast_key(ctx, inv, "rustc-fast", &env);
     if let Some(flow) = flow::fast_hit(ctx, &fast_key, &|_| {
@@ -102,6 +124,52 @@ async fn remote_or_local(ctx: &Ctx, inv: &Invocation, r: &RustCompile) -> Flow {
     {
         return flow;
     }
+    let planned = match plan(ctx, inv, r, Purpose::Compile).await {
+        Ok(p) => p,
+        Err(flow) => return flow,
+    };
+    let landed = || {
+        record_crates(ctx, r);
+        flow::remember(
+            ctx,
+            &fast_key,
+            planned.stamped.clone(),
+            &planned.prepared,
+            &planned.scanned.files,
+            None,
+        );
+        Ok(())
+    };
+    let (client, prepared) = (&planned.client, &planned.prepared);
+    let mut flow = if ctx.wrap.mode == Mode::CacheOnly {
+        flow::cache_only(ctx, inv, client, prepared, &landed).await
+    } else {
+        flow::execute(ctx, client, prepared, r.links, &landed).await
+    };
+    if let Flow::Done { event, .. } = &mut flow {
+        event.registry = planned.registry;
+        event.swaps = planned.swaps;
+    }
+    flow
+}
+
+/// Everything up to the action: toolchains (the linker's too when the
+/// crate links), the server, the scan, the twins in place of host units
+/// (workers on another platform), the input root. `Err` is the flow to
+/// take instead.
+async fn plan(
+    ctx: &Ctx,
+    inv: &Invocation,
+    r: &RustCompile,
+    purpose: Purpose,
+) -> Result<Planned, Flow> {
+    let env = observed_env(r);
+    // A crate that links takes the linker rustc runs (`cc`, or -C linker)
+    // with everything linking needs: crt files, libc's linker script.
+    let linker = match r.links {
+        false => None,
+        true => Some(find_linker(ctx, r).ok_or_else(|| Flow::local("links_no_linker"))?),
+    };
     let targets = match &r.target {
         Some(Target::Triple(t)) => vec![t.clone()],
         _ => Vec::new(),
@@ -116,46 +184,40 @@ async fn remote_or_local(ctx: &Ctx, inv: &Invocation, r: &RustCompile) -> Flow {
         }
         Err(e) => Err(e),
     };
-    let bundle = match bundle {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::info!("cannot package {}: {e:#}", inv.compiler.display());
-            return Flow::local("toolchain");
-        }
-    };
+    let bundle = bundle.map_err(|e| {
+        tracing::info!("cannot package {}: {e:#}", inv.compiler.display());
+        Flow::local("toolchain")
+    })?;
     let linker_bundle = match &linker {
         None => None,
-        Some(l) => match flow::toolchain(ctx, l, Vec::new(), true).await {
-            Ok(b) => Some(b),
-            Err(e) => {
-                tracing::info!("cannot package the linker {}: {e:#}", l.display());
-                return Flow::local("links_no_linker");
-            }
-        },
+        Some(l) => Some(
+            flow::toolchain(ctx, l, Vec::new(), true)
+                .await
+                .map_err(|e| {
+                    tracing::info!("cannot package the linker {}: {e:#}", l.display());
+                    Flow::local("links_no_linker")
+                })?,
+        ),
     };
     let toolchain_root = bundle.manifest.root;
-    let tool = match tool::for_workers(ctx, bundle).await {
-        Ok(t) => t,
-        Err(flow) => return flow,
-    };
+    let tool = tool::for_workers(ctx, bundle).await?;
+    let foreign = matches!(tool, Tool::Registry { .. });
+    match purpose {
+        // Without --target, cargo builds for this machine: a host unit,
+        // which runs here (and gets a twin, `run`).
+        Purpose::Compile if foreign && r.target.is_none() => return Err(Flow::local("host_unit")),
+        Purpose::Twin if !foreign => return Err(Flow::local("no_twin_needed")),
+        _ => {}
+    }
     let linker_tool = match linker_bundle {
         None => None,
-        Some(b) => match tool::for_workers(ctx, b).await {
-            Ok(t) => Some(t),
-            Err(flow) => return flow,
-        },
+        Some(b) => Some(tool::for_workers(ctx, b).await?),
     };
-    let platform = match flow::platform_of(ctx, &tool) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::info!("{e:#}");
-            return Flow::local("platform");
-        }
-    };
-    let (client, features) = match flow::server(ctx, &tool, &platform).await {
-        Ok(x) => x,
-        Err(flow) => return flow,
-    };
+    let platform = flow::platform_of(ctx, &tool).map_err(|e| {
+        tracing::info!("{e:#}");
+        Flow::local("platform")
+    })?;
+    let (client, features) = flow::server(ctx, &tool, &platform).await?;
     let scanned = {
         let (cache, cwd) = (ctx.cache_dir.clone(), ctx.cwd.clone());
         let (inv2, r2, root) = (inv.clone(), r.clone(), toolchain_root);
@@ -164,30 +226,151 @@ async fn remote_or_local(ctx: &Ctx, inv: &Invocation, r: &RustCompile) -> Flow {
             .await
         {
             Ok(Ok(s)) => s,
-            Ok(Err(reason)) => return Flow::local(reason),
-            Err(e) => return Flow::fallback("internal", e),
+            Ok(Err(reason)) => return Err(Flow::local(reason)),
+            Err(e) => return Err(Flow::fallback("internal", e)),
         }
+    };
+    let swapped = if foreign {
+        swap_twins(&ctx.cache_dir, &scanned.files).map_err(Flow::local)?
+    } else {
+        Swapped::default()
     };
     let mut tools = vec![&tool];
     tools.extend(linker_tool.as_ref());
-    let prepared = match prepare(ctx, r, &tools, &scanned, &env, &platform, features) {
-        Ok(p) => p,
-        Err(reason) => return Flow::local(reason),
-    };
-    let landed = || {
-        record_crates(ctx, r);
-        let mut stamped = flow::tools_of(inv, &tool);
-        if let (Some(l), Some(t)) = (&linker, &linker_tool) {
-            stamped.push(l.clone());
-            stamped.extend(tool::program_paths(t));
-        }
-        flow::remember(ctx, &fast_key, stamped, &prepared, &scanned.files, None);
-        Ok(())
-    };
-    if ctx.wrap.mode == Mode::CacheOnly {
-        return flow::cache_only(ctx, inv, &client, &prepared, &landed).await;
+    let prepared = prepare(
+        ctx, r, &tools, &scanned, &swapped, &env, &platform, features,
+    )
+    .map_err(Flow::local)?;
+    let mut stamped = flow::tools_of(inv, &tool);
+    if let (Some(l), Some(t)) = (&linker, &linker_tool) {
+        stamped.push(l.clone());
+        stamped.extend(tool::program_paths(t));
     }
-    flow::execute(ctx, &client, &prepared, r.links, &landed).await
+    Ok(Planned {
+        client,
+        prepared,
+        stamped,
+        scanned,
+        registry: foreign,
+        swaps: swapped.renamed.len() as u64 + swapped.replaced,
+    })
+}
+
+/// The workers' compile of a host unit built here: its twin, kept on the
+/// server and recorded beside the local files.
+async fn twin(ctx: &Ctx, inv: &Invocation, r: &RustCompile, args: &[String]) -> bool {
+    let local_outputs: Vec<PathBuf> = r
+        .outputs
+        .iter()
+        .map(|o| paths::absolute(&ctx.cwd, &o.path))
+        .filter(|p| is_crate_output(p))
+        .collect();
+    if local_outputs.is_empty() {
+        return false;
+    }
+    // Dependents cargo starts meanwhile wait for it.
+    let building = twin::State::Building {
+        pid: std::process::id(),
+    };
+    twin::record(&ctx.cache_dir, &local_outputs, &building);
+    let failed = |why: String| {
+        tracing::info!("no twin for {}: {why}", r.crate_name);
+        twin::record(&ctx.cache_dir, &local_outputs, &twin::State::Failed);
+        false
+    };
+    let Some(triple) = ctx.wrap.worker_platform.as_deref() else {
+        return failed("no RECAST_WORKER_PLATFORM".into());
+    };
+    let naming = rustc::Naming::for_triple(triple);
+    let rw = match rustc::parse_with_host(args, &ctx.env.0, &naming) {
+        Ok(rw) => rw,
+        Err(e) => return failed(e.to_string()),
+    };
+    let planned = match plan(ctx, inv, &rw, Purpose::Twin).await {
+        Ok(p) => p,
+        Err(Flow::Local(e)) => {
+            return failed(format!("{:?}", e.local.or(e.fallback).unwrap_or_default()));
+        }
+        Err(_) => return failed("cannot plan".into()),
+    };
+    let result = match remote::execute_kept(&planned.client, &planned.prepared).await {
+        Ok(r) => r,
+        Err(f) => return failed(f.message),
+    };
+    let cwd = paths::normalize(&ctx.cwd);
+    let files: Vec<TwinFile> = result
+        .output_files
+        .iter()
+        .filter_map(|f| {
+            Some(TwinFile {
+                path: paths::absolute(&cwd, &f.path),
+                digest: crate::cas::Digest::from_proto_opt(f.digest.as_ref()).ok()?,
+                executable: f.is_executable,
+            })
+        })
+        .filter(|t| is_crate_output(&t.path))
+        .collect();
+    twin::record(
+        &ctx.cache_dir,
+        &local_outputs,
+        &twin::State::Built(files.clone()),
+    );
+    tracing::debug!(crate_name = %r.crate_name, files = files.len(), "twin built");
+    true
+}
+
+/// A library file dependents load (rlib, rmeta, a proc-macro's dylib).
+fn is_crate_output(p: &Path) -> bool {
+    p.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("lib"))
+}
+
+/// The twins standing in for host units in a workers' compile.
+#[derive(Default)]
+struct Swapped {
+    /// Local files whose twins sit at the same paths with other bytes.
+    replaced: u64,
+    /// Input-root entries for every twin file.
+    entries: Vec<crate::cas::tree::Entry>,
+    /// Local paths whose twins have other names (`.dylib` → `.so`).
+    renamed: BTreeMap<PathBuf, PathBuf>,
+    /// Local files the input root must not take from this machine.
+    dropped: Vec<PathBuf>,
+}
+
+fn swap_twins(cache: &Path, files: &[Seen]) -> Result<Swapped, &'static str> {
+    let mut out = Swapped::default();
+    for f in files {
+        if !is_crate_output(&f.path) {
+            continue;
+        }
+        match twin::lookup(cache, &f.path) {
+            twin::Lookup::Native => {}
+            twin::Lookup::Missing => return Err("no_twin"),
+            twin::Lookup::Twin(t) => {
+                out.dropped.push(f.path.clone());
+                if let Some(r) = twin::renamed(&f.path, &t)
+                    && r.path != f.path
+                {
+                    out.renamed.insert(f.path.clone(), r.path.clone());
+                } else {
+                    out.replaced += 1;
+                }
+                for tf in t {
+                    let rel = tf
+                        .path
+                        .to_string_lossy()
+                        .trim_start_matches('/')
+                        .to_string();
+                    out.entries
+                        .push(crate::cas::tree::Entry::file(rel, tf.digest, tf.executable));
+                }
+            }
+        }
+    }
+    out.entries.sort_by(|a, b| a.path.cmp(&b.path));
+    out.entries.dedup_by(|a, b| a.path == b.path);
+    Ok(out)
 }
 
 /// Cargo's environment as the compile sees it (values as given).
@@ -292,6 +475,17 @@ fn scan(
         r.links,
     );
     let natives = native_libraries(cwd, r);
+    // A crate's own outputs are never its inputs (a directory shipped
+    // whole may hold them from an earlier build).
+    let own: Vec<PathBuf> = r
+        .outputs
+        .iter()
+        .map(|o| paths::absolute(cwd, &o.path))
+        .collect();
+    let crate_files: Vec<PathBuf> = crate_files
+        .into_iter()
+        .filter(|f| !own.contains(f))
+        .collect();
     let mut parts: Vec<Vec<u8>> = vec![
         b"rustc".to_vec(),
         toolchain_root.to_string().into_bytes(),
@@ -404,11 +598,13 @@ fn relative_from(from: &Path, to: &Path) -> String {
 }
 
 /// The action. `Err` is a local reason.
+#[allow(clippy::too_many_arguments)]
 fn prepare(
     ctx: &Ctx,
     r: &RustCompile,
     tools: &[&Tool],
     scanned: &Scanned,
+    swapped: &Swapped,
     env: &[(String, String)],
     platform: &[(String, String)],
     features: Features,
@@ -422,13 +618,25 @@ fn prepare(
         .collect();
     dirs.extend(r.out_dir.iter().map(|d| paths::absolute(&cwd, d)));
     dirs.push(cwd.clone());
-    let inputs = inputs::build(tools, &scanned.files, &dirs, &map).map_err(|e| {
+    let files: Vec<Seen> = scanned
+        .files
+        .iter()
+        .filter(|f| !swapped.dropped.contains(&f.path))
+        .cloned()
+        .collect();
+    let inputs = inputs::build(tools, &files, &swapped.entries, &dirs, &map).map_err(|e| {
         tracing::info!("{e}");
         "input_tree"
     })?;
     let m = tools[0].manifest();
     let mut arguments = vec![format!("/{}", m.entry)];
-    arguments.extend(render_all(&r.remote_args, &|p| p.to_string()));
+    arguments.extend(render_all(&r.remote_args, &|p| match swapped
+        .renamed
+        .get(&paths::absolute(&cwd, p))
+    {
+        Some(twin) => twin.to_string_lossy().into_owned(),
+        None => p.to_string(),
+    }));
     let mut command_env: BTreeMap<String, String> = m.env.clone();
     // rustc finds the linker (`cc`) and the linker its helpers on PATH.
     let mut path_dirs: Vec<String> = Vec::new();

@@ -28,6 +28,15 @@ pub struct Event {
     /// The compiler failed on the server (a genuine error, replayed).
     #[serde(default, skip_serializing_if = "is_false")]
     pub failed: bool,
+    /// Ran with the workers' build of the compiler, from the registry.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub registry: bool,
+    /// A host unit built here whose twin was built for the workers.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub twin: bool,
+    /// Host-unit crate files replaced by their twins in the input root.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub swaps: u64,
     /// Ran locally by design: why (a stats key, e.g. `linking`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local: Option<String>,
@@ -79,6 +88,12 @@ pub struct Stats {
     pub fallbacks: u64,
     /// Remote executions whose compiler exited non-zero (replayed as is).
     pub compile_errors: u64,
+    /// Compiles run with the workers' build of the compiler (registry).
+    pub registry_toolchains: u64,
+    /// Host units built here and again, as twins, for the workers.
+    pub twin_builds: u64,
+    /// Host-unit crate files the workers' compiles got as twins.
+    pub twin_swaps: u64,
     pub bytes_uploaded: u64,
     pub bytes_downloaded: u64,
     pub time_saved_ms: u64,
@@ -92,6 +107,9 @@ impl Stats {
         self.remote_executions += u64::from(e.remote);
         self.cache_hits += u64::from(e.hit);
         self.compile_errors += u64::from(e.failed);
+        self.registry_toolchains += u64::from(e.registry);
+        self.twin_builds += u64::from(e.twin);
+        self.twin_swaps += e.swaps;
         if let Some(r) = &e.local {
             self.local_runs += 1;
             *self.local_reasons.entry(r.clone()).or_default() += 1;
