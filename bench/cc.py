@@ -88,6 +88,8 @@ def per_file(proj, cc_argv, env, n):
 
 
 class RecastServer:
+    free_port = staticmethod(free_port)
+
     def __init__(self, recast, state):
         port = free_port()
         self.url = f"grpc://127.0.0.1:{port}"
@@ -109,7 +111,7 @@ class RecastServer:
 
 
 def fmt(s):
-    return f"{s * 1000:8.1f} ms" if s < 10 else f"{s:8.2f} s "
+    return f"{s * 1000:8.1f} ms" if s < 1 else f"{s:8.2f} s "
 
 
 def main():

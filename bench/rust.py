@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""The rustc wrapper benchmark: recast next to plain cargo and sccache.
+
+The workspace is tests/fixtures/cargo-ws (serde + serde_derive,
+serde_json, itoa, memchr, a build script, a binary; 13 crates), built
+offline from the crates `scripts/peers/vendor.sh` vendors, dev profile,
+CARGO_INCREMENTAL=0 (sccache refuses incremental builds). In one run:
+
+  plain        cargo build
+  cold         every compile misses (sccache: empty cache; recast: empty
+               action cache, toolchains already on the server)
+  warm         `cargo clean` then build again: every compile hits
+
+Prints medians of --runs runs and the ratios the issue aims at. Standard
+library only; `bench/rust.sh` builds the release binary and calls this.
+"""
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from cc import RecastServer, fmt  # noqa: E402
+
+
+def workspace(at, vendor):
+    shutil.copytree(HERE.parent / "tests/fixtures/cargo-ws", at,
+                    ignore=shutil.ignore_patterns("target"))
+    (at / ".git").mkdir()
+    (at / ".cargo").mkdir()
+    (at / ".cargo/config.toml").write_text(
+        f'[source.crates-io]\nreplace-with = "vendored"\n'
+        f'[source.vendored]\ndirectory = "{vendor}"\n')
+    return at
+
+
+def build(ws, env):
+    subprocess.run(["cargo", "clean"], cwd=ws, env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t = time.monotonic()
+    subprocess.run(["cargo", "build", "--offline"], cwd=ws, env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.monotonic() - t
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--recast", required=True)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    recast = str(Path(args.recast).resolve())
+    peers = Path(os.environ.get("RECAST_PEERS_DIR", Path.home() / ".cache/recast-peers"))
+    vendor = peers / "vendor/cargo-ws"
+    if not vendor.is_dir():
+        sys.exit(f"{vendor} is missing: bash scripts/peers/install.sh")
+    sccache = peers / "sccache/bin/sccache"
+
+    tmp = Path(tempfile.mkdtemp(prefix="recast-bench-rust-"))
+    results = {}
+    try:
+        ws = workspace(tmp / "ws", vendor)
+        base = dict(os.environ, CARGO_INCREMENTAL="0")
+        for k in ["RUSTC_WRAPPER", "RECAST_REMOTE", "RECAST_MODE", "CARGO_TARGET_DIR"]:
+            base.pop(k, None)
+        build(ws, base)  # warm the page cache and cargo's own state
+        results["cargo"] = dict(cold=statistics.median(build(ws, base) for _ in range(args.runs)),
+                                warm=None)
+
+        if sccache.exists():
+            env = dict(base, RUSTC_WRAPPER=str(sccache), SCCACHE_DIR=str(tmp / "sccache"),
+                       SCCACHE_SERVER_PORT=str(RecastServer.free_port()))
+            cold, warm = [], []
+            for _ in range(args.runs):
+                subprocess.run([str(sccache), "--stop-server"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                shutil.rmtree(tmp / "sccache", ignore_errors=True)
+                subprocess.run([str(sccache), "--start-server"], env=env, check=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                cold.append(build(ws, env))
+                warm.append(build(ws, env))
+            subprocess.run([str(sccache), "--stop-server"], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            results["sccache"] = dict(cold=statistics.median(cold), warm=statistics.median(warm))
+
+        state = tmp / "recast-server"
+        server = RecastServer(recast, state)
+        client = tmp / "recast-client"
+        env = dict(base, RUSTC_WRAPPER=recast, RECAST_REMOTE=server.url,
+                   RECAST_CACHE_DIR=str(client), RECAST_CONFIG=str(tmp / "none.toml"))
+        first = build(ws, env)
+        cold, warm = [], []
+        for _ in range(args.runs):
+            server.stop()
+            shutil.rmtree(state / "ac", ignore_errors=True)
+            for d in ["deps", "crates", "twins"]:
+                shutil.rmtree(client / d, ignore_errors=True)
+            server = RecastServer(recast, state)
+            env["RECAST_REMOTE"] = server.url
+            cold.append(build(ws, env))
+            warm.append(build(ws, env))
+        server.stop()
+        results["recast"] = dict(cold=statistics.median(cold), warm=statistics.median(warm),
+                                 first=first)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"\ntests/fixtures/cargo-ws, cargo build (dev, CARGO_INCREMENTAL=0); medians of {args.runs} runs\n")
+    print(f"{'tool':<10}{'cold':>14}{'warm':>14}")
+    for name, r in results.items():
+        warm = fmt(r["warm"]) if r["warm"] is not None else "       —   "
+        print(f"{name:<10}{fmt(r['cold']):>14}{warm:>14}")
+    rc = results["recast"]
+    print(f"\nrecast first build ever (toolchain uploads included): {fmt(rc['first'])}")
+    print(f"recast cold / plain cargo:   {rc['cold'] / results['cargo']['cold']:5.2f}   (aim ≤ 1.10)")
+    if "sccache" in results:
+        print(f"recast warm / sccache warm:  {rc['warm'] / results['sccache']['warm']:5.2f}   (aim ≤ 0.50)")
+        print(f"recast cold / sccache cold:  {rc['cold'] / results['sccache']['cold']:5.2f}")
+
+
+if __name__ == "__main__":
+    main()

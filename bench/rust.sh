@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# rustc wrapper benchmark: the test workspace with plain cargo, sccache 0.19
+# and recast against `recast serve`, side by side. Prints medians and
+# ratios; not a test.
+#
+#   bash bench/rust.sh              # 3 runs
+#   bash bench/rust.sh --runs 5
+#
+# Needs the vendored crates (bash scripts/peers/install.sh); sccache 0.19 is
+# used when installed under ${RECAST_PEERS_DIR:-~/.cache/recast-peers}/sccache.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet
+exec python3 bench/rust.py --recast target/release/recast "$@"
