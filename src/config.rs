@@ -51,6 +51,12 @@ pub mod vars {
     /// the nearest directory above the working directory holding `.git`,
     /// `.hg`, `.svn`, `.jj` or `.pijul`). Set it empty to disable.
     pub const PROJECT_ROOT: &str = "RECAST_PROJECT_ROOT";
+    /// `1`: rustc records the project root as `/recast/project` (with
+    /// `--remap-path-prefix`, locally and remotely alike), so two checkouts
+    /// share cache hits; outputs then name `/recast/project` instead of the
+    /// checkout's path, as cargo's `trim-paths` does. Default `0`: outputs
+    /// are the bytes a plain build writes, and each checkout has its own.
+    pub const TRIM_PATHS: &str = "RECAST_TRIM_PATHS";
     /// The platform the workers run on, as a target triple (e.g.
     /// `x86_64-unknown-linux-gnu`). Default: this machine's. When a local
     /// compiler cannot run there (a macOS rustc, Linux workers), wrapped
@@ -113,6 +119,8 @@ pub struct FileConfig {
     pub worker_platform: Option<String>,
     /// As `RECAST_HOST_PLATFORM`.
     pub host_platform: Option<String>,
+    /// As `RECAST_TRIM_PATHS`.
+    pub trim_paths: Option<bool>,
 }
 
 /// How wrapped compiles run.
@@ -148,6 +156,8 @@ pub struct WrapConfig {
     pub worker_platform: Option<String>,
     /// This machine's platform triple, if declared.
     pub host_platform: Option<String>,
+    /// rustc records the project root as `/recast/project`.
+    pub trim_paths: bool,
 }
 
 /// Wrapper settings: env > file > default (wrappers take no flags: the
@@ -180,6 +190,10 @@ pub fn resolve_wrap(env: &Env, file: &FileConfig) -> Result<WrapConfig, ConfigEr
         project_root,
         worker_platform: pick(vars::WORKER_PLATFORM, &file.worker_platform),
         host_platform: pick(vars::HOST_PLATFORM, &file.host_platform),
+        trim_paths: match env.get(vars::TRIM_PATHS) {
+            Some(v) => matches!(v, "1" | "true" | "yes"),
+            None => file.trim_paths.unwrap_or(false),
+        },
     })
 }
 

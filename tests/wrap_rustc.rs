@@ -439,3 +439,74 @@ fn target_libraries(ws: &Path, triple: &str) -> BTreeMap<String, Vec<u8>> {
         })
         .collect()
 }
+
+#[test]
+fn trimmed_paths_let_two_checkouts_share_hits_and_the_same_bytes() {
+    let Some(vendor) = vendor_dir() else { return };
+    let server = Server::start();
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let a = workspace(&tmp.path().join("a/ws"), &vendor);
+    let b = workspace(&tmp.path().join("b/deeper/copy"), &vendor);
+    let build = |ws: &Path, url: &str| {
+        let mut cmd = Command::new("cargo");
+        cmd.args(["build", "--offline"])
+            .current_dir(ws)
+            .env("CARGO_INCREMENTAL", "0")
+            .env("RUSTC_WRAPPER", BIN)
+            .env("RECAST_TRIM_PATHS", "1")
+            .env("RECAST_CACHE_DIR", &cache)
+            .env("RECAST_CONFIG", cache.join("no-such-config.toml"))
+            .env("RECAST_REMOTE", url)
+            .env_remove("RECAST_MODE");
+        run_ok(&mut cmd);
+    };
+    build(&a, &server.url());
+    let first = stats(&cache);
+    let from_a = libraries(&a);
+    let rlib = from_a
+        .iter()
+        .find(|(k, _)| k.contains("libshapes-") && k.ends_with(".rlib"));
+    let (_, rlib) = rlib.expect("shapes' rlib");
+    let needle = a.to_string_lossy().into_owned().into_bytes();
+    assert!(
+        !rlib.windows(needle.len()).any(|w| w == needle.as_slice()),
+        "the checkout's path is in shapes' rlib"
+    );
+
+    zero(&cache);
+    build(&b, &server.url());
+    let s = stats(&cache);
+    let errors = first["compile_errors"].as_u64().unwrap();
+    let remote = first["remote_executions"].as_u64().unwrap();
+    assert_eq!(s["cache_hits"].as_u64().unwrap(), remote - errors, "{s}");
+    assert_eq!(s["remote_executions"].as_u64().unwrap(), errors, "{s}");
+    let from_b = libraries(&b);
+    assert_same(&from_a, &from_b);
+    // cargo reads the dep-info: it names this checkout's files.
+    let dep = fs::read_to_string(
+        fs::read_dir(b.join("target/debug/deps"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name().is_some_and(|n| {
+                    n.to_string_lossy().starts_with("shapes-")
+                        && n.to_string_lossy().ends_with(".d")
+                })
+            })
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        dep.contains(&*b.to_string_lossy()) && !dep.contains("/recast/project"),
+        "{dep}"
+    );
+
+    // Compiled here (the server gone), a checkout gets the same bytes too.
+    cargo(&b, &["clean"], None);
+    let dead = format!("grpc://127.0.0.1:{}", free_port());
+    build(&b, &dead);
+    assert_same(&libraries(&b), &from_b);
+    assert_eq!(app_output(&b), app_output(&a));
+}

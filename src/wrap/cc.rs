@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use super::depcache::{self, Seen};
 use super::paths::{self, Exposure, PathMap};
-use super::remote::Prepared;
+use super::remote::{Landing, Prepared};
 use super::tool::{self, Tool};
 use super::{Ctx, Flow, Invocation, flow, inputs, local};
 use crate::action::{self, CommandSpec, Features, OutputSpec};
@@ -423,6 +423,7 @@ fn prepare(
         action,
         command,
         inputs,
+        landing: Landing::beside(&cwd, &relative),
         outputs: relative,
     })
 }

@@ -83,8 +83,11 @@ pub struct Fast {
     pub schema: u32,
     /// The action whose result is in the cache.
     pub action: Digest,
-    /// Its output files, relative to the working directory.
+    /// Its output files, relative to the remote working directory.
     pub outputs: Vec<String>,
+    /// Where they land here (`None`: beside the working directory).
+    #[serde(default)]
+    pub landing: Option<super::remote::Landing>,
     /// The files the compile reads (as the scan found them).
     pub files: Vec<Seen>,
     /// The compiler and the toolchain's programs (cc1, as, …): a changed

@@ -207,7 +207,11 @@ pub async fn fast_hit(
         Ok(c) => c,
         Err(e) => return Some(Flow::fallback("unreachable", format!("{e:#}"))),
     };
-    let f = match remote::lookup_digest(client, &fast.action, &fast.outputs, &ctx.cwd).await {
+    let landing = match &fast.landing {
+        Some(l) => l.clone(),
+        None => remote::Landing::beside(&ctx.cwd, &fast.outputs),
+    };
+    let f = match remote::lookup_digest(client, &fast.action, &fast.outputs, &landing).await {
         Ok(Some(f)) if f.code == 0 => f,
         Ok(_) => return None,
         Err(e) => return Some(Flow::fallback(&e.cause, e.message)),
@@ -262,6 +266,7 @@ pub fn remember(
             schema: depcache::SCHEMA,
             action: p.digest,
             outputs: p.outputs.clone(),
+            landing: Some(p.landing.clone()),
             files: files.to_vec(),
             tools,
             depfile,
@@ -282,10 +287,11 @@ pub async fn execute(
     rerun_failures: bool,
     landed: &dyn Fn() -> Result<(), String>,
 ) -> Flow {
-    let finished = match remote::execute(client, p, &ctx.cwd).await {
+    let finished = match remote::execute(client, p).await {
         Ok(f) => f,
         Err(f) => return Flow::fallback(&f.cause, f.message),
     };
+    tracing::trace!(command = ?p.command, root = %p.inputs.tree.root, "command");
     tracing::debug!(
         elapsed = ?ctx.started.elapsed(),
         action = %p.digest,
@@ -340,7 +346,7 @@ pub async fn cache_only(
     p: &Prepared,
     landed: &dyn Fn() -> Result<(), String>,
 ) -> Flow {
-    match remote::lookup(client, p, &ctx.cwd).await {
+    match remote::lookup(client, p).await {
         Ok(Some(f)) if f.code == 0 => {
             if let Err(e) = landed() {
                 return Flow::fallback("local_io", e);
@@ -377,7 +383,7 @@ pub async fn cache_only(
     let code = status.code().unwrap_or(255);
     let mut event = Event::local("cache_miss");
     if code == 0 {
-        match remote::publish(client, p, &ctx.cwd, started).await {
+        match remote::publish(client, p, started).await {
             Ok(up) => event.up = up,
             Err(f) => tracing::info!("cannot publish the result: {}", f.message),
         }

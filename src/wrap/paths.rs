@@ -99,6 +99,15 @@ impl PathMap {
         }
     }
 
+    /// The project root moved whatever the compile can see (rustc with
+    /// `RECAST_TRIM_PATHS`, which remaps what it records itself).
+    pub fn moved(project_root: &Path) -> PathMap {
+        let root = normalize(project_root);
+        PathMap {
+            root: (root != Path::new("/") && root != Path::new(MAPPED_ROOT)).then_some(root),
+        }
+    }
+
     /// Whether the project root moves (the action does not depend on where
     /// the project lives).
     pub fn is_mapped(&self) -> bool {

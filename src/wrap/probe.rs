@@ -115,6 +115,7 @@ fn probe_action(
         command,
         inputs: Inputs { tree, blobs },
         outputs: Vec::new(),
+        landing: Default::default(),
     })
 }
 

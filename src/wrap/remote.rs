@@ -21,8 +21,44 @@ pub struct Prepared {
     pub action: reapi::Action,
     pub command: reapi::Command,
     pub inputs: Inputs,
-    /// Output files, relative to the working directory (here and there).
+    /// Output files, relative to the remote working directory.
     pub outputs: Vec<String>,
+    /// Where they land here.
+    pub landing: Landing,
+}
+
+/// Where an action's outputs go on this machine, and what to write back
+/// into text the compiler wrote with remote paths.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Landing {
+    /// The local path of each output, in the order of `Prepared::outputs`.
+    pub local: Vec<PathBuf>,
+    /// `(remote, local)`: a path prefix to turn back in depfiles (`.d`)
+    /// and in stdout/stderr, when the project root moved.
+    pub unmap: Option<(String, String)>,
+}
+
+impl Landing {
+    /// Outputs at the same relative paths here as there.
+    pub fn beside(cwd: &Path, outputs: &[String]) -> Landing {
+        Landing {
+            local: outputs
+                .iter()
+                .map(|o| super::paths::absolute(cwd, o))
+                .collect(),
+            unmap: None,
+        }
+    }
+
+    fn unmap_text(&self, bytes: Vec<u8>) -> Vec<u8> {
+        let Some((from, to)) = &self.unmap else {
+            return bytes;
+        };
+        match String::from_utf8(bytes) {
+            Ok(text) => text.replace(from.as_str(), to).into_bytes(),
+            Err(e) => e.into_bytes(),
+        }
+    }
 }
 
 /// What the server said, once outputs are in place.
@@ -120,17 +156,18 @@ fn original_duration(result: &reapi::ActionResult) -> Duration {
     Duration::from_nanos((ns(end) - ns(start)).clamp(0, i128::from(u64::MAX)) as u64)
 }
 
-/// Writes `result`'s outputs under `cwd` and fetches its streams.
+/// Writes `result`'s outputs where `landing` says and fetches its streams.
 async fn land(
     client: &Client,
     result: &reapi::ActionResult,
     outputs: &[String],
-    cwd: &Path,
+    landing: &Landing,
 ) -> Result<(Vec<u8>, Vec<u8>, u64), Failure> {
     let (stdout, stderr) = client
         .std_streams(result)
         .await
         .map_err(|e| Failure::of(&e))?;
+    let (stdout, stderr) = (landing.unmap_text(stdout), landing.unmap_text(stderr));
     let mut down = (stdout.len() + stderr.len()) as u64;
     if result.exit_code == 0 {
         let kept = declared_only(result, outputs).ok_or_else(|| {
@@ -144,8 +181,15 @@ async fn land(
         // each goes into the real directory its local path names, which
         // is made if missing, under its file name there.
         let mut by_dir: BTreeMap<PathBuf, Vec<reapi::OutputFile>> = BTreeMap::new();
+        let mut depfiles = Vec::new();
         for f in kept.output_files {
-            let local = super::paths::absolute(cwd, &f.path);
+            let Some(i) = outputs.iter().position(|o| *o == f.path) else {
+                continue;
+            };
+            let local = landing.local[i].clone();
+            if landing.unmap.is_some() && f.path.ends_with(".d") {
+                depfiles.push(local.clone());
+            }
             let (Some(parent), Some(name)) = (local.parent(), local.file_name()) else {
                 return Err(Failure::new("local_io", format!("output {}", f.path)));
             };
@@ -169,18 +213,22 @@ async fn land(
                 .map_err(|e| Failure::of(&e))?;
             down += stats.bytes;
         }
+        for d in depfiles {
+            let fixed = std::fs::read(&d)
+                .map(|b| landing.unmap_text(b))
+                .and_then(|b| crate::toolchain::index::write_atomic(&d, &b));
+            if let Err(e) = fixed {
+                return Err(Failure::new("local_io", format!("{}: {e}", d.display())));
+            }
+        }
         tracing::debug!(elapsed = ?t.elapsed(), "outputs written");
     }
     Ok((stdout, stderr, down))
 }
 
 /// The action cache only.
-pub async fn lookup(
-    client: &Client,
-    p: &Prepared,
-    cwd: &Path,
-) -> Result<Option<Finished>, Failure> {
-    lookup_digest(client, &p.digest, &p.outputs, cwd).await
+pub async fn lookup(client: &Client, p: &Prepared) -> Result<Option<Finished>, Failure> {
+    lookup_digest(client, &p.digest, &p.outputs, &p.landing).await
 }
 
 /// The action cache only, for an action known by its digest alone.
@@ -188,7 +236,7 @@ pub async fn lookup_digest(
     client: &Client,
     digest: &Digest,
     outputs: &[String],
-    cwd: &Path,
+    landing: &Landing,
 ) -> Result<Option<Finished>, Failure> {
     let t = Instant::now();
     let Some(result) = client
@@ -200,7 +248,7 @@ pub async fn lookup_digest(
         return Ok(None);
     };
     tracing::debug!(elapsed = ?t.elapsed(), "GetActionResult");
-    match land(client, &result, outputs, cwd).await {
+    match land(client, &result, outputs, landing).await {
         Ok((stdout, stderr, down)) => Ok(Some(Finished {
             code: result.exit_code,
             stdout,
@@ -217,7 +265,7 @@ pub async fn lookup_digest(
 }
 
 /// The action cache, then Execute.
-pub async fn execute(client: &Client, p: &Prepared, cwd: &Path) -> Result<Finished, Failure> {
+pub async fn execute(client: &Client, p: &Prepared) -> Result<Finished, Failure> {
     let mut blobs = p.inputs.blobs.clone();
     for (d, bytes) in &p.inputs.tree.directories {
         blobs.push(Blob {
@@ -251,7 +299,7 @@ pub async fn execute(client: &Client, p: &Prepared, cwd: &Path) -> Result<Finish
                 "Execute finished without a result",
             ));
         };
-        match land(client, result, &p.outputs, cwd).await {
+        match land(client, result, &p.outputs, &p.landing).await {
             Ok((stdout, stderr, down)) => {
                 return Ok(Finished {
                     code: result.exit_code,
@@ -316,16 +364,11 @@ pub async fn execute_kept(client: &Client, p: &Prepared) -> Result<reapi::Action
 /// Publishes a successful local compile under `p`'s action digest: the
 /// declared outputs and the streams go to the CAS, the result to the
 /// action cache, so the next identical compile anywhere is a hit.
-pub async fn publish(
-    client: &Client,
-    p: &Prepared,
-    cwd: &Path,
-    started: Instant,
-) -> Result<u64, Failure> {
+pub async fn publish(client: &Client, p: &Prepared, started: Instant) -> Result<u64, Failure> {
     let mut blobs = Vec::new();
     let mut files = Vec::new();
-    for rel in &p.outputs {
-        let path: PathBuf = cwd.join(rel);
+    for (rel, path) in p.outputs.iter().zip(&p.landing.local) {
+        let path: PathBuf = path.clone();
         let digest = crate::cas::hash::digest_file(&path)
             .map_err(|e| Failure::new("local_io", format!("{}: {e}", path.display())))?;
         let executable = std::fs::metadata(&path)

@@ -18,9 +18,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::depcache::{self, Seen};
-use super::paths::{self, PathMap};
+use super::paths::{self, MAPPED_ROOT, PathMap};
 use super::remote;
-use super::remote::Prepared;
+use super::remote::{Landing, Prepared};
 use super::stats::Event;
 use super::tool::{self, Tool};
 use super::twin::{self, TwinFile};
@@ -66,7 +66,10 @@ pub async fn run(ctx: &Ctx, inv: &Invocation) -> Flow {
         // Run here, but keep the process: the crate graph record follows.
         Flow::Local(mut event) => {
             let host_unit = event.local.as_deref() == Some("host_unit");
-            match run_here(ctx, inv, &r, event.clone()) {
+            // Trimmed paths here too, so local and remote bytes agree.
+            let mut here = inv.clone();
+            here.args.extend(trim_flag(ctx, &r).map(Into::into));
+            match run_here(ctx, &here, &r, event.clone()) {
                 Flow::Ran { code: 0, .. } if host_unit => {
                     event.twin = twin(ctx, inv, &r, &args).await;
                     Flow::Ran { code: 0, event }
@@ -115,7 +118,12 @@ struct Planned {
 
 async fn remote_or_local(ctx: &Ctx, inv: &Invocation, r: &RustCompile) -> Flow {
     let env = observed_env(r);
-    let fast_key = flow::fast_key(ctx, inv, "rustc-fast", &env);
+    let kind = if ctx.wrap.trim_paths {
+        "rustc-fast-trim"
+    } else {
+        "rustc-fast"
+    };
+    let fast_key = flow::fast_key(ctx, inv, kind, &env);
     if let Some(flow) = flow::fast_hit(ctx, &fast_key, &|_| {
         record_crates(ctx, r);
         Ok(())
@@ -142,7 +150,9 @@ async fn remote_or_local(ctx: &Ctx, inv: &Invocation, r: &RustCompile) -> Flow {
     };
     let (client, prepared) = (&planned.client, &planned.prepared);
     let mut flow = if ctx.wrap.mode == Mode::CacheOnly {
-        flow::cache_only(ctx, inv, client, prepared, &landed).await
+        let mut here = inv.clone();
+        here.args.extend(trim_flag(ctx, r).map(Into::into));
+        flow::cache_only(ctx, &here, client, prepared, &landed).await
     } else {
         flow::execute(ctx, client, prepared, r.links, &landed).await
     };
@@ -237,10 +247,8 @@ async fn plan(
     };
     let mut tools = vec![&tool];
     tools.extend(linker_tool.as_ref());
-    let prepared = prepare(
-        ctx, r, &tools, &scanned, &swapped, &env, &platform, features,
-    )
-    .map_err(Flow::local)?;
+    let prepared =
+        prepare(ctx, r, &tools, &scanned, &swapped, &platform, features).map_err(Flow::local)?;
     let mut stamped = flow::tools_of(inv, &tool);
     if let (Some(l), Some(t)) = (&linker, &linker_tool) {
         stamped.push(l.clone());
@@ -605,12 +613,11 @@ fn prepare(
     tools: &[&Tool],
     scanned: &Scanned,
     swapped: &Swapped,
-    env: &[(String, String)],
     platform: &[(String, String)],
     features: Features,
 ) -> Result<Prepared, &'static str> {
     let cwd = paths::normalize(&ctx.cwd);
-    let map = PathMap::identity();
+    let map = trim_map(ctx, r);
     let mut dirs: Vec<PathBuf> = r
         .search_paths
         .iter()
@@ -634,9 +641,14 @@ fn prepare(
         .renamed
         .get(&paths::absolute(&cwd, p))
     {
-        Some(twin) => twin.to_string_lossy().into_owned(),
-        None => p.to_string(),
+        Some(twin) => map.arg(&twin.to_string_lossy()),
+        None => map.arg(p),
     }));
+    if map.is_mapped() {
+        // The same remap a local compile gets (`trim_flag`), seen from
+        // where the project sits remotely: equal bytes either way.
+        arguments.push(format!("--remap-path-prefix={MAPPED_ROOT}={MAPPED_ROOT}"));
+    }
     let mut command_env: BTreeMap<String, String> = m.env.clone();
     // rustc finds the linker (`cc`) and the linker its helpers on PATH.
     let mut path_dirs: Vec<String> = Vec::new();
@@ -651,12 +663,27 @@ fn prepare(
     if !path_dirs.is_empty() {
         command_env.insert("PATH".into(), path_dirs.join(":"));
     }
-    command_env.extend(env.iter().cloned());
-    command_env.extend(scanned.env_deps.iter().cloned());
+    // Paths in cargo's variables (CARGO_MANIFEST_DIR, OUT_DIR) move with
+    // the project.
+    for (k, v) in &r.env {
+        let v = match v {
+            EnvValue::Plain(v) => v.clone(),
+            EnvValue::Path(v) => map.arg(v),
+        };
+        command_env.insert(k.clone(), v);
+    }
+    // `env!` variables the dep-info lists with the values seen here;
+    // cargo's own are set above already (moved with the project).
+    for (k, v) in &scanned.env_deps {
+        if !r.env.iter().any(|(name, _)| name == k) {
+            command_env.insert(k.clone(), map.arg(v));
+        }
+    }
+    let remote_cwd = map.remote(&cwd);
     let outputs: Vec<String> = r
         .outputs
         .iter()
-        .map(|o| relative_from(&cwd, &paths::absolute(&cwd, &o.path)))
+        .map(|o| relative_from(&remote_cwd, &map.remote(&paths::absolute(&cwd, &o.path))))
         .collect();
     let spec = CommandSpec {
         arguments,
@@ -689,8 +716,42 @@ fn prepare(
         action,
         command,
         inputs,
+        landing: Landing {
+            local: r
+                .outputs
+                .iter()
+                .map(|o| paths::absolute(&cwd, &o.path))
+                .collect(),
+            unmap: map
+                .root()
+                .map(|root| (MAPPED_ROOT.to_string(), root.to_string_lossy().into_owned())),
+        },
         outputs,
     })
+}
+
+/// With `RECAST_TRIM_PATHS`, the project root moves to [`MAPPED_ROOT`].
+/// A registry crate compiles in its own directory, outside the project:
+/// its project is the one its outputs go to.
+fn trim_map(ctx: &Ctx, r: &RustCompile) -> PathMap {
+    if !ctx.wrap.trim_paths {
+        return PathMap::identity();
+    }
+    let root = ctx.project_root().or_else(|| {
+        let out = r.out_dir.as_deref().or(r.output.as_deref())?;
+        paths::find_project_root(&paths::absolute(&ctx.cwd, out), &|p| p.exists())
+    });
+    match root {
+        Some(root) => PathMap::moved(&root),
+        None => PathMap::identity(),
+    }
+}
+
+/// The argument a local compile takes under `RECAST_TRIM_PATHS`.
+fn trim_flag(ctx: &Ctx, r: &RustCompile) -> Option<String> {
+    trim_map(ctx, r)
+        .root()
+        .map(|root| format!("--remap-path-prefix={}={MAPPED_ROOT}", root.display()))
 }
 
 #[cfg(test)]
