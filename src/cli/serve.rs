@@ -37,6 +37,19 @@ pub struct ServeArgs {
     /// How actions are isolated (see the values).
     #[arg(long, value_enum, default_value_t = super::worker::SandboxArg::Auto)]
     pub sandbox: super::worker::SandboxArg,
+    /// Serve TLS (`grpcs://`) with this certificate chain (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (mutual TLS).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Refuse calls that do not send `authorization: Bearer TOKEN`, TOKEN
+    /// being this file's content (surrounding whitespace ignored).
+    #[arg(long, value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -52,6 +65,39 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let sandbox = args.sandbox.checked()?;
+    let read = |p: &PathBuf, what: &str| {
+        std::fs::read(p).with_context(|| format!("reading the {what} {}", p.display()))
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(server::TlsFiles {
+            cert: read(cert, "TLS certificate")?,
+            key: read(key, "TLS key")?,
+            client_ca: args
+                .tls_client_ca
+                .as_ref()
+                .map(|p| read(p, "client CA"))
+                .transpose()?,
+        }),
+        _ => None,
+    };
+    let auth_token = match &args.auth_token_file {
+        Some(p) => {
+            let token = String::from_utf8(read(p, "auth token file")?)
+                .with_context(|| format!("{} is not text", p.display()))?
+                .trim()
+                .to_string();
+            anyhow::ensure!(!token.is_empty(), "{} holds no token", p.display());
+            Some(token)
+        }
+        None => None,
+    };
+    if !listen.ip().is_loopback() && auth_token.is_none() && args.tls_client_ca.is_none() {
+        let warning = format!(
+            "recast serve: WARNING: listening on {listen} without authentication: anyone who can reach this address can run commands as this user. Use --auth-token-file (and --tls-cert/--tls-key), or listen on 127.0.0.1."
+        );
+        eprintln!("{warning}");
+        tracing::warn!("{warning}");
+    }
     server::serve(ServeOptions {
         listen,
         dir,
@@ -59,6 +105,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         workers,
         platform: args.platform,
         sandbox,
+        tls,
+        auth_token,
     })
     .await?;
     // Actions still running sit on blocking threads the runtime would wait

@@ -594,6 +594,8 @@ async fn zstd_round_trip_against_the_embedded_server() {
         workers: 1,
         platform: vec![],
         sandbox: Default::default(),
+        tls: None,
+        auth_token: None,
     };
     let (addr, server) = crate::server::spawn(opts).await.unwrap();
     let cfg = config(&dir.path().join("cache"));

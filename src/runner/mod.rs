@@ -118,6 +118,14 @@ pub fn run_action_in(
             root: scratch.root.clone(),
             workdir: command.working_directory.clone(),
             host: sandbox == Sandbox::Chroot,
+            // The worker's state (its CAS, other actions' scratch space)
+            // holds the work dir; actions must not read it.
+            hide: cfg
+                .work_dir
+                .parent()
+                .and_then(|p| std::fs::canonicalize(p).ok())
+                .into_iter()
+                .collect(),
         }),
     };
     let finished = exec::run(

@@ -54,6 +54,9 @@ pub struct Jail {
     pub root: PathBuf,
     pub workdir: String,
     pub host: bool,
+    /// Host directories a chroot hides under an empty tmpfs (the worker's
+    /// own state: its CAS, its other actions' scratch space).
+    pub hide: Vec<PathBuf>,
 }
 
 /// Top-level host entries never bound into a chroot: bwrap provides fresh
@@ -102,6 +105,19 @@ impl Jail {
             .collect();
         if self.host {
             args.extend(self.host_binds());
+            for h in &self.hide {
+                let top = h.components().find_map(|c| match c {
+                    std::path::Component::Normal(n) => Some(n),
+                    _ => None,
+                });
+                let from_host = top.is_some_and(|t| {
+                    !NOT_FROM_HOST.contains(&t.to_string_lossy().as_ref())
+                        && std::fs::symlink_metadata(self.root.join(t)).is_err()
+                });
+                if from_host && h.is_dir() {
+                    args.extend(["--tmpfs".to_string(), h.to_string_lossy().into_owned()]);
+                }
+            }
         }
         // A fresh /tmp, unless the input root has one of its own: a tmpfs
         // over it would hide inputs (and the working directory, for a
@@ -224,6 +240,7 @@ mod tests {
             root: root.to_path_buf(),
             workdir: "src/app".into(),
             host: false,
+            hide: Vec::new(),
         }
     }
 

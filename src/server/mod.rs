@@ -74,6 +74,61 @@ pub struct ServeOptions {
     pub platform: Vec<(String, String)>,
     /// How the workers isolate actions.
     pub sandbox: crate::runner::Sandbox,
+    /// Serve over TLS (`grpcs://`).
+    pub tls: Option<TlsFiles>,
+    /// Refuse calls without `authorization: Bearer <token>`.
+    pub auth_token: Option<String>,
+}
+
+/// The server's TLS material, as PEM bytes.
+#[derive(Clone)]
+pub struct TlsFiles {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    /// Require client certificates signed by this CA (mutual TLS).
+    pub client_ca: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsFiles")
+            .field("client_ca", &self.client_ca.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks every call's bearer token, when the server has one (constant
+/// time in the token's bytes).
+#[derive(Clone)]
+struct AuthGate(Option<std::sync::Arc<Vec<u8>>>);
+
+impl tonic::service::Interceptor for AuthGate {
+    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let Some(want) = &self.0 else {
+            return Ok(req);
+        };
+        let given = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("")
+            .as_bytes();
+        let want = want.as_slice();
+        let same = given.len() == want.len()
+            && given
+                .iter()
+                .zip(want)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if same {
+            Ok(req)
+        } else {
+            Err(tonic::Status::unauthenticated(
+                "missing or wrong bearer token: send `authorization: Bearer TOKEN` (recast: --remote-header or RECAST_REMOTE_HEADERS)",
+            ))
+        }
+    }
 }
 
 /// All services over one store, ready to be served.
@@ -132,8 +187,26 @@ impl Services {
     }
 
     /// The tonic router with every service, size limits raised and
-    /// compressed requests accepted.
-    pub fn router(&self) -> tonic::transport::server::Router {
+    /// compressed requests accepted; TLS and the token check as asked.
+    pub async fn serve<I, IO, IE, F>(
+        &self,
+        tls: Option<&TlsFiles>,
+        auth_token: Option<&str>,
+        incoming: I,
+        shutdown: F,
+    ) -> anyhow::Result<()>
+    where
+        I: tokio_stream::Stream<Item = Result<IO, IE>>,
+        IO: tokio::io::AsyncRead
+            + tokio::io::AsyncWrite
+            + tonic::transport::server::Connected
+            + Unpin
+            + Send
+            + 'static,
+        IO::ConnectInfo: Clone + Send + Sync + 'static,
+        IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+        F: Future<Output = ()>,
+    {
         macro_rules! svc {
             ($server:ident, $inner:expr) => {
                 $server::new($inner)
@@ -144,7 +217,20 @@ impl Services {
             };
         }
         let ops = self.executor.operations().clone();
-        Server::builder()
+        let mut builder = Server::builder();
+        if let Some(t) = tls {
+            let mut cfg = tonic::transport::ServerTlsConfig::new()
+                .identity(tonic::transport::Identity::from_pem(&t.cert, &t.key));
+            if let Some(ca) = &t.client_ca {
+                cfg = cfg.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+            }
+            builder = builder
+                .tls_config(cfg)
+                .context("the server's TLS certificate or key")?;
+        }
+        let gate = AuthGate(auth_token.map(|t| std::sync::Arc::new(t.as_bytes().to_vec())));
+        builder
+            .layer(tonic::service::InterceptorLayer::new(gate))
             // Large windows and frames: ByteStream moves 1 MiB chunks, and
             // the HTTP/2 defaults (64 KiB window, 16 KiB frames) would cap
             // uploads far below loopback speed.
@@ -169,6 +255,9 @@ impl Services {
                 ExecutionService::new(self.executor.clone())
             ))
             .add_service(svc!(OperationsServer, OperationsService::new(ops)))
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+            .context("serving gRPC")
     }
 }
 
@@ -194,12 +283,15 @@ where
         }
         conn
     });
-    let router = services.router();
     let handle = tokio::spawn(async move {
-        router
-            .serve_with_incoming_shutdown(incoming, shutdown)
+        services
+            .serve(
+                opts.tls.as_ref(),
+                opts.auth_token.as_deref(),
+                incoming,
+                shutdown,
+            )
             .await
-            .context("serving gRPC")
     });
     Ok((addr, handle))
 }
@@ -222,13 +314,14 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let scheme = if opts.tls.is_some() { "grpcs" } else { "grpc" };
     let (addr, mut handle) = spawn_until(opts, async {
         let _ = stop_rx.await;
     })
     .await?;
     {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on grpc://{addr}")?;
+        writeln!(out, "listening on {scheme}://{addr}")?;
         out.flush()?;
     }
     tracing::info!(%addr, "serving");

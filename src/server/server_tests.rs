@@ -24,6 +24,8 @@ async fn start() -> (tempfile::TempDir, tonic::transport::Channel) {
         workers: 1,
         platform: vec![("Pool".into(), "test".into())],
         sandbox: Default::default(),
+        tls: None,
+        auth_token: None,
     })
     .await
     .unwrap();

@@ -40,6 +40,8 @@ pub fn tempdir() -> tempfile::TempDir {
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// `grpcs` when the server was started with a TLS certificate.
+    scheme: &'static str,
     /// The server's `--dir` (its CAS and action cache).
     pub dir: PathBuf,
     /// The server's stderr goes here, so a failing test can show it.
@@ -90,10 +92,12 @@ impl Server {
             let _ = std::io::copy(&mut r, &mut std::io::sink());
         });
         let first = rx.recv_timeout(START_TIMEOUT).unwrap_or_default();
-        let addr = first
-            .trim_end()
-            .strip_prefix("listening on grpc://")
-            .and_then(|a| a.parse::<SocketAddr>().ok());
+        let line = first.trim_end();
+        let (scheme, rest) = match line.strip_prefix("listening on grpcs://") {
+            Some(r) => ("grpcs", Some(r)),
+            None => ("grpc", line.strip_prefix("listening on grpc://")),
+        };
+        let addr = rest.and_then(|a| a.parse::<SocketAddr>().ok());
         let Some(addr) = addr else {
             let _ = child.kill();
             let _ = child.wait();
@@ -105,6 +109,7 @@ impl Server {
         Server {
             child,
             addr,
+            scheme,
             dir: dir.to_path_buf(),
             log,
             _tmp: None,
@@ -112,7 +117,7 @@ impl Server {
     }
 
     pub fn url(&self) -> String {
-        format!("grpc://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     pub fn pid(&self) -> u32 {
@@ -292,4 +297,75 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+/// Makes, in `dir`, a CA (`ca.pem`), a certificate for 127.0.0.1
+/// (`server.pem`, `server.key`) and a client certificate (`client.pem`,
+/// `client.key`) with the `openssl` tool. Panics when openssl fails.
+pub fn make_certs(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("running openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(key);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=recast test CA",
+    ]);
+    run(&ca);
+    for who in ["server", "client"] {
+        let (k, csr, pem) = (
+            format!("{who}.key"),
+            format!("{who}.csr"),
+            format!("{who}.pem"),
+        );
+        let mut req = vec!["req"];
+        req.extend(key);
+        req.extend(["-keyout", &k, "-out", &csr, "-subj", "/CN=localhost"]);
+        run(&req);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+    }
 }
