@@ -1,7 +1,7 @@
 //! The local index: what was hashed before, keyed by stat.
 //!
 //! Two maps, one JSON file each under `<cache>/toolchains/`:
-//! - `files.json`: (path, size, mtime, inode) → digest, so a toolchain
+//! - `files.json`: (path, size, mtime, ctime, inode) → digest, so a toolchain
 //!   seen before is not rehashed; a changed file is the only one hashed
 //!   again.
 //! - `bundles/<key>.json`: a packaged toolchain (its request, its listing
@@ -25,6 +25,9 @@ use crate::cas::Digest;
 pub struct Stamp {
     pub size: u64,
     pub mtime_ns: i128,
+    /// See `Meta::ctime_ns`. Records without it (older caches) never match.
+    #[serde(default)]
+    pub ctime_ns: i128,
     pub ino: u64,
 }
 
@@ -33,6 +36,7 @@ impl Stamp {
         Stamp {
             size: meta.size,
             mtime_ns: meta.mtime_ns,
+            ctime_ns: meta.ctime_ns,
             ino: meta.ino,
         }
     }
@@ -190,6 +194,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::toolchain::HostFs;
+
+    #[test]
+    fn a_file_rewritten_with_its_old_size_and_mtime_is_hashed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("cc1");
+        std::fs::write(&f, b"version one").unwrap();
+        let mut index = FileIndex::in_memory();
+        let first = digest_all(&HostFs, std::slice::from_ref(&f), &mut index).unwrap();
+        let mtime = std::fs::metadata(&f).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&f, b"version two").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let second = digest_all(&HostFs, std::slice::from_ref(&f), &mut index).unwrap();
+        assert_ne!(first[&f], second[&f], "a stale digest was reused");
+        assert_eq!(second[&f], Digest::of_bytes(b"version two"));
+    }
 
     #[test]
     fn unchanged_files_are_not_rehashed_and_changed_ones_are() {

@@ -46,6 +46,10 @@ pub struct Meta {
     pub executable: bool,
     /// Modification time in nanoseconds since the epoch (0 when unknown).
     pub mtime_ns: i128,
+    /// Status-change time (ns; 0 when unknown): moves on every write and
+    /// cannot be set back, so a file rewritten with its old size and mtime
+    /// still shows.
+    pub ctime_ns: i128,
     /// Inode number (0 when unknown, as in archives).
     pub ino: u64,
 }
@@ -121,6 +125,7 @@ impl FileSource for HostFs {
             size: m.len(),
             executable: m.mode() & 0o111 != 0,
             mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
             ino: m.ino(),
         })
     }

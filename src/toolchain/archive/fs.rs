@@ -231,6 +231,7 @@ impl FileSource for ArchiveFs {
             size,
             executable,
             mtime_ns: 0,
+            ctime_ns: 0,
             ino: 0,
         })
     }
