@@ -50,6 +50,9 @@ pub struct State {
     /// Names of the calls received, in order.
     pub calls: Vec<String>,
     pub executions: u32,
+    /// What GetActionResult answers for every action (None: NOT_FOUND):
+    /// the hostile results of the wrapper's tests.
+    pub result: Option<reapi::ActionResult>,
 }
 
 #[derive(Clone, Default)]
@@ -147,7 +150,10 @@ impl ActionCache for Fake {
         req: Request<reapi::GetActionResultRequest>,
     ) -> Result<Response<reapi::ActionResult>, Status> {
         self.note("GetActionResult", &req);
-        Err(Status::not_found("no result"))
+        match self.0.lock().unwrap().result.clone() {
+            Some(r) => Ok(Response::new(r)),
+            None => Err(Status::not_found("no result")),
+        }
     }
     async fn update_action_result(
         &self,

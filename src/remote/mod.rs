@@ -20,7 +20,7 @@ pub mod channel;
 mod error;
 mod execution;
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
 pub mod metadata;
 pub mod outputs;
 pub mod retry;

@@ -22,6 +22,9 @@ use crate::cas::Digest;
 use crate::cas::tree::{Node, flatten_tree_message};
 use crate::proto::reapi;
 
+/// The largest stdout or stderr recast holds in memory to replay.
+pub const MAX_STREAM: u64 = 256 << 20;
+
 /// What writing the outputs took.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OutputStats {
@@ -261,7 +264,9 @@ impl Client {
         Ok(w)
     }
 
-    /// The action's stdout and stderr, inline or downloaded, verified.
+    /// The action's stdout and stderr, inline or downloaded, verified. A
+    /// stream larger than [`MAX_STREAM`] is refused (memory stays bounded
+    /// whatever a server claims).
     pub async fn std_streams(
         &self,
         result: &reapi::ActionResult,
@@ -275,6 +280,15 @@ impl Client {
                 None => Ok(Ok(raw.to_vec())),
                 Some(d) => {
                     let digest = digest_of(server, "stdout/stderr", Some(d))?;
+                    if digest.size() > MAX_STREAM {
+                        return Err(RemoteError::protocol(
+                            server,
+                            format!(
+                                "an output stream of {} bytes is more than recast replays ({MAX_STREAM})",
+                                digest.size()
+                            ),
+                        ));
+                    }
                     match checked_inline(server, digest, raw)? {
                         Some(data) => Ok(Ok(data)),
                         None => {

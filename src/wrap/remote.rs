@@ -62,6 +62,7 @@ impl Landing {
 }
 
 /// What the server said, once outputs are in place.
+#[derive(Debug)]
 pub struct Finished {
     pub code: i32,
     pub stdout: Vec<u8>,
@@ -130,7 +131,8 @@ pub fn infrastructure(code: i32, stderr: &[u8]) -> bool {
 }
 
 /// The result, with only the declared outputs kept; `None` when one is
-/// missing (an exit-0 result without its object is not a result).
+/// missing (an exit-0 result without its object is not a result) or named
+/// twice (which of two contents would be the object?).
 fn declared_only(result: &reapi::ActionResult, outputs: &[String]) -> Option<reapi::ActionResult> {
     let want: BTreeSet<&str> = outputs.iter().map(String::as_str).collect();
     let mut r = result.clone();
@@ -140,7 +142,7 @@ fn declared_only(result: &reapi::ActionResult, outputs: &[String]) -> Option<rea
     r.output_file_symlinks.clear();
     r.output_directory_symlinks.clear();
     let got: BTreeSet<&str> = r.output_files.iter().map(|f| f.path.as_str()).collect();
-    (got == want).then_some(r)
+    (got == want && r.output_files.len() == want.len()).then_some(r)
 }
 
 fn original_duration(result: &reapi::ActionResult) -> Duration {
@@ -173,7 +175,7 @@ async fn land(
         let kept = declared_only(result, outputs).ok_or_else(|| {
             Failure::new(
                 "missing_outputs",
-                format!("the result lacks some of {outputs:?}"),
+                format!("the result lacks or repeats some of {outputs:?}"),
             )
         })?;
         let t = Instant::now();
@@ -411,6 +413,163 @@ pub async fn publish(client: &Client, p: &Prepared, started: Instant) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote::fake::Fake;
+
+    /// A client of a scripted server whose every cached result is `result`,
+    /// holding `blobs`.
+    async fn hostile(result: reapi::ActionResult, blobs: &[&[u8]]) -> (Client, tempfile::TempDir) {
+        let fake = Fake::default();
+        {
+            let mut s = fake.0.lock().unwrap();
+            s.result = Some(result);
+            for b in blobs {
+                s.blobs.insert(Digest::of_bytes(b), b.to_vec());
+            }
+        }
+        let url = fake.start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::RemoteConfig {
+            endpoint: crate::config::Endpoint::Embedded,
+            instance: String::new(),
+            headers: vec![],
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            timeout: Duration::from_secs(30),
+            cache_dir: dir.path().join("cache"),
+        };
+        (Client::connect(&cfg, &url).await.unwrap(), dir)
+    }
+
+    fn file(path: &str, content: &[u8]) -> reapi::OutputFile {
+        reapi::OutputFile {
+            path: path.into(),
+            digest: Some(Digest::of_bytes(content).to_proto()),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hostile_result_writes_the_declared_outputs_and_nothing_else() {
+        let obj = b"the object".as_slice();
+        let evil = b"owned".as_slice();
+        let result = reapi::ActionResult {
+            output_files: vec![
+                file("a.o", obj),
+                file("../escape.txt", evil),
+                file("/tmp/absolute.txt", evil),
+                file("extra.sh", evil),
+            ],
+            output_symlinks: vec![reapi::OutputSymlink {
+                path: "link".into(),
+                target: "/etc/passwd".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let (client, dir) = hostile(result, &[obj, evil]).await;
+        let cwd = dir.path().join("work");
+        std::fs::create_dir_all(&cwd).unwrap();
+        // A symlink where the object goes: replaced, never written through.
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        std::os::unix::fs::symlink(&victim, cwd.join("a.o")).unwrap();
+        let outputs = vec!["a.o".to_string()];
+        let landing = Landing::beside(&cwd, &outputs);
+        let got = lookup_digest(&client, &Digest::of_bytes(b"action"), &outputs, &landing).await;
+        let f = got.unwrap().unwrap();
+        assert_eq!(f.code, 0);
+        assert_eq!(std::fs::read(cwd.join("a.o")).unwrap(), obj);
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        let names: Vec<String> = std::fs::read_dir(&cwd)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["a.o"], "only the declared output");
+        assert!(!dir.path().join("escape.txt").exists());
+        assert!(!Path::new("/tmp/absolute.txt").exists());
+    }
+
+    #[tokio::test]
+    async fn a_result_naming_an_output_twice_is_refused() {
+        let result = reapi::ActionResult {
+            output_files: vec![file("a.o", b"one"), file("a.o", b"two")],
+            ..Default::default()
+        };
+        let (client, dir) = hostile(result, &[b"one", b"two"]).await;
+        let outputs = vec!["a.o".to_string()];
+        let landing = Landing::beside(dir.path(), &outputs);
+        let err = lookup_digest(&client, &Digest::of_bytes(b"action"), &outputs, &landing)
+            .await
+            .unwrap_err();
+        assert_eq!(err.cause, "missing_outputs", "{}", err.message);
+        assert!(!dir.path().join("a.o").exists());
+    }
+
+    #[tokio::test]
+    async fn a_blob_that_does_not_match_its_digest_is_never_written() {
+        let result = reapi::ActionResult {
+            output_files: vec![file("a.o", b"what the digest says")],
+            ..Default::default()
+        };
+        let (client, dir) = hostile(result.clone(), &[]).await;
+        // The server holds other bytes under that digest.
+        let fake_bytes = b"something else entirely".to_vec();
+        let cwd = dir.path().join("work");
+        std::fs::create_dir_all(&cwd).unwrap();
+        drop(client);
+        let fake = Fake::default();
+        {
+            let mut s = fake.0.lock().unwrap();
+            s.result = Some(result);
+            s.blobs
+                .insert(Digest::of_bytes(b"what the digest says"), fake_bytes);
+        }
+        let url = fake.start().await;
+        let cfg = crate::config::RemoteConfig {
+            endpoint: crate::config::Endpoint::Embedded,
+            instance: String::new(),
+            headers: vec![],
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            timeout: Duration::from_secs(30),
+            cache_dir: dir.path().join("cache2"),
+        };
+        let client = Client::connect(&cfg, &url).await.unwrap();
+        let outputs = vec!["a.o".to_string()];
+        let landing = Landing::beside(&cwd, &outputs);
+        let err = lookup_digest(&client, &Digest::of_bytes(b"action"), &outputs, &landing)
+            .await
+            .unwrap_err();
+        assert_eq!(err.cause, "bad_blob", "{}", err.message);
+        assert_eq!(
+            std::fs::read_dir(&cwd).unwrap().count(),
+            0,
+            "nothing left behind"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_result_claiming_a_huge_stderr_is_refused() {
+        let result = reapi::ActionResult {
+            output_files: vec![file("a.o", b"obj")],
+            stderr_digest: Some(Digest::new(&"ab".repeat(32), 64 << 30).unwrap().to_proto()),
+            ..Default::default()
+        };
+        let (client, dir) = hostile(result, &[b"obj"]).await;
+        let outputs = vec!["a.o".to_string()];
+        let landing = Landing::beside(dir.path(), &outputs);
+        let err = lookup_digest(&client, &Digest::of_bytes(b"action"), &outputs, &landing)
+            .await
+            .unwrap_err();
+        assert_eq!(err.cause, "protocol", "{}", err.message);
+        assert!(
+            err.message.contains("more than recast replays"),
+            "{}",
+            err.message
+        );
+    }
 
     #[test]
     fn worker_troubles_are_told_from_compile_errors() {
