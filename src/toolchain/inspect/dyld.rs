@@ -26,7 +26,7 @@ use crate::toolchain::Kind;
 
 #[derive(Debug, Clone)]
 enum Found {
-    Image(PathBuf, Resolved, MachOInfo),
+    Image(PathBuf, Box<Resolved>, MachOInfo),
     OsProvided,
     Missing(Vec<PathBuf>),
 }
@@ -196,7 +196,7 @@ impl Engine<'_> {
             }
             match self.load(&r).as_deref() {
                 Ok(Binary::MachO(slices)) => match slices.iter().find(|s| s.cputype == cputype) {
-                    Some(s) => return Found::Image(c.clone(), r.clone(), s.clone()),
+                    Some(s) => return Found::Image(c.clone(), Box::new(r.clone()), s.clone()),
                     None => self.note(format!(
                         "skipped {}: no slice for CPU type {cputype:#x}",
                         c.display()
