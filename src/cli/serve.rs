@@ -50,6 +50,11 @@ pub struct ServeArgs {
     /// being this file's content (surrounding whitespace ignored).
     #[arg(long, value_name = "FILE")]
     pub auth_token_file: Option<PathBuf>,
+    /// Check every stored blob against its digest, remove the corrupt
+    /// ones, print what was found and exit (1 if anything was corrupt)
+    /// instead of serving. Stop the server using --dir first.
+    #[arg(long)]
+    pub verify: bool,
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -58,6 +63,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(d) => d,
         None => config::cache_dir(&Env::from_process())?.join("server"),
     };
+    if args.verify {
+        return verify(&dir, args.max_size).await;
+    }
     let listen = resolve(&args.listen).await?;
     let workers = match args.workers {
         Some(0) => anyhow::bail!("--workers must be at least 1"),
@@ -114,6 +122,38 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     std::process::exit(0)
+}
+
+/// `recast serve --verify`: every blob of the store in `dir` hashed.
+async fn verify(dir: &std::path::Path, max_size: u64) -> anyhow::Result<ExitCode> {
+    let dir = dir.to_path_buf();
+    let started = std::time::Instant::now();
+    let (report, dir) = tokio::task::spawn_blocking(move || {
+        let store = crate::cas::store::DiskStore::open(&dir, max_size)?;
+        Ok::<_, anyhow::Error>((store.verify_all(), dir))
+    })
+    .await??;
+    println!(
+        "{}: {} blobs, {} bytes checked in {:.1} s; {} corrupt{}",
+        dir.display(),
+        report.checked,
+        report.bytes,
+        started.elapsed().as_secs_f64(),
+        report.corrupt.len(),
+        if report.corrupt.is_empty() {
+            ""
+        } else {
+            " (removed: clients upload them again)"
+        }
+    );
+    for d in &report.corrupt {
+        println!("corrupt {d}");
+    }
+    Ok(if report.corrupt.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// `HOST:PORT` → the first address it resolves to.

@@ -49,6 +49,19 @@ struct Inner {
     max_size: u64,
     index: Mutex<LruIndex>,
     seq: AtomicU64,
+    /// Blobs hashed since this process opened the store: a blob is checked
+    /// once before an action first uses it, so a byte flipped on disk
+    /// since it was written never reaches a command.
+    verified: Mutex<std::collections::HashSet<Digest>>,
+}
+
+/// What [`DiskStore::verify_all`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub checked: u64,
+    pub bytes: u64,
+    /// Blobs whose bytes no longer match their digest: removed.
+    pub corrupt: Vec<Digest>,
 }
 
 impl DiskStore {
@@ -76,6 +89,7 @@ impl DiskStore {
             max_size,
             index: Mutex::new(LruIndex::default()),
             seq: AtomicU64::new(0),
+            verified: Mutex::new(Default::default()),
         };
         inner.scan()?;
         // The empty blob "always exists"; keeping a real file for it lets
@@ -96,6 +110,28 @@ impl DiskStore {
     /// Where a blob's file lives (whether or not it is stored).
     pub fn blob_path(&self, d: &Digest) -> PathBuf {
         self.inner.blob_path(d)
+    }
+
+    /// Hashes every stored blob (on all cores) and removes those whose
+    /// bytes do not match their digest.
+    pub fn verify_all(&self) -> VerifyReport {
+        let digests = self.inner.lock().digests();
+        let paths: Vec<PathBuf> = digests.iter().map(|d| self.inner.blob_path(d)).collect();
+        let mut report = VerifyReport::default();
+        for (d, got) in digests.iter().zip(crate::cas::hash::digest_files(&paths)) {
+            report.checked += 1;
+            report.bytes += d.size();
+            match got {
+                Ok(g) if g == *d => {
+                    self.inner.verified_insert(d);
+                }
+                _ => {
+                    self.inner.discard(d);
+                    report.corrupt.push(*d);
+                }
+            }
+        }
+        report
     }
 }
 
@@ -219,6 +255,52 @@ impl Inner {
     }
 
     /// Forgets a blob whose file turned out to be missing.
+    fn verified_insert(&self, d: &Digest) {
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(*d);
+    }
+
+    /// Whether `d`'s file still holds its bytes: hashed the first time it
+    /// is asked, remembered after. A corrupt blob is removed (so it reads
+    /// as missing and the client uploads it again).
+    fn check(&self, d: &Digest) -> Result<bool, StoreError> {
+        if *d == Digest::EMPTY
+            || self
+                .verified
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(d)
+        {
+            return Ok(true);
+        }
+        let path = self.blob_path(d);
+        match crate::cas::hash::digest_file(&path) {
+            Ok(got) if got == *d => {
+                self.verified_insert(d);
+                Ok(true)
+            }
+            Ok(got) => {
+                tracing::error!(blob = %d, %got, "corrupt blob on disk, removed");
+                self.discard(d);
+                Ok(false)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.forget(d);
+                Ok(false)
+            }
+            Err(e) => Err(io_err(&path, e)),
+        }
+    }
+
+    /// Removes a blob's files and its index entry.
+    fn discard(&self, d: &Digest) {
+        let _ = fs::remove_file(self.blob_path(d));
+        let _ = fs::remove_file(self.exec_path(d));
+        self.forget(d);
+    }
+
     fn forget(&self, d: &Digest) {
         if *d != Digest::EMPTY {
             self.lock().remove(d);
@@ -331,7 +413,14 @@ impl BlobStore for DiskStore {
         }
         let path = self.inner.blob_path(d);
         match fs::read(&path) {
-            Ok(data) => Ok(Some(data)),
+            // Whole reads are small blobs (directories, commands): always
+            // checked, a corrupt one reads as missing.
+            Ok(data) if Digest::of_bytes(&data) == *d => Ok(Some(data)),
+            Ok(_) => {
+                tracing::error!(blob = %d, "corrupt blob on disk, removed");
+                self.inner.discard(d);
+                Ok(None)
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.inner.forget(d);
                 Ok(None)
@@ -398,7 +487,7 @@ impl BlobStore for DiskStore {
             // Nothing to share; a fresh empty file costs the same as a link.
             return write_new(dest, b"", mode);
         }
-        if !self.inner.touch(d) {
+        if !self.inner.touch(d) || !self.inner.check(d)? {
             return Err(StoreError::NotFound(*d));
         }
         let src = if executable {

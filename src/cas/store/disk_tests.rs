@@ -307,3 +307,51 @@ fn concurrent_writes_and_evictions_keep_index_and_disk_in_step() {
     assert!(s.total_size() <= 2_000);
     assert_eq!(tmp_count(dir.path()), 0);
 }
+
+/// Flips one byte of a stored blob's file, as disk rot or a stray write
+/// would (the file is read-only, as stored).
+fn flip(s: &DiskStore, d: &Digest) {
+    let p = s.blob_path(d);
+    let mut bytes = fs::read(&p).unwrap();
+    bytes[0] ^= 0x40;
+    let mut perms = fs::metadata(&p).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+    fs::set_permissions(&p, perms).unwrap();
+    fs::write(&p, bytes).unwrap();
+}
+
+#[test]
+fn a_flipped_byte_is_caught_before_use_and_the_blob_removed() {
+    let (dir, s) = store(1 << 20);
+    let small = put(&s, b"a directory message, say");
+    let big = put(&s, &vec![7u8; 100_000]);
+    flip(&s, &small);
+    flip(&s, &big);
+    // Whole reads are checked every time.
+    assert_eq!(s.read(&small).unwrap(), None);
+    assert!(!s.contains(&small));
+    // A file an action would get is checked before its first use.
+    let dest = dir.path().join("input");
+    assert!(matches!(
+        s.link_or_copy(&big, &dest, false),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(!dest.exists() && !s.contains(&big));
+    // Uploaded again, it is whole.
+    assert_eq!(put(&s, &vec![7u8; 100_000]), big);
+    s.link_or_copy(&big, &dest, false).unwrap();
+    assert_eq!(fs::read(&dest).unwrap(), vec![7u8; 100_000]);
+}
+
+#[test]
+fn verify_all_reports_and_removes_corrupt_blobs() {
+    let (_dir, s) = store(1 << 20);
+    let good = put(&s, b"fine");
+    let bad = put(&s, b"soon rotten");
+    flip(&s, &bad);
+    let r = s.verify_all();
+    assert_eq!(r.checked, 2);
+    assert_eq!(r.corrupt, vec![bad]);
+    assert!(s.contains(&good) && !s.contains(&bad));
+    assert!(s.verify_all().corrupt.is_empty());
+}

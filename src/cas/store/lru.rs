@@ -47,6 +47,11 @@ impl LruIndex {
         self.total
     }
 
+    /// Every stored digest, in no particular order.
+    pub fn digests(&self) -> Vec<Digest> {
+        self.slots.keys().copied().collect()
+    }
+
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.slots.len()

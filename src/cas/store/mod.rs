@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use super::Digest;
 
 pub use action_cache::DiskActionCache;
-pub use disk::DiskStore;
+pub use disk::{DiskStore, VerifyReport};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
