@@ -4,14 +4,17 @@
 //! (modules, `include!`, `include_str!`), and the environment variables
 //! the crate reads with `env!` (`# env-dep:` lines), which join the remote
 //! Command. The crates it loads come from the `--extern` files and the
-//! records of earlier compiles (`crates`). Library crates (`lib`, `rlib`,
-//! `staticlib`) run remotely; crates that link (bins, proc-macros, test
-//! harnesses) run here, since the toolchain carries no linker yet, as do
-//! incremental compiles (`-C incremental`, cargo's default for workspace
-//! members in dev builds: `CARGO_INCREMENTAL=0` sends them remote too).
+//! records of earlier compiles (`crates`). Every crate type runs remotely:
+//! crates that link (bins, build scripts, proc-macros, test harnesses)
+//! take the linker rustc runs (`cc`, or `-C linker`) in their bundle, and
+//! run here when it cannot be found. Incremental compiles (`-C
+//! incremental`, cargo's default for workspace members in dev builds) run
+//! here: `CARGO_INCREMENTAL=0` sends them remote too.
 //!
 //! Paths stay as they are (rustc records its working directory in every
-//! rlib), so outputs are the bytes a local compile writes; rustc's JSON
+//! rlib), so outputs are the bytes a local compile writes — unless
+//! `RECAST_TRIM_PATHS=1` maps the project root to one path, so checkouts
+//! share hits; rustc's JSON
 //! diagnostics and artifact notifications are relayed as they are.
 
 use std::collections::BTreeMap;
