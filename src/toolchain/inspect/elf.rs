@@ -56,7 +56,7 @@ impl ElfInfo {
 }
 
 pub(crate) fn parse(bytes: &[u8]) -> Result<ElfInfo, InspectError> {
-    let elf = Elf::parse(bytes).map_err(|e| malformed(format!("ELF: {e}")))?;
+    let elf = super::guarded("ELF", || Elf::parse(bytes))?;
     let h = &elf.header;
     let class = match h.e_ident[header::EI_CLASS] {
         header::ELFCLASS32 => 32,

@@ -10,7 +10,7 @@ use target_lexicon::{
     Aarch64Architecture, Architecture, ArmArchitecture, OperatingSystem, X86_32Architecture,
 };
 
-use super::{Host, InspectError, malformed};
+use super::{Host, InspectError, guarded, malformed};
 
 /// One architecture slice of a Mach-O file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,11 +82,10 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<MachOInfo>, InspectError> {
     {
         return Err(malformed("Mach-O: 64-bit fat headers are not supported"));
     }
-    let err = |e: goblin::error::Error| malformed(format!("Mach-O: {e}"));
-    match Mach::parse(bytes).map_err(err)? {
+    match guarded("Mach-O", || Mach::parse(bytes))? {
         Mach::Binary(m) => Ok(vec![info(&m, bytes)?]),
         Mach::Fat(fat) => {
-            let arches = fat.arches().map_err(err)?;
+            let arches = guarded("Mach-O", || fat.arches())?;
             if arches.is_empty() {
                 return Err(malformed("Mach-O: fat file with no slices"));
             }
@@ -99,7 +98,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<MachOInfo>, InspectError> {
                         arch.offset, arch.size
                     )));
                 }
-                match fat.get(i).map_err(err)? {
+                match guarded("Mach-O", || fat.get(i))? {
                     SingleArch::MachO(m) => out.push(info(&m, slice)?),
                     // A fat static library: nothing the loader follows.
                     SingleArch::Archive(_) => return Ok(Vec::new()),

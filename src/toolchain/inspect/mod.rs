@@ -134,6 +134,39 @@ pub(crate) fn malformed(reason: impl Into<String>) -> InspectError {
     }
 }
 
+/// Runs goblin on untrusted bytes. goblin 0.10 has unchecked arithmetic
+/// on some header fields (fuzzing found `vmaddr - fileoff` on a hostile
+/// `LC_MAIN`), so a panic inside it becomes [`InspectError::Malformed`],
+/// and prints nothing: recast never writes to a compile's stderr. Panics
+/// anywhere else still reach the previous hook.
+pub(crate) fn guarded<T, E: std::fmt::Display>(
+    what: &str,
+    f: impl FnOnce() -> Result<T, E>,
+) -> Result<T, InspectError> {
+    use std::cell::Cell;
+    thread_local! {
+        static QUIET: Cell<bool> = const { Cell::new(false) };
+    }
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
+    let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was));
+    match got {
+        Ok(r) => r.map_err(|e| malformed(format!("{what}: {e}"))),
+        Err(_) => Err(malformed(format!(
+            "{what}: the headers are inconsistent (the parser gave up on them)"
+        ))),
+    }
+}
+
 /// Reads what a file's header says. Pure, and total: any input gives a
 /// [`Binary`] or [`InspectError::Malformed`].
 pub fn parse(bytes: &[u8]) -> Result<Binary, InspectError> {

@@ -370,3 +370,47 @@ fn arm64_and_fat_closures() {
         "{e}"
     );
 }
+
+/// Found by `fuzz/fuzz_targets/inspect_macho.rs`: an `LC_MAIN` with a
+/// `__TEXT` segment whose file offset lies above its address made goblin
+/// 0.10 subtract with overflow (a panic in debug builds).
+#[test]
+fn a_text_segment_above_its_address_is_malformed_not_a_panic() {
+    let u32le = |v: u32| v.to_le_bytes();
+    let u64le = |v: u64| v.to_le_bytes();
+    let mut seg = Vec::new();
+    seg.extend(u32le(0x19)); // LC_SEGMENT_64
+    seg.extend(u32le(72));
+    seg.extend(*b"__TEXT\0\0\0\0\0\0\0\0\0\0");
+    for v in [0u64, 0x1000, 0x1000, 0] {
+        seg.extend(u64le(v)); // vmaddr, vmsize, fileoff, filesize
+    }
+    for v in [5u32, 5, 0, 0] {
+        seg.extend(u32le(v)); // maxprot, initprot, nsects, flags
+    }
+    let mut main = Vec::new();
+    main.extend(u32le(0x8000_0028)); // LC_MAIN
+    main.extend(u32le(24));
+    main.extend(u64le(0x10));
+    main.extend(u64le(0));
+    let mut bytes = Vec::new();
+    bytes.extend(u32le(0xfeed_facf)); // MH_MAGIC_64
+    bytes.extend(u32le(0x0100_0007)); // x86_64
+    bytes.extend(u32le(3));
+    bytes.extend(u32le(2)); // MH_EXECUTE
+    bytes.extend(u32le(2));
+    bytes.extend(u32le((seg.len() + main.len()) as u32));
+    bytes.extend(u32le(0));
+    bytes.extend(u32le(0));
+    bytes.extend(seg);
+    bytes.extend(main);
+    bytes.resize(0x2000, 0);
+    match super::parse(&bytes) {
+        Err(InspectError::Malformed { reason, .. }) => {
+            assert!(reason.contains("Mach-O"), "{reason}")
+        }
+        // A goblin that checks its arithmetic may accept the file.
+        Ok(_) => {}
+        Err(e) => panic!("{e}"),
+    }
+}
