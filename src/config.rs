@@ -29,6 +29,9 @@ pub mod vars {
     pub const TLS_KEY: &str = "RECAST_TLS_KEY";
     /// Seconds one remote call may take before it counts as failed.
     pub const TIMEOUT: &str = "RECAST_TIMEOUT";
+    /// Seconds the embedded default's server waits without a call before
+    /// it stops (default 3600; 0: never). The next compile starts it again.
+    pub const IDLE_TIMEOUT: &str = "RECAST_IDLE_TIMEOUT";
     /// Path of the config file (default: `$XDG_CONFIG_HOME/recast/config.toml`).
     pub const CONFIG: &str = "RECAST_CONFIG";
     /// Directory for recast's state: caches and the embedded server

@@ -58,3 +58,47 @@ fn embedded_server_starts_on_demand_is_reused_and_stops() {
     assert!(!alive(pid), "stop-server stopped pid {pid}");
     assert!(!cache.join("serve.json").exists());
 }
+
+#[test]
+fn embedded_server_stops_when_idle_and_the_next_run_starts_another() {
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let work = tmp.path().join("work");
+    fs::create_dir_all(&work).unwrap();
+    let run = |script: &str| {
+        let mut cmd = recast_with_cache(&cache, ["run", "--output", "out", "--input-root"]);
+        cmd.arg(&work)
+            .args(["--", "/bin/sh", "-c", script])
+            .env("RECAST_IDLE_TIMEOUT", "2");
+        run_ok(&mut cmd);
+    };
+    // An action longer than the timeout keeps the server up: the next
+    // run, right after it, still finds the same server.
+    run("sleep 3; echo slow > out");
+    assert_eq!(fs::read_to_string(work.join("out")).unwrap(), "slow\n");
+    let pid = server_pid(&cache);
+    run("echo quick > out");
+    assert_eq!(
+        server_pid(&cache),
+        pid,
+        "the server stayed up through a long action"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!alive(pid), "the idle server (pid {pid}) stopped by itself");
+    run("echo again > out");
+    assert_ne!(server_pid(&cache), pid, "a new server was started");
+    assert_eq!(fs::read_to_string(work.join("out")).unwrap(), "again\n");
+    run_ok(&mut recast_with_cache(&cache, ["stop-server"]));
+
+    let mut bad = recast_with_cache(&cache, ["run", "--input-root"]);
+    bad.arg(&work)
+        .args(["--", "/bin/true"])
+        .env("RECAST_IDLE_TIMEOUT", "soon");
+    let out = bad.output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("RECAST_IDLE_TIMEOUT"), "{err}");
+}

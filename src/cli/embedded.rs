@@ -29,8 +29,23 @@ fn state_path(dir: &Path) -> PathBuf {
     dir.join("serve.json")
 }
 
-/// URL of the running embedded server, starting one if none answers.
-pub fn ensure(dir: &Path) -> anyhow::Result<String> {
+/// How long the embedded server waits without a call before it stops.
+const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 3600;
+
+/// `RECAST_IDLE_TIMEOUT` in seconds (0: never).
+pub fn idle_timeout(env: &crate::config::Env) -> anyhow::Result<u64> {
+    let var = crate::config::vars::IDLE_TIMEOUT;
+    match env.get(var) {
+        None | Some("") => Ok(DEFAULT_IDLE_TIMEOUT_SECS),
+        Some(v) => v.trim().parse().map_err(|_| {
+            anyhow::anyhow!("{var}={v:?}: expected a number of seconds (0: never stop)")
+        }),
+    }
+}
+
+/// URL of the running embedded server, starting one (stopping after
+/// `idle_secs` without a call) if none answers.
+pub fn ensure(dir: &Path, idle_secs: u64) -> anyhow::Result<String> {
     if let Some(url) = running(dir) {
         return Ok(url);
     }
@@ -42,7 +57,7 @@ pub fn ensure(dir: &Path) -> anyhow::Result<String> {
     if let Some(url) = running(dir) {
         return Ok(url);
     }
-    start(dir)
+    start(dir, idle_secs)
 }
 
 /// The recorded server, if its process is alive and its port accepts.
@@ -62,7 +77,7 @@ fn alive(pid: i32) -> bool {
     pid > 0 && unsafe { libc::kill(pid, 0) } == 0
 }
 
-fn start(dir: &Path) -> anyhow::Result<String> {
+fn start(dir: &Path, idle_secs: u64) -> anyhow::Result<String> {
     let exe = std::env::current_exe().context("finding the recast binary to start the server")?;
     let out_path = dir.join("serve.out");
     let out =
@@ -76,6 +91,8 @@ fn start(dir: &Path) -> anyhow::Result<String> {
         .arg("127.0.0.1:0")
         .arg("--dir")
         .arg(dir.join("server"))
+        .arg("--idle-timeout")
+        .arg(idle_secs.to_string())
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(log)

@@ -154,7 +154,8 @@ pub async fn connect_with(
         Endpoint::Url(url) => url.clone(),
         Endpoint::Embedded => {
             let dir = cfg.cache_dir.clone();
-            tokio::task::spawn_blocking(move || embedded::ensure(&dir))
+            let idle = embedded::idle_timeout(env)?;
+            tokio::task::spawn_blocking(move || embedded::ensure(&dir, idle))
                 .await
                 .context("starting the embedded server")??
         }

@@ -55,6 +55,11 @@ pub struct ServeArgs {
     /// instead of serving. Stop the server using --dir first.
     #[arg(long)]
     pub verify: bool,
+    /// Stop after SECS without a call while no action runs (0: never).
+    /// The embedded default's server is started with
+    /// `RECAST_IDLE_TIMEOUT` (default 3600).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub idle_timeout: u64,
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -115,6 +120,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         sandbox,
         tls,
         auth_token,
+        idle_timeout: (args.idle_timeout > 0)
+            .then(|| std::time::Duration::from_secs(args.idle_timeout)),
     })
     .await?;
     // Actions still running sit on blocking threads the runtime would wait

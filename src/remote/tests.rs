@@ -596,6 +596,7 @@ async fn zstd_round_trip_against_the_embedded_server() {
         sandbox: Default::default(),
         tls: None,
         auth_token: None,
+        idle_timeout: None,
     };
     let (addr, server) = crate::server::spawn(opts).await.unwrap();
     let cfg = config(&dir.path().join("cache"));

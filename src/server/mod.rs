@@ -78,6 +78,9 @@ pub struct ServeOptions {
     pub tls: Option<TlsFiles>,
     /// Refuse calls without `authorization: Bearer <token>`.
     pub auth_token: Option<String>,
+    /// Stop after this long without a call while no action is running
+    /// (the embedded default's servers; `None`: serve until stopped).
+    pub idle_timeout: Option<Duration>,
 }
 
 /// The server's TLS material, as PEM bytes.
@@ -99,11 +102,13 @@ impl std::fmt::Debug for TlsFiles {
 
 /// Checks every call's bearer token, when the server has one (constant
 /// time in the token's bytes).
+/// Every call also marks the server as in use (the idle timeout).
 #[derive(Clone)]
-struct AuthGate(Option<std::sync::Arc<Vec<u8>>>);
+struct AuthGate(Option<std::sync::Arc<Vec<u8>>>, Arc<Activity>);
 
 impl tonic::service::Interceptor for AuthGate {
     fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        self.1.touch();
         let Some(want) = &self.0 else {
             return Ok(req);
         };
@@ -131,12 +136,42 @@ impl tonic::service::Interceptor for AuthGate {
     }
 }
 
+/// When the server last saw a call.
+pub struct Activity {
+    started: std::time::Instant,
+    /// Milliseconds after `started`.
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            started: std::time::Instant::now(),
+            last: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.last
+            .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let last = self.last.load(std::sync::atomic::Ordering::Relaxed);
+        self.started
+            .elapsed()
+            .saturating_sub(Duration::from_millis(last))
+    }
+}
+
 /// All services over one store, ready to be served.
 #[derive(Clone)]
 pub struct Services {
     pub store: Arc<dyn BlobStore>,
     pub ac: Arc<DiskActionCache>,
     pub executor: Arc<Executor>,
+    pub activity: Arc<Activity>,
 }
 
 impl Services {
@@ -183,7 +218,24 @@ impl Services {
             store,
             ac,
             executor,
+            activity: Arc::new(Activity::new()),
         })
+    }
+
+    /// Resolves once the server has had no call for `timeout` and runs no
+    /// action (a call in flight, such as an Execute stream, keeps its
+    /// operation unfinished, so a long action never looks idle).
+    pub async fn idle(&self, timeout: Duration) {
+        let step = (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+        loop {
+            tokio::time::sleep(step).await;
+            let busy = self.executor.operations().list().iter().any(|op| !op.done);
+            if busy {
+                self.activity.touch();
+            } else if self.activity.idle_for() >= timeout {
+                return;
+            }
+        }
     }
 
     /// The tonic router with every service, size limits raised and
@@ -228,7 +280,10 @@ impl Services {
                 .tls_config(cfg)
                 .context("the server's TLS certificate or key")?;
         }
-        let gate = AuthGate(auth_token.map(|t| std::sync::Arc::new(t.as_bytes().to_vec())));
+        let gate = AuthGate(
+            auth_token.map(|t| std::sync::Arc::new(t.as_bytes().to_vec())),
+            self.activity.clone(),
+        );
         builder
             .layer(tonic::service::InterceptorLayer::new(gate))
             // Large windows and frames: ByteStream moves 1 MiB chunks, and
@@ -283,6 +338,17 @@ where
         }
         conn
     });
+    let idle = services.clone();
+    let idle_timeout = opts.idle_timeout;
+    let shutdown = async move {
+        match idle_timeout {
+            Some(t) => tokio::select! {
+                () = shutdown => {}
+                () = idle.idle(t) => tracing::info!(timeout = ?t, "idle: shutting down"),
+            },
+            None => shutdown.await,
+        }
+    };
     let handle = tokio::spawn(async move {
         services
             .serve(

@@ -26,6 +26,7 @@ async fn start() -> (tempfile::TempDir, tonic::transport::Channel) {
         sandbox: Default::default(),
         tls: None,
         auth_token: None,
+        idle_timeout: None,
     })
     .await
     .unwrap();
