@@ -6,12 +6,16 @@ the zstd-sys crate vendors, so it is on any machine that built recast),
 built with a small Makefile, `make -j2`, -O2. For each tool, in one run:
 
   build    cold  every compile misses (empty caches; recast: empty action
-                 cache, toolchain already on the server)
+                 cache and scan cache, toolchain already on the server,
+                 which keeps running between builds)
            warm  `make clean` then make again: every compile hits
   per-file hit   one `-c` of a single file, repeated: the wrapper's own
                  overhead on a hit (median)
 
-plus recast's very first build (the toolchain upload included). Prints
+plus recast's very first build (the toolchain upload included), and
+sccache-dist (scheduler and one bubblewrap build server on 127.0.0.1)
+with an empty local cache: every compile distributed, its toolchain
+already on the build server. Prints
 medians of --runs runs and the ratios the issues aim at. Standard library
 only; `bench/cc.sh` builds the release binary and calls this.
 """
@@ -26,6 +30,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sccache_dist import SccacheDist  # noqa: E402
 
 MAKEFILE = """\
 SRC := $(wildcard lib/common/*.c) $(wildcard lib/compress/*.c) $(wildcard lib/decompress/*.c)
@@ -109,6 +116,15 @@ class RecastServer:
         self.proc.terminate()
         self.proc.wait()
 
+    @staticmethod
+    def clear_results(state):
+        """Empties the action cache of a running server (its entries are
+        plain files; the CAS, the toolchains in it, and the server's
+        first-use blob checks stay, as they do between a user's builds)."""
+        for f in (state / "ac").rglob("*"):
+            if f.is_file():
+                f.unlink()
+
 
 def fmt(s):
     return f"{s * 1000:8.1f} ms" if s < 1 else f"{s:8.2f} s "
@@ -170,6 +186,23 @@ def main():
             subprocess.run([str(sccache), "--stop-server"], env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
+        if (sccache.parent / "sccache-dist").exists() and shutil.which("bwrap"):
+            dist = SccacheDist(sccache.parent, tmp / "sccache-dist")
+            env = dist.client_env(base)
+            try:
+                dist.fresh_client(env)
+                first = build(proj, f"{sccache} gcc", env)
+                cold = []
+                for _ in range(args.runs):
+                    dist.fresh_client(env)
+                    cold.append(build(proj, f"{sccache} gcc", env))
+                results["sccache-dist"] = dict(cold=statistics.median(cold), warm=None,
+                                               hit=None, first=first,
+                                               distributed=dist.distributed(env))
+            finally:
+                dist.stop_client(env)
+                dist.stop()
+
         # recast: the first build ever (toolchain upload included), then
         # cold (fresh action cache and client cache, toolchain on the server)
         state = tmp / "recast-server"
@@ -178,17 +211,12 @@ def main():
                    RECAST_CACHE_DIR=str(tmp / "recast-client"),
                    RECAST_CONFIG=str(tmp / "none.toml"))
         first = build(proj, f"{recast} gcc", env)
-        server.stop()
 
         def fresh_recast(e):
-            nonlocal server
-            server.stop()
-            # Keep the CAS (the toolchain stays uploaded), drop the results.
-            shutil.rmtree(state / "ac", ignore_errors=True)
+            # Keep the server and its CAS (the toolchain stays uploaded),
+            # drop the results and the client's scan cache.
+            RecastServer.clear_results(state)
             shutil.rmtree(tmp / "recast-client" / "deps", ignore_errors=True)
-            server = RecastServer(recast, state)
-            e["RECAST_REMOTE"] = server.url
-        server = RecastServer(recast, state)
         run_tool("recast", f"{recast} gcc", [recast, "gcc"], env, fresh_recast)
         results["recast"]["first"] = first
         server.stop()
@@ -197,14 +225,22 @@ def main():
 
     print(f"\nzstd library, {nfiles} files, make -j2, -O2; medians of {args.runs} runs "
           f"({args.hits} for per-file hits)\n")
-    print(f"{'tool':<10}{'cold build':>14}{'warm build':>14}{'per-file hit':>16}")
+    print(f"{'tool':<14}{'cold build':>14}{'warm build':>14}{'per-file hit':>16}")
+    none = "       —   "
     for name, r in results.items():
-        warm = fmt(r["warm"]) if r["warm"] is not None else "       —   "
-        print(f"{name:<10}{fmt(r['cold']):>14}{warm:>14}{fmt(r['hit']):>16}")
+        warm = fmt(r["warm"]) if r["warm"] is not None else none
+        hit = fmt(r["hit"]) if r["hit"] is not None else none
+        print(f"{name:<14}{fmt(r['cold']):>14}{warm:>14}{hit:>16}")
     rc = results["recast"]
     print(f"\nrecast first build ever (toolchain upload included): {fmt(rc['first'])}")
+    if "sccache-dist" in results:
+        d = results["sccache-dist"]
+        print(f"sccache-dist first build (toolchain packaged and shipped): {fmt(d['first'])}; "
+              f"compiles distributed in the last cold build: {d['distributed']} of {nfiles}")
     g = results["gcc"]["cold"]
     print(f"recast cold / plain gcc:        {rc['cold'] / g:5.2f}   (aim ≤ 1.10)")
+    if "sccache-dist" in results:
+        print(f"recast cold / sccache-dist cold: {rc['cold'] / results['sccache-dist']['cold']:5.2f}")
     for peer in ["ccache", "sccache"]:
         if peer in results:
             p = results[peer]

@@ -8,8 +8,12 @@ CARGO_INCREMENTAL=0 (sccache refuses incremental builds). In one run:
 
   plain        cargo build
   cold         every compile misses (sccache: empty cache; recast: empty
-               action cache, toolchains already on the server)
+               action cache and client caches, toolchains already on the
+               server, which keeps running between builds)
   warm         `cargo clean` then build again: every compile hits
+
+and sccache-dist (scheduler and one bubblewrap build server on
+127.0.0.1) with an empty local cache, its toolchain already shipped.
 
 Prints medians of --runs runs and the ratios the issue aims at. Standard
 library only; `bench/rust.sh` builds the release binary and calls this.
@@ -29,6 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from cc import RecastServer, fmt  # noqa: E402
+from sccache_dist import SccacheDist  # noqa: E402
 
 
 def workspace(at, vendor):
@@ -90,6 +95,22 @@ def main():
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             results["sccache"] = dict(cold=statistics.median(cold), warm=statistics.median(warm))
 
+        if (sccache.parent / "sccache-dist").exists() and shutil.which("bwrap"):
+            dist = SccacheDist(sccache.parent, tmp / "sccache-dist")
+            env = dist.client_env(dict(base, RUSTC_WRAPPER=str(sccache)))
+            try:
+                dist.fresh_client(env)
+                first = build(ws, env)
+                cold = []
+                for _ in range(args.runs):
+                    dist.fresh_client(env)
+                    cold.append(build(ws, env))
+                results["sccache-dist"] = dict(cold=statistics.median(cold), warm=None,
+                                               first=first, distributed=dist.distributed(env))
+            finally:
+                dist.stop_client(env)
+                dist.stop()
+
         state = tmp / "recast-server"
         server = RecastServer(recast, state)
         client = tmp / "recast-client"
@@ -98,12 +119,9 @@ def main():
         first = build(ws, env)
         cold, warm = [], []
         for _ in range(args.runs):
-            server.stop()
-            shutil.rmtree(state / "ac", ignore_errors=True)
+            RecastServer.clear_results(state)
             for d in ["deps", "crates", "twins"]:
                 shutil.rmtree(client / d, ignore_errors=True)
-            server = RecastServer(recast, state)
-            env["RECAST_REMOTE"] = server.url
             cold.append(build(ws, env))
             warm.append(build(ws, env))
         server.stop()
@@ -113,13 +131,19 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"\ntests/fixtures/cargo-ws, cargo build (dev, CARGO_INCREMENTAL=0); medians of {args.runs} runs\n")
-    print(f"{'tool':<10}{'cold':>14}{'warm':>14}")
+    print(f"{'tool':<14}{'cold':>14}{'warm':>14}")
     for name, r in results.items():
         warm = fmt(r["warm"]) if r["warm"] is not None else "       —   "
-        print(f"{name:<10}{fmt(r['cold']):>14}{warm:>14}")
+        print(f"{name:<14}{fmt(r['cold']):>14}{warm:>14}")
     rc = results["recast"]
     print(f"\nrecast first build ever (toolchain uploads included): {fmt(rc['first'])}")
+    if "sccache-dist" in results:
+        d = results["sccache-dist"]
+        print(f"sccache-dist first build (toolchain packaged and shipped): {fmt(d['first'])}; "
+              f"compiles distributed in the last cold build: {d['distributed']}")
     print(f"recast cold / plain cargo:   {rc['cold'] / results['cargo']['cold']:5.2f}   (aim ≤ 1.10)")
+    if "sccache-dist" in results:
+        print(f"recast cold / sccache-dist cold: {rc['cold'] / results['sccache-dist']['cold']:5.2f}")
     if "sccache" in results:
         print(f"recast warm / sccache warm:  {rc['warm'] / results['sccache']['warm']:5.2f}   (aim ≤ 0.50)")
         print(f"recast cold / sccache cold:  {rc['cold'] / results['sccache']['cold']:5.2f}")

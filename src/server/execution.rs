@@ -340,9 +340,18 @@ impl Core {
                 "worker task failed: {join}"
             ))),
         };
+        let phases = response
+            .result
+            .as_ref()
+            .and_then(|r| r.execution_metadata.as_ref())
+            .map(phase_millis)
+            .unwrap_or_default();
         tracing::info!(
             action = %action_digest,
             worker,
+            fetch_ms = phases[0],
+            run_ms = phases[1],
+            collect_ms = phases[2],
             exit_code = response.result.as_ref().map(|r| r.exit_code),
             status = response.status.as_ref().map_or(0, |s| s.code),
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -361,6 +370,34 @@ impl Core {
         }
         tracker.finish(response);
     }
+}
+
+/// Milliseconds spent materializing inputs, running, and collecting
+/// outputs, from a result's metadata.
+fn phase_millis(md: &reapi::ExecutedActionMetadata) -> [u64; 3] {
+    let ms = |a: &Option<prost_types::Timestamp>, b: &Option<prost_types::Timestamp>| {
+        let (Some(a), Some(b)) = (a, b) else {
+            return 0;
+        };
+        let ns = |t: &prost_types::Timestamp| {
+            i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos)
+        };
+        ((ns(b) - ns(a)).max(0) / 1_000_000) as u64
+    };
+    [
+        ms(
+            &md.input_fetch_start_timestamp,
+            &md.input_fetch_completed_timestamp,
+        ),
+        ms(
+            &md.execution_start_timestamp,
+            &md.execution_completed_timestamp,
+        ),
+        ms(
+            &md.output_upload_start_timestamp,
+            &md.output_upload_completed_timestamp,
+        ),
+    ]
 }
 
 /// The Execution service.
