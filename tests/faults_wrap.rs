@@ -35,6 +35,25 @@ fn lcg(seed: &mut u64) -> u64 {
     *seed >> 33
 }
 
+/// One line per kill, for the notes: how the build's compiles went.
+fn report(
+    what: &str,
+    run: u64,
+    after_ms: u64,
+    before: &serde_json::Value,
+    now: &serde_json::Value,
+) {
+    let d = |k: &str| now[k].as_u64().unwrap_or(0) - before[k].as_u64().unwrap_or(0);
+    eprintln!(
+        "{what} kill {run} after {after_ms} ms: {} compiles, {} remote, {} hits, {} fallbacks {}",
+        d("compiles"),
+        d("remote_executions"),
+        d("cache_hits"),
+        d("fallbacks"),
+        now["fallback_causes"]
+    );
+}
+
 fn stats(cache: &Path) -> serde_json::Value {
     let out = run_ok(&mut recast_with_cache(cache, ["stats", "--json"]));
     serde_json::from_slice(&out.stdout).unwrap()
@@ -124,11 +143,14 @@ fn make_survives_the_server_killed_at_random_points() {
     assert_eq!(want.len(), 8);
     let mut seed = 17;
     for run in 0..runs() {
+        let before = stats(&cache);
         let mut server = Server::start();
         let child = make(&proj, &format!("{BIN} gcc"), &cache, &server.url());
-        std::thread::sleep(Duration::from_millis(lcg(&mut seed) % 1500));
+        let after_ms = lcg(&mut seed) % 1500;
+        std::thread::sleep(Duration::from_millis(after_ms));
         server.stop();
         assert_done(child, &format!("make, kill {run}"));
+        report("make", run, after_ms, &before, &stats(&cache));
         assert_eq!(objects(&proj), want, "kill {run}: objects differ");
         // No temp file of a half-written output is left beside them.
         assert!(
@@ -448,11 +470,14 @@ fn cargo_survives_the_server_killed_at_random_points() {
     let mut seed = 5;
     for run in 0..runs() {
         clean();
+        let before = stats(&cache);
         let mut server = Server::start();
         let child = cargo(Some(&server.url())).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(500 + lcg(&mut seed) % 5000));
+        let after_ms = 500 + lcg(&mut seed) % 5000;
+        std::thread::sleep(Duration::from_millis(after_ms));
         server.stop();
         assert_done(child, &format!("cargo, kill {run}"));
+        report("cargo", run, after_ms, &before, &stats(&cache));
         assert_eq!(libs(), want, "kill {run}: rlibs differ");
     }
 }
