@@ -254,7 +254,7 @@ impl Inner {
         true
     }
 
-    /// Forgets a blob whose file turned out to be missing.
+    /// Remembers that `d`'s file was found whole.
     fn verified_insert(&self, d: &Digest) {
         self.verified
             .lock()
