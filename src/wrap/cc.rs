@@ -19,7 +19,7 @@ use super::paths::{self, Exposure, PathMap};
 use super::remote::{Landing, Prepared};
 use super::tool::{self, Tool};
 use super::{Ctx, Flow, Invocation, flow, inputs, local};
-use crate::action::{self, CommandSpec, Features, OutputSpec};
+use crate::action::{CommandSpec, Features, OutputSpec};
 use crate::cas::Digest;
 use crate::config::Mode;
 use crate::invocation::gcc::{self, CCompile, CFamily};
@@ -405,25 +405,6 @@ fn prepare(
         working_directory: map.tree_path(&cwd),
         platform: platform.to_vec(),
     };
-    let command = action::build_command(&spec, features).map_err(|e| {
-        tracing::info!("{e}");
-        "command"
-    })?;
-    let command_digest = Digest::of_message(&command).0;
-    let action = action::build_action(
-        &command_digest,
-        &inputs.tree.root,
-        None,
-        false,
-        platform,
-        features.action_platform,
-    );
-    Ok(Prepared {
-        digest: Digest::of_message(&action).0,
-        action,
-        command,
-        inputs,
-        landing: Landing::beside(&cwd, &relative),
-        outputs: relative,
-    })
+    let landing = Landing::beside(&cwd, &relative);
+    Prepared::new(&spec, features, inputs, landing)
 }

@@ -145,23 +145,11 @@ pub async fn chroots(
             ),
         });
     };
-    let mut blobs = p.inputs.blobs.clone();
-    for (d, bytes) in &p.inputs.tree.directories {
-        blobs.push(Blob {
-            digest: *d,
-            source: remote::BlobSource::Bytes(bytes.clone()),
-        });
-    }
-    blobs.push(Blob::from_message(&p.command));
-    blobs.push(Blob::from_message(&p.action));
     let outcome = remote::run_action(
         client,
         ActionRun {
-            action_digest: p.digest,
-            blobs,
             skip_cache: true,
-            timeout: None,
-            inline_outputs: Vec::new(),
+            ..p.run(Vec::new())
         },
     )
     .await

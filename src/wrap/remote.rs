@@ -27,6 +27,61 @@ pub struct Prepared {
     pub landing: Landing,
 }
 
+impl Prepared {
+    /// The Command and Action for `spec` over `inputs`; `spec.outputs` are
+    /// the files `landing` places here. `Err` is the stats key of why the
+    /// compile runs locally.
+    pub fn new(
+        spec: &crate::action::CommandSpec,
+        features: crate::action::Features,
+        inputs: Inputs,
+        landing: Landing,
+    ) -> Result<Prepared, &'static str> {
+        let command = crate::action::build_command(spec, features).map_err(|e| {
+            tracing::info!("{e}");
+            "command"
+        })?;
+        let command_digest = Digest::of_message(&command).0;
+        let action = crate::action::build_action(
+            &command_digest,
+            &inputs.tree.root,
+            None,
+            false,
+            &spec.platform,
+            features.action_platform,
+        );
+        Ok(Prepared {
+            digest: Digest::of_message(&action).0,
+            action,
+            command,
+            inputs,
+            outputs: spec.outputs.iter().map(|o| o.path.clone()).collect(),
+            landing,
+        })
+    }
+
+    /// The run for `remote::run_action`: every blob the action needs
+    /// (files, directories, Command, Action), `inline` outputs asked for.
+    pub fn run(&self, inline: Vec<String>) -> ActionRun {
+        let mut blobs = self.inputs.blobs.clone();
+        for (d, bytes) in &self.inputs.tree.directories {
+            blobs.push(Blob {
+                digest: *d,
+                source: remote::BlobSource::Bytes(bytes.clone()),
+            });
+        }
+        blobs.push(Blob::from_message(&self.command));
+        blobs.push(Blob::from_message(&self.action));
+        ActionRun {
+            action_digest: self.digest,
+            blobs,
+            skip_cache: false,
+            timeout: None,
+            inline_outputs: inline,
+        }
+    }
+}
+
 /// Where an action's outputs go on this machine, and what to write back
 /// into text the compiler wrote with remote paths.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -268,22 +323,7 @@ pub async fn lookup_digest(
 
 /// The action cache, then Execute.
 pub async fn execute(client: &Client, p: &Prepared) -> Result<Finished, Failure> {
-    let mut blobs = p.inputs.blobs.clone();
-    for (d, bytes) in &p.inputs.tree.directories {
-        blobs.push(Blob {
-            digest: *d,
-            source: remote::BlobSource::Bytes(bytes.clone()),
-        });
-    }
-    blobs.push(Blob::from_message(&p.command));
-    blobs.push(Blob::from_message(&p.action));
-    let mut run = ActionRun {
-        action_digest: p.digest,
-        blobs,
-        skip_cache: false,
-        timeout: None,
-        inline_outputs: p.outputs.clone(),
-    };
+    let mut run = p.run(p.outputs.clone());
     for attempt in 0..2 {
         let outcome = remote::run_action(client, run.clone())
             .await
@@ -328,22 +368,7 @@ pub async fn execute(client: &Client, p: &Prepared) -> Result<Finished, Failure>
 /// For builds whose outputs only other remote actions read (the
 /// workers'-platform twin of a proc-macro).
 pub async fn execute_kept(client: &Client, p: &Prepared) -> Result<reapi::ActionResult, Failure> {
-    let mut blobs = p.inputs.blobs.clone();
-    for (d, bytes) in &p.inputs.tree.directories {
-        blobs.push(Blob {
-            digest: *d,
-            source: remote::BlobSource::Bytes(bytes.clone()),
-        });
-    }
-    blobs.push(Blob::from_message(&p.command));
-    blobs.push(Blob::from_message(&p.action));
-    let run = ActionRun {
-        action_digest: p.digest,
-        blobs,
-        skip_cache: false,
-        timeout: None,
-        inline_outputs: Vec::new(),
-    };
+    let run = p.run(Vec::new());
     let outcome = remote::run_action(client, run)
         .await
         .map_err(|e| Failure::of(&e))?;

@@ -28,7 +28,7 @@ use super::stats::Event;
 use super::tool::{self, Tool};
 use super::twin::{self, TwinFile};
 use super::{Ctx, Flow, Invocation, crates, flow, inputs, local};
-use crate::action::{self, CommandSpec, Features, OutputSpec};
+use crate::action::{CommandSpec, Features, OutputSpec};
 use crate::cas::Digest;
 use crate::config::Mode;
 use crate::invocation::rustc::{self, EnvValue, InputKind, RustCompile, SearchKind, Target};
@@ -701,36 +701,17 @@ fn prepare(
         working_directory: map.tree_path(&cwd),
         platform: platform.to_vec(),
     };
-    let command = action::build_command(&spec, features).map_err(|e| {
-        tracing::info!("{e}");
-        "command"
-    })?;
-    let command_digest = Digest::of_message(&command).0;
-    let action = action::build_action(
-        &command_digest,
-        &inputs.tree.root,
-        None,
-        false,
-        platform,
-        features.action_platform,
-    );
-    Ok(Prepared {
-        digest: Digest::of_message(&action).0,
-        action,
-        command,
-        inputs,
-        landing: Landing {
-            local: r
-                .outputs
-                .iter()
-                .map(|o| paths::absolute(&cwd, &o.path))
-                .collect(),
-            unmap: map
-                .root()
-                .map(|root| (MAPPED_ROOT.to_string(), root.to_string_lossy().into_owned())),
-        },
-        outputs,
-    })
+    let landing = Landing {
+        local: r
+            .outputs
+            .iter()
+            .map(|o| paths::absolute(&cwd, &o.path))
+            .collect(),
+        unmap: map
+            .root()
+            .map(|root| (MAPPED_ROOT.to_string(), root.to_string_lossy().into_owned())),
+    };
+    Prepared::new(&spec, features, inputs, landing)
 }
 
 /// With `RECAST_TRIM_PATHS`, the project root moves to [`MAPPED_ROOT`].
