@@ -188,20 +188,8 @@ def main():
 
         if (sccache.parent / "sccache-dist").exists() and shutil.which("bwrap"):
             dist = SccacheDist(sccache.parent, tmp / "sccache-dist")
-            env = dist.client_env(base)
-            try:
-                dist.fresh_client(env)
-                first = build(proj, f"{sccache} gcc", env)
-                cold = []
-                for _ in range(args.runs):
-                    dist.fresh_client(env)
-                    cold.append(build(proj, f"{sccache} gcc", env))
-                results["sccache-dist"] = dict(cold=statistics.median(cold), warm=None,
-                                               hit=None, first=first,
-                                               distributed=dist.distributed(env))
-            finally:
-                dist.stop_client(env)
-                dist.stop()
+            results["sccache-dist"] = dist.measure(
+                base, lambda e: build(proj, f"{sccache} gcc", e), args.runs)
 
         # recast: the first build ever (toolchain upload included), then
         # cold (fresh action cache and client cache, toolchain on the server)

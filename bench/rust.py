@@ -97,19 +97,8 @@ def main():
 
         if (sccache.parent / "sccache-dist").exists() and shutil.which("bwrap"):
             dist = SccacheDist(sccache.parent, tmp / "sccache-dist")
-            env = dist.client_env(dict(base, RUSTC_WRAPPER=str(sccache)))
-            try:
-                dist.fresh_client(env)
-                first = build(ws, env)
-                cold = []
-                for _ in range(args.runs):
-                    dist.fresh_client(env)
-                    cold.append(build(ws, env))
-                results["sccache-dist"] = dict(cold=statistics.median(cold), warm=None,
-                                               first=first, distributed=dist.distributed(env))
-            finally:
-                dist.stop_client(env)
-                dist.stop()
+            results["sccache-dist"] = dist.measure(
+                dict(base, RUSTC_WRAPPER=str(sccache)), lambda e: build(ws, e), args.runs)
 
         state = tmp / "recast-server"
         server = RecastServer(recast, state)

@@ -14,6 +14,7 @@ apart. Standard library only.
 """
 
 import secrets
+import statistics
 import shutil
 import socket
 import subprocess
@@ -106,6 +107,24 @@ class SccacheDist:
                     break
                 total += int(parts[1])
         return total
+
+    def measure(self, base, build, runs):
+        """The first build (toolchain packaged and shipped), then `runs`
+        cold builds each from an empty local cache. `build(env)` returns
+        seconds. Stops everything afterwards."""
+        env = self.client_env(base)
+        try:
+            self.fresh_client(env)
+            first = build(env)
+            cold = []
+            for _ in range(runs):
+                self.fresh_client(env)
+                cold.append(build(env))
+            return dict(cold=statistics.median(cold), warm=None, hit=None, first=first,
+                        distributed=self.distributed(env))
+        finally:
+            self.stop_client(env)
+            self.stop()
 
     def stop_client(self, env):
         self._client(env, "--stop-server")
