@@ -125,10 +125,11 @@ fn up_from(cwd: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn sample() -> Manifest {
+    /// A gcc manifest, for tests here and elsewhere.
+    pub(crate) fn sample() -> Manifest {
         Manifest {
             schema: SCHEMA,
             name: "gcc-12.2.0-x86_64-linux".into(),

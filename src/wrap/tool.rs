@@ -189,7 +189,7 @@ mod tests {
     fn registry_file_digests_follow_the_trees_symlinks() {
         let d = Digest::of_bytes(b"gcc");
         let tool = Tool::Registry {
-            manifest: Box::new(fake_manifest()),
+            manifest: Box::new(crate::toolchain::manifest::tests::sample()),
             entries: vec![
                 Entry::dir("usr/bin"),
                 Entry::symlink("usr/bin/gcc", "gcc-12"),
@@ -199,37 +199,5 @@ mod tests {
         assert_eq!(tool.file_digest("usr/bin/gcc"), Some(d));
         assert_eq!(tool.file_digest("usr/bin"), None);
         assert_eq!(tool.file_digest("usr/bin/cc"), None);
-    }
-
-    fn fake_manifest() -> Manifest {
-        Manifest {
-            schema: crate::toolchain::manifest::SCHEMA,
-            name: "gcc-12.2.0-x86_64-linux".into(),
-            identity: crate::toolchain::family::Identity {
-                family: crate::toolchain::family::Family::Gcc,
-                version: "12.2.0".into(),
-                commit: None,
-                host: "x86_64-linux-gnu".into(),
-                target: "x86_64-linux-gnu".into(),
-            },
-            host: HostDesc {
-                arch: "x86_64".into(),
-                os: "linux".into(),
-            },
-            entry: "usr/bin/gcc".into(),
-            programs: vec![],
-            path_dirs: vec![],
-            library_path: vec![],
-            interpreter: None,
-            env: Default::default(),
-            targets: vec![],
-            sysroot: None,
-            min_glibc: None,
-            root: Digest::EMPTY,
-            size: 0,
-            files: 0,
-            symlinks: 0,
-            os_provided: vec![],
-        }
     }
 }
