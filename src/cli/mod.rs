@@ -10,7 +10,6 @@
 
 mod capabilities;
 mod doctor;
-mod embedded;
 mod platform;
 mod run;
 mod serve;
@@ -20,11 +19,9 @@ mod worker;
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, Endpoint, Env, RemoteArgs};
-use crate::remote::Client;
+use crate::config::{self, Env};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -129,39 +126,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::StopServer => {
             let env = Env::from_process();
             let dir = config::cache_dir(&env)?;
-            embedded::stop(&dir)
+            crate::session::embedded::stop(&dir)
         }
     }
 }
 
-/// Resolves where the server is and connects to it, starting the embedded
-/// server if nothing is configured.
-pub async fn connect(args: &RemoteArgs) -> anyhow::Result<Client> {
-    let env = Env::from_process();
-    let file_path = config::config_path(&env);
-    let file = config::load_file(file_path.as_deref())?;
-    connect_with(args, &env, &file).await
-}
-
-/// [`connect`] with the environment and config file already read.
-pub async fn connect_with(
-    args: &RemoteArgs,
-    env: &Env,
-    file: &config::FileConfig,
-) -> anyhow::Result<Client> {
-    let cfg = config::resolve(args, env, file)?;
-    let url = match &cfg.endpoint {
-        Endpoint::Url(url) => url.clone(),
-        Endpoint::Embedded => {
-            let dir = cfg.cache_dir.clone();
-            let idle = embedded::idle_timeout(env)?;
-            tokio::task::spawn_blocking(move || embedded::ensure(&dir, idle))
-                .await
-                .context("starting the embedded server")??
-        }
-    };
-    Ok(Client::connect(&cfg, &url).await?)
-}
+pub use crate::session::{connect, connect_with};
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env(config::vars::LOG)

@@ -8,7 +8,7 @@
 //! expires after [`CACHE_TTL`].
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -235,12 +235,6 @@ fn cache_path(cache_dir: &Path, url: &str, instance: &str) -> PathBuf {
         .join(format!("{}.json", &key[..32]))
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// The cached capabilities for (url, instance), if fresh at `now` (seconds).
 pub fn load_cached(cache_dir: &Path, url: &str, instance: &str, now: u64) -> Option<ServerCaps> {
     let text = std::fs::read_to_string(cache_path(cache_dir, url, instance)).ok()?;
@@ -259,22 +253,11 @@ pub fn store_cached(cache_dir: &Path, url: &str, instance: &str, caps: &ServerCa
         caps: caps.clone(),
     };
     let write = || -> std::io::Result<()> {
-        let dir = path.parent().expect("cache path has a parent");
-        std::fs::create_dir_all(dir)?;
-        let tmp = dir.join(format!(".{}.tmp", uuid::Uuid::new_v4()));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&file)?)?;
-        std::fs::rename(&tmp, &path).inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
+        crate::fsutil::write_atomic(&path, &serde_json::to_vec_pretty(&file)?)
     };
     if let Err(e) = write() {
         tracing::debug!("cannot cache capabilities in {}: {e}", path.display());
     }
-}
-
-/// Seconds since the epoch, for callers of [`load_cached`] / [`store_cached`].
-pub fn now() -> u64 {
-    now_secs()
 }
 
 #[cfg(test)]

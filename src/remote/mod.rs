@@ -173,7 +173,7 @@ impl Client {
                     &i.cache_dir,
                     &i.url,
                     &i.instance,
-                    capabilities::now(),
+                    crate::fsutil::now_secs(),
                 ) {
                     return Ok(c);
                 }
@@ -208,7 +208,7 @@ impl Client {
             &i.url,
             &i.instance,
             &caps,
-            capabilities::now(),
+            crate::fsutil::now_secs(),
         );
         Ok(caps)
     }

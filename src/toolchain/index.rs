@@ -97,7 +97,7 @@ impl FileIndex {
         if !self.dirty {
             return Ok(());
         }
-        write_atomic(path, &serde_json::to_vec(&self.files)?)?;
+        crate::fsutil::write_atomic(path, &serde_json::to_vec(&self.files)?)?;
         self.dirty = false;
         Ok(())
     }
@@ -173,21 +173,6 @@ pub fn digest_all(
 
 fn annotate(path: &Path, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
-}
-
-/// Writes `bytes` to `path` through a temp file in the same directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".tmp.{}.{}",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
 }
 
 #[cfg(test)]

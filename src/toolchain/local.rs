@@ -15,13 +15,14 @@ use serde::{Deserialize, Serialize};
 
 use super::bundle::{self, Bundle, BundleError};
 use super::family::{self, FamilyError, ProbeOptions};
-use super::index::{FileIndex, Stamp, write_atomic};
+use super::index::{FileIndex, Stamp};
 use super::inspect::ClosureOptions;
 use super::listing::{Item, Listing};
 use super::manifest::{Manifest, SCHEMA};
 use super::{FileSource, HostFs};
 use crate::cas::Digest;
 use crate::cas::tree;
+use crate::fsutil::write_atomic;
 
 /// What to package.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

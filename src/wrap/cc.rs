@@ -303,7 +303,7 @@ fn write_depfile(cwd: &Path, c: &CCompile, text: &Option<String>) -> Result<(), 
         return Ok(());
     };
     let path = paths::absolute(cwd, &dep.path);
-    crate::toolchain::index::write_atomic(&path, text.as_bytes())
+    crate::fsutil::write_atomic(&path, text.as_bytes())
         .map_err(|e| format!("writing {}: {e}", path.display()))
 }
 

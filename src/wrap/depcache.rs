@@ -126,7 +126,7 @@ pub fn store_fast(cache_dir: &Path, key: &Digest, fast: &Fast) {
     }
     let path = fast_path(cache_dir, key);
     let bytes = serde_json::to_vec(fast).expect("an entry serializes");
-    if let Err(e) = crate::toolchain::index::write_atomic(&path, &bytes) {
+    if let Err(e) = crate::fsutil::write_atomic(&path, &bytes) {
         tracing::debug!("cannot store {}: {e}", path.display());
     }
 }
@@ -207,18 +207,12 @@ pub fn see(path: &Path, since_ns: i128) -> std::io::Result<(Seen, bool)> {
 pub fn store(cache_dir: &Path, key: &Digest, entry: &Entry) {
     let path = entry_path(cache_dir, key);
     let bytes = serde_json::to_vec(entry).expect("an entry serializes");
-    if let Err(e) = crate::toolchain::index::write_atomic(&path, &bytes) {
+    if let Err(e) = crate::fsutil::write_atomic(&path, &bytes) {
         tracing::debug!("cannot store {}: {e}", path.display());
     }
 }
 
-/// Nanoseconds since the epoch, as file times count them.
-pub fn now_ns() -> i128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i128)
-        .unwrap_or(0)
-}
+pub use crate::fsutil::now_ns;
 
 #[cfg(test)]
 mod tests {

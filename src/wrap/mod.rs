@@ -96,7 +96,7 @@ impl Ctx {
     pub async fn client(&self) -> anyhow::Result<&Client> {
         self.client
             .get_or_try_init(|| async {
-                crate::cli::connect_with(&RemoteArgs::default(), &self.env, &self.file).await
+                crate::session::connect_with(&RemoteArgs::default(), &self.env, &self.file).await
             })
             .await
     }

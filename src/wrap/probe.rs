@@ -34,11 +34,7 @@ struct Answer {
     at: u64,
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+use crate::fsutil::now_secs as now;
 
 fn answer_path(cache_dir: &Path, client: &Client, platform: &[(String, String)]) -> PathBuf {
     let mut key = format!("{}\n{}\n", client.url(), client.instance());
@@ -169,7 +165,7 @@ pub async fn chroots(
         );
     }
     let bytes = serde_json::to_vec(&Answer { chroot, at: now() }).expect("serializes");
-    if let Err(e) = crate::toolchain::index::write_atomic(&path, &bytes) {
+    if let Err(e) = crate::fsutil::write_atomic(&path, &bytes) {
         tracing::debug!("cannot save {}: {e}", path.display());
     }
     Ok(chroot)

@@ -273,7 +273,7 @@ async fn land(
         for d in depfiles {
             let fixed = std::fs::read(&d)
                 .map(|b| landing.unmap_text(b))
-                .and_then(|b| crate::toolchain::index::write_atomic(&d, &b));
+                .and_then(|b| crate::fsutil::write_atomic(&d, &b));
             if let Err(e) = fixed {
                 return Err(Failure::new("local_io", format!("{}: {e}", d.display())));
             }

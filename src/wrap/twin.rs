@@ -73,7 +73,7 @@ pub fn record(cache_dir: &Path, outputs: &[PathBuf], state: &State) {
         };
         let path = record_path(cache_dir, out);
         let bytes = serde_json::to_vec(&rec).expect("a record serializes");
-        if let Err(e) = crate::toolchain::index::write_atomic(&path, &bytes) {
+        if let Err(e) = crate::fsutil::write_atomic(&path, &bytes) {
             tracing::debug!("cannot record {}: {e}", path.display());
         }
     }

@@ -74,7 +74,8 @@ fn running(dir: &Path) -> Option<String> {
 
 fn alive(pid: i32) -> bool {
     // Signal 0 checks existence and permission without sending anything.
-    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+    rustix::process::Pid::from_raw(pid)
+        .is_some_and(|p| rustix::process::test_kill_process(p).is_ok())
 }
 
 fn start(dir: &Path, idle_secs: u64) -> anyhow::Result<String> {
@@ -107,9 +108,7 @@ fn start(dir: &Path, idle_secs: u64) -> anyhow::Result<String> {
                 pid: child.id() as i32,
                 url: url.clone(),
             };
-            let tmp = dir.join("serve.json.tmp");
-            fs::write(&tmp, serde_json::to_vec(&state)?)?;
-            fs::rename(&tmp, state_path(dir))?;
+            crate::fsutil::write_atomic(&state_path(dir), &serde_json::to_vec(&state)?)?;
             return Ok(url);
         }
         if let Some(status) = child.try_wait()? {
@@ -158,8 +157,10 @@ pub fn stop(dir: &Path) -> anyhow::Result<ExitCode> {
     };
     let state: State =
         serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
-    if alive(state.pid) {
-        unsafe { libc::kill(state.pid, libc::SIGTERM) };
+    if let Some(pid) = rustix::process::Pid::from_raw(state.pid)
+        && alive(state.pid)
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         let deadline = Instant::now() + Duration::from_secs(10);
         while alive(state.pid) && Instant::now() < deadline {
             // The server is not our child once we are a later process: poll.
@@ -168,8 +169,10 @@ pub fn stop(dir: &Path) -> anyhow::Result<ExitCode> {
         }
         if alive(state.pid) {
             bail!(
-                "the embedded server (pid {}) did not stop after SIGTERM",
-                state.pid
+                "the embedded server (pid {pid}) did not stop within 10 s of SIGTERM; \
+                 stop it with `kill -KILL {pid}`, then remove {}",
+                path.display(),
+                pid = state.pid,
             );
         }
         eprintln!("recast: stopped the embedded server at {}", state.url);
@@ -181,7 +184,7 @@ pub fn stop(dir: &Path) -> anyhow::Result<ExitCode> {
 fn reap(pid: i32) {
     // Only succeeds when the server is our own child (started by this very
     // process); otherwise harmless.
-    unsafe {
-        libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG);
+    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG);
     }
 }
