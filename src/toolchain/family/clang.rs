@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Ask, Builder, Contents, Family, FamilyError, Identity, ProbeOptions, paths};
+use super::{Ask, Builder, Contents, Family, FamilyError, Identity, ProbeOptions, Program, paths};
 use crate::toolchain::FileSource;
 
 /// The multilib subdirectories clang's detection probes for `crtbegin.o`
@@ -51,6 +51,8 @@ pub fn parse_selected_gcc_installation(text: &str) -> Option<PathBuf> {
         .filter(|d| d.is_absolute())
 }
 
+/// Probes a clang driver: its identity and resource dir, then per target
+/// its GCC installation and (when linking) linker and crt files.
 pub(super) fn probe(
     fs: &dyn FileSource,
     ask: &Ask<'_>,
@@ -60,14 +62,7 @@ pub(super) fn probe(
     let mut b = Builder::default();
     let first = version_text.lines().next().unwrap_or_default();
     b.note(format!("clang family: {first}"));
-
-    let version = match ask.stdout(&["-dumpversion"]) {
-        Ok(v) if v.starts_with(|c: char| c.is_ascii_digit()) => v,
-        _ => parse_clang_version(version_text).ok_or_else(|| FamilyError::Parse {
-            what: "the clang version".into(),
-            text: version_text.into(),
-        })?,
-    };
+    let version = version(ask, version_text)?;
     let default_target = ask.stdout(&["-dumpmachine"])?;
     // clang prints no host triple; a packaged clang runs where it was
     // found, whose triple is its default one unless it is a cross build.
@@ -75,115 +70,25 @@ pub(super) fn probe(
         "host {default_target}: clang prints only its default target (the binary's own header is the final word)"
     ));
 
-    let sysroot_flag = opts
+    let sysroot_flag: Vec<String> = opts
         .sysroot
-        .as_ref()
-        .map(|s| format!("--sysroot={}", s.display()));
-    let targets: Vec<Option<String>> = if opts.targets.is_empty() {
+        .iter()
+        .map(|s| format!("--sysroot={}", s.display()))
+        .collect();
+    resource_dir(fs, &ask.with_flags(sysroot_flag.clone()), opts, &mut b)?;
+    let targets: Vec<Option<&String>> = if opts.targets.is_empty() {
         vec![None]
     } else {
-        opts.targets.iter().cloned().map(Some).collect()
+        opts.targets.iter().map(Some).collect()
     };
-    let ask_for =
-        |target: &Option<String>, args: &[&str]| -> Result<super::RunOutput, FamilyError> {
-            let mut v: Vec<String> = Vec::new();
-            if let Some(t) = target {
-                v.push(format!("--target={t}"));
-            }
-            v.extend(sysroot_flag.iter().cloned());
-            v.extend(args.iter().map(|s| s.to_string()));
-            let refs: Vec<&str> = v.iter().map(String::as_str).collect();
-            ask.output(&refs)
-        };
-    let stdout_for = |target: &Option<String>, args: &[&str]| -> Result<String, FamilyError> {
-        let out = ask_for(target, args)?;
-        if out.code != Some(0) {
-            return Err(FamilyError::Failed {
-                path: ask.compiler.to_path_buf(),
-                args: args.iter().map(|s| s.to_string()).collect(),
-                status: format!("{:?}", out.code),
-                stderr: out.stderr.trim().to_string(),
-            });
-        }
-        Ok(out.stdout.trim().to_string())
-    };
-
-    let resource = paths::clean(
-        fs,
-        &parse_resource_dir(&stdout_for(&None, &["-print-resource-dir"])?)?,
-    );
-    if !paths::is_dir(fs, &resource) {
-        return Err(FamilyError::MissingTool {
-            what: format!("clang's resource dir {}", resource.display()),
-            searched: vec![resource.clone()],
-            hint:
-                "the clang installation is incomplete: reinstall it (Debian: libclang-common-N-dev)"
-                    .into(),
-        });
-    }
-    b.note(format!("resource dir {}", resource.display()));
-    let mut subs = vec!["include", "share"];
-    if opts.linking {
-        subs.push("lib");
-    }
-    for sub in subs {
-        let d = resource.join(sub);
-        if paths::is_dir(fs, &d) {
-            b.trees.insert(d);
-        }
-    }
-
-    for target in &targets {
-        let label = target.as_deref().unwrap_or(&default_target);
-        let v = ask_for(target, &["-v"])?;
-        match parse_selected_gcc_installation(&v.stderr) {
-            Some(dir) => {
-                let dir = paths::clean(fs, &dir);
-                b.note(format!("{label}: GCC installation {}", dir.display()));
-                // Detection stats crtbegin.o in the dir and its multilib
-                // dirs; the headers it then uses reach the bundle through
-                // the dependency scan of each compile.
-                for m in MULTILIB_DIRS {
-                    let f = if m.is_empty() {
-                        dir.join("crtbegin.o")
-                    } else {
-                        dir.join(m).join("crtbegin.o")
-                    };
-                    if paths::is_file(fs, &f) {
-                        b.files.insert(f);
-                    }
-                }
-            }
-            None => b.note(format!("{label}: clang selected no GCC installation")),
-        }
+    for target in targets {
+        let label = target.unwrap_or(&default_target);
+        let flags = target.map(|t| format!("--target={t}")).into_iter();
+        let ask = ask.with_flags(flags.chain(sysroot_flag.iter().cloned()).collect());
+        gcc_installation(fs, &ask, label, &mut b)?;
         if opts.linking {
-            let ld = stdout_for(target, &["-print-prog-name=ld"])?;
-            match super::gcc::parse_prog_name(&ld).map(|p| paths::clean(fs, &p)) {
-                Some(p) if paths::is_file(fs, &p) => {
-                    b.programs.insert(p);
-                }
-                _ => match paths::find_on_path(fs, &opts.path, &ld) {
-                    Some(p) => {
-                        if let Some(d) = p.parent() {
-                            b.path_dir(d.to_path_buf());
-                        }
-                        b.programs.insert(p);
-                    }
-                    None => {
-                        return Err(FamilyError::MissingTool {
-                            what: format!("the linker `{ld}` for {label}"),
-                            searched: opts.path.clone(),
-                            hint: "install binutils (or lld) or pass the PATH clang runs with"
-                                .into(),
-                        });
-                    }
-                },
-            }
-            super::gcc::link_files(
-                fs,
-                &|f| stdout_for(target, &[format!("-print-file-name={f}").as_str()]),
-                &mut b,
-            )?;
+            linker(fs, &ask, opts, label, &mut b)?;
+            super::gcc::link_files(fs, &ask, &mut b)?;
         }
     }
     if opts.linking {
@@ -213,6 +118,108 @@ pub(super) fn probe(
         opts.sysroot.clone(),
         included,
     ))
+}
+
+/// `-dumpversion`, or the version in `--version`'s text when that fails or
+/// answers no number.
+fn version(ask: &Ask<'_>, version_text: &str) -> Result<String, FamilyError> {
+    match ask.stdout(&["-dumpversion"]) {
+        Ok(v) if v.starts_with(|c: char| c.is_ascii_digit()) => Ok(v),
+        _ => parse_clang_version(version_text).ok_or_else(|| FamilyError::Parse {
+            what: "the clang version".into(),
+            text: version_text.into(),
+        }),
+    }
+}
+
+/// The resource dir's `include` and `share` trees (and `lib` when
+/// linking); a clang without its resource dir is broken.
+fn resource_dir(
+    fs: &dyn FileSource,
+    ask: &Ask<'_>,
+    opts: &ProbeOptions,
+    b: &mut Builder,
+) -> Result<(), FamilyError> {
+    let resource = paths::clean(
+        fs,
+        &parse_resource_dir(&ask.stdout(&["-print-resource-dir"])?)?,
+    );
+    if !paths::is_dir(fs, &resource) {
+        return Err(FamilyError::MissingTool {
+            what: format!("clang's resource dir {}", resource.display()),
+            searched: vec![resource.clone()],
+            hint:
+                "the clang installation is incomplete: reinstall it (Debian: libclang-common-N-dev)"
+                    .into(),
+        });
+    }
+    b.note(format!("resource dir {}", resource.display()));
+    let mut subs = vec!["include", "share"];
+    if opts.linking {
+        subs.push("lib");
+    }
+    for sub in subs {
+        let d = resource.join(sub);
+        if paths::is_dir(fs, &d) {
+            b.trees.insert(d);
+        }
+    }
+    Ok(())
+}
+
+/// The `crtbegin.o` files of the GCC installation clang selects for one
+/// target (`label`). Detection stats them in the dir and its multilib
+/// dirs; the headers it then uses reach the bundle through the dependency
+/// scan of each compile.
+fn gcc_installation(
+    fs: &dyn FileSource,
+    ask: &Ask<'_>,
+    label: &str,
+    b: &mut Builder,
+) -> Result<(), FamilyError> {
+    let v = ask.output(&["-v"])?;
+    let Some(dir) = parse_selected_gcc_installation(&v.stderr) else {
+        b.note(format!("{label}: clang selected no GCC installation"));
+        return Ok(());
+    };
+    let dir = paths::clean(fs, &dir);
+    b.note(format!("{label}: GCC installation {}", dir.display()));
+    for m in MULTILIB_DIRS {
+        let f = if m.is_empty() {
+            dir.join("crtbegin.o")
+        } else {
+            dir.join(m).join("crtbegin.o")
+        };
+        if paths::is_file(fs, &f) {
+            b.files.insert(f);
+        }
+    }
+    Ok(())
+}
+
+/// The linker clang runs for one target (`label`): from its own dirs or
+/// from PATH.
+fn linker(
+    fs: &dyn FileSource,
+    ask: &Ask<'_>,
+    opts: &ProbeOptions,
+    label: &str,
+    b: &mut Builder,
+) -> Result<(), FamilyError> {
+    match ask.program(fs, "ld", &opts.path)? {
+        (_, Program::Own(p)) => {
+            b.programs.insert(p);
+        }
+        (_, Program::OnPath(p)) => b.program_on_path(p),
+        (ld, Program::Missing) => {
+            return Err(FamilyError::MissingTool {
+                what: format!("the linker `{ld}` for {label}"),
+                searched: opts.path.clone(),
+                hint: "install binutils (or lld) or pass the PATH clang runs with".into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Ask, Builder, Contents, Family, FamilyError, Identity, ProbeOptions, paths};
+use super::{Ask, Builder, Contents, Family, FamilyError, Identity, ProbeOptions, Program, paths};
 use crate::toolchain::FileSource;
 
 /// Helpers gcc runs from its own dirs; `as` and `ld` are handled apart
@@ -126,6 +126,8 @@ pub fn parse_prog_name(answer: &str) -> Option<PathBuf> {
     p.is_absolute().then(|| p.to_path_buf())
 }
 
+/// Probes a gcc driver: its identity, then what it runs and reads, each
+/// asked of the driver (with `--sysroot=` when one was given).
 pub(super) fn probe(
     fs: &dyn FileSource,
     ask: &Ask<'_>,
@@ -133,24 +135,59 @@ pub(super) fn probe(
     version_text: &str,
 ) -> Result<Contents, FamilyError> {
     let mut b = Builder::default();
-    let name = ask
-        .compiler
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy();
+    b.note(driver_note(ask.compiler, version_text));
+    let version = version(ask)?;
+    let target = ask.stdout(&["-dumpmachine"])?;
+    let configured = parse_configured_with(&ask.output(&["-v"])?.stderr).unwrap_or_default();
+    let host = host_triple(&configured, &target, &mut b);
+    check_targets(ask.compiler, &opts.targets, &target)?;
+    let sysroot = sysroot(fs, ask, opts, &host, &target, &mut b);
+
+    let ask = &ask.with_flags(
+        opts.sysroot
+            .iter()
+            .map(|s| format!("--sysroot={}", s.display()))
+            .collect(),
+    );
+    own_programs(fs, ask, &mut b)?;
+    binutils(fs, ask, opts, &mut b)?;
+    plugin_and_specs(fs, ask, &mut b)?;
+    install_trees(fs, ask, &mut b)?;
+    if opts.linking {
+        link_files(fs, ask, &mut b)?;
+    }
+
+    let identity = Identity {
+        family: Family::Gcc,
+        version,
+        commit: None,
+        host,
+        target: target.clone(),
+    };
+    Ok(b.finish(identity, ask.compiler.to_path_buf(), sysroot, vec![target]))
+}
+
+/// The first note: which driver (C or C++) and its version line.
+fn driver_note(compiler: &Path, version_text: &str) -> String {
+    let name = compiler.file_name().unwrap_or_default().to_string_lossy();
     let language = if name.contains("++") { "C++" } else { "C" };
     let first = version_text.lines().next().unwrap_or_default();
-    b.note(format!("gcc family ({language} driver): {first}"));
+    format!("gcc family ({language} driver): {first}")
+}
 
-    // -dumpfullversion exists since gcc 7; -dumpversion is the fallback.
-    let version = match ask.stdout(&["-dumpfullversion"]) {
-        Ok(v) if !v.is_empty() => v,
-        _ => ask.stdout(&["-dumpversion"])?,
-    };
-    let target = ask.stdout(&["-dumpmachine"])?;
-    let v = ask.output(&["-v"])?;
-    let configured = parse_configured_with(&v.stderr).unwrap_or_default();
-    let host = match (&configured.host, &configured.build) {
+/// The full version: `-dumpfullversion` exists since gcc 7, `-dumpversion`
+/// is the fallback.
+fn version(ask: &Ask<'_>) -> Result<String, FamilyError> {
+    match ask.stdout(&["-dumpfullversion"]) {
+        Ok(v) if !v.is_empty() => Ok(v),
+        _ => ask.stdout(&["-dumpversion"]),
+    }
+}
+
+/// The triple gcc runs on, from "Configured with:" (`--host=`, else
+/// `--build=`, else the target), noting where it came from.
+fn host_triple(configured: &ConfiguredWith, target: &str, b: &mut Builder) -> String {
+    match (&configured.host, &configured.build) {
         (Some(h), _) => {
             b.note(format!("host {h}: from -v \"Configured with … --host=\""));
             h.clone()
@@ -165,68 +202,66 @@ pub(super) fn probe(
             b.note(format!(
                 "host {target}: -v gives neither --host= nor --build=, assumed native (the binary's own header is the final word)"
             ));
-            target.clone()
-        }
-    };
-    for t in &opts.targets {
-        if !super::same_triple(t, &target) {
-            return Err(FamilyError::MissingTarget {
-                target: t.clone(),
-                searched: ask.compiler.to_path_buf(),
-                hint: format!(
-                    "gcc compiles only for the target it was built for ({target}); use {t}-gcc (a cross gcc) or clang --target={t}"
-                ),
-            });
+            target.to_string()
         }
     }
+}
 
-    // The sysroot: given, configured into gcc, or Debian's cross layout.
-    let sysroot_flag = opts
-        .sysroot
-        .as_ref()
-        .map(|s| format!("--sysroot={}", s.display()));
-    let with = |args: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = sysroot_flag.iter().cloned().collect();
-        v.extend(args.iter().map(|s| s.to_string()));
-        v
-    };
-    let ask_with = |args: &[&str]| -> Result<String, FamilyError> {
-        let owned = with(args);
-        let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
-        ask.stdout(&refs)
-    };
-    let sysroot = match &opts.sysroot {
-        Some(s) => Some(s.clone()),
-        None => {
-            let printed = ask.stdout(&["-print-sysroot"]).unwrap_or_default();
-            let cross_dir = PathBuf::from("/usr").join(&target);
-            if !printed.is_empty() && printed != "/" {
-                b.note(format!("sysroot {printed}: from -print-sysroot"));
-                Some(PathBuf::from(printed))
-            } else if !super::same_triple(&host, &target) && paths::is_dir(fs, &cross_dir) {
-                b.note(format!(
-                    "sysroot {}: a cross gcc's target dir (Debian layout)",
-                    cross_dir.display()
-                ));
-                Some(cross_dir)
-            } else {
-                None
-            }
-        }
-    };
+/// Refuses targets other than gcc's own: a gcc compiles for one.
+fn check_targets(compiler: &Path, targets: &[String], target: &str) -> Result<(), FamilyError> {
+    match targets.iter().find(|t| !super::same_triple(t, target)) {
+        Some(t) => Err(FamilyError::MissingTarget {
+            target: t.clone(),
+            searched: compiler.to_path_buf(),
+            hint: format!(
+                "gcc compiles only for the target it was built for ({target}); use {t}-gcc (a cross gcc) or clang --target={t}"
+            ),
+        }),
+        None => Ok(()),
+    }
+}
 
-    // Programs from gcc's own dirs.
+/// The sysroot: given, configured into gcc, or Debian's cross layout.
+fn sysroot(
+    fs: &dyn FileSource,
+    ask: &Ask<'_>,
+    opts: &ProbeOptions,
+    host: &str,
+    target: &str,
+    b: &mut Builder,
+) -> Option<PathBuf> {
+    if let Some(s) = &opts.sysroot {
+        return Some(s.clone());
+    }
+    let printed = ask.stdout(&["-print-sysroot"]).unwrap_or_default();
+    let cross_dir = PathBuf::from("/usr").join(target);
+    if !printed.is_empty() && printed != "/" {
+        b.note(format!("sysroot {printed}: from -print-sysroot"));
+        Some(PathBuf::from(printed))
+    } else if !super::same_triple(host, target) && paths::is_dir(fs, &cross_dir) {
+        b.note(format!(
+            "sysroot {}: a cross gcc's target dir (Debian layout)",
+            cross_dir.display()
+        ));
+        Some(cross_dir)
+    } else {
+        None
+    }
+}
+
+/// The programs in gcc's own dirs ([`PROGRAMS`]); at least one compiler
+/// proper must be there.
+fn own_programs(fs: &dyn FileSource, ask: &Ask<'_>, b: &mut Builder) -> Result<(), FamilyError> {
     let mut front_ends = 0;
     for prog in PROGRAMS {
-        let answer = ask_with(&[format!("-print-prog-name={prog}").as_str()])?;
-        match parse_prog_name(&answer).map(|p| paths::clean(fs, &p)) {
-            Some(p) if paths::is_file(fs, &p) => {
+        match ask.program(fs, prog, &[])? {
+            (_, Program::Own(p)) => {
                 if prog.starts_with("cc1") {
                     front_ends += 1;
                 }
                 b.programs.insert(p);
             }
-            _ => b.note(format!(
+            (answer, _) => b.note(format!(
                 "-print-prog-name={prog}: {answer:?}, not installed; skipped"
             )),
         }
@@ -238,64 +273,74 @@ pub(super) fn probe(
             hint: "this gcc has no compiler proper installed; install the gcc package that provides cc1".into(),
         });
     }
-    // (tool, required): `objcopy` splits DWARF for -gsplit-dwarf; a gcc
-    // without it still compiles everything else.
+    Ok(())
+}
+
+/// `as`, `objcopy` and (when linking) `ld`: from gcc's own dirs, or from
+/// PATH as gcc falls back to. `objcopy` splits DWARF for -gsplit-dwarf; a
+/// gcc without it still compiles everything else.
+fn binutils(
+    fs: &dyn FileSource,
+    ask: &Ask<'_>,
+    opts: &ProbeOptions,
+    b: &mut Builder,
+) -> Result<(), FamilyError> {
     let mut tools = vec![("as", true), ("objcopy", false)];
     if opts.linking {
         tools.push(("ld", true));
     }
     for (tool, required) in tools {
-        let answer = ask_with(&[format!("-print-prog-name={tool}").as_str()])?;
-        if let Some(p) = parse_prog_name(&answer).map(|p| paths::clean(fs, &p))
-            && paths::is_file(fs, &p)
-        {
-            b.programs.insert(p);
-            continue;
-        }
-        // gcc found no `as` in its program path, so it runs the one on PATH.
-        let found = paths::find_on_path(fs, &opts.path, tool);
-        if found.is_none() && !required {
-            b.note(format!(
+        match ask.program(fs, tool, &opts.path)? {
+            (_, Program::Own(p)) => {
+                b.programs.insert(p);
+            }
+            (answer, Program::OnPath(found)) => {
+                b.note(format!(
+                    "-print-prog-name={tool}: {answer:?}; gcc runs it from PATH: {}",
+                    found.display()
+                ));
+                b.program_on_path(found);
+            }
+            (_, Program::Missing) if !required => b.note(format!(
                 "{tool}: not found; compiles that need it run locally"
-            ));
-            continue;
+            )),
+            (answer, Program::Missing) => {
+                return Err(FamilyError::MissingTool {
+                    what: format!("`{tool}` (gcc answered {answer:?}, so it looks on PATH)"),
+                    searched: opts.path.clone(),
+                    hint: "install binutils or pass the PATH gcc runs with".into(),
+                });
+            }
         }
-        let Some(found) = found else {
-            return Err(FamilyError::MissingTool {
-                what: format!("`{tool}` (gcc answered {answer:?}, so it looks on PATH)"),
-                searched: opts.path.clone(),
-                hint: "install binutils or pass the PATH gcc runs with".into(),
-            });
-        };
-        b.note(format!(
-            "-print-prog-name={tool}: {answer:?}; gcc runs it from PATH: {}",
-            found.display()
-        ));
-        if let Some(dir) = found.parent() {
-            b.path_dir(dir.to_path_buf());
-        }
-        b.programs.insert(found);
     }
+    Ok(())
+}
 
-    // The LTO plugin is dlopened by collect2/ld, and lto-wrapper needs it.
+/// The LTO plugin (dlopened by collect2 and ld; lto-wrapper needs it) and
+/// the specs file, when gcc has them.
+fn plugin_and_specs(
+    fs: &dyn FileSource,
+    ask: &Ask<'_>,
+    b: &mut Builder,
+) -> Result<(), FamilyError> {
     for plugin in ["liblto_plugin.so", "liblto_plugin.so.0"] {
-        let answer = ask_with(&[format!("-print-file-name={plugin}").as_str()])?;
-        if let Some(p) = parse_prog_name(&answer).map(|p| paths::clean(fs, &p))
-            && paths::is_file(fs, &p)
-        {
+        if let Some(p) = ask.own_file(fs, "file", plugin)? {
             b.libraries.insert(p);
             break;
         }
     }
-    let specs = ask_with(&["-print-file-name=specs"])?;
-    match parse_prog_name(&specs).map(|p| paths::clean(fs, &p)) {
-        Some(p) if paths::is_file(fs, &p) => {
+    match ask.own_file(fs, "file", "specs")? {
+        Some(p) => {
             b.files.insert(p);
         }
-        _ => b.note("no specs file: gcc uses its built-in specs"),
+        None => b.note("no specs file: gcc uses its built-in specs"),
     }
+    Ok(())
+}
 
-    let (install, _) = parse_search_dirs(&ask_with(&["-print-search-dirs"])?)?;
+/// The install dir's `include` and `include-fixed` trees.
+fn install_trees(fs: &dyn FileSource, ask: &Ask<'_>, b: &mut Builder) -> Result<(), FamilyError> {
+    let (install, _) = parse_search_dirs(&ask.stdout(&["-print-search-dirs"])?)?;
     let install = paths::clean(fs, &install);
     b.note(format!("install dir {}", install.display()));
     for sub in ["include", "include-fixed"] {
@@ -304,37 +349,20 @@ pub(super) fn probe(
             b.trees.insert(dir);
         }
     }
-
-    if opts.linking {
-        link_files(
-            fs,
-            &|f| ask_with(&[format!("-print-file-name={f}").as_str()]),
-            &mut b,
-        )?;
-    }
-
-    let identity = Identity {
-        family: Family::Gcc,
-        version,
-        commit: None,
-        host,
-        target: target.clone(),
-    };
-    Ok(b.finish(identity, ask.compiler.to_path_buf(), sysroot, vec![target]))
+    Ok(())
 }
 
 /// Adds the crt files and libraries the linker is given, as the driver
 /// finds them (`-print-file-name=`); gcc and clang share this.
 pub(super) fn link_files(
     fs: &dyn FileSource,
-    print_file_name: &dyn Fn(&str) -> Result<String, FamilyError>,
+    ask: &Ask<'_>,
     b: &mut Builder,
 ) -> Result<(), FamilyError> {
     let mut missing = Vec::new();
     for f in LINK_FILES {
-        let answer = print_file_name(f)?;
-        match parse_prog_name(&answer).map(|p| paths::clean(fs, &p)) {
-            Some(p) if paths::stat_followed(fs, &p).is_ok() => {
+        match ask.print_name(fs, "file", f)? {
+            (_, Some(p)) if paths::stat_followed(fs, &p).is_ok() => {
                 b.files.insert(p);
             }
             _ => missing.push(*f),

@@ -231,7 +231,11 @@ pub fn probe_with(
     compiler: &Path,
     opts: &ProbeOptions,
 ) -> Result<Contents, FamilyError> {
-    let ask = Ask { run, compiler };
+    let ask = Ask {
+        run,
+        compiler,
+        flags: Vec::new(),
+    };
     let meta = paths::stat_followed(fs, compiler).map_err(|source| FamilyError::Io {
         path: compiler.to_path_buf(),
         source,
@@ -274,12 +278,38 @@ pub fn probe_with(
 pub(crate) struct Ask<'a> {
     pub run: Runner<'a>,
     pub compiler: &'a Path,
+    /// Put before every question's own arguments (`--target=`, `--sysroot=`).
+    pub flags: Vec<String>,
 }
 
-impl Ask<'_> {
+/// Where the driver runs a helper program from (`-print-prog-name=`).
+pub(crate) enum Program {
+    /// A file in the driver's own dirs.
+    Own(PathBuf),
+    /// The driver answered a bare name, so it runs the one on PATH: this.
+    OnPath(PathBuf),
+    /// Neither in its dirs nor on the PATH given.
+    Missing,
+}
+
+impl<'a> Ask<'a> {
+    /// The same compiler, asked with `flags` before every question.
+    fn with_flags(&self, flags: Vec<String>) -> Ask<'a> {
+        Ask {
+            run: self.run,
+            compiler: self.compiler,
+            flags,
+        }
+    }
+
     /// The raw output, whatever the exit status.
     fn output(&self, args: &[&str]) -> Result<RunOutput, FamilyError> {
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let args: Vec<String> = self
+            .flags
+            .iter()
+            .cloned()
+            .chain(args.iter().map(|s| s.to_string()))
+            .collect();
         (self.run)(self.compiler, &args).map_err(|source| FamilyError::Run {
             path: self.compiler.to_path_buf(),
             args,
@@ -293,7 +323,13 @@ impl Ask<'_> {
         if out.code != Some(0) {
             return Err(FamilyError::Failed {
                 path: self.compiler.to_path_buf(),
-                args: args.iter().map(|s| s.to_string()).collect(),
+                args: self
+                    .flags
+                    .iter()
+                    .map(String::as_str)
+                    .chain(args.iter().copied())
+                    .map(str::to_string)
+                    .collect(),
                 status: out
                     .code
                     .map_or("killed by a signal".into(), |c| format!("exit {c}")),
@@ -301,6 +337,51 @@ impl Ask<'_> {
             });
         }
         Ok(out.stdout.trim().to_string())
+    }
+
+    /// `-print-{kind}-name={name}` (`kind`: "prog" or "file"): the answer,
+    /// and the path it names, cleaned, when that is absolute (a bare name:
+    /// the driver found nothing in its own dirs).
+    fn print_name(
+        &self,
+        fs: &dyn FileSource,
+        kind: &str,
+        name: &str,
+    ) -> Result<(String, Option<PathBuf>), FamilyError> {
+        let answer = self.stdout(&[format!("-print-{kind}-name={name}").as_str()])?;
+        let path = parse_prog_name(&answer).map(|p| paths::clean(fs, &p));
+        Ok((answer, path))
+    }
+
+    /// The file `-print-{kind}-name={name}` names in the driver's own dirs.
+    fn own_file(
+        &self,
+        fs: &dyn FileSource,
+        kind: &str,
+        name: &str,
+    ) -> Result<Option<PathBuf>, FamilyError> {
+        let (_, path) = self.print_name(fs, kind, name)?;
+        Ok(path.filter(|p| paths::is_file(fs, p)))
+    }
+
+    /// Where the driver runs program `name` from: its own dirs, or else
+    /// (answering a bare name) the first on `path`, as the driver's exec
+    /// finds it. The answer comes along for messages.
+    fn program(
+        &self,
+        fs: &dyn FileSource,
+        name: &str,
+        path: &[PathBuf],
+    ) -> Result<(String, Program), FamilyError> {
+        let (answer, own) = self.print_name(fs, "prog", name)?;
+        let program = match own.filter(|p| paths::is_file(fs, p)) {
+            Some(p) => Program::Own(p),
+            None => match paths::find_on_path(fs, path, &answer) {
+                Some(p) => Program::OnPath(p),
+                None => Program::Missing,
+            },
+        };
+        Ok((answer, program))
     }
 }
 
@@ -324,6 +405,15 @@ impl Builder {
         if !self.path_dirs.contains(&d) {
             self.path_dirs.push(d);
         }
+    }
+
+    /// Adds a program the driver runs from PATH, and its dir to the remote
+    /// PATH so that the driver finds it there too.
+    fn program_on_path(&mut self, p: PathBuf) {
+        if let Some(dir) = p.parent() {
+            self.path_dir(dir.to_path_buf());
+        }
+        self.programs.insert(p);
     }
 
     fn finish(
