@@ -70,7 +70,13 @@ pub mod vars {
     /// read from the local compiler's binaries (for tests of the
     /// foreign-host path, and for compilers run under emulation).
     pub const HOST_PLATFORM: &str = "RECAST_HOST_PLATFORM";
+    /// `0`: a remote compile that fails is trusted as the compile's own
+    /// result. Default `1`: it is confirmed by compiling here, and a local
+    /// success wins (counted as `remote_false_failures`), as a build that
+    /// works without recast must work with it.
+    pub const CONFIRM_ERRORS: &str = "RECAST_CONFIRM_ERRORS";
     /// Log filter in `tracing` syntax (e.g. `debug`, `recast::remote=trace`).
+    /// Wrapped compiles log nothing to stderr unless it is set.
     pub const LOG: &str = "RECAST_LOG";
     /// Tests only: when `1`, a test whose peer server is missing fails
     /// instead of skipping. CI sets it.
@@ -124,6 +130,8 @@ pub struct FileConfig {
     pub host_platform: Option<String>,
     /// As `RECAST_TRIM_PATHS`.
     pub trim_paths: Option<bool>,
+    /// As `RECAST_CONFIRM_ERRORS`.
+    pub confirm_errors: Option<bool>,
 }
 
 /// How wrapped compiles run.
@@ -161,6 +169,8 @@ pub struct WrapConfig {
     pub host_platform: Option<String>,
     /// rustc records the project root as `/recast/project`.
     pub trim_paths: bool,
+    /// A remote compile error is confirmed by a local compile.
+    pub confirm_errors: bool,
 }
 
 /// Wrapper settings: env > file > default (wrappers take no flags: the
@@ -194,10 +204,19 @@ pub fn resolve_wrap(env: &Env, file: &FileConfig) -> Result<WrapConfig, ConfigEr
         worker_platform: pick(vars::WORKER_PLATFORM, &file.worker_platform),
         host_platform: pick(vars::HOST_PLATFORM, &file.host_platform),
         trim_paths: match env.get(vars::TRIM_PATHS) {
-            Some(v) => matches!(v, "1" | "true" | "yes"),
+            Some(v) => truthy(v),
             None => file.trim_paths.unwrap_or(false),
         },
+        confirm_errors: match env.get(vars::CONFIRM_ERRORS) {
+            Some(v) => truthy(v),
+            None => file.confirm_errors.unwrap_or(true),
+        },
     })
+}
+
+/// `1`, `true`, `yes` (and `on`): a boolean setting given in the environment.
+fn truthy(v: &str) -> bool {
+    matches!(v.trim(), "1" | "true" | "yes" | "on")
 }
 
 /// `[platform]` in the config file.

@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use target_lexicon::{Architecture, OperatingSystem};
 
 use crate::config::{self, Env};
-use crate::platform::{self, Advice, Platform, Profile};
+use crate::platform::{self, Platform, Profile};
 
 #[derive(clap::Args, Debug)]
 pub struct PlatformArgs {
@@ -56,24 +56,7 @@ pub struct ListArgs {
     pub json: bool,
 }
 
-/// The platform of one action, with what it was made from (for advice).
-#[derive(Clone, Debug)]
-pub struct Resolved {
-    pub profile: Profile,
-    /// `OSFamily`/`ISA` of the execution platform.
-    pub standard: Platform,
-    /// The user's properties (flags > env > config file).
-    pub extras: Vec<(String, String)>,
-    /// What goes on `Command.platform` and `Action.platform`.
-    pub platform: Platform,
-}
-
-impl Resolved {
-    /// Advice when a server's `message` refuses this platform.
-    pub fn advise(&self, message: &str) -> Option<Advice> {
-        platform::advise(message, &self.standard, &self.extras, &self.profile)
-    }
-}
+pub use crate::platform::Resolved;
 
 /// Resolves the profile and properties (flag > env > config > default)
 /// for an execution platform running `os` on `arch`.
@@ -86,15 +69,7 @@ pub fn resolve(
     let env = Env::from_process();
     let file = config::load_file(config::config_path(&env).as_deref())?;
     let cfg = config::resolve_platform(profile_flag, property_flags, &env, &file)?;
-    let profile = Profile::resolve(&cfg.profile)?;
-    let standard = platform::standard_given(os, arch, &cfg.properties)?;
-    let platform = profile.apply(&standard, &cfg.properties)?;
-    Ok(Resolved {
-        profile,
-        standard,
-        extras: cfg.properties,
-        platform,
-    })
+    Ok(platform::resolve(&cfg.profile, &cfg.properties, os, arch)?)
 }
 
 /// The platform of commands `recast run` and `recast doctor` send: they

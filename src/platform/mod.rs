@@ -198,6 +198,68 @@ pub fn standard_given(
     Ok(Platform::new(pairs))
 }
 
+/// The platform of one action, with what it was made from (for advice).
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub profile: Profile,
+    /// `OSFamily`/`ISA` of the execution platform.
+    pub standard: Platform,
+    /// The user's properties (flags > env > config file).
+    pub extras: Vec<(String, String)>,
+    /// What goes on `Command.platform` and `Action.platform`.
+    pub platform: Platform,
+}
+
+impl Resolved {
+    /// Advice when a server's `message` refuses this platform.
+    pub fn advise(&self, message: &str) -> Option<Advice> {
+        advise(message, &self.standard, &self.extras, &self.profile)
+    }
+}
+
+/// The one platform resolution: the platform an action sends when its
+/// tool runs `os` on `arch`, spelled by the profile `profile` (a built-in
+/// name or a file) with the user's `extras` (already resolved: flag >
+/// env > config file).
+pub fn resolve(
+    profile: &str,
+    extras: &[(String, String)],
+    os: &OperatingSystem,
+    arch: &Architecture,
+) -> Result<Resolved, PlatformError> {
+    let profile = Profile::resolve(profile)?;
+    let standard = standard_given(os, arch, extras)?;
+    let platform = profile.apply(&standard, extras)?;
+    Ok(Resolved {
+        profile,
+        standard,
+        extras: extras.to_vec(),
+        platform,
+    })
+}
+
+/// [`resolve`] for an OS and architecture named as target-lexicon names
+/// them (a toolchain manifest's host); a name it does not know is an
+/// error with the same advice as one missing from the lexicon.
+pub fn resolve_named(
+    profile: &str,
+    extras: &[(String, String)],
+    os: &str,
+    arch: &str,
+) -> Result<Resolved, PlatformError> {
+    let os_parsed: OperatingSystem = os.parse().map_err(|()| PlatformError::UnknownOs {
+        os: os.to_string(),
+        triple: None,
+    })?;
+    let arch_parsed: Architecture =
+        arch.parse()
+            .map_err(|()| PlatformError::UnknownArchitecture {
+                arch: arch.to_string(),
+                triple: None,
+            })?;
+    resolve(profile, extras, &os_parsed, &arch_parsed)
+}
+
 /// Parses a target triple (`x86_64-unknown-linux-gnu`, `aarch64-apple-darwin`)
 /// as target-lexicon does.
 pub fn parse_triple(triple: &str) -> Result<Triple, PlatformError> {

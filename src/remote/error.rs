@@ -76,6 +76,14 @@ pub enum RemoteError {
     #[error("{server} broke the protocol: {message}")]
     Protocol { server: String, message: String },
 
+    /// An output the caller's check refused before anything was written.
+    #[error("{server} sent an output for {} that was refused: {why}", path.display())]
+    Refused {
+        server: String,
+        path: PathBuf,
+        why: String,
+    },
+
     /// A local file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {

@@ -37,7 +37,7 @@ pub use capabilities::{ApiVersion, ServerCaps, SymlinkStrategy};
 pub use cas::{Blob, BlobSource, UploadStats};
 pub use channel::ServerUrl;
 pub use error::{RemoteError, code_name};
-pub use outputs::{OutputStats, write_outputs};
+pub use outputs::{OutputStats, write_outputs, write_outputs_in};
 pub use session::{ActionRun, Outcome, Timings, run_action};
 
 use crate::cas::resource;

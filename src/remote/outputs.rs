@@ -320,12 +320,41 @@ pub async fn write_outputs(
     result: &reapi::ActionResult,
     root: &Path,
 ) -> Result<OutputStats, RemoteError> {
-    let wanted = client.wanted(result).await?;
-    let server = client.url().to_string();
-    let root_buf = root.to_path_buf();
-    let (placed, links) = tokio::task::spawn_blocking(move || prepare(&server, &root_buf, wanted))
-        .await
-        .expect("output preparation panicked")?;
+    write_outputs_in(client, vec![(root.to_path_buf(), result.clone())], None).await
+}
+
+/// A look at a downloaded output file (where it goes, its bytes) before it
+/// is put in place: `Err` names what is wrong, and then nothing is written.
+pub type Check = dyn Fn(&Path, &[u8]) -> Result<(), String> + Send + Sync;
+
+/// [`write_outputs`] for several results, each under its own root, all or
+/// nothing: every file is downloaded and passed through `check` before
+/// the first one is renamed into place. A refused file is
+/// [`RemoteError::Refused`].
+pub async fn write_outputs_in(
+    client: &Client,
+    groups: Vec<(PathBuf, reapi::ActionResult)>,
+    check: Option<std::sync::Arc<Check>>,
+) -> Result<OutputStats, RemoteError> {
+    let mut placed = Vec::new();
+    let mut links = Vec::new();
+    for (root, result) in groups {
+        let wanted = client.wanted(&result).await?;
+        let server = client.url().to_string();
+        let prepared = tokio::task::spawn_blocking(move || prepare(&server, &root, wanted))
+            .await
+            .expect("output preparation panicked");
+        match prepared {
+            Ok((p, l)) => {
+                placed.extend(p);
+                links.extend(l);
+            }
+            Err(e) => {
+                cleanup(&placed, &links);
+                return Err(e);
+            }
+        }
+    }
     let stats = OutputStats {
         files: placed.len() as u64,
         bytes: placed.iter().map(|p| p.digest.size()).sum(),
@@ -339,12 +368,38 @@ pub async fn write_outputs(
         cleanup(&placed, &links);
         return Err(e);
     }
+    let server = client.url().to_string();
     tokio::task::spawn_blocking(move || {
-        commit(&placed, &links).inspect_err(|_| cleanup(&placed, &links))
+        check_all(&server, &placed, check.as_deref())
+            .and_then(|()| commit(&placed, &links))
+            .inspect_err(|_| cleanup(&placed, &links))
     })
     .await
     .expect("output commit panicked")?;
     Ok(stats)
+}
+
+/// Runs `check` over every placed file's bytes (inline or downloaded).
+fn check_all(server: &str, placed: &[Placed], check: Option<&Check>) -> Result<(), RemoteError> {
+    let Some(check) = check else {
+        return Ok(());
+    };
+    for p in placed {
+        let refused = |why: String| RemoteError::Refused {
+            server: server.to_string(),
+            path: p.dest.clone(),
+            why,
+        };
+        match &p.inline {
+            Some(data) => check(&p.dest, data).map_err(refused)?,
+            None if p.digest == Digest::EMPTY => check(&p.dest, &[]).map_err(refused)?,
+            None => {
+                let data = std::fs::read(&p.tmp).map_err(|e| RemoteError::io(&p.tmp, e))?;
+                check(&p.dest, &data).map_err(refused)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

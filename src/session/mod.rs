@@ -28,6 +28,12 @@ pub async fn connect_with(
     file: &config::FileConfig,
 ) -> anyhow::Result<Client> {
     let cfg = config::resolve(args, env, file)?;
+    connect_to(&cfg, env).await
+}
+
+/// Connects to the server `cfg` names (resolved already), starting the
+/// embedded server if it names none.
+pub async fn connect_to(cfg: &config::RemoteConfig, env: &Env) -> anyhow::Result<Client> {
     let url = match &cfg.endpoint {
         Endpoint::Url(url) => url.clone(),
         Endpoint::Embedded => {
@@ -38,5 +44,5 @@ pub async fn connect_with(
                 .context("starting the embedded server")??
         }
     };
-    Ok(Client::connect(&cfg, &url).await?)
+    Ok(Client::connect(cfg, &url).await?)
 }

@@ -74,8 +74,9 @@ impl Listing {
             .sum()
     }
 
-    /// Adds `path` and every symlink on the way to it; returns the real
-    /// path it resolves to (no symlink in any component). A directory at
+    /// Adds `path` and every symlink on the way to it, and every directory
+    /// a `..` in it climbs out of; returns the real path it resolves to (no
+    /// symlink in any component). A directory at
     /// the end is recorded but not walked (see [`Listing::add_tree`]).
     pub fn add_path(&mut self, fs: &dyn FileSource, path: &Path) -> Result<PathBuf, ListingError> {
         if !path.is_absolute() {
@@ -189,6 +190,11 @@ impl Listing {
         rest.reverse();
         while let Some(c) = rest.pop() {
             if c.as_os_str() == ".." {
+                // The kernel climbs out of a directory that must exist,
+                // even when nothing in it is read (`nptl/bits/../../x86`).
+                if done.parent().is_some() {
+                    self.items.entry(done.clone()).or_insert(Item::Dir);
+                }
                 done.pop();
                 continue;
             }
@@ -368,6 +374,31 @@ mod tests {
             l.items.get(&real),
             Some(Item::File { size: 1, .. })
         ));
+    }
+
+    /// Regression: libc's `#[path = "../../x86/…"]` from a directory that
+    /// holds nothing the compile reads.
+    #[test]
+    fn directories_a_climb_passes_through_are_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("sysdeps/nptl/bits")).unwrap();
+        std::fs::create_dir_all(root.join("sysdeps/x86")).unwrap();
+        std::fs::write(root.join("sysdeps/x86/m.rs"), b"m").unwrap();
+        let mut l = Listing::new();
+        let real = l
+            .add_path(&HostFs, &root.join("sysdeps/nptl/bits/../../x86/m.rs"))
+            .unwrap();
+        assert_eq!(real, root.join("sysdeps/x86/m.rs"));
+        for d in ["sysdeps/nptl/bits", "sysdeps/nptl"] {
+            assert_eq!(l.items.get(&root.join(d)), Some(&Item::Dir), "{d}");
+        }
+        // Through a symlink, `..` leaves the directory the link leads to.
+        symlink("sysdeps/nptl/bits", root.join("bits")).unwrap();
+        let real = l
+            .add_path(&HostFs, &root.join("bits/../../x86/m.rs"))
+            .unwrap();
+        assert_eq!(real, root.join("sysdeps/x86/m.rs"));
     }
 
     #[test]

@@ -1,29 +1,26 @@
-//! gcc, g++, clang and clang++ through the wrapper.
+//! The C family: gcc, g++, clang, clang++, and `zig cc` / `zig c++`
+//! (clang's driver inside zig), for the shared pipeline.
 //!
 //! The compiler's own preprocessor lists what the compile reads (recc's
-//! way, not sccache's shipping of preprocessed text): a local `-M` run,
-//! remembered by stat in `depcache`, gives every header and the exact
-//! depfile `-MD`/`-MMD` would have written, which recast writes itself so
-//! the remote command needs no dependency flags. The remote command is the
-//! user's, with the compiler replaced by the same path in the shipped
-//! toolchain; the input root holds the toolchain, every listed file and
-//! every include directory, each at its absolute path (or the project
-//! moved, see `paths`).
+//! way, not sccache's shipping of preprocessed text): a local `-M` run
+//! gives every header and the exact depfile `-MD`/`-MMD` would have
+//! written, which recast writes itself so the remote command needs no
+//! dependency flags. The remote command is the user's, with the compiler
+//! replaced by the same path in the shipped toolchain, and diagnostics
+//! always colored (`color`).
 
-use std::collections::BTreeMap;
-use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 
-use super::depcache::{self, Seen};
-use super::paths::{self, Exposure, PathMap};
-use super::remote::{Landing, Prepared};
-use super::tool::{self, Tool};
-use super::{Ctx, Flow, Invocation, flow, inputs, local};
-use crate::action::{CommandSpec, Features, OutputSpec};
-use crate::cas::Digest;
-use crate::config::Mode;
-use crate::invocation::gcc::{self, CCompile, CFamily};
-use crate::invocation::{Arg, args, depfile, render_all};
+use super::color::{ColorPolicy, Encoding, Want};
+use super::family::{
+    self, ActionSpec, EnvValue, ExposureSpec, Job, ScanSpec, Scanned, ToolRequest,
+};
+use super::paths::{self, Exposure};
+use super::prepare;
+use super::tool::Tool;
+use super::{Ctx, Invocation};
+use crate::invocation::gcc::{self, CCompile, CFamily, PrefixMapKind};
+use crate::invocation::{Arg, args, render_all};
 
 /// Environment variables that change what gcc or clang read or write;
 /// they join the dependency key and the remote Command.
@@ -42,206 +39,235 @@ const COMPILER_ENV: [&str; 9] = [
 /// Locale variables: the language and quotes of diagnostics.
 const LOCALE_ENV: [&str; 5] = ["LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES"];
 
-/// What the scan found.
-struct Scanned {
-    files: Vec<Seen>,
-    depfile: Option<String>,
+/// zig's own variables that change what `zig cc` reads (its cache
+/// directories are set in the action instead: they are this machine's).
+const ZIG_ENV: [&str; 2] = ["ZIG_LIB_DIR", "ZIG_LIBC"];
+
+/// Where `zig cc` keeps its caches in an action: inside the working
+/// directory, so no path of this machine reaches the worker.
+const ZIG_CACHE: &str = ".recast-zig-cache";
+
+/// The C family's drivers.
+pub(crate) enum Driver {
+    /// gcc or clang, invoked as themselves.
+    Plain(CFamily),
+    /// `zig cc` / `zig c++`: clang's rules after the subcommand.
+    Zig,
 }
 
-pub async fn run(ctx: &Ctx, inv: &Invocation, family: CFamily) -> Flow {
-    let Some(raw) = inv
-        .args
+impl family::Driver for Driver {
+    fn parse(&self, ctx: &Ctx, inv: &Invocation) -> Result<Box<dyn Job>, &'static str> {
+        let raw = utf8_args(inv)?;
+        let (lead, rest, cfamily) = match self {
+            Driver::Plain(f) => (None, &raw[..], *f),
+            Driver::Zig => match raw.first().map(String::as_str) {
+                Some(sub @ ("cc" | "c++")) => (Some(sub.to_string()), &raw[1..], CFamily::Clang),
+                _ => return Err("not_a_compile"),
+            },
+        };
+        let cwd = ctx.cwd.clone();
+        let expanded =
+            args::expand(rest, &|f| std::fs::read_to_string(cwd.join(f))).map_err(|e| {
+                tracing::debug!("response file: {e}");
+                "response_file"
+            })?;
+        let c = gcc::parse(&inv.argv0.to_string_lossy(), &expanded, cfamily).map_err(|l| {
+            tracing::debug!("local: {l}");
+            l.as_str()
+        })?;
+        let zig = matches!(self, Driver::Zig);
+        let names = COMPILER_ENV.iter().chain(LOCALE_ENV.iter()).chain(if zig {
+            &ZIG_ENV[..]
+        } else {
+            &[]
+        });
+        let env = names
+            .filter_map(|k| ctx.var(k).map(|v| (k.to_string(), v.to_string())))
+            .collect();
+        Ok(Box::new(CcJob { c, lead, env, zig }))
+    }
+}
+
+/// The arguments as strings; a compile with other bytes runs here.
+pub(crate) fn utf8_args(inv: &Invocation) -> Result<Vec<String>, &'static str> {
+    inv.args
         .iter()
         .map(|a| a.to_str().map(str::to_string))
         .collect::<Option<Vec<_>>>()
-    else {
-        return Flow::local("non_utf8_argument");
-    };
-    let cwd = ctx.cwd.clone();
-    let args = match args::expand(&raw, &|f| std::fs::read_to_string(cwd.join(f))) {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::debug!("response file: {e}");
-            return Flow::local("response_file");
-        }
-    };
-    let argv0 = inv.argv0.to_string_lossy();
-    let c = match gcc::parse(&argv0, &args, family) {
-        Ok(c) => c,
-        Err(l) => {
-            tracing::debug!("local: {l}");
-            return Flow::local(l.as_str());
-        }
-    };
-    tracing::debug!(elapsed = ?ctx.started.elapsed(), "parsed");
-    let env = compiler_env(ctx);
-    let fast_key = flow::fast_key(ctx, inv, "cc-fast", &env);
-    let cwd = ctx.cwd.clone();
-    if let Some(flow) = flow::fast_hit(ctx, &fast_key, &|fast| {
-        write_depfile(&cwd, &c, &fast.depfile)
-    })
-    .await
-    {
-        return flow;
-    }
-    let bundle = match flow::toolchain(ctx, &inv.compiler, Vec::new(), false).await {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::info!("cannot package {}: {e:#}", inv.compiler.display());
-            return Flow::local("toolchain");
-        }
-    };
-    let toolchain_root = bundle.manifest.root;
-    let tool = match tool::for_workers(ctx, bundle).await {
-        Ok(t) => t,
-        Err(flow) => return flow,
-    };
-    let platform = match flow::platform_of(ctx, &tool) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::info!("{e:#}");
-            return Flow::local("platform");
-        }
-    };
-    let (client, features) = match flow::server(ctx, &tool, &platform).await {
-        Ok(x) => x,
-        Err(flow) => return flow,
-    };
-    let scanned = {
-        let (cache, cwd) = (ctx.cache_dir.clone(), ctx.cwd.clone());
-        let (inv2, c2, root, env) = (inv.clone(), c.clone(), toolchain_root, env.clone());
-        match tokio::task::spawn_blocking(move || scan(&cache, &cwd, &inv2, &c2, &root, &env)).await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(reason)) => return Flow::local(reason),
-            Err(e) => return Flow::fallback("internal", e),
-        }
-    };
-    let prepared = match prepare(ctx, &c, &tool, &scanned, &platform, features) {
-        Ok(p) => p,
-        Err(reason) => return Flow::local(reason),
-    };
-    let landed = || {
-        write_depfile(&ctx.cwd, &c, &scanned.depfile)?;
-        flow::remember(
-            ctx,
-            &fast_key,
-            flow::tools_of(inv, &tool),
-            &prepared,
-            &scanned.files,
-            scanned.depfile.clone(),
-        );
-        Ok(())
-    };
-    if ctx.wrap.mode == Mode::CacheOnly {
-        return flow::cache_only(ctx, inv, &client, &prepared, &landed).await;
-    }
-    flow::execute(ctx, &client, &prepared, false, &landed).await
+        .ok_or("non_utf8_argument")
 }
 
-fn compiler_env(ctx: &Ctx) -> Vec<(String, String)> {
-    COMPILER_ENV
-        .iter()
-        .chain(LOCALE_ENV.iter())
-        .filter_map(|k| ctx.var(k).map(|v| (k.to_string(), v.to_string())))
-        .collect()
+struct CcJob {
+    c: CCompile,
+    /// zig's subcommand (`cc`, `c++`), first on every command line.
+    lead: Option<String>,
+    env: Vec<(String, String)>,
+    zig: bool,
 }
 
-/// The scan, from the cache or run here. `Err` is a local reason.
-fn scan(
-    cache: &Path,
-    cwd: &Path,
-    inv: &Invocation,
-    c: &CCompile,
-    toolchain_root: &Digest,
-    env: &[(String, String)],
-) -> Result<Scanned, &'static str> {
-    let mut parts: Vec<Vec<u8>> = vec![
-        b"cc".to_vec(),
-        toolchain_root.to_string().into_bytes(),
-        inv.compiler.as_os_str().as_encoded_bytes().to_vec(),
-        inv.argv0.as_encoded_bytes().to_vec(),
-        cwd.as_os_str().as_encoded_bytes().to_vec(),
-    ];
-    parts.extend(inv.args.iter().map(|a| a.as_encoded_bytes().to_vec()));
-    parts.extend(env.iter().map(|(k, v)| format!("{k}={v}").into_bytes()));
-    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-    let key = depcache::key(&refs);
-    if let Some(e) = depcache::lookup(cache, &key) {
-        return Ok(Scanned {
-            files: e.files,
-            depfile: e.depfile,
+impl CcJob {
+    /// `lead` then `args`.
+    fn led(&self, args: Vec<String>) -> Vec<String> {
+        self.lead.iter().cloned().chain(args).collect()
+    }
+
+    /// The flag that makes the remote compile color, unless the user chose.
+    fn color_flag(&self) -> Option<&'static str> {
+        let chose = self.c.remote_args.iter().any(|a| match a {
+            Arg::Plain(s) => s.contains("diagnostics-color") || s.contains("color-diagnostics"),
+            _ => false,
         });
+        match (chose, self.c.family) {
+            (true, _) => None,
+            (false, CFamily::Gcc) => Some("-fdiagnostics-color=always"),
+            (false, CFamily::Clang) => Some("-fcolor-diagnostics"),
+        }
+    }
+}
+
+impl Job for CcJob {
+    fn kind(&self) -> &'static str {
+        if self.zig { "zig-cc" } else { "cc" }
     }
 
-    let since = depcache::now_ns();
-    let tmp_dir = cache.join("tmp");
-    std::fs::create_dir_all(&tmp_dir).map_err(|_| "scan_failed")?;
-    let run_scan = |dep_flags: &[String]| -> Result<String, &'static str> {
-        let tmp = tmp_dir.join(format!(
-            "scan-{}-{}.d",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        ));
-        let mut sargs = render_all(&c.scan.args, &|p| p.to_string());
-        sargs.extend(dep_flags.iter().cloned());
-        sargs.push("-MF".into());
-        sargs.push(tmp.to_string_lossy().into_owned());
-        let captured = local::capture(inv, &sargs, cwd).map_err(|_| "scan_failed");
-        let text = std::fs::read_to_string(&tmp);
-        let _ = std::fs::remove_file(&tmp);
-        // A failing scan means the compile fails as well: locally, its
-        // diagnostics are exact.
-        if !captured? {
-            return Err("scan_failed");
+    fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    fn color(&self) -> ColorPolicy {
+        match self.color_flag() {
+            None => ColorPolicy::AsIs,
+            Some(_) => ColorPolicy::Forced {
+                want: Want::IfTerminal,
+                encoding: Encoding::Raw,
+            },
         }
-        text.map_err(|_| "scan_failed")
-    };
-    let text = run_scan(&c.scan.dep_flags)?;
-    // -MMD's depfile leaves system headers out (and gcc's implicit
-    // stdc-predef.h is in no trace), so the file list takes a -M run.
-    let list = if c.depfile.as_ref().is_some_and(|d| !d.system_headers) {
-        run_scan(&["-M".to_string()])?
-    } else {
-        text.clone()
-    };
-    let parsed = depfile::parse(&list).map_err(|_| "scan_failed")?;
-    let mut spelled = depfile::prerequisites(&parsed);
-    spelled.extend(
-        locale_files(env)
+    }
+
+    fn toolchains(&self, _ctx: &Ctx, inv: &Invocation) -> Result<Vec<ToolRequest>, &'static str> {
+        Ok(vec![ToolRequest {
+            compiler: inv.compiler.clone(),
+            targets: Vec::new(),
+            linking: false,
+            targets_optional: false,
+        }])
+    }
+
+    fn scan(&self, ctx: &Ctx) -> Result<ScanSpec, &'static str> {
+        let c = &self.c;
+        let scan_args = render_all(&c.scan.args, &|p| p.to_string());
+        let mut first = scan_args.clone();
+        first.extend(c.scan.dep_flags.iter().cloned());
+        let mut runs = vec![self.led(first)];
+        // -MMD's depfile leaves system headers out (and gcc's implicit
+        // stdc-predef.h is in no trace), so the file list takes a -M run.
+        if c.depfile.as_ref().is_some_and(|d| !d.system_headers) {
+            let mut list = scan_args;
+            list.push("-M".into());
+            runs.push(self.led(list));
+        }
+        let mut extra: Vec<String> = locale_files(&self.env)
             .into_iter()
-            .map(|p| p.to_string_lossy().into_owned()),
-    );
-    for extra in &c.extra_inputs {
-        if !Path::new(&paths::absolute(cwd, extra)).is_file() {
-            return Err("extra_input_not_a_file");
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        for e in &c.extra_inputs {
+            if !paths::opened(&ctx.cwd, e).is_file() {
+                return Err("extra_input_not_a_file");
+            }
+            extra.push(e.clone());
         }
-        spelled.push(extra.clone());
+        Ok(ScanSpec {
+            key: Vec::new(),
+            runs,
+            depfile_args: |tmp| vec!["-MF".into(), tmp.to_string_lossy().into_owned()],
+            extra,
+            keep_depfile: c.depfile.is_some(),
+        })
     }
-    let mut files = Vec::with_capacity(spelled.len());
-    let mut stable = true;
-    let mut seen = std::collections::HashSet::new();
-    for s in spelled {
-        let abs = paths::absolute(cwd, &s);
-        if !seen.insert(abs.clone()) {
-            continue;
+
+    fn action(
+        &self,
+        ctx: &Ctx,
+        scanned: &Scanned,
+        _tools: &[Tool],
+    ) -> Result<ActionSpec, &'static str> {
+        let c = &self.c;
+        let cwd = &ctx.cwd;
+        let mut args: Vec<Arg> = self.lead.iter().map(Arg::plain).collect();
+        args.extend(c.remote_args.iter().cloned());
+        args.extend(self.color_flag().map(Arg::plain));
+        let mut env: Vec<(String, EnvValue)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), EnvValue::Plain(v.clone())))
+            .collect();
+        if self.zig {
+            for var in ["ZIG_GLOBAL_CACHE_DIR", "ZIG_LOCAL_CACHE_DIR"] {
+                env.push((var.into(), EnvValue::Plain(ZIG_CACHE.into())));
+            }
         }
-        let (f, ok) = depcache::see(&abs, since).map_err(|_| "scan_failed")?;
-        stable &= ok;
-        files.push(Seen { spelled: s, ..f });
+        let mut outputs = prepare::outputs_of(cwd, [c.output.as_str()]);
+        outputs.extend(prepare::outputs_of(cwd, c.dwo.as_deref()));
+        let mut dirs: Vec<PathBuf> = c
+            .include_dirs
+            .iter()
+            .map(|d| paths::opened(cwd, d))
+            .collect();
+        dirs.push(cwd.clone());
+        Ok(ActionSpec {
+            args,
+            env,
+            outputs,
+            dirs,
+            exposure: ExposureSpec::Observed(self.exposure(scanned)),
+            ..ActionSpec::default()
+        })
     }
-    let entry = depcache::Entry {
-        schema: depcache::SCHEMA,
-        files,
-        depfile: c.depfile.is_some().then_some(text),
-    };
-    if stable {
-        depcache::store(cache, &key, &entry);
+
+    fn landed(&self, ctx: &Ctx, depfile: Option<&str>) -> Result<(), String> {
+        let (Some(dep), Some(text)) = (&self.c.depfile, depfile) else {
+            return Ok(());
+        };
+        let path = paths::absolute(&ctx.cwd, &dep.path);
+        crate::fsutil::write_atomic(&path, text.as_bytes())
+            .map_err(|e| format!("writing {}: {e}", path.display()))
     }
-    Ok(Scanned {
-        files: entry.files,
-        depfile: entry.depfile,
-    })
+}
+
+impl CcJob {
+    /// What the compile shows of where it runs: debug info records the
+    /// working directory and the files read, unless a debug or file prefix
+    /// map rewrites them; paths in arguments, the scan and `CPATH`-style
+    /// variables decide the rest (`paths::PathMap::choose`).
+    fn exposure(&self, scanned: &Scanned) -> Exposure {
+        let c = &self.c;
+        let mut paths: Vec<String> = Vec::new();
+        for a in &c.remote_args {
+            match a {
+                Arg::Path { path, .. } => paths.push(path.clone()),
+                Arg::PrefixMap { old, .. } => paths.push(old.clone()),
+                Arg::Plain(_) => {}
+            }
+        }
+        paths.extend(scanned.files.iter().map(|f| f.spelled.clone()));
+        for (k, v) in &self.env {
+            if k.ends_with("PATH") || k.ends_with("PREFIX") {
+                paths.extend(v.split(':').filter(|s| !s.is_empty()).map(str::to_string));
+            }
+        }
+        let maps = c
+            .prefix_maps
+            .iter()
+            .filter(|(kind, _, _)| matches!(kind, PrefixMapKind::Debug | PrefixMapKind::File))
+            .map(|(_, old, _)| old.clone())
+            .collect();
+        Exposure {
+            records_cwd: c.debug_info,
+            records_paths: c.debug_info,
+            paths,
+            maps,
+        }
+    }
 }
 
 /// The locale data diagnostics are written with: the compiled locale
@@ -295,116 +321,4 @@ fn locale_files(env: &[(String, String)]) -> Vec<PathBuf> {
     out.sort();
     out.dedup();
     out
-}
-
-/// Writes the depfile the scan produced, atomically.
-fn write_depfile(cwd: &Path, c: &CCompile, text: &Option<String>) -> Result<(), String> {
-    let (Some(dep), Some(text)) = (&c.depfile, text) else {
-        return Ok(());
-    };
-    let path = paths::absolute(cwd, &dep.path);
-    crate::fsutil::write_atomic(&path, text.as_bytes())
-        .map_err(|e| format!("writing {}: {e}", path.display()))
-}
-
-/// The action: input root, Command, Action. `Err` is a local reason.
-fn prepare(
-    ctx: &Ctx,
-    c: &CCompile,
-    tool: &Tool,
-    scanned: &Scanned,
-    platform: &[(String, String)],
-    features: Features,
-) -> Result<Prepared, &'static str> {
-    let cwd = paths::normalize(&ctx.cwd);
-    let mut exposed: Vec<&str> = Vec::new();
-    for a in &c.remote_args {
-        match a {
-            Arg::Path { path, .. } => exposed.push(path),
-            Arg::PrefixMap { old, .. } => exposed.push(old),
-            Arg::Plain(_) => {}
-        }
-    }
-    exposed.extend(scanned.files.iter().map(|f| f.spelled.as_str()));
-    let env = compiler_env(ctx);
-    // Paths in the environment (CPATH) are seen by the compiler too.
-    let env_paths: Vec<String> = env
-        .iter()
-        .filter(|(k, _)| k.ends_with("PATH") || k.ends_with("PREFIX"))
-        .flat_map(|(_, v)| v.split(':').map(str::to_string).collect::<Vec<_>>())
-        .collect();
-    exposed.extend(env_paths.iter().map(String::as_str));
-    let exposure = Exposure {
-        records_cwd: c.debug_info || !c.prefix_maps.is_empty(),
-        paths: exposed,
-    };
-    let root = ctx.project_root();
-    let mut map = PathMap::choose(root.as_deref(), &cwd, &exposure);
-
-    let mut dirs: Vec<PathBuf> = c
-        .include_dirs
-        .iter()
-        .map(|d| paths::absolute(&cwd, d))
-        .collect();
-    dirs.push(cwd.clone());
-    let inputs = match inputs::build(&[tool], &scanned.files, &[], &dirs, &map) {
-        Ok(i) => i,
-        Err(inputs::InputsError::Unmappable(why)) => {
-            tracing::debug!("{why}");
-            map = PathMap::identity();
-            inputs::build(&[tool], &scanned.files, &[], &dirs, &map).map_err(|e| {
-                tracing::info!("{e}");
-                "input_tree"
-            })?
-        }
-        Err(e) => {
-            tracing::info!("{e}");
-            return Err("input_tree");
-        }
-    };
-
-    let m = tool.manifest();
-    let mut arguments = vec![map.arg(&format!("/{}", m.entry))];
-    arguments.extend(render_all(&c.remote_args, &|p| map.arg(p)));
-    if std::io::stderr().is_terminal() && !arguments.iter().any(|a| a.contains("color")) {
-        arguments.push(match c.family {
-            CFamily::Gcc => "-fdiagnostics-color=always".into(),
-            CFamily::Clang => "-fcolor-diagnostics".into(),
-        });
-    }
-    let mut command_env: BTreeMap<String, String> = m.env.clone();
-    if !m.path_dirs.is_empty() {
-        let dirs: Vec<String> = m
-            .path_dirs
-            .iter()
-            .map(|d| map.arg(&format!("/{d}")))
-            .collect();
-        command_env.insert("PATH".into(), dirs.join(":"));
-    }
-    command_env.extend(env);
-
-    let mut outputs = vec![c.output.clone()];
-    outputs.extend(c.dwo.clone());
-    let mut relative = Vec::new();
-    for o in &outputs {
-        match paths::below(&cwd, &paths::absolute(&cwd, o)) {
-            Some(r) => relative.push(r),
-            None => return Err("output_outside_cwd"),
-        }
-    }
-    let spec = CommandSpec {
-        arguments,
-        env: command_env,
-        outputs: relative
-            .iter()
-            .map(|p| OutputSpec {
-                path: p.clone(),
-                is_dir: false,
-            })
-            .collect(),
-        working_directory: map.tree_path(&cwd),
-        platform: platform.to_vec(),
-    };
-    let landing = Landing::beside(&cwd, &relative);
-    Prepared::new(&spec, features, inputs, landing)
 }

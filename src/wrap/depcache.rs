@@ -131,6 +131,28 @@ pub fn store_fast(cache_dir: &Path, key: &Digest, fast: &Fast) {
     }
 }
 
+/// Remembers that the compile of hit-path key `key` sees where it runs:
+/// its project root never moves again (see `paths`).
+pub fn mark_located(cache_dir: &Path, key: &Digest) {
+    let path = located_path(cache_dir, key);
+    if let Err(e) = crate::fsutil::write_atomic(&path, b"") {
+        tracing::debug!("cannot store {}: {e}", path.display());
+    }
+}
+
+/// Whether [`mark_located`] was said of `key`.
+pub fn is_located(cache_dir: &Path, key: &Digest) -> bool {
+    located_path(cache_dir, key).exists()
+}
+
+fn located_path(cache_dir: &Path, key: &Digest) -> PathBuf {
+    let hex = key.hex();
+    cache_dir
+        .join("deps")
+        .join(&hex[..2])
+        .join(format!("{}.located", &hex[2..40]))
+}
+
 fn fast_path(cache_dir: &Path, key: &Digest) -> PathBuf {
     let hex = key.hex();
     cache_dir

@@ -10,19 +10,13 @@
 //!   name on `PATH` runs, recast itself skipped.
 //! - Anything else is a recast subcommand, for clap.
 //!
-//! Pure apart from [`resolve`], which searches `PATH`.
+//! Which names are compilers is the family table's business
+//! (`family::FAMILIES`). Pure apart from [`resolve`], which searches `PATH`.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::invocation::gcc::CFamily;
-
-/// What kind of compiler runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    C(CFamily),
-    Rustc,
-}
+use super::family::{self, Row};
 
 /// A compiler invocation to wrap.
 #[derive(Clone, Debug)]
@@ -32,28 +26,14 @@ pub struct Invocation {
     /// `argv[0]` for the compiler: the name it was invoked by.
     pub argv0: OsString,
     pub args: Vec<OsString>,
-    pub kind: Kind,
+    /// Its family (`family::FAMILIES`).
+    pub(crate) family: &'static Row,
 }
 
-/// The kind of compiler `name` (a file name, no directory) is, if any.
-pub fn kind_of(name: &str) -> Option<Kind> {
-    let n = name.strip_suffix(".exe").unwrap_or(name);
-    // `rustc`, `rustc-1.91`; not `rustdoc`.
-    if n == "rustc" || n.starts_with("rustc-") && !n.contains("wrapper") {
-        return Some(Kind::Rustc);
-    }
-    // Drop a version suffix: `gcc-12`, `clang++-14`, `g++-12.2`.
-    let base = match n.rfind('-') {
-        Some(i) if n[i + 1..].chars().all(|c| c.is_ascii_digit() || c == '.') => &n[..i],
-        _ => n,
-    };
-    // Drop a cross prefix: `aarch64-linux-gnu-gcc`.
-    let tool = base.rsplit('-').next().unwrap_or(base);
-    match tool {
-        "clang" | "clang++" => Some(Kind::C(CFamily::Clang)),
-        "gcc" | "g++" | "cc" | "c++" => Some(Kind::C(CFamily::Gcc)),
-        _ => None,
-    }
+/// Whether `name` (a file name, no directory) names a compiler recast
+/// wraps.
+pub fn is_compiler(name: &str) -> bool {
+    family::by_name(name).is_some()
 }
 
 /// What recast's command line asks for.
@@ -78,7 +58,7 @@ pub fn detect(argv: &[OsString], subcommands: &[&str]) -> Detected {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    if !own.starts_with("recast") && kind_of(&own).is_some() {
+    if !own.starts_with("recast") && is_compiler(&own) {
         return Detected::Compiler {
             name: OsString::from(&own),
             args_from: 1,
@@ -96,7 +76,7 @@ pub fn detect(argv: &[OsString], subcommands: &[&str]) -> Detected {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    if kind_of(&file).is_some() {
+    if is_compiler(&file) {
         return Detected::Compiler {
             name: first.clone(),
             args_from: 2,
@@ -109,9 +89,14 @@ pub fn detect(argv: &[OsString], subcommands: &[&str]) -> Detected {
 /// Why no compiler could be found.
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
-    #[error("{0}: not found on PATH (recast itself skipped)")]
+    #[error(
+        "{0}: not found on PATH (recast itself skipped); install it, or name the compiler by its path (`recast /usr/bin/{0} …`)"
+    )]
     NotFound(String),
-    #[error("{0}: no such compiler")]
+    #[error(
+        "{}: no such compiler; check the path, or name one on PATH (`recast gcc …`)",
+        .0.display()
+    )]
     Missing(PathBuf),
 }
 
@@ -161,28 +146,6 @@ mod tests {
     }
 
     const SUBS: [&str; 3] = ["run", "serve", "stats"];
-
-    #[test]
-    fn compiler_names_are_recognised() {
-        for (n, k) in [
-            ("gcc", Some(Kind::C(CFamily::Gcc))),
-            ("g++-12", Some(Kind::C(CFamily::Gcc))),
-            ("cc", Some(Kind::C(CFamily::Gcc))),
-            ("c++", Some(Kind::C(CFamily::Gcc))),
-            ("aarch64-linux-gnu-gcc", Some(Kind::C(CFamily::Gcc))),
-            ("x86_64-linux-gnu-g++-12", Some(Kind::C(CFamily::Gcc))),
-            ("clang", Some(Kind::C(CFamily::Clang))),
-            ("clang++-14", Some(Kind::C(CFamily::Clang))),
-            ("rustc", Some(Kind::Rustc)),
-            ("rustdoc", None),
-            ("ld", None),
-            ("make", None),
-            ("gcc-ar", None),
-            ("recast", None),
-        ] {
-            assert_eq!(kind_of(n), k, "{n}");
-        }
-    }
 
     #[test]
     fn the_first_argument_or_argv0_names_the_compiler() {

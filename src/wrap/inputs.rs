@@ -40,12 +40,13 @@ pub struct Inputs {
 }
 
 /// Builds the input root from `tools` (the compiler's toolchain, and a
-/// linker's when the compile links), the `files` the compile reads and the
-/// `dirs` it looks in (absent ones are skipped), and `extra` entries whose
+/// linker's when the compile links), the `files` the compile reads (at the
+/// paths it opened them by: every directory a `..` climbs out of is kept)
+/// and the `dirs` it looks in (absent ones are skipped), and `extra` entries whose
 /// blobs the server has. A registry toolchain's paths and `extra` win over
 /// this machine's files at the same paths.
 pub fn build(
-    tools: &[&Tool],
+    tools: &[Tool],
     files: &[Seen],
     extra: &[Entry],
     dirs: &[PathBuf],

@@ -1,51 +1,73 @@
 //! Running the compiler on this machine: the local compile (by `exec`, so
-//! signals, stdin and the exit status are the compiler's own), the
-//! dependency scan (captured), and replaying a remote result.
+//! signals, stdin and the exit status are the compiler's own, or watched
+//! to its end when the wrapper must see how it went), the dependency scan
+//! (captured), and replaying a remote result.
+//!
+//! One exit-code rule for every local run the wrapper waits for
+//! ([`exit_code`]): a compiler killed by signal N ends the wrapper with
+//! 128 + N, as a shell reports it; one that cannot be started ends it with
+//! 127 (not found) or 126 (not runnable), with one message. Replayed
+//! remote codes outside 0..=255 become 255, so a failure never reads as a
+//! success. An `exec`ed compiler needs no rule: its status is ours.
 
 use std::io::Write as _;
-use std::os::unix::process::CommandExt as _;
+use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::path::Path;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
 
 use super::Invocation;
 
 /// `argv[0]` for a compiler run here: the path it was found at. gcc finds
 /// `cc1` relative to its own `argv[0]`, searching `PATH` for a bare name,
 /// where a masquerade link (recast itself) may come first.
-fn arg0(inv: &Invocation) -> &std::ffi::OsStr {
-    inv.compiler.as_os_str()
+fn command(inv: &Invocation) -> Command {
+    let mut c = Command::new(&inv.compiler);
+    c.arg0(inv.compiler.as_os_str());
+    c
+}
+
+/// The message and code for a compiler that could not be started.
+fn cannot_run(inv: &Invocation, err: &std::io::Error) -> i32 {
+    eprintln!(
+        "recast: cannot run {}: {err}; check that the compiler exists and is executable",
+        inv.compiler.display()
+    );
+    if err.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    }
+}
+
+/// The wrapper's exit code for a local run's status.
+pub fn exit_code(status: ExitStatus) -> i32 {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => c,
+        (None, Some(sig)) => 128 + sig,
+        (None, None) => 255,
+    }
 }
 
 /// Replaces this process with the compiler, as if recast were not there.
 /// Returns only if the compiler cannot be started.
 pub fn exec(inv: &Invocation) -> ExitCode {
-    let err = Command::new(&inv.compiler)
-        .arg0(arg0(inv))
-        .args(&inv.args)
-        .exec();
-    eprintln!("recast: cannot run {}: {err}", inv.compiler.display());
-    ExitCode::from(if err.kind() == std::io::ErrorKind::NotFound {
-        127
-    } else {
-        126
-    })
+    let err = command(inv).args(&inv.args).exec();
+    ExitCode::from(cannot_run(inv, &err) as u8)
 }
 
-/// Runs the compiler here and waits (cache-only mode keeps the process to
-/// upload the result afterwards). The compiler's output goes straight to
-/// ours.
-pub fn run(inv: &Invocation) -> std::io::Result<std::process::ExitStatus> {
-    Command::new(&inv.compiler)
-        .arg0(arg0(inv))
-        .args(&inv.args)
-        .status()
+/// Runs the compiler here with the user's arguments and `extra`, and
+/// waits; its streams are ours. The exit code by [`exit_code`].
+pub fn run(inv: &Invocation, extra: &[String]) -> i32 {
+    match command(inv).args(&inv.args).args(extra).status() {
+        Ok(status) => exit_code(status),
+        Err(e) => cannot_run(inv, &e),
+    }
 }
 
 /// Runs the compiler with `args` instead of the user's, output discarded;
 /// whether it succeeded.
 pub fn capture(inv: &Invocation, args: &[String], cwd: &Path) -> std::io::Result<bool> {
-    let out = Command::new(&inv.compiler)
-        .arg0(arg0(inv))
+    let out = command(inv)
         .args(args)
         .current_dir(cwd)
         .stdin(Stdio::null())
@@ -55,8 +77,7 @@ pub fn capture(inv: &Invocation, args: &[String], cwd: &Path) -> std::io::Result
     Ok(out.status.success())
 }
 
-/// Writes a remote result's streams and turns its exit code into ours
-/// (out-of-range codes become 255, so a failure never reads as success).
+/// Writes a remote result's streams and turns its exit code into ours.
 pub fn replay(stdout: &[u8], stderr: &[u8], code: i32) -> ExitCode {
     let _ = std::io::stdout().write_all(stdout);
     let _ = std::io::stdout().flush();
@@ -66,4 +87,23 @@ pub fn replay(stdout: &[u8], stderr: &[u8], code: i32) -> ExitCode {
         0..=255 => code as u8,
         _ => 255,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signal_ends_the_wrapper_as_a_shell_reports_it() {
+        let killed = Command::new("/bin/sh")
+            .args(["-c", "kill -TERM $$"])
+            .status()
+            .unwrap();
+        assert_eq!(exit_code(killed), 128 + 15);
+        let failed = Command::new("/bin/sh")
+            .args(["-c", "exit 3"])
+            .status()
+            .unwrap();
+        assert_eq!(exit_code(failed), 3);
+    }
 }

@@ -1,41 +1,50 @@
-//! Wrapped compiles: `recast gcc …`, `RUSTC_WRAPPER=recast`, masquerade
-//! links and compiler launchers. One flow for every compiler, with one
-//! parser each (`crate::invocation`):
+//! Wrapped compiles: `recast gcc …`, `RUSTC_WRAPPER=recast`, `recast zig
+//! cc …`, masquerade links and compiler launchers. One pipeline for every
+//! compiler family (`pipeline`), with the family's parser, probe, scan and
+//! output rules behind the seams of `family`:
 //!
 //! ```text
-//! argv ─► entry (which compiler) ─► parse ─► toolchain (local index)
-//!      ─► dependency scan (cached by stat) ─► input root + Command
-//!      ─► action cache ─► upload what is missing ─► Execute
-//!      ─► verified outputs, written atomically ─► stdout/stderr/exit code
+//! argv ─► entry (which compiler, which family) ─► parse ─► hit path
+//!      ─► toolchain (local index) ─► dependency scan (cached by stat)
+//!      ─► input root + Command ─► action cache ─► upload what is missing
+//!      ─► Execute ─► verified outputs, written atomically ─► replay
 //! ```
 //!
 //! Whatever goes wrong on the remote side, the compile runs locally with
 //! the same arguments: a build that works without recast works with it. A
-//! compile that fails remotely because the code is wrong is replayed as
-//! is, not rerun. Every compile leaves one line in the stats
+//! compile that fails remotely is confirmed by compiling here (unless
+//! `RECAST_CONFIRM_ERRORS=0`). Every compile leaves one line in the stats
 //! (`stats`); `recast stats` sums them. The wrapper never writes to stderr
 //! itself (the compiler's stderr must come out as it would without
-//! recast): why a compile ran locally is logged at `RECAST_LOG=info`.
+//! recast): why a compile ran locally is logged at `RECAST_LOG=info`, and
+//! warnings go to `<cache dir>/warnings.log` (`log`).
 //!
-//! Submodules: `entry` (argv → compiler), `local` (running the compiler
-//! here), `paths` (where files sit in the input root), `depcache` (the
-//! scan's results, revalidated by stat), `inputs` (the input root),
-//! `probe` (does the server run actions with the input root as `/`?),
-//! `remote` (one action on the server, and its outputs), `flow` (the
-//! steps every compiler shares), `cc` (gcc and clang), `rust` (rustc) and
-//! `crates` (which crate files a rustc compile loads), `stats`.
+//! Submodules: `entry` (argv → compiler), `family` (the table and the
+//! seams), `pipeline` (the steps every family shares), `cc` (gcc, clang,
+//! zig cc) and `rust` (rustc, with `crates` and `twin`), `scan` (the
+//! dependency scan) and `depcache` (its results, revalidated by stat),
+//! `prepare` (the action), `inputs` and `paths` (the input root and the
+//! project-root move), `tool` (this machine's toolchain or the
+//! registry's), `probe` (does the server chroot?), `remote` (one action
+//! on the server, and its outputs), `color`, `local` (running the compiler
+//! here), `log`, `stats`.
 
 mod cc;
+mod color;
 mod crates;
 mod depcache;
 pub mod entry;
-mod flow;
+mod family;
 mod inputs;
 mod local;
+pub mod log;
 pub mod paths;
+mod pipeline;
+mod prepare;
 mod probe;
 mod remote;
 mod rust;
+mod scan;
 pub mod stats;
 mod tool;
 mod twin;
@@ -45,15 +54,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::config::{self, Env, Mode, RemoteArgs, WrapConfig};
+use crate::config::{self, Env, Mode, PlatformConfig, RemoteArgs, RemoteConfig, WrapConfig};
 use crate::remote::Client;
 
-pub use entry::{Detected, Invocation, Kind};
+pub use entry::{Detected, Invocation};
 use stats::Event;
 
-/// How a wrapped compile ends.
+/// How a wrapped compile's remote side ends.
 pub(crate) enum Flow {
-    /// Finished remotely (or from the cache): replay and exit.
+    /// Finished remotely (or from the cache): replay, or confirm a failure.
     Done {
         stdout: Vec<u8>,
         stderr: Vec<u8>,
@@ -64,6 +73,9 @@ pub(crate) enum Flow {
     Local(Event),
     /// Already run here (the wrapper needed to see it finish): exit so.
     Ran { code: i32, event: Event },
+    /// A moved compile's outputs named the moved project root: it must
+    /// run again where the project is (`paths`).
+    Location,
 }
 
 impl Flow {
@@ -77,11 +89,13 @@ impl Flow {
     }
 }
 
-/// What every step of a wrapped compile needs to know.
+/// What every step of a wrapped compile needs to know: the settings,
+/// resolved once.
 pub(crate) struct Ctx {
     pub env: Env,
-    pub file: config::FileConfig,
     pub wrap: WrapConfig,
+    pub remote: RemoteConfig,
+    pub platform: PlatformConfig,
     pub cache_dir: PathBuf,
     pub cwd: PathBuf,
     /// `PATH`, split.
@@ -95,29 +109,22 @@ impl Ctx {
     /// started if nothing is configured).
     pub async fn client(&self) -> anyhow::Result<&Client> {
         self.client
-            .get_or_try_init(|| async {
-                crate::session::connect_with(&RemoteArgs::default(), &self.env, &self.file).await
-            })
+            .get_or_try_init(|| async { crate::session::connect_to(&self.remote, &self.env).await })
             .await
     }
 
-    /// Which server and instance results come from, as configured (the
-    /// embedded server's address is not known before it runs).
+    /// Which server, instance, platform and mode results come from, as
+    /// configured (the embedded server's address is not known before it
+    /// runs).
     pub fn server_key(&self) -> String {
-        let remote = self
-            .var(config::vars::REMOTE)
-            .map(str::to_string)
-            .or_else(|| self.file.remote.clone())
-            .unwrap_or_else(|| "embedded".into());
-        let instance = self
-            .var(config::vars::INSTANCE)
-            .map(str::to_string)
-            .or_else(|| self.file.instance.clone())
-            .unwrap_or_default();
-        let platform = config::resolve_platform(None, &[], &self.env, &self.file)
-            .map(|p| format!("{}:{:?}", p.profile, p.properties))
-            .unwrap_or_default();
-        format!("{remote}\n{instance}\n{platform}\n{:?}", self.wrap.mode)
+        let remote = match &self.remote.endpoint {
+            config::Endpoint::Url(u) => u.as_str(),
+            config::Endpoint::Embedded => "embedded",
+        };
+        format!(
+            "{remote}\n{}\n{}:{:?}\n{:?}",
+            self.remote.instance, self.platform.profile, self.platform.properties, self.wrap.mode
+        )
     }
 
     pub fn var(&self, key: &str) -> Option<&str> {
@@ -133,64 +140,38 @@ impl Ctx {
     }
 }
 
+/// The settings a wrapped compile runs with; `Err` says what is wrong.
+fn settings(
+    env: &Env,
+) -> Result<(WrapConfig, RemoteConfig, PlatformConfig, PathBuf), config::ConfigError> {
+    let file = match config::config_path(env) {
+        Some(p) => config::load_file(Some(&p))?,
+        None => Default::default(),
+    };
+    let wrap = config::resolve_wrap(env, &file)?;
+    let remote = config::resolve(&RemoteArgs::default(), env, &file)?;
+    let platform = config::resolve_platform(None, &[], env, &file)?;
+    let cache_dir = config::cache_dir(env)?;
+    Ok((wrap, remote, platform, cache_dir))
+}
+
 /// Entry point from `main` for a detected compiler invocation.
 pub fn main(argv: Vec<OsString>, name: OsString, args_from: usize) -> ExitCode {
     let started = Instant::now();
     let env = Env::from_process();
-    let cwd = match std::env::current_dir() {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("recast: cannot read the working directory: {e}");
-            return ExitCode::from(1);
-        }
+    let Some(inv) = invocation(&env, argv, name, args_from) else {
+        return ExitCode::from(127);
     };
-    let path: Vec<PathBuf> = env
-        .get("PATH")
-        .map(|p| std::env::split_paths(p).collect())
-        .unwrap_or_default();
-    let me = std::env::current_exe()
-        .and_then(std::fs::canonicalize)
-        .unwrap_or_default();
-    let compiler = match entry::resolve(&name, &cwd, &path, &me) {
-        Ok(c) => c,
+    let (wrap, remote, platform, cache_dir) = match settings(&env) {
+        Ok(s) => s,
         Err(e) => {
-            eprintln!("recast: {e}");
-            return ExitCode::from(127);
-        }
-    };
-    let file_name = compiler
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let given = Path::new(&name)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let kind = entry::kind_of(&given)
-        .or_else(|| entry::kind_of(&file_name))
-        .unwrap_or(Kind::C(crate::invocation::gcc::CFamily::Gcc));
-    let inv = Invocation {
-        compiler,
-        argv0: name,
-        args: argv[args_from..].to_vec(),
-        kind,
-    };
-
-    let file = config::config_path(&env)
-        .map(|p| config::load_file(Some(&p)))
-        .unwrap_or_else(|| Ok(Default::default()));
-    let (file, wrap) = match file.and_then(|f| config::resolve_wrap(&env, &f).map(|w| (f, w))) {
-        Ok(x) => x,
-        Err(e) => {
-            // A broken configuration must not break the build.
-            eprintln!("recast: warning: {e}; compiling locally");
-            return local::exec(&inv);
-        }
-    };
-    let cache_dir = match config::cache_dir(&env) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("recast: warning: {e}; compiling locally");
+            // A broken configuration must not break the build; it is said
+            // where warnings go, when there is such a place.
+            let msg = format!("{e}; compiling locally");
+            match config::cache_dir(&env) {
+                Ok(dir) => log::warn(&dir, &msg),
+                Err(_) => tracing::warn!("{msg}"),
+            }
             return local::exec(&inv);
         }
     };
@@ -198,10 +179,18 @@ pub fn main(argv: Vec<OsString>, name: OsString, args_from: usize) -> ExitCode {
         stats::record(&cache_dir, &Event::local("mode_local"));
         return local::exec(&inv);
     }
+    let Ok(cwd) = std::env::current_dir() else {
+        return local::exec(&inv);
+    };
+    let path = env
+        .get("PATH")
+        .map(|p| std::env::split_paths(p).collect())
+        .unwrap_or_default();
     let ctx = Ctx {
         env,
-        file,
         wrap,
+        remote,
+        platform,
         cache_dir,
         cwd,
         path,
@@ -219,16 +208,11 @@ pub fn main(argv: Vec<OsString>, name: OsString, args_from: usize) -> ExitCode {
         }
     };
     tracing::debug!(elapsed = ?ctx.started.elapsed(), "runtime");
-    let flow = runtime.block_on(async {
-        match inv.kind {
-            Kind::C(family) => cc::run(&ctx, &inv, family).await,
-            Kind::Rustc => rust::run(&ctx, &inv).await,
-        }
-    });
+    let ending = runtime.block_on(pipeline::run(&ctx, &inv));
     // Leave background tasks (connections) behind without waiting.
     runtime.shutdown_background();
-    match flow {
-        Flow::Done {
+    match ending {
+        pipeline::Ending::Replay {
             stdout,
             stderr,
             code,
@@ -237,13 +221,43 @@ pub fn main(argv: Vec<OsString>, name: OsString, args_from: usize) -> ExitCode {
             stats::record(&ctx.cache_dir, &event);
             local::replay(&stdout, &stderr, code)
         }
-        Flow::Local(event) => {
+        pipeline::Ending::Exec(event) => {
             stats::record(&ctx.cache_dir, &event);
             local::exec(&inv)
         }
-        Flow::Ran { code, event } => {
-            stats::record(&ctx.cache_dir, &event);
-            local::replay(&[], &[], code)
-        }
     }
+}
+
+/// The invocation `argv` names: the compiler found (a message on stderr
+/// and `None` when there is none) and its family.
+fn invocation(env: &Env, argv: Vec<OsString>, name: OsString, from: usize) -> Option<Invocation> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let path: Vec<PathBuf> = env
+        .get("PATH")
+        .map(|p| std::env::split_paths(p).collect())
+        .unwrap_or_default();
+    let me = std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .unwrap_or_default();
+    let compiler = match entry::resolve(&name, &cwd, &path, &me) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("recast: {e}");
+            return None;
+        }
+    };
+    let file_name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    // The name it was given decides (`cc` may be clang); else the file's.
+    let family = family::by_name(&file_name(Path::new(&name)))
+        .or_else(|| family::by_name(&file_name(&compiler)))?;
+    Some(Invocation {
+        compiler,
+        argv0: name,
+        args: argv[from..].to_vec(),
+        family,
+    })
 }

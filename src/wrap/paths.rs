@@ -1,17 +1,24 @@
 //! Where a compile's files sit in the input root (pure).
 //!
-//! Workers run wrapped compiles with the input root as `/` (recast's
-//! sandboxes, buildbox-run, Buildbarn's chroot runner), so every file is
-//! placed at its own absolute path and the command line stays as the user
-//! wrote it. One exception makes two checkouts share cache hits: when a
-//! compile cannot observe where it runs — its working directory is inside
-//! the project root, no argument or scanned file names the project by an
-//! absolute path, no relative path climbs out of the project, and it
-//! writes no debug info (which records the working directory) — the project
-//! root is moved to [`MAPPED_ROOT`]. Everything the compiler writes is then
-//! the same bytes wherever the project lives, and the action digest is too.
-//! Otherwise the mapping is the identity, and outputs match a local compile
-//! byte for byte because paths are the same.
+//! Every file is placed at its own absolute path and the command line
+//! stays as the user wrote it, with one exception that lets two checkouts
+//! of a project share cache hits (ccache's `base_dir`, done so that
+//! outputs stay the bytes a local compile writes): when a compile's output
+//! does not depend on where the project lives, the project root moves to
+//! [`MAPPED_ROOT`], and the action digest is then the same from every
+//! checkout.
+//!
+//! Whether the output depends on the location is first predicted from the
+//! command line ([`PathMap::choose`]): the working directory must lie in
+//! the project; no relative path may climb out of it; and a compile that
+//! records its working directory or the paths it reads (debug info, rustc's
+//! metadata) must have them rewritten by its own prefix maps
+//! (`-ffile-prefix-map`, `-fdebug-prefix-map`, `--remap-path-prefix`) from
+//! inside the project. What the command line cannot tell — `__FILE__` of a
+//! source named by an absolute path, a path baked in by other means — is
+//! checked afterwards: a moved compile whose outputs contain
+//! [`MAPPED_ROOT`] saw its location, and runs again unmoved (the wrapper's
+//! pipeline does that, and remembers it).
 //!
 //! Finding the project root reads the filesystem through a callback.
 
@@ -52,6 +59,31 @@ pub fn absolute(cwd: &Path, p: &str) -> PathBuf {
     normalize(&cwd.join(p))
 }
 
+/// `p` made absolute against `cwd` as the kernel reads it: `..` is kept,
+/// since it climbs out of the directory actually reached, which differs
+/// from the lexical parent when a symlink leads there (`.` is dropped).
+pub fn opened(cwd: &Path, p: &str) -> PathBuf {
+    cwd.join(p)
+        .components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .collect()
+}
+
+/// `to` relative to the directory `from` (both absolute, normalized):
+/// `../../target/x` when it lies outside.
+pub fn relative_from(from: &Path, to: &Path) -> String {
+    let f: Vec<_> = from.components().collect();
+    let t: Vec<_> = to.components().collect();
+    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<String> = vec!["..".to_string(); f.len() - common];
+    parts.extend(
+        t[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    parts.join("/")
+}
+
 /// How local absolute paths become paths in the input root.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PathMap {
@@ -61,12 +93,17 @@ pub struct PathMap {
 
 /// What a compile exposes of its location, for [`PathMap::choose`].
 #[derive(Clone, Debug, Default)]
-pub struct Exposure<'a> {
-    /// The compile records its working directory (debug info, rustc
+pub struct Exposure {
+    /// The output records the working directory (debug info, rustc's
     /// metadata).
     pub records_cwd: bool,
+    /// The output records the paths the compile reads (debug info).
+    pub records_paths: bool,
     /// Path arguments and scanned files, as the compiler spells them.
-    pub paths: Vec<&'a str>,
+    pub paths: Vec<String>,
+    /// The old sides of the prefix maps that rewrite what is recorded, as
+    /// given.
+    pub maps: Vec<String>,
 }
 
 impl PathMap {
@@ -76,24 +113,37 @@ impl PathMap {
     }
 
     /// The mapping for a compile in `cwd`: the project root moved when the
-    /// compile cannot tell (see the module doc), else the identity.
-    pub fn choose(project_root: Option<&Path>, cwd: &Path, exposure: &Exposure<'_>) -> PathMap {
+    /// compile's output cannot depend on it (see the module doc), else the
+    /// identity.
+    pub fn choose(project_root: Option<&Path>, cwd: &Path, exposure: &Exposure) -> PathMap {
         let Some(root) = project_root else {
             return PathMap::identity();
         };
         let root = normalize(root);
         let cwd = normalize(cwd);
-        let independent = root != Path::new("/")
-            && root != Path::new(MAPPED_ROOT)
-            && cwd.starts_with(&root)
-            && !exposure.records_cwd
-            && exposure.paths.iter().all(|p| {
-                if Path::new(p).is_absolute() {
-                    !normalize(Path::new(p)).starts_with(&root)
-                } else {
-                    absolute(&cwd, p).starts_with(&root)
-                }
-            });
+        if root == Path::new("/") || root == Path::new(MAPPED_ROOT) || !cwd.starts_with(&root) {
+            return PathMap::identity();
+        }
+        // A prefix map moves with the project only when its old side lies
+        // inside it; then it rewrites remotely what it rewrites here.
+        let maps: Vec<PathBuf> = exposure
+            .maps
+            .iter()
+            .map(|m| absolute(&cwd, m))
+            .filter(|m| m.starts_with(&root))
+            .collect();
+        let covered = |p: &Path| maps.iter().any(|m| p.starts_with(m));
+        if exposure.records_cwd && !covered(&cwd) {
+            return PathMap::identity();
+        }
+        let independent = exposure.paths.iter().all(|p| {
+            if Path::new(p).is_absolute() {
+                let p = normalize(Path::new(p));
+                !p.starts_with(&root) || !exposure.records_paths || covered(&p)
+            } else {
+                absolute(&cwd, p).starts_with(&root)
+            }
+        });
         PathMap {
             root: independent.then_some(root),
         }
@@ -195,10 +245,12 @@ mod tests {
         );
     }
 
-    fn exposure<'a>(records_cwd: bool, paths: &[&'a str]) -> Exposure<'a> {
+    fn exposure(records: bool, paths: &[&str], maps: &[&str]) -> Exposure {
         Exposure {
-            records_cwd,
-            paths: paths.to_vec(),
+            records_cwd: records,
+            records_paths: records,
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+            maps: maps.iter().map(|p| p.to_string()).collect(),
         }
     }
 
@@ -212,6 +264,7 @@ mod tests {
             &exposure(
                 false,
                 &["../src/a.c", "../include/x.h", "/usr/include/stdio.h"],
+                &[],
             ),
         );
         assert!(m.is_mapped());
@@ -231,7 +284,7 @@ mod tests {
         let other = PathMap::choose(
             Some(Path::new("/tmp/copy")),
             Path::new("/tmp/copy/build"),
-            &exposure(false, &["../src/a.c"]),
+            &exposure(false, &["../src/a.c"], &[]),
         );
         assert_eq!(
             other.tree_path(Path::new("/tmp/copy/build")),
@@ -240,22 +293,80 @@ mod tests {
     }
 
     #[test]
+    fn absolute_paths_into_the_project_move_it_unless_debug_info_records_them() {
+        let root = Path::new("/home/u/proj");
+        let cwd = Path::new("/home/u/proj/build");
+        // CMake's shape: absolute sources and include dirs, no -g.
+        let cmake = ["/home/u/proj/src/a.cc", "/home/u/proj/include"];
+        assert!(PathMap::choose(Some(root), cwd, &exposure(false, &cmake, &[])).is_mapped());
+        assert_eq!(
+            PathMap::choose(Some(root), cwd, &exposure(false, &cmake, &[])).arg(cmake[0]),
+            "/recast/project/src/a.cc"
+        );
+        // With -g they are recorded: moved only when a map rewrites them.
+        assert!(!PathMap::choose(Some(root), cwd, &exposure(true, &cmake, &[])).is_mapped());
+        assert!(
+            PathMap::choose(Some(root), cwd, &exposure(true, &cmake, &["/home/u/proj"]))
+                .is_mapped()
+        );
+        // -ffile-prefix-map=$PWD=. covers the working directory, not ../src.
+        assert!(
+            PathMap::choose(Some(root), cwd, &exposure(true, &["../src/a.c"], &["."])).is_mapped()
+        );
+        assert!(!PathMap::choose(Some(root), cwd, &exposure(true, &cmake, &["."])).is_mapped());
+        // A map whose old side lies above the project does not move with it.
+        assert!(
+            !PathMap::choose(
+                Some(root),
+                cwd,
+                &exposure(true, &["../src/a.c"], &["/home/u"])
+            )
+            .is_mapped()
+        );
+    }
+
+    #[test]
     fn compiles_that_can_see_their_location_keep_their_paths() {
         let root = Path::new("/home/u/proj");
         let cwd = Path::new("/home/u/proj/build");
         for e in [
-            exposure(true, &["../src/a.c"]),
-            exposure(false, &["/home/u/proj/src/a.c"]),
-            exposure(false, &["../../other/x.h"]),
+            exposure(true, &["../src/a.c"], &[]),
+            exposure(false, &["../../other/x.h"], &[]),
         ] {
             let m = PathMap::choose(Some(root), cwd, &e);
             assert!(!m.is_mapped(), "{e:?}");
             assert_eq!(m.tree_path(cwd), "home/u/proj/build");
         }
         // Outside the project, or without one: the identity.
-        assert!(!PathMap::choose(Some(root), Path::new("/tmp"), &exposure(false, &[])).is_mapped());
-        assert!(!PathMap::choose(None, cwd, &exposure(false, &[])).is_mapped());
-        assert!(!PathMap::choose(Some(Path::new("/")), cwd, &exposure(false, &[])).is_mapped());
+        let none = exposure(false, &[], &[]);
+        assert!(!PathMap::choose(Some(root), Path::new("/tmp"), &none).is_mapped());
+        assert!(!PathMap::choose(None, cwd, &none).is_mapped());
+        assert!(!PathMap::choose(Some(Path::new("/")), cwd, &none).is_mapped());
+    }
+
+    #[test]
+    fn opened_paths_keep_their_climbs() {
+        assert_eq!(
+            opened(Path::new("/p/build"), "./sub/../x.h"),
+            PathBuf::from("/p/build/sub/../x.h")
+        );
+        assert_eq!(opened(Path::new("/p"), "/usr/./x"), PathBuf::from("/usr/x"));
+    }
+
+    #[test]
+    fn outputs_above_the_working_directory_climb_to_them() {
+        let cwd = Path::new("/home/u/.cargo/registry/src/idx/serde-1.0.0");
+        assert_eq!(
+            relative_from(
+                cwd,
+                Path::new("/home/u/proj/target/debug/deps/libserde-x.rlib")
+            ),
+            "../../../../../proj/target/debug/deps/libserde-x.rlib"
+        );
+        assert_eq!(
+            relative_from(Path::new("/p"), Path::new("/p/target/a.rlib")),
+            "target/a.rlib"
+        );
     }
 
     #[test]

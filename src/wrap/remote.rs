@@ -91,6 +91,11 @@ pub struct Landing {
     /// `(remote, local)`: a path prefix to turn back in depfiles (`.d`)
     /// and in stdout/stderr, when the project root moved.
     pub unmap: Option<(String, String)>,
+    /// Bytes no output may contain (the moved project root: an output
+    /// that names it saw where it ran, and is not what a local compile
+    /// here writes). Depfiles, which are turned back, are not checked.
+    #[serde(default)]
+    pub forbid: Option<String>,
 }
 
 impl Landing {
@@ -102,6 +107,7 @@ impl Landing {
                 .map(|o| super::paths::absolute(cwd, o))
                 .collect(),
             unmap: None,
+            forbid: None,
         }
     }
 
@@ -137,7 +143,7 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn new(cause: impl Into<String>, message: impl std::fmt::Display) -> Failure {
+    pub fn new(cause: impl Into<String>, message: impl std::fmt::Display) -> Failure {
         Failure {
             cause: cause.into(),
             message: message.to_string(),
@@ -156,6 +162,7 @@ impl Failure {
             RemoteError::BadBlob { .. } => "bad_blob".into(),
             RemoteError::Protocol { .. } => "protocol".into(),
             RemoteError::Io { .. } => "local_io".into(),
+            RemoteError::Refused { .. } => "location_leak".into(),
             RemoteError::InvalidUrl { .. } | RemoteError::Config(_) => "config".into(),
             RemoteError::UnsupportedDigest { .. } => "digest_function".into(),
         };
@@ -244,33 +251,39 @@ async fn land(
                 continue;
             };
             let local = landing.local[i].clone();
-            if landing.unmap.is_some() && f.path.ends_with(".d") {
-                depfiles.push(local.clone());
-            }
             let (Some(parent), Some(name)) = (local.parent(), local.file_name()) else {
                 return Err(Failure::new("local_io", format!("output {}", f.path)));
             };
-            std::fs::create_dir_all(parent)
+            let real = std::fs::create_dir_all(parent)
                 .and_then(|()| std::fs::canonicalize(parent))
-                .map(|real| {
-                    by_dir.entry(real).or_default().push(reapi::OutputFile {
-                        path: name.to_string_lossy().into_owned(),
-                        ..f
-                    })
-                })
                 .map_err(|e| Failure::new("local_io", format!("{}: {e}", parent.display())))?;
+            if landing.unmap.is_some() && f.path.ends_with(".d") {
+                depfiles.push((local.clone(), real.join(name)));
+            }
+            by_dir.entry(real).or_default().push(reapi::OutputFile {
+                path: name.to_string_lossy().into_owned(),
+                ..f
+            });
         }
-        for (dir, files) in by_dir {
-            let one = reapi::ActionResult {
-                output_files: files,
-                ..Default::default()
-            };
-            let stats = remote::write_outputs(client, &one, &dir)
-                .await
-                .map_err(|e| Failure::of(&e))?;
-            down += stats.bytes;
-        }
-        for d in depfiles {
+        let groups: Vec<(PathBuf, reapi::ActionResult)> = by_dir
+            .into_iter()
+            .map(|(dir, files)| {
+                let one = reapi::ActionResult {
+                    output_files: files,
+                    ..Default::default()
+                };
+                (dir, one)
+            })
+            .collect();
+        let check = landing.forbid.clone().map(|needle| {
+            let skip = depfiles.iter().map(|(_, real)| real.clone()).collect();
+            forbid_check(needle, skip)
+        });
+        let stats = remote::write_outputs_in(client, groups, check)
+            .await
+            .map_err(|e| Failure::of(&e))?;
+        down += stats.bytes;
+        for (d, _) in depfiles {
             let fixed = std::fs::read(&d)
                 .map(|b| landing.unmap_text(b))
                 .and_then(|b| crate::fsutil::write_atomic(&d, &b));
@@ -281,6 +294,20 @@ async fn land(
         tracing::debug!(elapsed = ?t.elapsed(), "outputs written");
     }
     Ok((stdout, stderr, down))
+}
+
+/// A check that refuses any output but `skip` whose bytes contain
+/// `needle`.
+fn forbid_check(needle: String, skip: Vec<PathBuf>) -> std::sync::Arc<remote::outputs::Check> {
+    std::sync::Arc::new(move |dest: &Path, bytes: &[u8]| {
+        if skip.iter().any(|s| s == dest) {
+            return Ok(());
+        }
+        match memchr::memmem::find(bytes, needle.as_bytes()) {
+            Some(at) => Err(format!("it names {needle} (at byte {at})")),
+            None => Ok(()),
+        }
+    })
 }
 
 /// The action cache only.

@@ -1,4 +1,4 @@
-//! rustc through the wrapper (`RUSTC_WRAPPER=recast cargo build`).
+//! rustc for the shared pipeline (`RUSTC_WRAPPER=recast cargo build`).
 //!
 //! The scan is rustc's own `--emit=dep-info` run here: every source file
 //! (modules, `include!`, `include_str!`), and the environment variables
@@ -11,92 +11,48 @@
 //! incremental`, cargo's default for workspace members in dev builds) run
 //! here: `CARGO_INCREMENTAL=0` sends them remote too.
 //!
-//! Paths stay as they are (rustc records its working directory in every
-//! rlib), so outputs are the bytes a local compile writes — unless
-//! `RECAST_TRIM_PATHS=1` maps the project root to one path, so checkouts
-//! share hits; rustc's JSON
-//! diagnostics and artifact notifications are relayed as they are.
+//! rustc records its working directory in every rlib, so the project
+//! root moves only when the user's `--remap-path-prefix` rewrites it (or
+//! `RECAST_TRIM_PATHS=1`, which remaps the root to one path here and
+//! there alike); rustc's JSON diagnostics and artifact notifications are
+//! relayed as they are, colored as the user asked (`color`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::depcache::{self, Seen};
-use super::paths::{self, MAPPED_ROOT, PathMap};
-use super::remote;
-use super::remote::{Landing, Prepared};
+use futures::future::BoxFuture;
+
+use super::color::{ColorPolicy, Encoding, Want};
+use super::depcache::Seen;
+use super::family::{
+    self, ActionSpec, EnvValue, ExposureSpec, Job, ScanSpec, Scanned, ToolRequest,
+};
+use super::paths::{self, Exposure, MAPPED_ROOT};
 use super::stats::Event;
-use super::tool::{self, Tool};
+use super::tool::Tool;
 use super::twin::{self, TwinFile};
-use super::{Ctx, Flow, Invocation, crates, flow, inputs, local};
-use crate::action::{CommandSpec, Features, OutputSpec};
-use crate::cas::Digest;
-use crate::config::Mode;
-use crate::invocation::rustc::{self, EnvValue, InputKind, RustCompile, SearchKind, Target};
-use crate::invocation::{args, depfile, render_all};
+use super::{Ctx, Invocation, cc::utf8_args, crates, pipeline, prepare, remote};
+use crate::invocation::rustc::{self, InputKind, RustCompile, SearchKind, Target};
+use crate::invocation::{Arg, args, depfile};
 
-/// What the scan found.
-struct Scanned {
-    files: Vec<Seen>,
-    /// `env!` variables the crate reads that are set.
-    env_deps: Vec<(String, String)>,
-}
+/// The rustc family's driver.
+pub(crate) struct Driver;
 
-pub async fn run(ctx: &Ctx, inv: &Invocation) -> Flow {
-    let Some(raw) = inv
-        .args
-        .iter()
-        .map(|a| a.to_str().map(str::to_string))
-        .collect::<Option<Vec<_>>>()
-    else {
-        return Flow::local("non_utf8_argument");
-    };
-    let cwd = ctx.cwd.clone();
-    let args = match args::expand_rustc(&raw, &|f| std::fs::read_to_string(cwd.join(f))) {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::debug!("argfile: {e}");
-            return Flow::local("response_file");
-        }
-    };
-    let r = match rustc::parse(&args, &ctx.env.0) {
-        Ok(r) => r,
-        Err(l) => {
+impl family::Driver for Driver {
+    fn parse(&self, ctx: &Ctx, inv: &Invocation) -> Result<Box<dyn Job>, &'static str> {
+        let raw = utf8_args(inv)?;
+        let cwd = ctx.cwd.clone();
+        let args =
+            args::expand_rustc(&raw, &|f| std::fs::read_to_string(cwd.join(f))).map_err(|e| {
+                tracing::debug!("argfile: {e}");
+                "response_file"
+            })?;
+        let r = rustc::parse(&args, &ctx.env.0).map_err(|l| {
             tracing::debug!("local: {l}");
-            return Flow::local(l.reason.as_str());
-        }
-    };
-    match remote_or_local(ctx, inv, &r).await {
-        // Run here, but keep the process: the crate graph record follows.
-        Flow::Local(mut event) => {
-            let host_unit = event.local.as_deref() == Some("host_unit");
-            // Trimmed paths here too, so local and remote bytes agree.
-            let mut here = inv.clone();
-            here.args.extend(trim_flag(ctx, &r).map(Into::into));
-            match run_here(ctx, &here, &r, event.clone()) {
-                Flow::Ran { code: 0, .. } if host_unit => {
-                    event.twin = twin(ctx, inv, &r, &args).await;
-                    Flow::Ran { code: 0, event }
-                }
-                ran => ran,
-            }
-        }
-        done => done,
+            l.reason.as_str()
+        })?;
+        Ok(Box::new(RustJob::new(r, args, Purpose::Compile)))
     }
-}
-
-/// Compiles here and records what the crate was built from.
-fn run_here(ctx: &Ctx, inv: &Invocation, r: &RustCompile, event: Event) -> Flow {
-    let code = match local::run(inv) {
-        Ok(s) => s.code().unwrap_or(255),
-        Err(e) => {
-            eprintln!("recast: cannot run {}: {e}", inv.compiler.display());
-            127
-        }
-    };
-    if code == 0 {
-        record_crates(ctx, r);
-    }
-    Flow::Ran { code, event }
 }
 
 /// What a remote rustc is for.
@@ -108,226 +64,461 @@ enum Purpose {
     Twin,
 }
 
-/// A remote rustc, ready to send.
-struct Planned {
-    client: crate::remote::Client,
-    prepared: Prepared,
-    /// Stamped files that stand for the toolchains (the hit path's check).
-    stamped: Vec<PathBuf>,
-    scanned: Scanned,
-    registry: bool,
-    swaps: u64,
-}
-
-async fn remote_or_local(ctx: &Ctx, inv: &Invocation, r: &RustCompile) -> Flow {
-    let env = observed_env(r);
-    let kind = if ctx.wrap.trim_paths {
-        "rustc-fast-trim"
-    } else {
-        "rustc-fast"
-    };
-    let fast_key = flow::fast_key(ctx, inv, kind, &env);
-    if let Some(flow) = flow::fast_hit(ctx, &fast_key, &|_| {
-        record_crates(ctx, r);
-        Ok(())
-    })
-    .await
-    {
-        return flow;
-    }
-    let planned = match plan(ctx, inv, r, Purpose::Compile).await {
-        Ok(p) => p,
-        Err(flow) => return flow,
-    };
-    let landed = || {
-        record_crates(ctx, r);
-        flow::remember(
-            ctx,
-            &fast_key,
-            planned.stamped.clone(),
-            &planned.prepared,
-            &planned.scanned.files,
-            None,
-        );
-        Ok(())
-    };
-    let (client, prepared) = (&planned.client, &planned.prepared);
-    let mut flow = if ctx.wrap.mode == Mode::CacheOnly {
-        let mut here = inv.clone();
-        here.args.extend(trim_flag(ctx, r).map(Into::into));
-        flow::cache_only(ctx, &here, client, prepared, &landed).await
-    } else {
-        flow::execute(ctx, client, prepared, r.links, &landed).await
-    };
-    if let Flow::Done { event, .. } = &mut flow {
-        event.registry = planned.registry;
-        event.swaps = planned.swaps;
-    }
-    flow
-}
-
-/// Everything up to the action: toolchains (the linker's too when the
-/// crate links), the server, the scan, the twins in place of host units
-/// (workers on another platform), the input root. `Err` is the flow to
-/// take instead.
-async fn plan(
-    ctx: &Ctx,
-    inv: &Invocation,
-    r: &RustCompile,
+struct RustJob {
+    r: RustCompile,
+    /// The expanded arguments (a twin parses them again).
+    args: Vec<String>,
+    env: Vec<(String, String)>,
     purpose: Purpose,
-) -> Result<Planned, Flow> {
-    let env = observed_env(r);
-    // A crate that links takes the linker rustc runs (`cc`, or -C linker)
-    // with everything linking needs: crt files, libc's linker script.
-    let linker = match r.links {
-        false => None,
-        true => Some(find_linker(ctx, r).ok_or_else(|| Flow::local("links_no_linker"))?),
-    };
-    let targets = match &r.target {
-        Some(Target::Triple(t)) => vec![t.clone()],
-        _ => Vec::new(),
-    };
-    // A target whose standard library is not installed here is compiled
-    // without one remotely too (a `#![no_core]` crate needs none; any
-    // other fails there as it would here).
-    let bundle = match flow::toolchain(ctx, &inv.compiler, targets.clone(), r.links).await {
-        Ok(b) => Ok(b),
-        Err(_) if !targets.is_empty() => {
-            flow::toolchain(ctx, &inv.compiler, Vec::new(), r.links).await
-        }
-        Err(e) => Err(e),
-    };
-    let bundle = bundle.map_err(|e| {
-        tracing::info!("cannot package {}: {e:#}", inv.compiler.display());
-        Flow::local("toolchain")
-    })?;
-    let linker_bundle = match &linker {
-        None => None,
-        Some(l) => Some(
-            flow::toolchain(ctx, l, Vec::new(), true)
-                .await
-                .map_err(|e| {
-                    tracing::info!("cannot package the linker {}: {e:#}", l.display());
-                    Flow::local("links_no_linker")
-                })?,
-        ),
-    };
-    let toolchain_root = bundle.manifest.root;
-    let tool = tool::for_workers(ctx, bundle).await?;
-    let foreign = matches!(tool, Tool::Registry { .. });
-    match purpose {
-        // Without --target, cargo builds for this machine: a host unit,
-        // which runs here (and gets a twin, `run`).
-        Purpose::Compile if foreign && r.target.is_none() => return Err(Flow::local("host_unit")),
-        Purpose::Twin if !foreign => return Err(Flow::local("no_twin_needed")),
-        _ => {}
-    }
-    let linker_tool = match linker_bundle {
-        None => None,
-        Some(b) => Some(tool::for_workers(ctx, b).await?),
-    };
-    let platform = flow::platform_of(ctx, &tool).map_err(|e| {
-        tracing::info!("{e:#}");
-        Flow::local("platform")
-    })?;
-    let (client, features) = flow::server(ctx, &tool, &platform).await?;
-    let scanned = {
-        let (cache, cwd) = (ctx.cache_dir.clone(), ctx.cwd.clone());
-        let (inv2, r2, root) = (inv.clone(), r.clone(), toolchain_root);
-        let env2 = env.clone();
-        match tokio::task::spawn_blocking(move || scan(&cache, &cwd, &inv2, &r2, &root, &env2))
-            .await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(reason)) => return Err(Flow::local(reason)),
-            Err(e) => return Err(Flow::fallback("internal", e)),
-        }
-    };
-    let swapped = if foreign {
-        swap_twins(&ctx.cache_dir, &scanned.files).map_err(Flow::local)?
-    } else {
-        Swapped::default()
-    };
-    let mut tools = vec![&tool];
-    tools.extend(linker_tool.as_ref());
-    let prepared =
-        prepare(ctx, r, &tools, &scanned, &swapped, &platform, features).map_err(Flow::local)?;
-    let mut stamped = flow::tools_of(inv, &tool);
-    if let (Some(l), Some(t)) = (&linker, &linker_tool) {
-        stamped.push(l.clone());
-        stamped.extend(tool::program_paths(t));
-    }
-    Ok(Planned {
-        client,
-        prepared,
-        stamped,
-        scanned,
-        registry: foreign,
-        swaps: swapped.renamed.len() as u64 + swapped.replaced,
-    })
 }
 
-/// The workers' compile of a host unit built here: its twin, kept on the
-/// server and recorded beside the local files.
-async fn twin(ctx: &Ctx, inv: &Invocation, r: &RustCompile, args: &[String]) -> bool {
-    let local_outputs: Vec<PathBuf> = r
-        .outputs
-        .iter()
-        .map(|o| paths::absolute(&ctx.cwd, &o.path))
-        .filter(|p| is_crate_output(p))
-        .collect();
-    if local_outputs.is_empty() {
-        return false;
-    }
-    // Dependents cargo starts meanwhile wait for it.
-    let building = twin::State::Building {
-        pid: std::process::id(),
-    };
-    twin::record(&ctx.cache_dir, &local_outputs, &building);
-    let failed = |why: String| {
-        tracing::info!("no twin for {}: {why}", r.crate_name);
-        twin::record(&ctx.cache_dir, &local_outputs, &twin::State::Failed);
-        false
-    };
-    let Some(triple) = ctx.wrap.worker_platform.as_deref() else {
-        return failed("no RECAST_WORKER_PLATFORM".into());
-    };
-    let naming = rustc::Naming::for_triple(triple);
-    let rw = match rustc::parse_with_host(args, &ctx.env.0, &naming) {
-        Ok(rw) => rw,
-        Err(e) => return failed(e.to_string()),
-    };
-    let planned = match plan(ctx, inv, &rw, Purpose::Twin).await {
-        Ok(p) => p,
-        Err(Flow::Local(e)) => {
-            return failed(format!("{:?}", e.local.or(e.fallback).unwrap_or_default()));
-        }
-        Err(_) => return failed("cannot plan".into()),
-    };
-    let result = match remote::execute_kept(&planned.client, &planned.prepared).await {
-        Ok(r) => r,
-        Err(f) => return failed(f.message),
-    };
-    let cwd = paths::normalize(&ctx.cwd);
-    let files: Vec<TwinFile> = result
-        .output_files
-        .iter()
-        .filter_map(|f| {
-            Some(TwinFile {
-                path: paths::absolute(&cwd, &f.path),
-                digest: crate::cas::Digest::from_proto_opt(f.digest.as_ref()).ok()?,
-                executable: f.is_executable,
+impl RustJob {
+    fn new(r: RustCompile, args: Vec<String>, purpose: Purpose) -> RustJob {
+        let env = r
+            .env
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    rustc::EnvValue::Plain(v) | rustc::EnvValue::Path(v) => v.clone(),
+                };
+                (k.clone(), v)
             })
+            .collect();
+        RustJob {
+            r,
+            args,
+            env,
+            purpose,
+        }
+    }
+
+    /// The arguments with colored diagnostics asked for: JSON diagnostics
+    /// rendered with ANSI styles (cargo asks for that itself), or
+    /// `--color=always` for text.
+    fn colored_args(&self) -> Vec<Arg> {
+        let mut out = Vec::with_capacity(self.r.remote_args.len() + 1);
+        let mut it = self.r.remote_args.iter().peekable();
+        let mut json_seen = false;
+        while let Some(a) = it.next() {
+            let Arg::Plain(s) = a else {
+                out.push(a.clone());
+                continue;
+            };
+            if self.r.error_format_json {
+                if let Some(list) = s.strip_prefix("--json=") {
+                    out.push(Arg::plain(format!("--json={}", with_ansi(list))));
+                    json_seen = true;
+                    continue;
+                }
+                if s == "--json"
+                    && let Some(Arg::Plain(list)) = it.peek()
+                {
+                    out.push(Arg::plain("--json"));
+                    out.push(Arg::plain(with_ansi(list)));
+                    it.next();
+                    json_seen = true;
+                    continue;
+                }
+            } else {
+                if s.starts_with("--color=") {
+                    continue;
+                }
+                if s == "--color" {
+                    it.next();
+                    continue;
+                }
+            }
+            out.push(a.clone());
+        }
+        if self.r.error_format_json {
+            if !json_seen {
+                out.push(Arg::plain("--json=diagnostic-rendered-ansi"));
+            }
+        } else {
+            out.push(Arg::plain("--color=always"));
+        }
+        out
+    }
+
+    /// When the user's own rustc would have colored.
+    fn wanted_color(&self) -> Want {
+        if self.r.error_format_json {
+            let lists = self.r.remote_args.windows(2).filter_map(|w| match w {
+                [Arg::Plain(flag), Arg::Plain(list)] if flag == "--json" => Some(list.clone()),
+                _ => None,
+            });
+            let joined: Vec<String> = self
+                .r
+                .remote_args
+                .iter()
+                .filter_map(|a| match a {
+                    Arg::Plain(s) => s.strip_prefix("--json=").map(str::to_string),
+                    _ => None,
+                })
+                .chain(lists)
+                .collect();
+            return if joined
+                .iter()
+                .any(|l| l.split(',').any(|j| j == "diagnostic-rendered-ansi"))
+            {
+                Want::Always
+            } else {
+                Want::Never
+            };
+        }
+        let mut want = Want::IfTerminal;
+        for (i, a) in self.r.remote_args.iter().enumerate() {
+            let Arg::Plain(s) = a else { continue };
+            let value = match s.strip_prefix("--color=") {
+                Some(v) => Some(v.to_string()),
+                None if s == "--color" => match self.r.remote_args.get(i + 1) {
+                    Some(Arg::Plain(v)) => Some(v.clone()),
+                    _ => None,
+                },
+                None => None,
+            };
+            want = match value.as_deref() {
+                Some("always") => Want::Always,
+                Some("never") => Want::Never,
+                Some(_) => Want::IfTerminal,
+                None => want,
+            };
+        }
+        want
+    }
+
+    /// The crate files the compile loads (the `--extern` closure through
+    /// the crate records), never its own outputs.
+    fn crate_files(&self, ctx: &Ctx) -> Vec<PathBuf> {
+        let r = &self.r;
+        let (files, _known) = crates::closure(
+            &ctx.cache_dir,
+            &extern_files(&ctx.cwd, r),
+            &dependency_dirs(&ctx.cwd, r),
+            r.links,
+        );
+        let own: Vec<PathBuf> = r
+            .outputs
+            .iter()
+            .map(|o| paths::absolute(&ctx.cwd, &o.path))
+            .collect();
+        files.into_iter().filter(|f| !own.contains(f)).collect()
+    }
+
+    /// With `RECAST_TRIM_PATHS`, the project root, which moves to
+    /// [`MAPPED_ROOT`]. A registry crate compiles in its own directory,
+    /// outside the project: its project is the one its outputs go to.
+    fn trim_root(&self, ctx: &Ctx) -> Option<PathBuf> {
+        if !ctx.wrap.trim_paths {
+            return None;
+        }
+        let root = ctx.project_root().or_else(|| {
+            let out = self.r.out_dir.as_deref().or(self.r.output.as_deref())?;
+            paths::find_project_root(&paths::absolute(&ctx.cwd, out), &|p| p.exists())
+        })?;
+        let root = paths::normalize(&root);
+        (root != Path::new("/") && root != Path::new(MAPPED_ROOT)).then_some(root)
+    }
+
+    /// What the compile shows of where it runs: rustc records its working
+    /// directory and the paths of its sources, unless `--remap-path-prefix`
+    /// rewrites them.
+    fn exposure(&self, scanned: &Scanned) -> Exposure {
+        let mut paths = Vec::new();
+        let mut maps = Vec::new();
+        for a in &self.r.remote_args {
+            match a {
+                Arg::Path { path, .. } => paths.push(path.clone()),
+                Arg::PrefixMap { old, .. } => {
+                    paths.push(old.clone());
+                    maps.push(old.clone());
+                }
+                Arg::Plain(_) => {}
+            }
+        }
+        paths.extend(scanned.files.iter().map(|f| f.spelled.clone()));
+        Exposure {
+            records_cwd: true,
+            records_paths: true,
+            paths,
+            maps,
+        }
+    }
+
+    /// After a compile here or there: which crate files its libraries were
+    /// built from, for the compiles that load them.
+    fn record_crates(&self, ctx: &Ctx) {
+        let outputs: Vec<PathBuf> = self
+            .r
+            .outputs
+            .iter()
+            .map(|o| paths::absolute(&ctx.cwd, &o.path))
+            .filter(|p| is_crate_output(p))
+            .collect();
+        crates::record(&ctx.cache_dir, &outputs, &extern_files(&ctx.cwd, &self.r));
+    }
+}
+
+/// A `--json` list with `diagnostic-rendered-ansi` in it.
+fn with_ansi(list: &str) -> String {
+    if list.split(',').any(|j| j == "diagnostic-rendered-ansi") {
+        list.to_string()
+    } else if list.is_empty() {
+        "diagnostic-rendered-ansi".to_string()
+    } else {
+        format!("diagnostic-rendered-ansi,{list}")
+    }
+}
+
+impl Job for RustJob {
+    fn kind(&self) -> &'static str {
+        "rustc"
+    }
+
+    fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    fn color(&self) -> ColorPolicy {
+        ColorPolicy::Forced {
+            want: self.wanted_color(),
+            encoding: if self.r.error_format_json {
+                Encoding::Json
+            } else {
+                Encoding::Raw
+            },
+        }
+    }
+
+    fn toolchains(&self, ctx: &Ctx, inv: &Invocation) -> Result<Vec<ToolRequest>, &'static str> {
+        let r = &self.r;
+        let targets = match &r.target {
+            Some(Target::Triple(t)) => vec![t.clone()],
+            _ => Vec::new(),
+        };
+        let mut out = vec![ToolRequest {
+            compiler: inv.compiler.clone(),
+            targets,
+            linking: r.links,
+            targets_optional: true,
+        }];
+        // A crate that links takes the linker rustc runs (`cc`, or -C
+        // linker) with everything linking needs: crt files, libc's script.
+        if r.links {
+            out.push(ToolRequest {
+                compiler: find_linker(ctx, r).ok_or("links_no_linker")?,
+                targets: Vec::new(),
+                linking: true,
+                targets_optional: false,
+            });
+        }
+        Ok(out)
+    }
+
+    fn placed(&self, foreign: bool) -> Result<(), &'static str> {
+        match self.purpose {
+            // Without --target, cargo builds for this machine: a host
+            // unit, which runs here (and gets a twin, `after_local`).
+            Purpose::Compile if foreign && self.r.target.is_none() => Err("host_unit"),
+            Purpose::Twin if !foreign => Err("no_twin_needed"),
+            _ => Ok(()),
+        }
+    }
+
+    fn scan(&self, ctx: &Ctx) -> Result<ScanSpec, &'static str> {
+        let r = &self.r;
+        let crate_files = self.crate_files(ctx);
+        let natives = native_libraries(&ctx.cwd, r);
+        let mut extra: Vec<String> = crate_files
+            .iter()
+            .chain(&natives)
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        for i in &r.inputs {
+            if matches!(i.kind, InputKind::TargetSpec | InputKind::ProfileUse)
+                && paths::absolute(&ctx.cwd, &i.path).is_file()
+            {
+                extra.push(i.path.clone());
+            }
+        }
+        Ok(ScanSpec {
+            // The crate files change when a dependency is rebuilt.
+            key: crate_files
+                .iter()
+                .chain(&natives)
+                .map(|p| p.as_os_str().as_encoded_bytes().to_vec())
+                .collect(),
+            runs: vec![crate::invocation::render_all(&r.scan_args, &|p| {
+                p.to_string()
+            })],
+            depfile_args: |tmp| vec![format!("--emit=dep-info={}", tmp.display())],
+            extra,
+            keep_depfile: true,
         })
-        .filter(|t| is_crate_output(&t.path))
-        .collect();
-    twin::record(
-        &ctx.cache_dir,
-        &local_outputs,
-        &twin::State::Built(files.clone()),
-    );
-    tracing::debug!(crate_name = %r.crate_name, files = files.len(), "twin built");
-    true
+    }
+
+    fn action(
+        &self,
+        ctx: &Ctx,
+        scanned: &Scanned,
+        tools: &[Tool],
+    ) -> Result<ActionSpec, &'static str> {
+        let r = &self.r;
+        let cwd = &ctx.cwd;
+        let foreign = matches!(tools[0], Tool::Registry { .. });
+        let swapped = if foreign {
+            swap_twins(&ctx.cache_dir, &scanned.files)?
+        } else {
+            Swapped::default()
+        };
+        let mut env: Vec<(String, EnvValue)> = r
+            .env
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    rustc::EnvValue::Plain(v) => EnvValue::Plain(v.clone()),
+                    rustc::EnvValue::Path(v) => EnvValue::Path(v.clone()),
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        // `env!` variables the dep-info lists with the values seen here;
+        // cargo's own are set above already (moved with the project).
+        for (k, v) in env_deps(scanned.depfile.as_deref()) {
+            if !r.env.iter().any(|(name, _)| *name == k) {
+                env.push((k, EnvValue::Path(v)));
+            }
+        }
+        let mut dirs: Vec<PathBuf> = r
+            .search_paths
+            .iter()
+            .map(|s| paths::opened(cwd, &s.path))
+            .collect();
+        dirs.extend(r.out_dir.iter().map(|d| paths::opened(cwd, d)));
+        dirs.push(cwd.clone());
+        let (exposure, when_moved) = match self.trim_root(ctx) {
+            // The same remap a local compile gets (`local_args`), seen from
+            // where the project sits remotely: equal bytes either way.
+            Some(root) => (
+                ExposureSpec::Forced(root),
+                vec![format!("--remap-path-prefix={MAPPED_ROOT}={MAPPED_ROOT}")],
+            ),
+            None => (ExposureSpec::Observed(self.exposure(scanned)), Vec::new()),
+        };
+        Ok(ActionSpec {
+            args: self.colored_args(),
+            env,
+            outputs: prepare::outputs_of(cwd, r.outputs.iter().map(|o| o.path.as_str())),
+            dirs,
+            exposure,
+            dropped: swapped.dropped,
+            extra: swapped.entries,
+            renamed: swapped.renamed,
+            when_moved,
+        })
+    }
+
+    fn landed(&self, ctx: &Ctx, _depfile: Option<&str>) -> Result<(), String> {
+        self.record_crates(ctx);
+        Ok(())
+    }
+
+    fn rerun_failures(&self) -> bool {
+        self.r.links
+    }
+
+    fn local_args(&self, ctx: &Ctx) -> Vec<String> {
+        // Trimmed paths here too, so local and remote bytes agree.
+        self.trim_root(ctx)
+            .map(|root| format!("--remap-path-prefix={}={MAPPED_ROOT}", root.display()))
+            .into_iter()
+            .collect()
+    }
+
+    fn watch_local(&self) -> bool {
+        true
+    }
+
+    fn after_local<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        inv: &'a Invocation,
+        event: &'a mut Event,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.record_crates(ctx);
+            if event.local.as_deref() == Some("host_unit") {
+                event.twin = self.twin(ctx, inv).await;
+            }
+        })
+    }
+}
+
+impl RustJob {
+    /// The workers' compile of a host unit built here: its twin, kept on
+    /// the server and recorded beside the local files.
+    async fn twin(&self, ctx: &Ctx, inv: &Invocation) -> bool {
+        let r = &self.r;
+        let local_outputs: Vec<PathBuf> = r
+            .outputs
+            .iter()
+            .map(|o| paths::absolute(&ctx.cwd, &o.path))
+            .filter(|p| is_crate_output(p))
+            .collect();
+        if local_outputs.is_empty() {
+            return false;
+        }
+        // Dependents cargo starts meanwhile wait for it.
+        let building = twin::State::Building {
+            pid: std::process::id(),
+        };
+        twin::record(&ctx.cache_dir, &local_outputs, &building);
+        let failed = |why: String| {
+            tracing::info!("no twin for {}: {why}", r.crate_name);
+            twin::record(&ctx.cache_dir, &local_outputs, &twin::State::Failed);
+            false
+        };
+        let Some(triple) = ctx.wrap.worker_platform.as_deref() else {
+            return failed("no RECAST_WORKER_PLATFORM".into());
+        };
+        let naming = rustc::Naming::for_triple(triple);
+        let rw = match rustc::parse_with_host(&self.args, &ctx.env.0, &naming) {
+            Ok(rw) => rw,
+            Err(e) => return failed(e.to_string()),
+        };
+        let job = RustJob::new(rw, self.args.clone(), Purpose::Twin);
+        let planned = match pipeline::plan(ctx, inv, &job, None).await {
+            Ok(p) => p,
+            Err(super::Flow::Local(e)) => {
+                return failed(format!("{:?}", e.local.or(e.fallback).unwrap_or_default()));
+            }
+            Err(_) => return failed("cannot plan".into()),
+        };
+        let result = match remote::execute_kept(&planned.client, &planned.prepared).await {
+            Ok(r) => r,
+            Err(f) => return failed(f.message),
+        };
+        let cwd = paths::normalize(&ctx.cwd);
+        let files: Vec<TwinFile> = result
+            .output_files
+            .iter()
+            .filter_map(|f| {
+                Some(TwinFile {
+                    path: paths::absolute(&cwd, &f.path),
+                    digest: crate::cas::Digest::from_proto_opt(f.digest.as_ref()).ok()?,
+                    executable: f.is_executable,
+                })
+            })
+            .filter(|t| is_crate_output(&t.path))
+            .collect();
+        twin::record(
+            &ctx.cache_dir,
+            &local_outputs,
+            &twin::State::Built(files.clone()),
+        );
+        tracing::debug!(crate_name = %r.crate_name, files = files.len(), "twin built");
+        true
+    }
 }
 
 /// A library file dependents load (rlib, rmeta, a proc-macro's dylib).
@@ -339,8 +530,6 @@ fn is_crate_output(p: &Path) -> bool {
 /// The twins standing in for host units in a workers' compile.
 #[derive(Default)]
 struct Swapped {
-    /// Local files whose twins sit at the same paths with other bytes.
-    replaced: u64,
     /// Input-root entries for every twin file.
     entries: Vec<crate::cas::tree::Entry>,
     /// Local paths whose twins have other names (`.dylib` → `.so`).
@@ -364,8 +553,6 @@ fn swap_twins(cache: &Path, files: &[Seen]) -> Result<Swapped, &'static str> {
                     && r.path != f.path
                 {
                     out.renamed.insert(f.path.clone(), r.path.clone());
-                } else {
-                    out.replaced += 1;
                 }
                 for tf in t {
                     let rel = tf
@@ -384,16 +571,14 @@ fn swap_twins(cache: &Path, files: &[Seen]) -> Result<Swapped, &'static str> {
     Ok(out)
 }
 
-/// Cargo's environment as the compile sees it (values as given).
-fn observed_env(r: &RustCompile) -> Vec<(String, String)> {
-    r.env
+/// The `env!` variables a dep-info says are set, with their values.
+fn env_deps(text: Option<&str>) -> Vec<(String, String)> {
+    let Some(d) = text.and_then(|t| depfile::parse(t).ok()) else {
+        return Vec::new();
+    };
+    d.env_deps
         .iter()
-        .map(|(k, v)| {
-            let v = match v {
-                EnvValue::Plain(v) | EnvValue::Path(v) => v.clone(),
-            };
-            (k.clone(), v)
-        })
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
         .collect()
 }
 
@@ -453,308 +638,66 @@ fn dependency_dirs(cwd: &Path, r: &RustCompile) -> Vec<PathBuf> {
         .collect()
 }
 
-/// After a successful compile: which crate files its libraries were built
-/// from, for the compiles that load them.
-fn record_crates(ctx: &Ctx, r: &RustCompile) {
-    let outputs: Vec<PathBuf> = r
-        .outputs
-        .iter()
-        .map(|o| paths::absolute(&ctx.cwd, &o.path))
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("lib"))
-        })
-        .collect();
-    crates::record(&ctx.cache_dir, &outputs, &extern_files(&ctx.cwd, r));
-}
-
-/// The scan, from the cache or run here. `Err` is a local reason.
-fn scan(
-    cache: &Path,
-    cwd: &Path,
-    inv: &Invocation,
-    r: &RustCompile,
-    toolchain_root: &Digest,
-    env: &[(String, String)],
-) -> Result<Scanned, &'static str> {
-    // The crate files to load, with their records (they change when a
-    // dependency is rebuilt, so they key the scan too).
-    let (crate_files, _known) = crates::closure(
-        cache,
-        &extern_files(cwd, r),
-        &dependency_dirs(cwd, r),
-        r.links,
-    );
-    let natives = native_libraries(cwd, r);
-    // A crate's own outputs are never its inputs (a directory shipped
-    // whole may hold them from an earlier build).
-    let own: Vec<PathBuf> = r
-        .outputs
-        .iter()
-        .map(|o| paths::absolute(cwd, &o.path))
-        .collect();
-    let crate_files: Vec<PathBuf> = crate_files
-        .into_iter()
-        .filter(|f| !own.contains(f))
-        .collect();
-    let mut parts: Vec<Vec<u8>> = vec![
-        b"rustc".to_vec(),
-        toolchain_root.to_string().into_bytes(),
-        inv.compiler.as_os_str().as_encoded_bytes().to_vec(),
-        cwd.as_os_str().as_encoded_bytes().to_vec(),
-    ];
-    parts.extend(inv.args.iter().map(|a| a.as_encoded_bytes().to_vec()));
-    parts.extend(env.iter().map(|(k, v)| format!("{k}={v}").into_bytes()));
-    parts.extend(
-        crate_files
-            .iter()
-            .chain(&natives)
-            .map(|p| p.as_os_str().as_encoded_bytes().to_vec()),
-    );
-    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-    let key = depcache::key(&refs);
-    if let Some(e) = depcache::lookup(cache, &key) {
-        let env_deps = e
-            .depfile
-            .as_deref()
-            .and_then(|t| depfile::parse(t).ok())
-            .map(|d| set_env_deps(&d))
-            .unwrap_or_default();
-        return Ok(Scanned {
-            files: e.files,
-            env_deps,
-        });
-    }
-
-    let since = depcache::now_ns();
-    let tmp_dir = cache.join("tmp");
-    std::fs::create_dir_all(&tmp_dir).map_err(|_| "scan_failed")?;
-    let tmp = tmp_dir.join(format!(
-        "scan-{}-{}.d",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    ));
-    let mut sargs = render_all(&r.scan_args, &|p| p.to_string());
-    sargs.push(format!("--emit=dep-info={}", tmp.display()));
-    let ok = local::capture(inv, &sargs, cwd).map_err(|_| "scan_failed")?;
-    let text = std::fs::read_to_string(&tmp);
-    let _ = std::fs::remove_file(&tmp);
-    if !ok {
-        return Err("scan_failed");
-    }
-    let text = text.map_err(|_| "scan_failed")?;
-    let parsed = depfile::parse(&text).map_err(|_| "scan_failed")?;
-    let mut spelled = depfile::prerequisites(&parsed);
-    // The dep-info lists the file it was asked to write as a target only,
-    // but some rustc versions list it as a prerequisite too.
-    spelled.retain(|s| paths::absolute(cwd, s) != tmp);
-    for f in crate_files.iter().chain(&natives) {
-        spelled.push(f.to_string_lossy().into_owned());
-    }
-    for i in &r.inputs {
-        if matches!(i.kind, InputKind::TargetSpec | InputKind::ProfileUse)
-            && paths::absolute(cwd, &i.path).is_file()
-        {
-            spelled.push(i.path.clone());
-        }
-    }
-    let mut files = Vec::with_capacity(spelled.len());
-    let mut stable = true;
-    let mut seen = std::collections::HashSet::new();
-    for s in spelled {
-        let abs = paths::absolute(cwd, &s);
-        if !seen.insert(abs.clone()) {
-            continue;
-        }
-        let (f, ok) = depcache::see(&abs, since).map_err(|_| "scan_failed")?;
-        stable &= ok;
-        files.push(Seen { spelled: s, ..f });
-    }
-    let entry = depcache::Entry {
-        schema: depcache::SCHEMA,
-        files,
-        // Kept for its env-dep lines.
-        depfile: Some(text),
-    };
-    if stable {
-        depcache::store(cache, &key, &entry);
-    }
-    Ok(Scanned {
-        files: entry.files,
-        env_deps: set_env_deps(&parsed),
-    })
-}
-
-/// The `env!` variables a dep-info says are set, with their values.
-fn set_env_deps(d: &depfile::Depfile) -> Vec<(String, String)> {
-    d.env_deps
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
-        .collect()
-}
-
-/// `to` relative to the directory `from` (both absolute, normalized):
-/// `../../target/x` when it lies outside.
-fn relative_from(from: &Path, to: &Path) -> String {
-    let f: Vec<_> = from.components().collect();
-    let t: Vec<_> = to.components().collect();
-    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
-    let mut parts: Vec<String> = vec!["..".to_string(); f.len() - common];
-    parts.extend(
-        t[common..]
-            .iter()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
-    );
-    parts.join("/")
-}
-
-/// The action. `Err` is a local reason.
-#[allow(clippy::too_many_arguments)]
-fn prepare(
-    ctx: &Ctx,
-    r: &RustCompile,
-    tools: &[&Tool],
-    scanned: &Scanned,
-    swapped: &Swapped,
-    platform: &[(String, String)],
-    features: Features,
-) -> Result<Prepared, &'static str> {
-    let cwd = paths::normalize(&ctx.cwd);
-    let map = trim_map(ctx, r);
-    let mut dirs: Vec<PathBuf> = r
-        .search_paths
-        .iter()
-        .map(|s| paths::absolute(&cwd, &s.path))
-        .collect();
-    dirs.extend(r.out_dir.iter().map(|d| paths::absolute(&cwd, d)));
-    dirs.push(cwd.clone());
-    let files: Vec<Seen> = scanned
-        .files
-        .iter()
-        .filter(|f| !swapped.dropped.contains(&f.path))
-        .cloned()
-        .collect();
-    let inputs = inputs::build(tools, &files, &swapped.entries, &dirs, &map).map_err(|e| {
-        tracing::info!("{e}");
-        "input_tree"
-    })?;
-    let m = tools[0].manifest();
-    let mut arguments = vec![format!("/{}", m.entry)];
-    arguments.extend(render_all(&r.remote_args, &|p| match swapped
-        .renamed
-        .get(&paths::absolute(&cwd, p))
-    {
-        Some(twin) => map.arg(&twin.to_string_lossy()),
-        None => map.arg(p),
-    }));
-    if map.is_mapped() {
-        // The same remap a local compile gets (`trim_flag`), seen from
-        // where the project sits remotely: equal bytes either way.
-        arguments.push(format!("--remap-path-prefix={MAPPED_ROOT}={MAPPED_ROOT}"));
-    }
-    let mut command_env: BTreeMap<String, String> = m.env.clone();
-    // rustc finds the linker (`cc`) and the linker its helpers on PATH.
-    let mut path_dirs: Vec<String> = Vec::new();
-    for t in tools {
-        for d in &t.manifest().path_dirs {
-            let d = format!("/{d}");
-            if !path_dirs.contains(&d) {
-                path_dirs.push(d);
-            }
-        }
-    }
-    if !path_dirs.is_empty() {
-        command_env.insert("PATH".into(), path_dirs.join(":"));
-    }
-    // Paths in cargo's variables (CARGO_MANIFEST_DIR, OUT_DIR) move with
-    // the project.
-    for (k, v) in &r.env {
-        let v = match v {
-            EnvValue::Plain(v) => v.clone(),
-            EnvValue::Path(v) => map.arg(v),
-        };
-        command_env.insert(k.clone(), v);
-    }
-    // `env!` variables the dep-info lists with the values seen here;
-    // cargo's own are set above already (moved with the project).
-    for (k, v) in &scanned.env_deps {
-        if !r.env.iter().any(|(name, _)| name == k) {
-            command_env.insert(k.clone(), map.arg(v));
-        }
-    }
-    let remote_cwd = map.remote(&cwd);
-    let outputs: Vec<String> = r
-        .outputs
-        .iter()
-        .map(|o| relative_from(&remote_cwd, &map.remote(&paths::absolute(&cwd, &o.path))))
-        .collect();
-    let spec = CommandSpec {
-        arguments,
-        env: command_env,
-        outputs: outputs
-            .iter()
-            .map(|p| OutputSpec {
-                path: p.clone(),
-                is_dir: false,
-            })
-            .collect(),
-        working_directory: map.tree_path(&cwd),
-        platform: platform.to_vec(),
-    };
-    let landing = Landing {
-        local: r
-            .outputs
-            .iter()
-            .map(|o| paths::absolute(&cwd, &o.path))
-            .collect(),
-        unmap: map
-            .root()
-            .map(|root| (MAPPED_ROOT.to_string(), root.to_string_lossy().into_owned())),
-    };
-    Prepared::new(&spec, features, inputs, landing)
-}
-
-/// With `RECAST_TRIM_PATHS`, the project root moves to [`MAPPED_ROOT`].
-/// A registry crate compiles in its own directory, outside the project:
-/// its project is the one its outputs go to.
-fn trim_map(ctx: &Ctx, r: &RustCompile) -> PathMap {
-    if !ctx.wrap.trim_paths {
-        return PathMap::identity();
-    }
-    let root = ctx.project_root().or_else(|| {
-        let out = r.out_dir.as_deref().or(r.output.as_deref())?;
-        paths::find_project_root(&paths::absolute(&ctx.cwd, out), &|p| p.exists())
-    });
-    match root {
-        Some(root) => PathMap::moved(&root),
-        None => PathMap::identity(),
-    }
-}
-
-/// The argument a local compile takes under `RECAST_TRIM_PATHS`.
-fn trim_flag(ctx: &Ctx, r: &RustCompile) -> Option<String> {
-    trim_map(ctx, r)
-        .root()
-        .map(|root| format!("--remap-path-prefix={}={MAPPED_ROOT}", root.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn job(args: &[&str]) -> RustJob {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let r = rustc::parse(&args, &Default::default()).unwrap();
+        RustJob::new(r, args, Purpose::Compile)
+    }
+
+    fn rendered(j: &RustJob) -> Vec<String> {
+        crate::invocation::render_all(&j.colored_args(), &|p| p.to_string())
+    }
+
     #[test]
-    fn outputs_above_the_working_directory_climb_to_them() {
-        let cwd = Path::new("/home/u/.cargo/registry/src/idx/serde-1.0.0");
+    fn text_diagnostics_are_colored_remotely_and_kept_as_the_user_asked() {
+        let base = ["--crate-name", "a", "--crate-type", "lib", "a.rs"];
+        let j = job(&base);
+        assert_eq!(rendered(&j).last().unwrap(), "--color=always");
+        assert_eq!(j.wanted_color(), Want::IfTerminal);
+        let mut never = base.to_vec();
+        never.extend(["--color", "never"]);
+        let j = job(&never);
+        assert!(!rendered(&j).iter().any(|a| a == "never"));
+        assert_eq!(j.wanted_color(), Want::Never);
         assert_eq!(
-            relative_from(
-                cwd,
-                Path::new("/home/u/proj/target/debug/deps/libserde-x.rlib")
-            ),
-            "../../../../../proj/target/debug/deps/libserde-x.rlib"
+            j.color(),
+            ColorPolicy::Forced {
+                want: Want::Never,
+                encoding: Encoding::Raw
+            }
         );
-        assert_eq!(
-            relative_from(Path::new("/p"), Path::new("/p/target/a.rlib")),
-            "target/a.rlib"
+    }
+
+    #[test]
+    fn json_diagnostics_are_rendered_with_styles_remotely() {
+        let j = job(&[
+            "--crate-name",
+            "a",
+            "--crate-type",
+            "lib",
+            "--error-format=json",
+            "--json=artifacts",
+            "a.rs",
+        ]);
+        assert!(rendered(&j).contains(&"--json=diagnostic-rendered-ansi,artifacts".to_string()));
+        assert_eq!(j.wanted_color(), Want::Never);
+        let cargo = job(&[
+            "--crate-name",
+            "a",
+            "--crate-type",
+            "lib",
+            "--error-format=json",
+            "--json=diagnostic-rendered-ansi,artifacts,future-incompat",
+            "a.rs",
+        ]);
+        assert!(
+            rendered(&cargo)
+                .contains(&"--json=diagnostic-rendered-ansi,artifacts,future-incompat".to_string())
         );
+        assert_eq!(cargo.wanted_color(), Want::Always);
     }
 }

@@ -25,9 +25,17 @@ pub struct Event {
     /// Answered from the action cache.
     #[serde(default, skip_serializing_if = "is_false")]
     pub hit: bool,
-    /// The compiler failed on the server (a genuine error, replayed).
+    /// The compiler failed on the server (a genuine error, replayed or
+    /// confirmed here).
     #[serde(default, skip_serializing_if = "is_false")]
     pub failed: bool,
+    /// The compiler failed on the server but succeeded here, whose result
+    /// was kept: recast missed something the compile needs.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub false_failure: bool,
+    /// The action that failed remotely (for the warning; not recorded).
+    #[serde(skip)]
+    pub action: Option<String>,
     /// Ran with the workers' build of the compiler, from the registry.
     #[serde(default, skip_serializing_if = "is_false")]
     pub registry: bool,
@@ -86,8 +94,11 @@ pub struct Stats {
     pub cache_hits: u64,
     pub local_runs: u64,
     pub fallbacks: u64,
-    /// Remote executions whose compiler exited non-zero (replayed as is).
+    /// Remote executions whose compiler exited non-zero (and did here too).
     pub compile_errors: u64,
+    /// Remote compiles that failed where a local compile succeeded; the
+    /// local result was kept (see `<cache dir>/warnings.log`).
+    pub remote_false_failures: u64,
     /// Compiles run with the workers' build of the compiler (registry).
     pub registry_toolchains: u64,
     /// Host units built here and again, as twins, for the workers.
@@ -107,6 +118,7 @@ impl Stats {
         self.remote_executions += u64::from(e.remote);
         self.cache_hits += u64::from(e.hit);
         self.compile_errors += u64::from(e.failed);
+        self.remote_false_failures += u64::from(e.false_failure);
         self.registry_toolchains += u64::from(e.registry);
         self.twin_builds += u64::from(e.twin);
         self.twin_swaps += e.swaps;
@@ -225,6 +237,7 @@ mod tests {
             "fallbacks",
             "bytes_uploaded",
             "bytes_downloaded",
+            "remote_false_failures",
         ] {
             assert!(json[key].is_u64(), "{key} in {json}");
         }

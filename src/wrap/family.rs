@@ -1,0 +1,254 @@
+//! The compiler families the wrapper knows, one row each, and the seams
+//! through which a family joins the one pipeline (`pipeline`).
+//!
+//! A family supplies what differs between compilers and nothing else:
+//! - a [`Driver`]: which names are its drivers, and how a command line
+//!   becomes a [`Job`] (its parser, in `crate::invocation`);
+//! - per job: the environment it observes, the toolchains it needs (whose
+//!   probe lives in `crate::toolchain::family`), its dependency scan
+//!   ([`ScanSpec`]), its action ([`ActionSpec`]), and what happens once
+//!   outputs land or a local run ends.
+//!
+//! Adding a family is one row in [`FAMILIES`], a parser, a probe, and a
+//! driver module beside `cc` and `rust`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use futures::future::BoxFuture;
+
+use super::color::ColorPolicy;
+use super::depcache::Seen;
+use super::paths::Exposure;
+use super::stats::Event;
+use super::tool::Tool;
+use super::{Ctx, Invocation, cc, rust};
+use crate::cas::tree::Entry;
+use crate::invocation::Arg;
+use crate::invocation::gcc::CFamily;
+
+/// One compiler family.
+pub(crate) struct Row {
+    /// How logs and errors name it.
+    pub name: &'static str,
+    /// Driver names (a file name without version suffix or cross prefix:
+    /// `aarch64-linux-gnu-gcc-12` is `gcc`).
+    pub names: &'static [&'static str],
+    pub driver: &'static dyn Driver,
+}
+
+impl std::fmt::Debug for Row {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// Every family, first match wins.
+pub(crate) static FAMILIES: &[Row] = &[
+    Row {
+        name: "gcc",
+        names: &["gcc", "g++", "cc", "c++"],
+        driver: &cc::Driver::Plain(CFamily::Gcc),
+    },
+    Row {
+        name: "clang",
+        names: &["clang", "clang++"],
+        driver: &cc::Driver::Plain(CFamily::Clang),
+    },
+    Row {
+        name: "zig",
+        names: &["zig"],
+        driver: &cc::Driver::Zig,
+    },
+    Row {
+        name: "rustc",
+        names: &["rustc"],
+        driver: &rust::Driver,
+    },
+];
+
+/// The family whose driver `name` (a file name, no directory) is.
+pub(crate) fn by_name(name: &str) -> Option<&'static Row> {
+    let n = name.strip_suffix(".exe").unwrap_or(name);
+    // A version suffix: `gcc-12`, `clang++-14`, `g++-12.2`, `rustc-1.91`.
+    let base = match n.rfind('-') {
+        Some(i) if n[i + 1..].chars().all(|c| c.is_ascii_digit() || c == '.') => &n[..i],
+        _ => n,
+    };
+    // A cross prefix: `aarch64-linux-gnu-gcc`.
+    let tool = base.rsplit('-').next().unwrap_or(base);
+    FAMILIES.iter().find(|row| row.names.contains(&tool))
+}
+
+/// A family's entry: a command line to a [`Job`].
+pub(crate) trait Driver: Sync {
+    /// Reads the invocation (response files expanded); `Err` is the stats
+    /// key of why it runs locally.
+    fn parse(&self, ctx: &Ctx, inv: &Invocation) -> Result<Box<dyn Job>, &'static str>;
+}
+
+/// A toolchain a job needs packaged.
+#[derive(Clone, Debug)]
+pub(crate) struct ToolRequest {
+    /// The program (absolute).
+    pub compiler: PathBuf,
+    pub targets: Vec<String>,
+    pub linking: bool,
+    /// When the targets' libraries are missing here, package without them
+    /// (a compile that needs none, such as `#![no_core]`, then works; any
+    /// other fails remotely as it would here).
+    pub targets_optional: bool,
+}
+
+/// How the local scan runs: the compiler with `runs[i]` plus
+/// `depfile_args(tmp)`.
+pub(crate) struct ScanSpec {
+    /// What keys the scan beside the toolchain, compiler, working
+    /// directory, arguments and environment.
+    pub key: Vec<Vec<u8>>,
+    /// The first run's depfile is kept (and written, or read for more);
+    /// the last run's lists the files.
+    pub runs: Vec<Vec<String>>,
+    /// The arguments that make a run write its depfile to `tmp`.
+    pub depfile_args: fn(&Path) -> Vec<String>,
+    /// Files read that no depfile lists, spelled as the compile names them.
+    pub extra: Vec<String>,
+    /// Keep the first run's depfile text in the result.
+    pub keep_depfile: bool,
+}
+
+/// What the scan found.
+#[derive(Clone, Debug)]
+pub(crate) struct Scanned {
+    pub files: Vec<Seen>,
+    pub depfile: Option<String>,
+}
+
+/// A value for the remote Command's environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum EnvValue {
+    Plain(String),
+    /// A path, moved with the project when its root moves.
+    Path(String),
+}
+
+/// Where a job's action files go and what the command is, apart from the
+/// toolchain (`prepare` adds that, in the layout the server gets).
+#[derive(Debug, Default)]
+pub(crate) struct ActionSpec {
+    /// The arguments after the compiler, every path marked.
+    pub args: Vec<Arg>,
+    pub env: Vec<(String, EnvValue)>,
+    /// Output files, local and absolute.
+    pub outputs: Vec<PathBuf>,
+    /// Directories the compile looks in (those absent are skipped).
+    pub dirs: Vec<PathBuf>,
+    /// What the compile exposes of where it runs (the project-root move).
+    pub exposure: ExposureSpec,
+    /// Scanned files the input root takes from `extra` instead.
+    pub dropped: Vec<PathBuf>,
+    /// Entries whose blobs are on the server (rustc's twins).
+    pub extra: Vec<Entry>,
+    /// Local paths the command names by another path (a twin's name).
+    pub renamed: BTreeMap<PathBuf, PathBuf>,
+    /// Arguments added when the project root moves.
+    pub when_moved: Vec<String>,
+}
+
+/// How the project root may move (see `paths`).
+#[derive(Debug, Default)]
+pub(crate) enum ExposureSpec {
+    /// It never moves.
+    #[default]
+    Fixed,
+    /// It moves when the compile cannot see where it runs.
+    Observed(Exposure),
+    /// It moves whatever the compile sees (rustc under trim-paths, which
+    /// records the moved root locally too).
+    Forced(PathBuf),
+}
+
+/// One parsed compile.
+pub(crate) trait Job: Send + Sync {
+    /// Names the hit path's key space.
+    fn kind(&self) -> &'static str;
+    /// Variables the compile observes: they key the scan and the hit path
+    /// and go into the remote Command.
+    fn env(&self) -> &[(String, String)];
+    /// How diagnostics are colored remotely, and undone here.
+    fn color(&self) -> ColorPolicy {
+        ColorPolicy::AsIs
+    }
+    /// The toolchains, the compiler's first. `Err`: a local reason.
+    fn toolchains(&self, ctx: &Ctx, inv: &Invocation) -> Result<Vec<ToolRequest>, &'static str>;
+    /// Whether the job runs remotely with these toolchains (`foreign`: the
+    /// compiler's came from the registry). `Err`: a local reason.
+    fn placed(&self, _foreign: bool) -> Result<(), &'static str> {
+        Ok(())
+    }
+    /// The dependency scan. `Err`: a local reason.
+    fn scan(&self, ctx: &Ctx) -> Result<ScanSpec, &'static str>;
+    /// The action from the scan. `Err`: a local reason.
+    fn action(
+        &self,
+        ctx: &Ctx,
+        scanned: &Scanned,
+        tools: &[Tool],
+    ) -> Result<ActionSpec, &'static str>;
+    /// Once the outputs are in place: `depfile` is the scan's kept text.
+    fn landed(&self, _ctx: &Ctx, _depfile: Option<&str>) -> Result<(), String> {
+        Ok(())
+    }
+    /// A failed remote run is decided by a local run even when confirming
+    /// is off (links, whose failures are as often a missing system library
+    /// as a code error).
+    fn rerun_failures(&self) -> bool {
+        false
+    }
+    /// Arguments a local run adds to the user's.
+    fn local_args(&self, _ctx: &Ctx) -> Vec<String> {
+        Vec::new()
+    }
+    /// A local run must be watched to its end (see [`Job::after_local`]).
+    fn watch_local(&self) -> bool {
+        false
+    }
+    /// After a local run that succeeded (watched runs only).
+    fn after_local<'a>(
+        &'a self,
+        _ctx: &'a Ctx,
+        _inv: &'a Invocation,
+        _event: &'a mut Event,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driver_names_find_their_family() {
+        for (n, want) in [
+            ("gcc", Some("gcc")),
+            ("g++-12", Some("gcc")),
+            ("cc", Some("gcc")),
+            ("c++", Some("gcc")),
+            ("aarch64-linux-gnu-gcc", Some("gcc")),
+            ("x86_64-linux-gnu-g++-12", Some("gcc")),
+            ("clang", Some("clang")),
+            ("clang++-14", Some("clang")),
+            ("zig", Some("zig")),
+            ("rustc", Some("rustc")),
+            ("rustc-1.91", Some("rustc")),
+            ("rustdoc", None),
+            ("ld", None),
+            ("make", None),
+            ("gcc-ar", None),
+            ("recast", None),
+        ] {
+            assert_eq!(by_name(n).map(|r| r.name), want, "{n}");
+        }
+    }
+}

@@ -1,0 +1,677 @@
+//! The one pipeline every wrapped compile goes through, whatever its
+//! family:
+//!
+//! ```text
+//! parse (family) ─► hit path (key: compiler, arguments, environment, server)
+//!   ─► toolchains (local index; the registry's for foreign workers)
+//!   ─► platform ─► server (capabilities, probe, toolchain upload once)
+//!   ─► scan (family's command, depcache) ─► action (family's spec + prepare)
+//!   ─► execute or cache-only ─► outputs verified and landed ─► replay
+//!   └─ anything remote that fails ─► the compile runs here
+//! ```
+//!
+//! A moved project root whose outputs name it runs again unmoved, and is
+//! remembered; a remote compile error is confirmed by a local compile
+//! unless `RECAST_CONFIRM_ERRORS=0`.
+
+use std::path::PathBuf;
+
+use super::color;
+use super::depcache;
+use super::family::{Job, Scanned, ToolRequest};
+use super::prepare::{self, Move};
+use super::remote::{self, Failure, Prepared};
+use super::stats::Event;
+use super::tool::{self, Tool};
+use super::{Ctx, Flow, Invocation, local, probe, scan};
+use crate::action::Features;
+use crate::cas::Digest;
+use crate::config::Mode;
+use crate::remote::Client;
+use crate::toolchain::bundle::Bundle;
+use crate::toolchain::local::{self as toolchain_local, Request};
+
+/// Runs `inv` through the pipeline to its end: replayed, or run here.
+pub async fn run(ctx: &Ctx, inv: &Invocation) -> Ending {
+    let job = match inv.family.driver.parse(ctx, inv) {
+        Ok(j) => j,
+        Err(reason) => {
+            tracing::debug!("local: {reason}");
+            return Ending::Exec(Event::local(reason));
+        }
+    };
+    let flow = remote_or_local(ctx, inv, job.as_ref()).await;
+    finish(ctx, inv, job.as_ref(), flow).await
+}
+
+/// How the wrapper process ends.
+pub enum Ending {
+    /// Replay these streams and exit with `code`.
+    Replay {
+        stdout: Vec<u8>,
+        stderr: Vec<u8>,
+        code: i32,
+        event: Event,
+    },
+    /// Replace this process with the compiler, as without recast.
+    Exec(Event),
+}
+
+/// The remote side, up to a flow: done there, or to run here.
+async fn remote_or_local(ctx: &Ctx, inv: &Invocation, job: &dyn Job) -> Flow {
+    let fast_key = fast_key(ctx, inv, job);
+    if let Some(flow) = fast_hit(ctx, job, &fast_key).await {
+        return flow;
+    }
+    let mut planned = match plan(ctx, inv, job, Some(&fast_key)).await {
+        Ok(p) => p,
+        Err(flow) => return flow,
+    };
+    let mut flow = run_planned(ctx, inv, job, &planned, &fast_key).await;
+    if let Flow::Location = flow {
+        // The moved compile saw where it ran: never move it again.
+        depcache::mark_located(&ctx.cache_dir, &fast_key);
+        planned = match replan_unmoved(ctx, planned) {
+            Ok(p) => p,
+            Err(reason) => return Flow::local(reason),
+        };
+        flow = run_planned(ctx, inv, job, &planned, &fast_key).await;
+    }
+    if let Flow::Done { event, .. } = &mut flow {
+        event.registry = planned.registry;
+        event.swaps = planned.swaps;
+    }
+    flow
+}
+
+/// The action on the server, or from the cache alone in cache-only mode.
+async fn run_planned(
+    ctx: &Ctx,
+    inv: &Invocation,
+    job: &dyn Job,
+    p: &Planned,
+    key: &Digest,
+) -> Flow {
+    if ctx.wrap.mode == Mode::CacheOnly {
+        cache_only(ctx, inv, job, p, key).await
+    } else {
+        execute(ctx, job, p, key).await
+    }
+}
+
+/// After the remote side: a local run where it was decided, a remote
+/// failure confirmed here, colors as the user would see them.
+async fn finish(ctx: &Ctx, inv: &Invocation, job: &dyn Job, flow: Flow) -> Ending {
+    match flow {
+        Flow::Done {
+            stderr,
+            code,
+            event,
+            ..
+        } if code != 0 && (ctx.wrap.confirm_errors || job.rerun_failures()) => {
+            confirm(ctx, inv, job, code, &stderr, event).await
+        }
+        Flow::Done {
+            stdout,
+            stderr,
+            code,
+            event,
+        } => {
+            let terminal = color::stderr_is_terminal();
+            let policy = job.color();
+            Ending::Replay {
+                stdout: policy.replay(stdout, terminal),
+                stderr: policy.replay(stderr, terminal),
+                code,
+                event,
+            }
+        }
+        Flow::Ran { code, event } => Ending::Replay {
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            code,
+            event,
+        },
+        // Never left standing by `remote_or_local`: an unmoved action
+        // cannot name the moved root.
+        Flow::Location => Ending::Exec(Event::fallback("location_leak")),
+        Flow::Local(event) if !job.watch_local() => Ending::Exec(event),
+        Flow::Local(mut event) => {
+            let code = here(ctx, inv, job, &mut event).await;
+            Ending::Replay {
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+                code,
+                event,
+            }
+        }
+    }
+}
+
+/// Runs the compile here and waits; after a success the job's records.
+async fn here(ctx: &Ctx, inv: &Invocation, job: &dyn Job, event: &mut Event) -> i32 {
+    let code = local::run(inv, &job.local_args(ctx));
+    if code == 0 {
+        job.after_local(ctx, inv, event).await;
+    }
+    code
+}
+
+/// A remote compile failed: the same compile here decides. Its streams go
+/// straight to the user; a local success is a false remote failure,
+/// counted and written to the warnings log with the action's digest.
+async fn confirm(
+    ctx: &Ctx,
+    inv: &Invocation,
+    job: &dyn Job,
+    remote_code: i32,
+    remote_stderr: &[u8],
+    mut event: Event,
+) -> Ending {
+    let action = event.action.clone().unwrap_or_default();
+    let code = here(ctx, inv, job, &mut event).await;
+    if code == 0 {
+        event.failed = false;
+        event.false_failure = true;
+        let first = String::from_utf8_lossy(remote_stderr)
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_default()
+            .to_string();
+        super::log::warn(
+            &ctx.cache_dir,
+            &format!(
+                "{} {}: failed remotely (exit {remote_code}, action {action}: {first}) but compiled here; the local result was kept. Please report it with `RECAST_LOG=trace`.",
+                inv.compiler.display(),
+                inv.args
+                    .iter()
+                    .map(|a| a.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        );
+    }
+    Ending::Replay {
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        code,
+        event,
+    }
+}
+
+/// A remote compile, ready to send.
+pub struct Planned {
+    pub client: Client,
+    pub prepared: Prepared,
+    /// Files whose stamps stand for the toolchains (the hit path's check).
+    pub stamped: Vec<PathBuf>,
+    pub scanned: Scanned,
+    pub tools: Vec<Tool>,
+    pub spec: super::family::ActionSpec,
+    pub platform: Vec<(String, String)>,
+    pub features: Features,
+    pub registry: bool,
+    pub swaps: u64,
+}
+
+/// Everything up to the action: toolchains, platform, server, scan,
+/// action. `Err` is the flow to take instead.
+pub async fn plan(
+    ctx: &Ctx,
+    inv: &Invocation,
+    job: &dyn Job,
+    fast_key: Option<&Digest>,
+) -> Result<Planned, Flow> {
+    let requests = job.toolchains(ctx, inv).map_err(Flow::local)?;
+    let mut bundles = Vec::with_capacity(requests.len());
+    for r in &requests {
+        bundles.push(package(ctx, r).await.map_err(|e| {
+            tracing::info!("cannot package {}: {e:#}", r.compiler.display());
+            Flow::local(if bundles.is_empty() {
+                "toolchain"
+            } else {
+                "links_no_linker"
+            })
+        })?);
+    }
+    let toolchain_root = bundles[0].manifest.root;
+    let mut tools = Vec::with_capacity(bundles.len());
+    for b in bundles {
+        tools.push(tool::for_workers(ctx, b).await?);
+    }
+    let foreign = matches!(tools[0], Tool::Registry { .. });
+    job.placed(foreign).map_err(Flow::local)?;
+    let platform = ctx.platform_of(&tools[0]).map_err(|e| {
+        tracing::info!("{e:#}");
+        Flow::local("platform")
+    })?;
+    let (client, features) = server(ctx, &tools[0], &platform).await?;
+    let spec = job.scan(ctx).map_err(Flow::local)?;
+    let scanned = {
+        let (cache, cwd, inv2, env) = (
+            ctx.cache_dir.clone(),
+            ctx.cwd.clone(),
+            inv.clone(),
+            job.env().to_vec(),
+        );
+        match tokio::task::spawn_blocking(move || {
+            scan::run(&cache, &cwd, &inv2, &spec, &toolchain_root, &env)
+        })
+        .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(reason)) => return Err(Flow::local(reason)),
+            Err(e) => return Err(Flow::fallback("internal", e)),
+        }
+    };
+    let spec = job.action(ctx, &scanned, &tools).map_err(Flow::local)?;
+    let allowed = if fast_key.is_none_or(|k| depcache::is_located(&ctx.cache_dir, k)) {
+        Move::Never
+    } else {
+        Move::Allowed
+    };
+    let prepared = prepare::build(
+        &site(ctx, &platform, features, allowed),
+        &tools,
+        &scanned,
+        &spec,
+    )
+    .map_err(Flow::local)?;
+    let mut stamped: Vec<PathBuf> = Vec::new();
+    for (r, t) in requests.iter().zip(&tools) {
+        stamped.push(r.compiler.clone());
+        stamped.extend(tool::program_paths(t));
+    }
+    stamped.sort();
+    stamped.dedup();
+    let swaps = spec.dropped.len() as u64;
+    Ok(Planned {
+        client,
+        prepared,
+        stamped,
+        scanned,
+        tools,
+        spec,
+        platform,
+        features,
+        registry: foreign,
+        swaps,
+    })
+}
+
+/// The same action with the project root where it is.
+fn replan_unmoved(ctx: &Ctx, mut p: Planned) -> Result<Planned, &'static str> {
+    let site = site(ctx, &p.platform, p.features, Move::Never);
+    p.prepared = prepare::build(&site, &p.tools, &p.scanned, &p.spec)?;
+    Ok(p)
+}
+
+/// Where an action is built for.
+fn site<'a>(
+    ctx: &'a Ctx,
+    platform: &'a [(String, String)],
+    features: Features,
+    allowed: Move,
+) -> prepare::Site<'a> {
+    prepare::Site {
+        cwd: &ctx.cwd,
+        project_root: ctx.project_root(),
+        platform,
+        features,
+        allowed,
+    }
+}
+
+/// The toolchain of one request, from the local index when unchanged.
+async fn package(ctx: &Ctx, r: &ToolRequest) -> anyhow::Result<Bundle> {
+    match package_with(ctx, r, r.targets.clone()).await {
+        Err(_) if r.targets_optional && !r.targets.is_empty() => {
+            package_with(ctx, r, Vec::new()).await
+        }
+        other => other,
+    }
+}
+
+async fn package_with(ctx: &Ctx, r: &ToolRequest, targets: Vec<String>) -> anyhow::Result<Bundle> {
+    let req = Request {
+        compiler: r.compiler.clone(),
+        targets,
+        sysroot: None,
+        linking: r.linking,
+        path: ctx.path.clone(),
+        ld_library_path: ctx
+            .var("LD_LIBRARY_PATH")
+            .map(|p| std::env::split_paths(p).collect())
+            .unwrap_or_default(),
+    };
+    let cache = ctx.cache_dir.join("toolchains");
+    let resolved =
+        tokio::task::spawn_blocking(move || toolchain_local::resolve(&cache, &req)).await??;
+    Ok(resolved.bundle)
+}
+
+/// The server, ready for this toolchain: connected, its features known,
+/// and (in remote mode) its workers known to run actions with the input
+/// root as `/`. `Err` is the flow to take instead.
+pub async fn server(
+    ctx: &Ctx,
+    tool: &Tool,
+    platform: &[(String, String)],
+) -> Result<(Client, Features), Flow> {
+    let client = match ctx.client().await {
+        Ok(c) => c.clone(),
+        Err(e) => return Err(Flow::fallback("unreachable", format!("{e:#}"))),
+    };
+    let caps = client.capabilities().await.map_err(|e| {
+        let f = Failure::of(&e);
+        Flow::fallback(&f.cause, f.message)
+    })?;
+    let features = Features {
+        output_paths: caps.supports_output_paths(),
+        action_platform: caps.supports_action_platform(),
+    };
+    if ctx.wrap.mode == Mode::Remote {
+        if !caps.exec_enabled {
+            return Err(Flow::fallback(
+                "no_execution",
+                format!("{} offers no execution", client.url()),
+            ));
+        }
+        match probe::chroots(&ctx.cache_dir, &client, tool, platform, features).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(Flow::fallback(
+                    "no_chroot",
+                    format!("{} does not run actions in a chroot", client.url()),
+                ));
+            }
+            Err(f) => return Err(Flow::fallback(&f.cause, f.message)),
+        }
+    }
+    if ctx.wrap.mode == Mode::Remote
+        && let Some(bundle) = tool.bundle()
+        && let Err(f) = upload_toolchain(ctx, &client, bundle).await
+    {
+        return Err(Flow::fallback(&f.cause, f.message));
+    }
+    Ok((client, features))
+}
+
+/// How long a toolchain is taken to be on a server after its upload.
+const UPLOADED_TTL_SECS: u64 = 3600;
+
+/// Puts `bundle` on the server once: parallel compiles (`make -j`, cargo)
+/// would otherwise each find the same hundreds of megabytes missing and
+/// send them side by side. The first takes a lock and uploads; the others
+/// wait, then see its marker. A marker is trusted for an hour; if the
+/// server evicts the blobs sooner, Execute names them missing and the
+/// action's own upload sends them again.
+async fn upload_toolchain(ctx: &Ctx, client: &Client, bundle: &Bundle) -> Result<(), Failure> {
+    let server = Digest::of_bytes(format!("{}\n{}", client.url(), client.instance()).as_bytes());
+    let name = format!(
+        "{}-{}",
+        &server.hex()[..16],
+        &bundle.manifest.root.hex()[..32]
+    );
+    let marker = ctx.cache_dir.join("uploaded").join(&name);
+    let fresh = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() < UPLOADED_TTL_SECS)
+    };
+    if fresh(&marker) {
+        return Ok(());
+    }
+    let lock_path = ctx.cache_dir.join("locks").join(format!("{name}.lock"));
+    let lock = tokio::task::spawn_blocking(move || crate::lock::FileLock::take(&lock_path))
+        .await
+        .map_err(|e| Failure::new("internal", e))?
+        .map_err(|e| Failure::new("local_io", format!("the upload lock: {e}")))?;
+    if fresh(&marker) {
+        return Ok(());
+    }
+    let mut blobs: Vec<crate::remote::Blob> = bundle
+        .files
+        .iter()
+        .map(|(p, d)| crate::remote::Blob::file(*d, p))
+        .collect();
+    for (d, bytes) in &bundle.tree.directories {
+        blobs.push(crate::remote::Blob {
+            digest: *d,
+            source: crate::remote::BlobSource::Bytes(bytes.clone()),
+        });
+    }
+    let sent = client
+        .upload_missing(blobs)
+        .await
+        .map_err(|e| Failure::of(&e))?;
+    tracing::debug!(blobs = sent.blobs, bytes = sent.bytes, "toolchain uploaded");
+    let _ = crate::fsutil::write_atomic(&marker, bundle.manifest.name.as_bytes());
+    drop(lock);
+    Ok(())
+}
+
+/// The key of the hit path: everything that decides the action digest
+/// and is not checked by stat (the compiler's identity is: `Fast::tools`).
+/// Whether stderr is a terminal is not in it (see `color`).
+fn fast_key(ctx: &Ctx, inv: &Invocation, job: &dyn Job) -> Digest {
+    let mut parts: Vec<Vec<u8>> = vec![
+        job.kind().as_bytes().to_vec(),
+        inv.compiler.as_os_str().as_encoded_bytes().to_vec(),
+        inv.argv0.as_encoded_bytes().to_vec(),
+        ctx.cwd.as_os_str().as_encoded_bytes().to_vec(),
+        ctx.server_key().into_bytes(),
+        format!("{:?}", ctx.project_root()).into_bytes(),
+    ];
+    parts.extend(inv.args.iter().map(|a| a.as_encoded_bytes().to_vec()));
+    parts.extend(
+        job.env()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}").into_bytes()),
+    );
+    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    depcache::key(&refs)
+}
+
+/// Answers a compile seen before from the action cache, skipping the
+/// toolchain, the scan and the input root; `None`: take the slow path.
+async fn fast_hit(ctx: &Ctx, job: &dyn Job, key: &Digest) -> Option<Flow> {
+    let fast = depcache::lookup_fast(&ctx.cache_dir, key)?;
+    let client = match ctx.client().await {
+        Ok(c) => c,
+        Err(e) => return Some(Flow::fallback("unreachable", format!("{e:#}"))),
+    };
+    let landing = match &fast.landing {
+        Some(l) => l.clone(),
+        None => remote::Landing::beside(&ctx.cwd, &fast.outputs),
+    };
+    let f = match remote::lookup_digest(client, &fast.action, &fast.outputs, &landing).await {
+        Ok(Some(f)) if f.code == 0 => f,
+        Ok(_) => return None,
+        Err(e) if e.cause == "location_leak" => {
+            depcache::mark_located(&ctx.cache_dir, key);
+            return None;
+        }
+        Err(e) => return Some(Flow::fallback(&e.cause, e.message)),
+    };
+    if let Err(e) = job.landed(ctx, fast.depfile.as_deref()) {
+        return Some(Flow::fallback("local_io", e));
+    }
+    tracing::debug!(elapsed = ?ctx.started.elapsed(), "fast hit");
+    Some(hit(ctx, f))
+}
+
+/// A result from the action cache, its outputs in place.
+fn hit(ctx: &Ctx, f: remote::Finished) -> Flow {
+    Flow::Done {
+        stdout: f.stdout,
+        stderr: f.stderr,
+        code: 0,
+        event: Event {
+            hit: true,
+            down: f.down,
+            saved_ms: f.original.saturating_sub(ctx.started.elapsed()).as_millis() as u64,
+            ..Event::default()
+        },
+    }
+}
+
+/// Records a finished compile for the hit path.
+fn remember(ctx: &Ctx, key: &Digest, p: &Planned) {
+    let Some(tools) = p
+        .stamped
+        .iter()
+        .map(|t| depcache::stamp(t).map(|s| (t.clone(), s)))
+        .collect::<Option<Vec<_>>>()
+    else {
+        return;
+    };
+    depcache::store_fast(
+        &ctx.cache_dir,
+        key,
+        &depcache::Fast {
+            schema: depcache::SCHEMA,
+            action: p.prepared.digest,
+            outputs: p.prepared.outputs.clone(),
+            landing: Some(p.prepared.landing.clone()),
+            files: p.scanned.files.clone(),
+            tools,
+            depfile: p.scanned.depfile.clone(),
+        },
+    );
+}
+
+/// What landing the outputs means for the job: its records, the hit path.
+fn landed(ctx: &Ctx, job: &dyn Job, p: &Planned, key: &Digest) -> Result<(), String> {
+    job.landed(ctx, p.scanned.depfile.as_deref())?;
+    remember(ctx, key, p);
+    Ok(())
+}
+
+/// Runs the action on the server (remote mode) and turns the result into
+/// a flow: a worker that could not run the toolchain means a local
+/// compile, a success lands the outputs and the job's records, and a
+/// failure is replayed (or confirmed, in `finish`).
+async fn execute(ctx: &Ctx, job: &dyn Job, p: &Planned, key: &Digest) -> Flow {
+    let finished = match remote::execute(&p.client, &p.prepared).await {
+        Ok(f) => f,
+        Err(f) if f.cause == "location_leak" => {
+            tracing::debug!("{}", f.message);
+            return Flow::Location;
+        }
+        Err(f) => return Flow::fallback(&f.cause, f.message),
+    };
+    tracing::trace!(command = ?p.prepared.command, root = %p.prepared.inputs.tree.root, "command");
+    tracing::debug!(
+        elapsed = ?ctx.started.elapsed(),
+        action = %p.prepared.digest,
+        cached = finished.cached,
+        "executed"
+    );
+    if finished.code != 0 && remote::infrastructure(finished.code, &finished.stderr) {
+        return Flow::fallback(
+            "worker_failed",
+            format!(
+                "the compile failed on the worker with exit code {}: {}",
+                finished.code,
+                String::from_utf8_lossy(&finished.stderr).trim()
+            ),
+        );
+    }
+    if finished.code == 0
+        && let Err(e) = landed(ctx, job, p, key)
+    {
+        return Flow::fallback("local_io", e);
+    }
+    let elapsed = ctx.started.elapsed();
+    Flow::Done {
+        stdout: finished.stdout,
+        stderr: finished.stderr,
+        code: finished.code,
+        event: Event {
+            remote: !finished.cached,
+            hit: finished.cached,
+            failed: finished.code != 0,
+            up: finished.up,
+            down: finished.down,
+            saved_ms: if finished.cached {
+                finished.original.saturating_sub(elapsed).as_millis() as u64
+            } else {
+                0
+            },
+            action: (finished.code != 0).then(|| p.prepared.digest.to_string()),
+            ..Event::default()
+        },
+    }
+}
+
+/// Cache-only: a hit is written (then landed); a miss compiles here and
+/// publishes the result.
+async fn cache_only(ctx: &Ctx, inv: &Invocation, job: &dyn Job, p: &Planned, key: &Digest) -> Flow {
+    match remote::lookup(&p.client, &p.prepared).await {
+        Ok(Some(f)) if f.code == 0 => {
+            if let Err(e) = landed(ctx, job, p, key) {
+                return Flow::fallback("local_io", e);
+            }
+            return hit(ctx, f);
+        }
+        Ok(_) => {}
+        Err(f) if f.cause == "location_leak" => return Flow::Location,
+        Err(f) => return Flow::fallback(&f.cause, f.message),
+    }
+    let started = std::time::Instant::now();
+    let mut event = Event::local("cache_miss");
+    let code = here(ctx, inv, job, &mut event).await;
+    if code == 0 {
+        publish(ctx, p, key, started, &mut event).await;
+    }
+    Flow::Ran { code, event }
+}
+
+/// Puts a local compile's result in the action cache. Under a moved
+/// action, only a result that does not name this checkout's project root
+/// is published (it is then what the moved action gives from any
+/// checkout); one that does marks the compile as seeing its location.
+async fn publish(
+    ctx: &Ctx,
+    p: &Planned,
+    key: &Digest,
+    started: std::time::Instant,
+    event: &mut Event,
+) {
+    if let Some((_, root)) = &p.prepared.landing.unmap
+        && p.prepared.landing.forbid.is_some()
+        && p.prepared.landing.local.iter().any(|o| names(o, root))
+    {
+        depcache::mark_located(&ctx.cache_dir, key);
+        return;
+    }
+    match remote::publish(&p.client, &p.prepared, started).await {
+        Ok(up) => event.up = up,
+        Err(f) => tracing::info!("cannot publish the result: {}", f.message),
+    }
+}
+
+/// Whether the file at `path` holds the bytes of `text` (unreadable: yes).
+fn names(path: &std::path::Path, text: &str) -> bool {
+    std::fs::read(path).map_or(true, |b| {
+        memchr::memmem::find(&b, text.as_bytes()).is_some()
+    })
+}
+
+impl Ctx {
+    /// The execution platform: the toolchain's host, as the configured
+    /// profile spells it.
+    pub fn platform_of(&self, tool: &Tool) -> anyhow::Result<Vec<(String, String)>> {
+        let host = &tool.manifest().host;
+        let r = crate::platform::resolve_named(
+            &self.platform.profile,
+            &self.platform.properties,
+            &host.os,
+            &host.arch,
+        )?;
+        Ok(r.platform.pairs().to_vec())
+    }
+}
