@@ -320,6 +320,7 @@ impl<'a> Parser<'a> {
         self.remote.extend(args);
     }
 
+    /// Takes one flag of the table into the parse, by its role.
     fn flag(
         &mut self,
         arg: &'a str,
@@ -335,26 +336,9 @@ impl<'a> Parser<'a> {
                 needs_value(arg, text)?;
                 self.both(pair(arg, value, true));
             }
-            Role::IncludeDir => {
-                let dir = needs_value(arg, text)?;
-                // `-I=dir` and `-I$SYSROOT/dir` are relative to the sysroot,
-                // which is itself marked.
-                let in_sysroot = dir.starts_with('=') || dir.starts_with("$SYSROOT");
-                if !in_sysroot {
-                    self.include_dirs.push(dir.into());
-                }
-                self.both(pair(arg, value, !in_sysroot));
-            }
+            Role::IncludeDir => self.include_dir(arg, value)?,
             Role::ExtraInput => self.extra_input(arg, value)?,
-            Role::Plugin => {
-                let plugin = needs_value(arg, text)?;
-                if plugin.contains('/') || plugin.ends_with(".so") {
-                    self.extra_input(arg, value)?;
-                } else {
-                    // A name looked up in the compiler's own plugin directory.
-                    self.both(pair(arg, value, false));
-                }
-            }
+            Role::Plugin => self.plugin(arg, value)?,
             Role::ProfileUse => match value {
                 None => return Err(Local::ProfileUseDefaultPath(arg.into())),
                 Some(_) => self.extra_input(arg, value)?,
@@ -391,6 +375,62 @@ impl<'a> Parser<'a> {
                 }
                 self.remote.push(Arg::plain(arg));
             }
+            Role::DepWrite(_)
+            | Role::DepFile
+            | Role::DepTarget(_)
+            | Role::DepPhony
+            | Role::DepMissingGenerated => self.dep_flag(arg, role, text)?,
+            Role::PrefixMap(kind) => self.prefix_map(arg, kind, value)?,
+            Role::SplitDwarf => {
+                self.split_dwarf = match text {
+                    None | Some("split") => true,
+                    Some("single") => false,
+                    Some(_) => return Err(Local::UnsupportedFlag(arg.into())),
+                };
+                self.remote.push(Arg::plain(arg));
+            }
+            Role::NoSplitDwarf => {
+                self.split_dwarf = false;
+                self.remote.push(Arg::plain(arg));
+            }
+            Role::Wp => self.wp(arg, text.unwrap_or_default())?,
+            Role::Wa | Role::Xassembler | Role::Xpreprocessor => {
+                self.pass_through(arg, role, value)?
+            }
+            Role::Xclang => self.xclang(needs_value(arg, text)?, args, i)?,
+            Role::Local(why) => return Err(local(why, arg)),
+        }
+        Ok(())
+    }
+
+    /// A header search dir (`-I`, `-isystem`, `-B`, …), kept for the scan.
+    fn include_dir(&mut self, arg: &'a str, value: Option<Value<'a>>) -> Result<(), Local> {
+        let dir = needs_value(arg, value.map(|v| v.text))?;
+        // `-I=dir` and `-I$SYSROOT/dir` are relative to the sysroot,
+        // which is itself marked.
+        let in_sysroot = dir.starts_with('=') || dir.starts_with("$SYSROOT");
+        if !in_sysroot {
+            self.include_dirs.push(dir.into());
+        }
+        self.both(pair(arg, value, !in_sysroot));
+        Ok(())
+    }
+
+    /// `-fplugin=`: a file the compile reads, or a plugin's bare name.
+    fn plugin(&mut self, arg: &'a str, value: Option<Value<'a>>) -> Result<(), Local> {
+        let plugin = needs_value(arg, value.map(|v| v.text))?;
+        if plugin.contains('/') || plugin.ends_with(".so") {
+            return self.extra_input(arg, value);
+        }
+        // A name looked up in the compiler's own plugin directory.
+        self.both(pair(arg, value, false));
+        Ok(())
+    }
+
+    /// The dependency-file flags (`-MD`, `-MF`, `-MT`, …): they shape the
+    /// depfile the wrapper writes, not the remote command line.
+    fn dep_flag(&mut self, arg: &str, role: Role, text: Option<&'a str>) -> Result<(), Local> {
+        match role {
             Role::DepWrite(system_headers) => self.dep_write = Some(system_headers),
             Role::DepFile => {
                 let file = needs_value(arg, text)?;
@@ -408,58 +448,62 @@ impl<'a> Parser<'a> {
                 });
             }
             Role::DepPhony => self.phony = true,
-            Role::DepMissingGenerated => {
-                // Both compilers reject it without -M/-MM, which are local.
+            // Both compilers reject -MG without -M/-MM, which are local.
+            _ => {
                 return Err(Local::BadArgument(
                     "-MG is only valid with -M or -MM".into(),
                 ));
             }
-            Role::PrefixMap(kind) => {
-                let map = needs_value(arg, text)?;
-                let Some((old, new)) = map.split_once('=') else {
-                    return Err(Local::BadArgument(format!("{arg}: expected OLD=NEW")));
-                };
-                let flag = value.and_then(|v| v.prefix).unwrap_or(arg);
-                self.both(vec![Arg::PrefixMap {
-                    flag: flag.into(),
-                    old: old.into(),
-                    new: new.into(),
-                }]);
-                self.prefix_maps.push((kind, old.into(), new.into()));
-            }
-            Role::SplitDwarf => {
-                self.split_dwarf = match text {
-                    None | Some("split") => true,
-                    Some("single") => false,
-                    Some(_) => return Err(Local::UnsupportedFlag(arg.into())),
-                };
-                self.remote.push(Arg::plain(arg));
-            }
-            Role::NoSplitDwarf => {
-                self.split_dwarf = false;
-                self.remote.push(Arg::plain(arg));
-            }
-            Role::Wp => self.wp(arg, text.unwrap_or_default())?,
+        }
+        Ok(())
+    }
+
+    /// `-fdebug-prefix-map=OLD=NEW` and its kin: kept as a map, so the
+    /// wrapper can rewrite both sides.
+    fn prefix_map(
+        &mut self,
+        arg: &'a str,
+        kind: PrefixMapKind,
+        value: Option<Value<'a>>,
+    ) -> Result<(), Local> {
+        let map = needs_value(arg, value.map(|v| v.text))?;
+        let Some((old, new)) = map.split_once('=') else {
+            return Err(Local::BadArgument(format!("{arg}: expected OLD=NEW")));
+        };
+        let flag = value.and_then(|v| v.prefix).unwrap_or(arg);
+        self.both(vec![Arg::PrefixMap {
+            flag: flag.into(),
+            old: old.into(),
+            new: new.into(),
+        }]);
+        self.prefix_maps.push((kind, old.into(), new.into()));
+        Ok(())
+    }
+
+    /// `-Wa,`, `-Xassembler` and `-Xpreprocessor`: passed on when every
+    /// option in them is one recast can account for.
+    fn pass_through(
+        &mut self,
+        arg: &'a str,
+        role: Role,
+        value: Option<Value<'a>>,
+    ) -> Result<(), Local> {
+        let text = value.map(|v| v.text);
+        match role {
             Role::Wa => {
                 for opt in text.unwrap_or_default().split(',') {
                     assembler_option(arg, opt)?;
                 }
-                self.both(pair(arg, value, false));
             }
-            Role::Xassembler => {
-                assembler_option(arg, needs_value(arg, text)?)?;
-                self.both(pair(arg, value, false));
-            }
-            Role::Xpreprocessor => {
+            Role::Xassembler => assembler_option(arg, needs_value(arg, text)?)?,
+            _ => {
                 let opt = needs_value(arg, text)?;
                 if !plain_option(opt) {
                     return Err(Local::UnsupportedFlag(format!("{arg} {opt}")));
                 }
-                self.both(pair(arg, value, false));
             }
-            Role::Xclang => self.xclang(needs_value(arg, text)?, args, i)?,
-            Role::Local(why) => return Err(local(why, arg)),
         }
+        self.both(pair(arg, value, false));
         Ok(())
     }
 

@@ -405,6 +405,8 @@ impl State {
         self.remote_args.extend(args);
     }
 
+    /// Takes one flag into the state, and its arguments into the remote
+    /// command line (and the scan's, but for outputs).
     fn apply(
         &mut self,
         role: Role,
@@ -425,16 +427,7 @@ impl State {
                 self.crate_name = Some(v.to_string());
                 occ.args(Val::Plain)
             }
-            Role::CrateType => {
-                for t in v.split(',') {
-                    let t = CrateType::parse(t)
-                        .ok_or_else(|| bad(format!("unknown crate type {t:?}")))?;
-                    if !self.crate_types.contains(&t) {
-                        self.crate_types.push(t);
-                    }
-                }
-                occ.args(Val::Plain)
-            }
+            Role::CrateType => self.crate_type(occ)?,
             Role::Emit => {
                 let args = self.emit(occ)?;
                 self.push(args, false);
@@ -453,54 +446,10 @@ impl State {
                 return Ok(());
             }
             Role::Codegen => self.codegen(occ)?,
-            Role::Unstable => {
-                let key = v.split_once('=').map_or(v, |(k, _)| k).replace('_', "-");
-                if key == "help" {
-                    return Err(Local::new(R::Print, format!("-Z {v}")));
-                }
-                if LOCAL_UNSTABLE.iter().any(|p| match p.strip_suffix('*') {
-                    Some(prefix) => key.starts_with(prefix),
-                    None => key == *p,
-                }) {
-                    return Err(Local::new(R::UnstableOutputFlag, format!("-Z {v}")));
-                }
-                occ.args(Val::Plain)
-            }
+            Role::Unstable => unstable(occ)?,
             Role::Extern => self.extern_(occ)?,
-            Role::Search => {
-                let (kind, lead, path) = search_path(v);
-                if path.is_empty() {
-                    return Err(bad(format!("-L {v}: empty path")));
-                }
-                // `@RUSTC_BUILTIN/…` is a directory inside the sysroot, not a path here.
-                if path.starts_with("@RUSTC_BUILTIN") {
-                    occ.args(Val::Plain)
-                } else {
-                    self.search_paths.push(SearchPath {
-                        kind,
-                        path: path.to_string(),
-                    });
-                    self.input(path, InputKind::SearchDir(kind));
-                    occ.args(Val::Path { lead, path })
-                }
-            }
-            Role::Target => {
-                if v.ends_with(".json") {
-                    self.target = Some(Target::SpecFile(v.to_string()));
-                    self.input(v, InputKind::TargetSpec);
-                    occ.args(Val::Path { lead: "", path: v })
-                } else {
-                    // rustc also looks for `<triple>.json` in RUST_TARGET_PATH.
-                    if env.contains_key("RUST_TARGET_PATH") {
-                        return Err(Local::new(
-                            R::UnsupportedTarget,
-                            format!("--target {v} with RUST_TARGET_PATH set"),
-                        ));
-                    }
-                    self.target = Some(Target::Triple(v.to_string()));
-                    occ.args(Val::Plain)
-                }
-            }
+            Role::Search => self.search(occ)?,
+            Role::Target => self.target(occ, env)?,
             Role::Sysroot => {
                 self.sysroot = Some(v.to_string());
                 self.input(v, InputKind::Sysroot);
@@ -537,6 +486,55 @@ impl State {
         };
         self.push(args, true);
         Ok(())
+    }
+
+    /// `--crate-type A,B`: each type once, in order.
+    fn crate_type(&mut self, occ: &Occ) -> Result<Vec<Arg>, Local> {
+        for t in occ.value.split(',') {
+            let t = CrateType::parse(t).ok_or_else(|| bad(format!("unknown crate type {t:?}")))?;
+            if !self.crate_types.contains(&t) {
+                self.crate_types.push(t);
+            }
+        }
+        Ok(occ.args(Val::Plain))
+    }
+
+    /// `-L [KIND=]PATH`: a search dir the compile reads.
+    fn search(&mut self, occ: &Occ) -> Result<Vec<Arg>, Local> {
+        let v = occ.value;
+        let (kind, lead, path) = search_path(v);
+        if path.is_empty() {
+            return Err(bad(format!("-L {v}: empty path")));
+        }
+        // `@RUSTC_BUILTIN/…` is a directory inside the sysroot, not a path here.
+        if path.starts_with("@RUSTC_BUILTIN") {
+            return Ok(occ.args(Val::Plain));
+        }
+        self.search_paths.push(SearchPath {
+            kind,
+            path: path.to_string(),
+        });
+        self.input(path, InputKind::SearchDir(kind));
+        Ok(occ.args(Val::Path { lead, path }))
+    }
+
+    /// `--target TRIPLE` or `--target SPEC.json` (a file the compile reads).
+    fn target(&mut self, occ: &Occ, env: &BTreeMap<String, String>) -> Result<Vec<Arg>, Local> {
+        let v = occ.value;
+        if v.ends_with(".json") {
+            self.target = Some(Target::SpecFile(v.to_string()));
+            self.input(v, InputKind::TargetSpec);
+            return Ok(occ.args(Val::Path { lead: "", path: v }));
+        }
+        // rustc also looks for `<triple>.json` in RUST_TARGET_PATH.
+        if env.contains_key("RUST_TARGET_PATH") {
+            return Err(Local::new(
+                R::UnsupportedTarget,
+                format!("--target {v} with RUST_TARGET_PATH set"),
+            ));
+        }
+        self.target = Some(Target::Triple(v.to_string()));
+        Ok(occ.args(Val::Plain))
     }
 
     fn input(&mut self, path: &str, kind: InputKind) {
@@ -677,63 +675,30 @@ impl State {
         })
     }
 
-    fn finish(self, env: &BTreeMap<String, String>, host: &Naming) -> Result<RustCompile, Local> {
-        let source = match self.sources.as_slice() {
-            [] => return Err(Local::new(R::NoSource, "no input file")),
-            [one] => one.clone(),
-            [a, b, ..] => return Err(Local::new(R::MultipleSources, format!("{a} and {b}"))),
-        };
+    /// The checked [`RustCompile`], once every argument is read.
+    fn finish(
+        mut self,
+        env: &BTreeMap<String, String>,
+        host: &Naming,
+    ) -> Result<RustCompile, Local> {
+        let source = self.source()?;
         let crate_name = self
             .crate_name
+            .take()
             .ok_or_else(|| Local::new(R::NoCrateName, "no --crate-name"))?;
         if self.crate_types.is_empty() && !self.test {
             return Err(Local::new(R::NoCrateType, "no --crate-type"));
         }
-        let emit = self.emit.unwrap_or_else(|| {
+        let emit = self.emit.take().unwrap_or_else(|| {
             vec![Emit {
                 kind: EmitKind::Link,
                 path: None,
             }]
         });
-        let per_unit = |k: &EmitKind| {
-            matches!(
-                k,
-                EmitKind::Obj | EmitKind::Asm | EmitKind::LlvmIr | EmitKind::LlvmBc
-            )
-        };
-        if self.codegen_units.is_some_and(|n| n > 1)
-            && self.output.is_none()
-            && emit.iter().any(|e| per_unit(&e.kind))
-        {
-            return Err(Local::new(
-                R::CodegenUnits,
-                "-C codegen-units > 1 with --emit obj/asm/llvm-ir/llvm-bc",
-            ));
-        }
-        let linked: Vec<CrateType> = if !emit.iter().any(|e| e.kind == EmitKind::Link) {
-            Vec::new()
-        } else if self.test {
-            vec![CrateType::Bin]
-        } else {
-            self.crate_types.clone()
-        };
+        self.check_codegen_units(&emit)?;
+        let linked = self.linked(&emit);
         let links = linked.iter().any(|t| t.needs_linker());
-        let naming = match &self.target {
-            None => host.clone(),
-            Some(Target::Triple(t)) => Naming::for_triple(t),
-            Some(Target::SpecFile(path)) => {
-                if linked
-                    .iter()
-                    .any(|t| !matches!(t, CrateType::Lib | CrateType::Rlib))
-                {
-                    return Err(Local::new(
-                        R::UnsupportedTarget,
-                        format!("linked output for target spec {path}"),
-                    ));
-                }
-                host.clone()
-            }
-        };
+        let naming = self.naming(host, &linked)?;
         naming.check_link(links, self.debuginfo && !self.split_debuginfo_off)?;
         let outputs = outputs::outputs(
             &outputs::Plan {
@@ -775,6 +740,87 @@ impl State {
             scan_args: self.scan_args,
         })
     }
+}
+
+impl State {
+    /// The one input file.
+    fn source(&self) -> Result<String, Local> {
+        match self.sources.as_slice() {
+            [] => Err(Local::new(R::NoSource, "no input file")),
+            [one] => Ok(one.clone()),
+            [a, b, ..] => Err(Local::new(R::MultipleSources, format!("{a} and {b}"))),
+        }
+    }
+
+    /// Refuses several codegen units emitting per-unit files without `-o`:
+    /// rustc then keeps one intermediate per unit, named by a hash.
+    fn check_codegen_units(&self, emit: &[Emit]) -> Result<(), Local> {
+        let per_unit = |k: &EmitKind| {
+            matches!(
+                k,
+                EmitKind::Obj | EmitKind::Asm | EmitKind::LlvmIr | EmitKind::LlvmBc
+            )
+        };
+        if self.codegen_units.is_some_and(|n| n > 1)
+            && self.output.is_none()
+            && emit.iter().any(|e| per_unit(&e.kind))
+        {
+            return Err(Local::new(
+                R::CodegenUnits,
+                "-C codegen-units > 1 with --emit obj/asm/llvm-ir/llvm-bc",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The crate types `link` is emitted for: a test harness is a bin.
+    fn linked(&self, emit: &[Emit]) -> Vec<CrateType> {
+        if !emit.iter().any(|e| e.kind == EmitKind::Link) {
+            Vec::new()
+        } else if self.test {
+            vec![CrateType::Bin]
+        } else {
+            self.crate_types.clone()
+        }
+    }
+
+    /// How the target names outputs; a target spec file only for crates
+    /// that link nothing (its naming is not read).
+    fn naming(&self, host: &Naming, linked: &[CrateType]) -> Result<Naming, Local> {
+        match &self.target {
+            None => Ok(host.clone()),
+            Some(Target::Triple(t)) => Ok(Naming::for_triple(t)),
+            Some(Target::SpecFile(path)) => {
+                if linked
+                    .iter()
+                    .any(|t| !matches!(t, CrateType::Lib | CrateType::Rlib))
+                {
+                    return Err(Local::new(
+                        R::UnsupportedTarget,
+                        format!("linked output for target spec {path}"),
+                    ));
+                }
+                Ok(host.clone())
+            }
+        }
+    }
+}
+
+/// `-Z KEY[=VALUE]`: local for help and for options that write or read
+/// files named nowhere else ([`LOCAL_UNSTABLE`]).
+fn unstable(occ: &Occ) -> Result<Vec<Arg>, Local> {
+    let v = occ.value;
+    let key = v.split_once('=').map_or(v, |(k, _)| k).replace('_', "-");
+    if key == "help" {
+        return Err(Local::new(R::Print, format!("-Z {v}")));
+    }
+    if LOCAL_UNSTABLE.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => key.starts_with(prefix),
+        None => key == *p,
+    }) {
+        return Err(Local::new(R::UnstableOutputFlag, format!("-Z {v}")));
+    }
+    Ok(occ.args(Val::Plain))
 }
 
 /// `[KIND=]PATH` of `-L`: the kind, the text before the path, the path.
