@@ -63,128 +63,234 @@ pub fn keepalive_period(expire_time: Option<&prost_types::Timestamp>, now: Syste
 pub async fn run(
     shared: Arc<Shared>,
     slot: usize,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), WorkerError> {
     let bot_id = format!("{}/{slot}", shared.bot_prefix);
-    let mut bots = BotsClient::new(shared.bots_channel.clone())
+    let bots = BotsClient::new(shared.bots_channel.clone())
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, Outcome)>();
-
-    'session: loop {
-        let Some(mut session) = create(&shared, &mut bots, &bot_id, &mut shutdown).await? else {
+    let (done_tx, done_rx) = mpsc::unbounded_channel::<(String, Outcome)>();
+    let mut bot = Bot {
+        shared,
+        bot_id,
+        bots,
+        done_tx,
+        done_rx,
+        shutdown,
+    };
+    loop {
+        let Some(session) =
+            create(&bot.shared, &mut bot.bots, &bot.bot_id, &mut bot.shutdown).await?
+        else {
             return Ok(());
         };
-        tracing::info!(bot = %bot_id, session = %session.name, "bot session created");
+        if bot.drive(session).await == End::Closed {
+            return Ok(());
+        }
+    }
+}
+
+/// One slot's bot: its connection to the scheduler and its leases'
+/// outcomes, across the sessions it creates.
+struct Bot {
+    shared: Arc<Shared>,
+    bot_id: String,
+    bots: BotsClient<Channel>,
+    done_tx: mpsc::UnboundedSender<(String, Outcome)>,
+    done_rx: mpsc::UnboundedReceiver<(String, Outcome)>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// What one bot session holds between updates.
+struct Live {
+    session: rwapi::BotSession,
+    book: Book,
+    /// Set from every answer's `expire_time` before it is needed.
+    keepalive: Duration,
+    grace_end: Option<Instant>,
+    /// Transient failures of UpdateBotSession in a row.
+    failures: u32,
+}
+
+/// How a session ended.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// Drained and said goodbye (or gave up on it): the bot is done.
+    Closed,
+    /// The scheduler no longer knows it: create a new one.
+    Lost,
+}
+
+/// What to do after one UpdateBotSession.
+enum Next {
+    /// Update again at once.
+    Update,
+    /// Go on to see whether to wait.
+    Settle,
+    End(End),
+}
+
+impl Bot {
+    /// Runs one bot session, updating it until it closes or is lost.
+    async fn drive(&mut self, mut session: rwapi::BotSession) -> End {
+        tracing::info!(bot = %self.bot_id, session = %session.name, "bot session created");
         let mut book = Book::new();
         // CreateBotSession may already carry a lease.
         let first = std::mem::take(&mut session.leases);
-        spawn_all(&shared, &bot_id, &done_tx, book.on_response(&first, &[]));
-        // Set from every answer's `expire_time` before it is needed.
-        let mut keepalive;
-        let mut grace_end: Option<Instant> = None;
-        let mut failures = 0u32;
+        let starts = book.on_response(&first, &[]);
+        spawn_all(&self.shared, &self.bot_id, &self.done_tx, starts);
+        let mut live = Live {
+            session,
+            book,
+            keepalive: DEFAULT_KEEPALIVE,
+            grace_end: None,
+            failures: 0,
+        };
         loop {
-            while let Ok((id, outcome)) = done_rx.try_recv() {
-                book.finish(&id, outcome);
-            }
-            if *shutdown.borrow() && !book.draining() {
-                book.stop_accepting();
-                grace_end = Some(Instant::now() + shared.grace);
-                tracing::info!(bot = %bot_id, running = book.running(), "shutting down: no new leases");
-            }
-            if grace_end.is_some_and(|g| Instant::now() >= g) {
-                let n = book.abandon_running();
-                if n > 0 {
-                    tracing::warn!(bot = %bot_id, leases = n, "grace period over: abandoning running leases");
-                }
-            }
-            let status = if book.draining() {
+            self.take_news(&mut live);
+            let idle = live.book.is_empty() && !live.book.draining();
+            let (leases, completed) = live.book.report();
+            live.session.status = if live.book.draining() {
                 rwapi::BotStatus::BotTerminating
             } else {
                 rwapi::BotStatus::Ok
+            } as i32;
+            live.session.leases = leases;
+            let Some(answer) = self.update(&live.session, idle).await else {
+                continue;
             };
-            let (leases, completed) = book.report();
-            session.status = status as i32;
-            session.leases = leases;
-            let idle = book.is_empty() && !book.draining();
-            let req = rwapi::UpdateBotSessionRequest {
-                name: session.name.clone(),
-                bot_session: Some(session.clone()),
-                update_mask: None,
-            };
-            let req = shared.md.request_with_timeout(
-                req,
-                None,
-                if idle { LONG_POLL } else { SHORT_CALL },
-            );
-            let answer = if idle {
-                let mut b = bots.clone();
-                tokio::select! {
-                    r = b.update_bot_session(req) => r,
-                    // Dropping the long poll: BuildGrid then skips the
-                    // assignment, or hands it to us again next time.
-                    _ = shutdown.wait_for(|s| *s) => continue,
-                }
-            } else {
-                bots.update_bot_session(req).await
-            };
-            match answer {
-                Ok(resp) => {
-                    failures = 0;
-                    let resp = resp.into_inner();
-                    keepalive = keepalive_period(resp.expire_time.as_ref(), SystemTime::now());
-                    let starts = book.on_response(&resp.leases, &completed);
-                    for id in &completed {
-                        tracing::debug!(bot = %bot_id, lease = %id, "completion reported");
-                    }
-                    session.version = resp.version;
-                    session.expire_time = resp.expire_time;
-                    spawn_all(&shared, &bot_id, &done_tx, starts);
-                }
-                Err(s) if transient(s.code()) => {
-                    failures += 1;
-                    if idle && s.code() == Code::DeadlineExceeded {
-                        failures = 0; // a long poll that simply ran out
-                    } else {
-                        tracing::warn!(bot = %bot_id, code = ?s.code(), message = s.message(), "UpdateBotSession failed; retrying");
-                        if book.draining() && failures >= DRAIN_ATTEMPTS {
-                            tracing::warn!(bot = %bot_id, "scheduler unreachable while shutting down; leaving");
-                            return Ok(());
-                        }
-                        backoff(failures).await;
-                    }
-                    continue;
-                }
-                Err(s) => {
-                    // The scheduler no longer knows this session (it
-                    // expired, or the scheduler restarted): start over.
-                    // Leases still running are the scheduler's to reassign.
-                    tracing::warn!(bot = %bot_id, code = ?s.code(), message = s.message(), "bot session lost; creating a new one");
-                    if book.draining() {
-                        return Ok(());
-                    }
-                    continue 'session;
-                }
+            match self.on_answer(&mut live, answer, idle, &completed).await {
+                Next::Update => continue,
+                Next::Settle => {}
+                Next::End(end) => return end,
             }
+            let book = &live.book;
             if book.draining() && book.is_empty() {
                 // The update just acknowledged carried BOT_TERMINATING and
                 // every completion.
-                tracing::info!(bot = %bot_id, "bot session closed");
-                return Ok(());
+                tracing::info!(bot = %self.bot_id, "bot session closed");
+                return End::Closed;
             }
             if book.has_done() || (book.is_empty() && !book.draining()) {
                 continue; // report now, or long-poll for work
             }
-            // Busy: wait for a lease to end, the keepalive, or shutdown.
-            let grace_left = grace_end.map(|g| g.saturating_duration_since(Instant::now()));
-            let wait = grace_left.map_or(keepalive, |g| g.min(keepalive));
-            let draining = book.draining();
-            tokio::select! {
-                Some((id, outcome)) = done_rx.recv() => { book.finish(&id, outcome); }
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.wait_for(|s| *s), if !draining => {}
+            self.wait_busy(&mut live).await;
+        }
+    }
+
+    /// Takes the leases that ended into the book; on shutdown stops taking
+    /// new ones, and past the grace period abandons those still running.
+    fn take_news(&mut self, live: &mut Live) {
+        while let Ok((id, outcome)) = self.done_rx.try_recv() {
+            live.book.finish(&id, outcome);
+        }
+        if *self.shutdown.borrow() && !live.book.draining() {
+            live.book.stop_accepting();
+            live.grace_end = Some(Instant::now() + self.shared.grace);
+            tracing::info!(bot = %self.bot_id, running = live.book.running(), "shutting down: no new leases");
+        }
+        if live.grace_end.is_some_and(|g| Instant::now() >= g) {
+            let n = live.book.abandon_running();
+            if n > 0 {
+                tracing::warn!(bot = %self.bot_id, leases = n, "grace period over: abandoning running leases");
             }
+        }
+    }
+
+    /// Sends the session: a long poll when `idle`, which shutdown
+    /// interrupts (None).
+    async fn update(
+        &mut self,
+        session: &rwapi::BotSession,
+        idle: bool,
+    ) -> Option<Result<tonic::Response<rwapi::BotSession>, tonic::Status>> {
+        let req = rwapi::UpdateBotSessionRequest {
+            name: session.name.clone(),
+            bot_session: Some(session.clone()),
+            update_mask: None,
+        };
+        let req = self.shared.md.request_with_timeout(
+            req,
+            None,
+            if idle { LONG_POLL } else { SHORT_CALL },
+        );
+        if !idle {
+            return Some(self.bots.update_bot_session(req).await);
+        }
+        let mut b = self.bots.clone();
+        tokio::select! {
+            r = b.update_bot_session(req) => Some(r),
+            // Dropping the long poll: BuildGrid then skips the
+            // assignment, or hands it to us again next time.
+            _ = self.shutdown.wait_for(|s| *s) => None,
+        }
+    }
+
+    /// Takes the scheduler's answer: new leases start, completions are
+    /// acknowledged; a transient failure is retried after a backoff, any
+    /// other loses the session.
+    async fn on_answer(
+        &mut self,
+        live: &mut Live,
+        answer: Result<tonic::Response<rwapi::BotSession>, tonic::Status>,
+        idle: bool,
+        completed: &[String],
+    ) -> Next {
+        let bot_id = &self.bot_id;
+        match answer {
+            Ok(resp) => {
+                live.failures = 0;
+                let resp = resp.into_inner();
+                live.keepalive = keepalive_period(resp.expire_time.as_ref(), SystemTime::now());
+                let starts = live.book.on_response(&resp.leases, completed);
+                for id in completed {
+                    tracing::debug!(bot = %bot_id, lease = %id, "completion reported");
+                }
+                live.session.version = resp.version;
+                live.session.expire_time = resp.expire_time;
+                spawn_all(&self.shared, bot_id, &self.done_tx, starts);
+                Next::Settle
+            }
+            Err(s) if transient(s.code()) => {
+                live.failures += 1;
+                if idle && s.code() == Code::DeadlineExceeded {
+                    live.failures = 0; // a long poll that simply ran out
+                } else {
+                    tracing::warn!(bot = %bot_id, code = ?s.code(), message = s.message(), "UpdateBotSession failed; retrying");
+                    if live.book.draining() && live.failures >= DRAIN_ATTEMPTS {
+                        tracing::warn!(bot = %bot_id, "scheduler unreachable while shutting down; leaving");
+                        return Next::End(End::Closed);
+                    }
+                    backoff(live.failures).await;
+                }
+                Next::Update
+            }
+            Err(s) => {
+                // The scheduler no longer knows this session (it
+                // expired, or the scheduler restarted): start over.
+                // Leases still running are the scheduler's to reassign.
+                tracing::warn!(bot = %bot_id, code = ?s.code(), message = s.message(), "bot session lost; creating a new one");
+                Next::End(if live.book.draining() {
+                    End::Closed
+                } else {
+                    End::Lost
+                })
+            }
+        }
+    }
+
+    /// Busy: waits for a lease to end, the keepalive, or shutdown (and
+    /// no longer than the grace period lasts).
+    async fn wait_busy(&mut self, live: &mut Live) {
+        let grace_left = live
+            .grace_end
+            .map(|g| g.saturating_duration_since(Instant::now()));
+        let wait = grace_left.map_or(live.keepalive, |g| g.min(live.keepalive));
+        let draining = live.book.draining();
+        tokio::select! {
+            Some((id, outcome)) = self.done_rx.recv() => { live.book.finish(&id, outcome); }
+            _ = tokio::time::sleep(wait) => {}
+            _ = self.shutdown.wait_for(|s| *s), if !draining => {}
         }
     }
 }
