@@ -51,98 +51,27 @@ pub fn read_archive(path: &Path) -> Result<Raw, ArchiveError> {
 
 /// [`read_archive`] over any reader; `path` names it in errors.
 pub fn read_from(path: &Path, reader: impl Read) -> Result<Raw, ArchiveError> {
-    let corrupt = |e: io::Error| ArchiveError::Corrupt {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
-    let mut buf = BufReader::with_capacity(1 << 20, reader);
-    let head = buf.fill_buf().map_err(corrupt)?.to_vec();
-    let stream: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
-        // Multi-member: `cat a.gz b.gz` and pigz output are valid gzip.
-        Box::new(flate2::read::MultiGzDecoder::new(buf))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::with_buffer(buf).map_err(corrupt)?)
-    } else if head.starts_with(b"\xfd7zXZ") || head.starts_with(b"BZh") {
-        return Err(ArchiveError::Corrupt {
-            path: path.to_path_buf(),
-            reason: "xz and bzip2 compression are not supported; recompress it as .tar.gz or pass the plain .tar".into(),
-        });
-    } else {
-        Box::new(buf)
-    };
-    let mut archive = tar::Archive::new(stream);
+    let mut archive = tar::Archive::new(decompressed(path, reader)?);
     let mut entries = BTreeMap::new();
     let mut hard_links: Vec<(PathBuf, PathBuf)> = Vec::new();
     let mut count = 0usize;
-    for entry in archive.entries().map_err(corrupt)? {
-        let mut entry = entry.map_err(corrupt)?;
-        let kind = entry.header().entry_type();
+    for entry in archive.entries().map_err(corrupt(path))? {
+        let entry = entry.map_err(corrupt(path))?;
         if matches!(
-            kind,
+            entry.header().entry_type(),
             tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
         ) {
             continue;
         }
         count += 1;
-        let name = entry.path().map_err(corrupt)?.into_owned();
-        let Some(rel) = checked_relative(&name) else {
-            return Err(ArchiveError::Unsafe {
-                archive: path.to_path_buf(),
-                entry: name,
-            });
-        };
-        let node = match kind {
-            tar::EntryType::Directory => Node::dir(),
-            tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name()
-                    .map_err(corrupt)?
-                    .ok_or_else(|| {
-                        corrupt(io::Error::other(format!(
-                            "symlink {} has no target",
-                            name.display()
-                        )))
-                    })?
-                    .into_owned();
-                Node::Symlink { target }
+        match read_entry(path, entry)? {
+            Entry::HardLink(rel, target) => hard_links.push((rel, target)),
+            // A later entry replaces an earlier one, as tar extraction does.
+            Entry::Node(rel, node) if !rel.as_os_str().is_empty() => {
+                entries.insert(rel, node);
             }
-            tar::EntryType::Link => {
-                let target = entry
-                    .link_name()
-                    .map_err(corrupt)?
-                    .ok_or_else(|| {
-                        corrupt(io::Error::other(format!(
-                            "hard link {} has no target",
-                            name.display()
-                        )))
-                    })?
-                    .into_owned();
-                let Some(target) = checked_relative(&target) else {
-                    return Err(ArchiveError::Unsafe {
-                        archive: path.to_path_buf(),
-                        entry: target,
-                    });
-                };
-                hard_links.push((rel, target));
-                continue;
-            }
-            k if k.is_file() || k == tar::EntryType::GNUSparse => {
-                let mode = entry.header().mode().map_err(corrupt)?;
-                let mut data = Vec::with_capacity(entry.size() as usize);
-                entry.read_to_end(&mut data).map_err(corrupt)?;
-                Node::File {
-                    data: Arc::new(data),
-                    mode,
-                }
-            }
-            // Devices and fifos are never part of a toolchain.
-            _ => continue,
-        };
-        // A later entry replaces an earlier one, as tar extraction does.
-        if rel.as_os_str().is_empty() {
-            continue;
+            Entry::Node(..) | Entry::Skipped => {}
         }
-        entries.insert(rel, node);
     }
     // Drain what is left so a truncated stream after the end-of-archive
     // marker (or a bad gzip trailer) is still caught.
@@ -153,6 +82,114 @@ pub fn read_from(path: &Path, reader: impl Read) -> Result<Raw, ArchiveError> {
             reason: "it holds no entries (empty, or not a tar archive)".into(),
         });
     }
+    resolve_hard_links(path, &mut entries, hard_links)?;
+    Ok(Raw {
+        source: path.to_path_buf(),
+        entries,
+    })
+}
+
+/// The error for an archive that cannot be read as one.
+fn corrupt(path: &Path) -> impl Fn(io::Error) -> ArchiveError + '_ {
+    move |e| ArchiveError::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+/// The tar stream inside `reader`: gzip and zstd are sniffed from the
+/// first bytes and undone; xz and bzip2 are refused.
+fn decompressed<'r>(
+    path: &Path,
+    reader: impl Read + 'r,
+) -> Result<Box<dyn Read + 'r>, ArchiveError> {
+    let mut buf = BufReader::with_capacity(1 << 20, reader);
+    let head = buf.fill_buf().map_err(corrupt(path))?.to_vec();
+    Ok(if head.starts_with(&[0x1f, 0x8b]) {
+        // Multi-member: `cat a.gz b.gz` and pigz output are valid gzip.
+        Box::new(flate2::read::MultiGzDecoder::new(buf))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::read::Decoder::with_buffer(buf).map_err(corrupt(path))?)
+    } else if head.starts_with(b"\xfd7zXZ") || head.starts_with(b"BZh") {
+        return Err(ArchiveError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "xz and bzip2 compression are not supported; recompress it as .tar.gz or pass the plain .tar".into(),
+        });
+    } else {
+        Box::new(buf)
+    })
+}
+
+/// What one tar entry adds to the view.
+enum Entry {
+    Node(PathBuf, Node),
+    /// A hard link and its target, resolved once every entry is read.
+    HardLink(PathBuf, PathBuf),
+    /// Devices and fifos are never part of a toolchain.
+    Skipped,
+}
+
+/// One entry, its name checked to stay inside the archive, its bytes read.
+fn read_entry(path: &Path, mut entry: tar::Entry<'_, impl Read>) -> Result<Entry, ArchiveError> {
+    let name = entry.path().map_err(corrupt(path))?.into_owned();
+    let Some(rel) = checked_relative(&name) else {
+        return Err(ArchiveError::Unsafe {
+            archive: path.to_path_buf(),
+            entry: name,
+        });
+    };
+    let node = match entry.header().entry_type() {
+        tar::EntryType::Directory => Node::dir(),
+        tar::EntryType::Symlink => Node::Symlink {
+            target: link_target(path, &entry, "symlink", &name)?,
+        },
+        tar::EntryType::Link => {
+            let target = link_target(path, &entry, "hard link", &name)?;
+            let Some(target) = checked_relative(&target) else {
+                return Err(ArchiveError::Unsafe {
+                    archive: path.to_path_buf(),
+                    entry: target,
+                });
+            };
+            return Ok(Entry::HardLink(rel, target));
+        }
+        k if k.is_file() || k == tar::EntryType::GNUSparse => {
+            let mode = entry.header().mode().map_err(corrupt(path))?;
+            let mut data = Vec::with_capacity(entry.size() as usize);
+            entry.read_to_end(&mut data).map_err(corrupt(path))?;
+            Node::File {
+                data: Arc::new(data),
+                mode,
+            }
+        }
+        _ => return Ok(Entry::Skipped),
+    };
+    Ok(Entry::Node(rel, node))
+}
+
+/// The target of a symlink or hard link entry (`what`) named `name`.
+fn link_target(
+    path: &Path,
+    entry: &tar::Entry<'_, impl Read>,
+    what: &str,
+    name: &Path,
+) -> Result<PathBuf, ArchiveError> {
+    let target = entry.link_name().map_err(corrupt(path))?.ok_or_else(|| {
+        corrupt(path)(io::Error::other(format!(
+            "{what} {} has no target",
+            name.display()
+        )))
+    })?;
+    Ok(target.into_owned())
+}
+
+/// Gives each hard link its target's file; a link to anything else (or to
+/// nothing) makes the archive corrupt.
+fn resolve_hard_links(
+    path: &Path,
+    entries: &mut BTreeMap<PathBuf, Node>,
+    hard_links: Vec<(PathBuf, PathBuf)>,
+) -> Result<(), ArchiveError> {
     for (link, target) in hard_links {
         match entries.get(&target) {
             Some(node @ Node::File { .. }) => {
@@ -171,10 +208,7 @@ pub fn read_from(path: &Path, reader: impl Read) -> Result<Raw, ArchiveError> {
             }
         }
     }
-    Ok(Raw {
-        source: path.to_path_buf(),
-        entries,
-    })
+    Ok(())
 }
 
 /// `p` without `./`; None when absolute or holding `..` (it would land
