@@ -643,3 +643,120 @@ fn a_header_rewritten_with_the_same_size_and_mtime_is_never_a_stale_hit() {
     let s = stats(&cache);
     assert_eq!(s["remote_executions"], 2, "{s}");
 }
+
+/// Regression: `#include "sub/../x.h"` and `-Isub/../inc` climb through
+/// directories that hold nothing the compile reads; they must exist
+/// remotely too (the same shape as libc's `#[path = "../../x86/…"]`).
+#[test]
+fn includes_that_climb_through_unread_directories_compile_remotely() {
+    let server = Server::start();
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let dir = tmp.path().join("p");
+    for d in ["src/empty/deeper", "inc", "more/unused"] {
+        fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    fs::create_dir_all(dir.join(".git")).unwrap();
+    fs::write(dir.join("src/x.h"), "#define X 40\n").unwrap();
+    fs::write(dir.join("inc/y.h"), "#define Y 2\n").unwrap();
+    fs::write(
+        dir.join("src/a.c"),
+        "#include \"empty/deeper/../../x.h\"\n#include <y.h>\nint answer(void) { return X + Y; }\n",
+    )
+    .unwrap();
+    let args = [
+        "-O2",
+        "-Imore/unused/../../inc",
+        "-c",
+        "src/a.c",
+        "-o",
+        "a.o",
+    ];
+    run_ok(Command::new("gcc").args(args).current_dir(&dir));
+    let local = fs::read(dir.join("a.o")).unwrap();
+    fs::remove_file(dir.join("a.o")).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("gcc").args(args).current_dir(&dir);
+    with_recast(&mut cmd, &cache, &server.url());
+    run_ok(&mut cmd);
+    assert_eq!(fs::read(dir.join("a.o")).unwrap(), local);
+    let s = stats(&cache);
+    assert_eq!(s["remote_executions"], 1, "{s}");
+    assert_eq!(s["fallbacks"], 0, "{s}");
+    assert_eq!(s["remote_false_failures"], 0, "{s}");
+}
+
+/// A compile that fails remotely because recast missed an input (the
+/// assembler's `.incbin` reads a file no dependency scan lists) is
+/// confirmed here: the build goes on with the local object, the case is
+/// counted and logged with its action. With `RECAST_CONFIRM_ERRORS=0` the
+/// remote failure is the result.
+#[test]
+fn a_remote_failure_that_compiles_here_is_a_counted_false_failure() {
+    let server = Server::start();
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let dir = tmp.path().join("p");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("blob.bin"), b"0123456789abcdef").unwrap();
+    fs::write(
+        dir.join("embed.c"),
+        "__asm__(\".section .rodata\\n.global blob\\nblob: .incbin \\\"blob.bin\\\"\\n.previous\");\nint size(void) { return 16; }\n",
+    )
+    .unwrap();
+    let args = ["-O2", "-c", "embed.c", "-o", "embed.o"];
+    run_ok(Command::new("gcc").args(args).current_dir(&dir));
+    let local = fs::read(dir.join("embed.o")).unwrap();
+    fs::remove_file(dir.join("embed.o")).unwrap();
+
+    let mut trusted = Command::new(BIN);
+    trusted
+        .arg("gcc")
+        .args(args)
+        .current_dir(&dir)
+        .env("RECAST_CONFIRM_ERRORS", "0");
+    with_recast(&mut trusted, &cache, &server.url());
+    let out = trusted.output().unwrap();
+    assert!(!out.status.success(), "the remote failure is trusted");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("blob.bin"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.join("embed.o").exists());
+    let s = stats(&cache);
+    assert_eq!(s["compile_errors"], 1, "{s}");
+    assert_eq!(s["remote_false_failures"], 0, "{s}");
+
+    let mut cmd = Command::new(BIN);
+    cmd.arg("gcc").args(args).current_dir(&dir);
+    with_recast(&mut cmd, &cache, &server.url());
+    let out = run_ok(&mut cmd);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fs::read(dir.join("embed.o")).unwrap(), local);
+    let s = stats(&cache);
+    assert_eq!(s["remote_false_failures"], 1, "{s}");
+    assert_eq!(s["compile_errors"], 1, "{s}");
+    let log = fs::read_to_string(cache.join("warnings.log")).unwrap();
+    assert!(
+        log.contains("failed remotely") && log.contains("embed.c"),
+        "{log}"
+    );
+    let digest = log
+        .split("action ")
+        .nth(1)
+        .and_then(|r| r.split(':').next())
+        .unwrap_or_default();
+    assert_eq!(
+        digest.len(),
+        64 + 1 + digest.split('/').nth(1).unwrap_or("").len(),
+        "{log}"
+    );
+    let text = run_ok(&mut recast_with_cache(&cache, ["stats"]));
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("remote false failures"), "{text}");
+}

@@ -83,11 +83,13 @@ pub fn main() -> ExitCode {
         name, args_from, ..
     } = crate::wrap::entry::detect(&argv, &SUBCOMMANDS)
     {
-        init_logging();
+        // The compiler's stderr is the user's: nothing of recast's unless
+        // RECAST_LOG asks.
+        init_logging("off");
         return crate::wrap::main(argv, name, args_from);
     }
     let cli = Cli::parse();
-    init_logging();
+    init_logging("warn");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -133,9 +135,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 
 pub use crate::session::{connect, connect_with};
 
-fn init_logging() {
+/// Logs to stderr as `RECAST_LOG` says, else at `default`.
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env(config::vars::LOG)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

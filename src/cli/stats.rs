@@ -49,6 +49,13 @@ pub fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
     if s.compile_errors > 0 {
         println!("  compile errors            {:>8}", s.compile_errors);
     }
+    if s.remote_false_failures > 0 {
+        println!(
+            "  remote false failures     {:>8}  (failed remotely, compiled here; see {})",
+            s.remote_false_failures,
+            crate::wrap::log::path(&dir).display()
+        );
+    }
     println!(
         "local runs          {:>10}  {:5.1} %",
         s.local_runs,

@@ -24,7 +24,7 @@ use crate::invocation::{Arg, args, render_all};
 
 /// Environment variables that change what gcc or clang read or write;
 /// they join the dependency key and the remote Command.
-const COMPILER_ENV: [&str; 9] = [
+const COMPILER_ENV: [&str; 11] = [
     "CPATH",
     "C_INCLUDE_PATH",
     "CPLUS_INCLUDE_PATH",
@@ -32,6 +32,8 @@ const COMPILER_ENV: [&str; 9] = [
     "OBJCPLUS_INCLUDE_PATH",
     "SOURCE_DATE_EPOCH",
     "GCC_COLORS",
+    "GCC_URLS",
+    "TERM_URLS",
     "GCC_EXEC_PREFIX",
     "COMPILER_PATH",
 ];

@@ -8,7 +8,7 @@
 //! key, and the escapes are taken out here when the user would not have
 //! seen them: [`ColorPolicy::replay`].
 //!
-//! Pure but for [`stderr_is_terminal`].
+//! Pure but for [`terminal_colors`].
 
 use std::io::IsTerminal as _;
 
@@ -40,14 +40,16 @@ pub enum Encoding {
     Json,
 }
 
-/// Whether this process's stderr is a terminal.
-pub fn stderr_is_terminal() -> bool {
-    std::io::stderr().is_terminal()
+/// Whether the compilers' automatic choice colors this process's stderr:
+/// a terminal, and `TERM` set and not `dumb` (gcc's rule; clang and rustc
+/// decline a dumb terminal too).
+pub fn terminal_colors(term: Option<&str>) -> bool {
+    term.is_some_and(|t| t != "dumb") && std::io::stderr().is_terminal()
 }
 
 impl ColorPolicy {
     /// The stream as the user's own compile would have written it, given
-    /// whether stderr is a terminal.
+    /// whether it would color a terminal's stderr ([`terminal_colors`]).
     pub fn replay(self, bytes: Vec<u8>, terminal: bool) -> Vec<u8> {
         let ColorPolicy::Forced { want, encoding } = self else {
             return bytes;

@@ -117,7 +117,7 @@ async fn finish(ctx: &Ctx, inv: &Invocation, job: &dyn Job, flow: Flow) -> Endin
             code,
             event,
         } => {
-            let terminal = color::stderr_is_terminal();
+            let terminal = color::terminal_colors(ctx.var("TERM"));
             let policy = job.color();
             Ending::Replay {
                 stdout: policy.replay(stdout, terminal),

@@ -1,0 +1,300 @@
+//! What makes a hit shared: the same compile from a terminal and from a
+//! pipe (a developer's build and CI's), and the same project checked out
+//! twice at different depths with prefix maps and debug info. Each side
+//! must see exactly what it would see without recast, and write the same
+//! bytes.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{BIN, Server, recast_with_cache, run_ok, tempdir};
+
+fn stats(cache: &Path) -> serde_json::Value {
+    let out = run_ok(&mut recast_with_cache(cache, ["stats", "--json"]));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn with_recast(cmd: &mut Command, cache: &Path, url: &str) {
+    cmd.env("RECAST_CACHE_DIR", cache)
+        .env("RECAST_CONFIG", cache.join("no-such-config.toml"))
+        .env("RECAST_REMOTE", url)
+        .env_remove("RECAST_MODE")
+        .env_remove("RECAST_PROJECT_ROOT");
+}
+
+/// `argv` run in a pseudo-terminal (util-linux `script`), in `dir`: what
+/// the terminal showed (stdout and stderr, with `\r\n` line ends).
+fn in_pty(dir: &Path, argv: &[&str], env: &[(&str, &str)]) -> Vec<u8> {
+    let line = argv
+        .iter()
+        .map(|a| format!("'{a}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"])
+        .current_dir(dir)
+        .envs(env.iter().copied());
+    cmd.output().expect("running script(1)").stdout
+}
+
+/// `argv` with stdout and stderr piped.
+fn piped(dir: &Path, argv: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(argv[0])
+        .args(&argv[1..])
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+/// One compiler's terminal-then-pipe run: the second is a hit, and each
+/// shows what the compiler alone shows.
+fn terminal_then_pipe(compiler: &[&str], source: (&str, &str), args: &[&str]) {
+    let server = Server::start();
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let dir = tmp.path().join("w");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join(source.0), source.1).unwrap();
+    let url = server.url();
+    let cache_s = cache.to_string_lossy().into_owned();
+    let cfg = cache.join("none.toml").to_string_lossy().into_owned();
+    // GCC_URLS: gcc's hyperlinks in a terminal are left to a later change.
+    let env = [
+        ("TERM", "xterm-256color"),
+        ("GCC_URLS", "no"),
+        ("RECAST_CACHE_DIR", cache_s.as_str()),
+        ("RECAST_CONFIG", cfg.as_str()),
+        ("RECAST_REMOTE", url.as_str()),
+    ];
+    let plain: Vec<&str> = compiler.iter().chain(args).copied().collect();
+    let wrapped: Vec<&str> = [BIN].iter().chain(&plain).copied().collect();
+    let local_tty = in_pty(&dir, &plain, &env);
+    let local_pipe = piped(&dir, &plain, &env);
+    assert!(
+        local_tty.windows(2).any(|w| w == b"\x1b["),
+        "{compiler:?} colors a terminal: {}",
+        String::from_utf8_lossy(&local_tty)
+    );
+    assert!(!local_pipe.stderr.is_empty(), "{compiler:?} warns");
+    let remote_tty = in_pty(&dir, &wrapped, &env);
+    assert_eq!(
+        String::from_utf8_lossy(&remote_tty),
+        String::from_utf8_lossy(&local_tty),
+        "{compiler:?} in a terminal"
+    );
+    let s = stats(&cache);
+    assert_eq!(s["remote_executions"], 1, "{s}");
+    let remote_pipe = piped(&dir, &wrapped, &env);
+    assert_eq!(remote_pipe.status.code(), local_pipe.status.code());
+    assert_eq!(
+        String::from_utf8_lossy(&remote_pipe.stderr),
+        String::from_utf8_lossy(&local_pipe.stderr),
+        "{compiler:?} through a pipe"
+    );
+    assert_eq!(remote_pipe.stdout, local_pipe.stdout);
+    let s = stats(&cache);
+    assert_eq!(
+        s["cache_hits"], 1,
+        "the pipe's compile is the terminal's: {s}"
+    );
+    assert_eq!(s["remote_executions"], 1, "{s}");
+}
+
+const WARNS_C: &str = "int f(void) { int unused; return 0; }\n";
+
+#[test]
+fn gcc_from_a_terminal_and_from_a_pipe_share_a_hit() {
+    terminal_then_pipe(&["gcc"], ("w.c", WARNS_C), &["-Wall", "-c", "w.c"]);
+}
+
+#[test]
+fn clang_from_a_terminal_and_from_a_pipe_share_a_hit() {
+    if common::peer("clang").is_none() {
+        return;
+    }
+    terminal_then_pipe(&["clang"], ("w.c", WARNS_C), &["-Wall", "-c", "w.c"]);
+}
+
+#[test]
+fn rustc_from_a_terminal_and_from_a_pipe_share_a_hit() {
+    let rustc = String::from_utf8(
+        Command::new("rustup")
+            .args(["which", "rustc"])
+            .output()
+            .map(|o| o.stdout)
+            .unwrap_or_default(),
+    )
+    .ok()
+    .map(|s| s.trim().to_string())
+    .filter(|s| !s.is_empty())
+    .unwrap_or_else(|| "rustc".into());
+    terminal_then_pipe(
+        &[rustc.as_str()],
+        ("w.rs", "pub fn f() { let unused = 1; }\n"),
+        &[
+            "--crate-name",
+            "w",
+            "--crate-type",
+            "lib",
+            "--emit=link",
+            "w.rs",
+        ],
+    );
+}
+
+/// A C project with sources and headers in subdirectories, in a git
+/// checkout at `at`.
+fn c_project(at: &Path) -> PathBuf {
+    fs::create_dir_all(at.join(".git")).unwrap();
+    fs::create_dir_all(at.join("src")).unwrap();
+    fs::create_dir_all(at.join("include")).unwrap();
+    fs::write(
+        at.join("include/shape.h"),
+        "struct shape { int sides; double size; };\nstatic inline int sides(struct shape s) { return s.sides; }\n",
+    )
+    .unwrap();
+    for i in 0..3 {
+        fs::write(
+            at.join(format!("src/s{i}.c")),
+            format!(
+                "#include \"shape.h\"\nint area{i}(struct shape s) {{ return sides(s) * {i} + (int)s.size; }}\n"
+            ),
+        )
+        .unwrap();
+    }
+    at.to_path_buf()
+}
+
+/// Compiles every source of the project in `root/build` with `cc` and
+/// `flags` (`{root}` replaced by the checkout's path): the objects.
+fn build_c(root: &Path, cc: &[&str], flags: &[&str], cache: &Path, url: &str) -> Vec<Vec<u8>> {
+    let build = root.join("build");
+    let _ = fs::remove_dir_all(&build);
+    fs::create_dir_all(&build).unwrap();
+    (0..3)
+        .map(|i| {
+            let mut cmd = Command::new(cc[0]);
+            cmd.args(&cc[1..]);
+            for f in flags {
+                cmd.arg(f.replace("{root}", &root.to_string_lossy()));
+            }
+            cmd.args([
+                "-c",
+                &format!("{}/src/s{i}.c", root.display()),
+                "-o",
+                &format!("s{i}.o"),
+            ])
+            .current_dir(&build);
+            with_recast(&mut cmd, cache, url);
+            run_ok(&mut cmd);
+            fs::read(build.join(format!("s{i}.o"))).unwrap()
+        })
+        .collect()
+}
+
+/// Two checkouts at different depths, compiled the way CMake does
+/// (absolute source and include paths) with debug info and prefix maps:
+/// the second checkout only hits, and every object is what the compiler
+/// alone writes in that checkout.
+fn two_checkouts_with_prefix_maps(cc: &str, flags: &[&str]) {
+    let server = Server::start();
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let a = c_project(&tmp.path().join("a"));
+    let b = c_project(&tmp.path().join("deeper/still/b"));
+    let url = server.url();
+    let wrapped = [BIN, cc];
+    for root in [&a, &b] {
+        let plain = build_c(root, &[cc], flags, &cache, &url);
+        let remote = build_c(root, &wrapped, flags, &cache, &url);
+        for (i, (p, r)) in plain.iter().zip(&remote).enumerate() {
+            assert!(
+                p == r,
+                "{cc} {flags:?}: s{i}.o in {} differs",
+                root.display()
+            );
+        }
+    }
+    let s = stats(&cache);
+    assert_eq!(s["remote_executions"], 3, "{cc} {flags:?}: {s}");
+    assert_eq!(s["cache_hits"], 3, "the second checkout hits: {s}");
+    assert_eq!(s["fallbacks"], 0, "{s}");
+}
+
+#[test]
+fn gcc_checkouts_with_file_prefix_maps_and_debug_info_share_hits() {
+    two_checkouts_with_prefix_maps(
+        "gcc",
+        &[
+            "-O2",
+            "-g",
+            "-ffile-prefix-map={root}=.",
+            "-I{root}/include",
+        ],
+    );
+}
+
+#[test]
+fn gcc_checkouts_with_debug_and_macro_prefix_maps_share_hits() {
+    two_checkouts_with_prefix_maps(
+        "gcc",
+        &[
+            "-O1",
+            "-g",
+            "-fdebug-prefix-map={root}=/src",
+            "-fmacro-prefix-map={root}=/src",
+            "-I{root}/include",
+        ],
+    );
+}
+
+#[test]
+fn clang_checkouts_with_file_prefix_maps_and_debug_info_share_hits() {
+    if common::peer("clang").is_none() {
+        return;
+    }
+    two_checkouts_with_prefix_maps(
+        "clang",
+        &[
+            "-O2",
+            "-g",
+            "-ffile-prefix-map={root}=.",
+            "-I{root}/include",
+        ],
+    );
+}
+
+#[test]
+fn checkouts_without_debug_info_share_hits_unless_the_source_names_its_path() {
+    let server = Server::start();
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let url = server.url();
+    let flags = ["-O2", "-I{root}/include"];
+    let a = c_project(&tmp.path().join("a"));
+    let b = c_project(&tmp.path().join("x/y/b"));
+    // s2 names its own path: its object differs between checkouts, so it
+    // must not be shared, and each checkout gets its own bytes.
+    for root in [&a, &b] {
+        fs::write(
+            root.join("src/s2.c"),
+            "const char *where(void) { return __FILE__; }\n",
+        )
+        .unwrap();
+    }
+    for root in [&a, &b] {
+        let plain = build_c(root, &["gcc"], &flags, &cache, &url);
+        let remote = build_c(root, &[BIN, "gcc"], &flags, &cache, &url);
+        assert_eq!(plain, remote, "{}", root.display());
+    }
+    let s = stats(&cache);
+    // s0 and s1 are shared; s2 ran moved once, named the moved root, and
+    // ran again in place in each checkout.
+    assert_eq!(s["cache_hits"], 2, "{s}");
+    assert_eq!(s["remote_executions"], 4, "{s}");
+    assert_eq!(s["fallbacks"], 0, "{s}");
+}
