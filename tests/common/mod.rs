@@ -7,6 +7,7 @@
 
 pub mod buildgrid;
 pub mod casd;
+pub mod nativelink;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
