@@ -204,6 +204,66 @@ impl PathMap {
             p.to_string()
         }
     }
+
+    /// An output's remote path: as [`PathMap::remote`], and a copy of the
+    /// project root's path inside it moves too. CMake names the object of
+    /// a source outside its source directory after the source's absolute
+    /// path (`CMakeFiles/t.dir/home/u/proj/lib/a.c.o`); a compiler that
+    /// recorded that name would show the moved root, which the check of
+    /// moved outputs catches.
+    pub fn output(&self, local: &Path) -> PathBuf {
+        let remote = self.remote(local);
+        let Some(rest) = remote
+            .strip_prefix(MAPPED_ROOT)
+            .ok()
+            .map(|r| r.to_string_lossy().into_owned())
+        else {
+            return remote;
+        };
+        Path::new(MAPPED_ROOT).join(self.embedded(&rest))
+    }
+
+    /// An output as an argument (relative to the working directory, or
+    /// absolute): as [`PathMap::arg`], with a copy of the root inside it
+    /// moved as [`PathMap::output`] does.
+    pub fn output_arg(&self, p: &str) -> String {
+        if Path::new(p).is_absolute() {
+            self.output(Path::new(p)).to_string_lossy().into_owned()
+        } else {
+            self.embedded(p)
+        }
+    }
+
+    /// `rel` (a relative path) with every component-aligned copy of the
+    /// moved root's path (without its leading `/`) replaced by the mapped
+    /// root's. Roots of fewer than two components are not looked for: too
+    /// many unrelated paths would hold them.
+    fn embedded(&self, rel: &str) -> String {
+        let Some(root) = &self.root else {
+            return rel.to_string();
+        };
+        let needle = root.to_string_lossy().trim_start_matches('/').to_string();
+        if needle.split('/').count() < 2 {
+            return rel.to_string();
+        }
+        let to = MAPPED_ROOT.trim_start_matches('/');
+        let mut out = String::with_capacity(rel.len());
+        let mut rest = rel;
+        while let Some(i) = rest.find(&needle) {
+            let before_ok = i == 0 || rest.as_bytes()[i - 1] == b'/';
+            let end = i + needle.len();
+            let after_ok = end == rest.len() || rest.as_bytes()[end] == b'/';
+            if before_ok && after_ok {
+                out.push_str(&rest[..i]);
+                out.push_str(to);
+            } else {
+                out.push_str(&rest[..end]);
+            }
+            rest = &rest[end..];
+        }
+        out.push_str(rest);
+        out
+    }
 }
 
 /// `path` relative to `base` when it lies below it (`a/b`), else `None`.
@@ -342,6 +402,31 @@ mod tests {
         assert!(!PathMap::choose(Some(root), Path::new("/tmp"), &none).is_mapped());
         assert!(!PathMap::choose(None, cwd, &none).is_mapped());
         assert!(!PathMap::choose(Some(Path::new("/")), cwd, &none).is_mapped());
+    }
+
+    #[test]
+    fn outputs_named_after_the_root_move_with_it() {
+        let m = PathMap::moved(Path::new("/tmp/zc/zstd"));
+        let cwd = Path::new("/tmp/zc/zstd/build/lib");
+        let o = "CMakeFiles/z.dir/tmp/zc/zstd/lib/common/debug.c.o";
+        assert_eq!(
+            m.output_arg(o),
+            "CMakeFiles/z.dir/recast/project/lib/common/debug.c.o"
+        );
+        assert_eq!(
+            m.output(&cwd.join(o)),
+            PathBuf::from(
+                "/recast/project/build/lib/CMakeFiles/z.dir/recast/project/lib/common/debug.c.o"
+            )
+        );
+        // Only whole components, and only the root's path.
+        assert_eq!(m.output_arg("x/tmp/zc/zstdx/a.o"), "x/tmp/zc/zstdx/a.o");
+        assert_eq!(m.output_arg("a.o"), "a.o");
+        assert_eq!(
+            PathMap::moved(Path::new("/p")).output_arg("q/p/a.o"),
+            "q/p/a.o"
+        );
+        assert_eq!(PathMap::identity().output_arg(o), o);
     }
 
     #[test]

@@ -68,13 +68,14 @@ pub fn build(
     };
     let m = tools[0].manifest();
     let mut arguments = vec![map.arg(&format!("/{}", m.entry))];
-    arguments.extend(render_all(
-        &spec.args,
-        &|p| match spec.renamed.get(&paths::absolute(&cwd, p)) {
+    arguments.extend(render_all(&spec.args, &|p| {
+        let abs = paths::absolute(&cwd, p);
+        match spec.renamed.get(&abs) {
             Some(other) => map.arg(&other.to_string_lossy()),
+            None if spec.outputs.contains(&abs) => map.output_arg(p),
             None => map.arg(p),
-        },
-    ));
+        }
+    }));
     if map.is_mapped() {
         arguments.extend(spec.when_moved.iter().cloned());
     }
@@ -82,7 +83,7 @@ pub fn build(
     let outputs: Vec<String> = spec
         .outputs
         .iter()
-        .map(|o| paths::relative_from(&remote_cwd, &map.remote(o)))
+        .map(|o| paths::relative_from(&remote_cwd, &map.output(o)))
         .collect();
     let command = CommandSpec {
         arguments,
