@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::action::{self, CommandSpec, Features};
+use crate::action::{self, ActionError, CommandSpec, Features};
 use crate::cas::tree;
 use crate::config::{RemoteArgs, vars};
 use crate::remote::{self, ActionRun, Blob, BlobSource, Client, RemoteError};
@@ -174,6 +174,55 @@ async fn test_action(
     features: Features,
     report: &mut Report,
 ) {
+    let run = match test_run(resolved, features) {
+        Ok(run) => run,
+        Err(e) => {
+            report.fail(&format!("test action: {e}"), "this is a bug in recast");
+            return;
+        }
+    };
+    let start = Instant::now();
+    let outcome = tokio::time::timeout(TEST_TIMEOUT * 2, remote::run_action(client, run)).await;
+    match outcome {
+        Err(_) => report.fail(
+            &format!(
+                "test action: no result within {}s",
+                (TEST_TIMEOUT * 2).as_secs()
+            ),
+            &format!(
+                "the server may have no idle worker for {}; check its workers and their properties",
+                resolved.platform
+            ),
+        ),
+        Ok(Err(e @ RemoteError::Status { code, .. })) => match code {
+            tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument => {
+                refused(resolved, &e.to_string(), report)
+            }
+            _ => report.fail(&format!("test action: {e}"), &todo_for(&e)),
+        },
+        Ok(Err(e)) => report.fail(&format!("test action: {e}"), &todo_for(&e)),
+        Ok(Ok(o)) if !o.ok() => failed(client, resolved, &o, report),
+        Ok(Ok(o)) => {
+            let exit = o.result.as_ref().map_or(-1, |r| r.exit_code);
+            if exit == 0 {
+                report.ok(&format!(
+                    "test action ran on a worker matching {} in {} ms",
+                    resolved.platform,
+                    start.elapsed().as_millis()
+                ));
+            } else {
+                report.fail(
+                    &format!("test action `true` exited {exit} on the worker"),
+                    "the worker runs actions but `true` is not on its PATH=/usr/bin:/bin; check the worker image",
+                );
+            }
+        }
+    }
+}
+
+/// The test action: `true` in an empty root, with the resolved platform,
+/// not cached, and every blob it needs.
+fn test_run(resolved: &Resolved, features: Features) -> Result<ActionRun, ActionError> {
     let spec = CommandSpec {
         arguments: vec!["true".to_string()],
         env: BTreeMap::from([("PATH".to_string(), "/usr/bin:/bin".to_string())]),
@@ -181,13 +230,7 @@ async fn test_action(
         working_directory: String::new(),
         platform: resolved.platform.pairs().to_vec(),
     };
-    let command = match action::build_command(&spec, features) {
-        Ok(c) => c,
-        Err(e) => {
-            report.fail(&format!("test action: {e}"), "this is a bug in recast");
-            return;
-        }
-    };
+    let command = action::build_command(&spec, features)?;
     let root = tree::build(&[]).expect("the empty tree builds");
     let command_blob = Blob::from_message(&command);
     let action_msg = action::build_action(
@@ -210,75 +253,43 @@ async fn test_action(
     blobs.push(command_blob);
     let digest = action_blob.digest;
     blobs.push(action_blob);
-    let run = ActionRun {
+    Ok(ActionRun {
         action_digest: digest,
         blobs,
         skip_cache: true,
         timeout: Some(TEST_TIMEOUT),
         inline_outputs: Vec::new(),
-    };
-    let start = Instant::now();
-    let outcome = tokio::time::timeout(TEST_TIMEOUT * 2, remote::run_action(client, run)).await;
-    let refused = |message: &str, report: &mut Report| {
-        let what = format!("test action refused: {message}");
-        match resolved.advise(message) {
-            Some(advice) => report.fail(&what, &advice.to_string()),
-            None => report.fail(
-                &what,
-                "no worker takes this platform: `recast platform show` prints it; choose the server's profile with --platform-profile",
-            ),
-        }
-    };
-    match outcome {
-        Err(_) => report.fail(
-            &format!(
-                "test action: no result within {}s",
-                (TEST_TIMEOUT * 2).as_secs()
-            ),
-            &format!(
-                "the server may have no idle worker for {}; check its workers and their properties",
-                resolved.platform
-            ),
+    })
+}
+
+/// Reports a refused test action, with the platform advice that fits.
+fn refused(resolved: &Resolved, message: &str, report: &mut Report) {
+    let what = format!("test action refused: {message}");
+    match resolved.advise(message) {
+        Some(advice) => report.fail(&what, &advice.to_string()),
+        None => report.fail(
+            &what,
+            "no worker takes this platform: `recast platform show` prints it; choose the server's profile with --platform-profile",
         ),
-        Ok(Err(e @ RemoteError::Status { code, .. })) => match code {
-            tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument => {
-                refused(&e.to_string(), report)
-            }
-            _ => report.fail(&format!("test action: {e}"), &todo_for(&e)),
-        },
-        Ok(Err(e)) => report.fail(&format!("test action: {e}"), &todo_for(&e)),
-        Ok(Ok(o)) if !o.ok() => {
-            let code = tonic::Code::from(o.status.code);
-            let message = format!("{}: {}", remote::code_name(code), o.status.message);
-            match code {
-                tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument => {
-                    refused(&message, report)
-                }
-                _ => {
-                    let e = RemoteError::Status {
-                        server: client.url().to_string(),
-                        call: "Execute",
-                        code,
-                        message: o.status.message.clone(),
-                    };
-                    report.fail(&format!("test action: {message}"), &todo_for(&e))
-                }
-            }
+    }
+}
+
+/// Reports a test action that ran but did not complete (its status).
+fn failed(client: &Client, resolved: &Resolved, o: &remote::Outcome, report: &mut Report) {
+    let code = tonic::Code::from(o.status.code);
+    let message = format!("{}: {}", remote::code_name(code), o.status.message);
+    match code {
+        tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument => {
+            refused(resolved, &message, report)
         }
-        Ok(Ok(o)) => {
-            let exit = o.result.as_ref().map_or(-1, |r| r.exit_code);
-            if exit == 0 {
-                report.ok(&format!(
-                    "test action ran on a worker matching {} in {} ms",
-                    resolved.platform,
-                    start.elapsed().as_millis()
-                ));
-            } else {
-                report.fail(
-                    &format!("test action `true` exited {exit} on the worker"),
-                    "the worker runs actions but `true` is not on its PATH=/usr/bin:/bin; check the worker image",
-                );
-            }
+        _ => {
+            let e = RemoteError::Status {
+                server: client.url().to_string(),
+                call: "Execute",
+                code,
+                message: o.status.message.clone(),
+            };
+            report.fail(&format!("test action: {message}"), &todo_for(&e))
         }
     }
 }

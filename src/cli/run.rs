@@ -18,6 +18,7 @@ use anyhow::{Context as _, bail};
 use crate::action::{self, CommandSpec, Features, OutputSpec};
 use crate::cas::Digest;
 use crate::config::RemoteArgs;
+use crate::platform::Resolved;
 use crate::remote::{self, ActionRun, Blob, Client, Outcome, RemoteError};
 use crate::toolchain::bundle::Bundle;
 
@@ -239,6 +240,8 @@ fn prepare(
     })
 }
 
+/// Runs `recast run`: the platform, the server's features, the action
+/// built and uploaded, executed, its results written back and replayed.
 pub async fn run(args: RunArgs, client: Client) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
     let root = args.input_root.clone();
@@ -249,43 +252,8 @@ pub async fn run(args: RunArgs, client: Client) -> anyhow::Result<ExitCode> {
         Some(compiler) => Some(super::toolchain::bundle_of(compiler).await?),
         None => None,
     };
-    let resolved = match &toolchain {
-        // The bundled compiler runs on the worker: its host is the
-        // execution platform.
-        Some(bundle) => {
-            let host = &bundle.manifest.host;
-            let os = host.os.parse().map_err(|()| {
-                anyhow::anyhow!("unknown OS {:?} in the toolchain manifest", host.os)
-            })?;
-            let arch = host.arch.parse().map_err(|()| {
-                anyhow::anyhow!(
-                    "unknown architecture {:?} in the toolchain manifest",
-                    host.arch
-                )
-            })?;
-            cli_platform::resolve(args.platform_profile.as_deref(), &args.platform, &os, &arch)
-                .with_context(|| {
-                    format!("the platform of the toolchain {}", bundle.manifest.name)
-                })?
-        }
-        // The command runs what this machine runs, so this machine is the
-        // execution platform.
-        None => cli_platform::resolve_host(args.platform_profile.as_deref(), &args.platform)?,
-    };
-    let caps = client
-        .capabilities()
-        .await
-        .with_context(|| format!("while asking {} for its capabilities", client.url()))?;
-    if !caps.exec_enabled {
-        bail!(
-            "{} does not offer remote execution (it is a cache only); point --remote at an execution server",
-            client.url()
-        );
-    }
-    let features = Features {
-        output_paths: caps.supports_output_paths(),
-        action_platform: caps.supports_action_platform(),
-    };
+    let resolved = resolve_platform(&args, toolchain.as_ref())?;
+    let features = features(&client).await?;
     let prepared = {
         let root = root.clone();
         let platform = resolved.platform.pairs().to_vec();
@@ -297,29 +265,19 @@ pub async fn run(args: RunArgs, client: Client) -> anyhow::Result<ExitCode> {
     let (args, prepared) = prepared.await.expect("input collection panicked");
     let prepared = prepared?;
 
-    let mut run = ActionRun {
+    let run = ActionRun {
         action_digest: prepared.action_digest,
         blobs: prepared.blobs,
         skip_cache: args.skip_cache,
         timeout: args.timeout_action.map(Duration::from_secs),
         inline_outputs: Vec::new(),
     };
-    let mut outcome = remote::run_action(&client, run.clone())
-        .await
-        .map_err(|e| cli_platform::with_advice(e.into(), &resolved))?;
-    let t = Instant::now();
-    let mut written = write_back(&client, &outcome, &root).await;
-    // A cached result whose blobs have been evicted: run it for real.
-    if outcome.cached && matches!(written, Err(RemoteError::NotFound { .. })) {
-        tracing::debug!("cached result refers to evicted blobs; executing again");
-        run.skip_cache = true;
-        outcome = remote::run_action(&client, run)
-            .await
-            .map_err(|e| cli_platform::with_advice(e.into(), &resolved))?;
-        written = write_back(&client, &outcome, &root).await;
-    }
-    let (stdout, stderr) = written?;
-    let download = t.elapsed();
+    let Done {
+        outcome,
+        stdout,
+        stderr,
+        download,
+    } = execute(&client, run, &root, &resolved).await?;
 
     let mut out = std::io::stdout().lock();
     out.write_all(&stdout)?;
@@ -329,17 +287,7 @@ pub async fn run(args: RunArgs, client: Client) -> anyhow::Result<ExitCode> {
     err.flush()?;
 
     if !outcome.ok() {
-        let code = tonic::Code::from(outcome.status.code);
-        let mut message = outcome.status.message.clone();
-        if !outcome.message.is_empty() && outcome.message != message {
-            message = format!("{message} ({})", outcome.message);
-        }
-        let err = RemoteError::Status {
-            server: client.url().to_string(),
-            call: "Execute",
-            code,
-            message,
-        };
+        let err = failure(&client, &outcome);
         return Err(cli_platform::with_advice(err.into(), &resolved));
     }
     let result = outcome.result.as_ref().expect("an OK outcome has a result");
@@ -362,6 +310,100 @@ pub async fn run(args: RunArgs, client: Client) -> anyhow::Result<ExitCode> {
         out.flush()?;
     }
     Ok(ExitCode::from(exit_code(result.exit_code)))
+}
+
+/// The execution platform: the bundled compiler's host with
+/// `--toolchain` (it runs on the worker), else this machine's (the
+/// command runs what this machine runs).
+fn resolve_platform(args: &RunArgs, toolchain: Option<&Bundle>) -> anyhow::Result<Resolved> {
+    let Some(bundle) = toolchain else {
+        return cli_platform::resolve_host(args.platform_profile.as_deref(), &args.platform);
+    };
+    let host = &bundle.manifest.host;
+    let os = host
+        .os
+        .parse()
+        .map_err(|()| anyhow::anyhow!("unknown OS {:?} in the toolchain manifest", host.os))?;
+    let arch = host.arch.parse().map_err(|()| {
+        anyhow::anyhow!(
+            "unknown architecture {:?} in the toolchain manifest",
+            host.arch
+        )
+    })?;
+    cli_platform::resolve(args.platform_profile.as_deref(), &args.platform, &os, &arch)
+        .with_context(|| format!("the platform of the toolchain {}", bundle.manifest.name))
+}
+
+/// What the server supports of the action's encoding; an error when it
+/// does not execute at all.
+async fn features(client: &Client) -> anyhow::Result<Features> {
+    let caps = client
+        .capabilities()
+        .await
+        .with_context(|| format!("while asking {} for its capabilities", client.url()))?;
+    if !caps.exec_enabled {
+        bail!(
+            "{} does not offer remote execution (it is a cache only); point --remote at an execution server",
+            client.url()
+        );
+    }
+    Ok(Features {
+        output_paths: caps.supports_output_paths(),
+        action_platform: caps.supports_action_platform(),
+    })
+}
+
+/// An action run and its results written back.
+struct Done {
+    outcome: Outcome,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    /// From the first answer to the last result written.
+    download: Duration,
+}
+
+/// Runs the action and writes its results back; a cached result whose
+/// blobs have been evicted runs for real. A refused platform gets advice.
+async fn execute(
+    client: &Client,
+    mut run: ActionRun,
+    root: &Path,
+    resolved: &Resolved,
+) -> anyhow::Result<Done> {
+    let advised = |e: RemoteError| cli_platform::with_advice(e.into(), resolved);
+    let mut outcome = remote::run_action(client, run.clone())
+        .await
+        .map_err(advised)?;
+    let t = Instant::now();
+    let mut written = write_back(client, &outcome, root).await;
+    if outcome.cached && matches!(written, Err(RemoteError::NotFound { .. })) {
+        tracing::debug!("cached result refers to evicted blobs; executing again");
+        run.skip_cache = true;
+        outcome = remote::run_action(client, run).await.map_err(advised)?;
+        written = write_back(client, &outcome, root).await;
+    }
+    let (stdout, stderr) = written?;
+    Ok(Done {
+        outcome,
+        stdout,
+        stderr,
+        download: t.elapsed(),
+    })
+}
+
+/// The error for an action that did not complete, with the server's code.
+fn failure(client: &Client, outcome: &Outcome) -> RemoteError {
+    let code = tonic::Code::from(outcome.status.code);
+    let mut message = outcome.status.message.clone();
+    if !outcome.message.is_empty() && outcome.message != message {
+        message = format!("{message} ({})", outcome.message);
+    }
+    RemoteError::Status {
+        server: client.url().to_string(),
+        call: "Execute",
+        code,
+        message,
+    }
 }
 
 /// Writes outputs (only for a completed action) and fetches stdout/stderr
