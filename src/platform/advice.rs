@@ -152,18 +152,7 @@ pub fn advise(
 ) -> Option<Advice> {
     let rejection = Rejection::parse(message)?;
     let sent = profile.apply(standard, extras).ok();
-    let mut refused_pairs: Vec<(String, Option<String>)> = rejection.refused.clone();
-    // A bare "Unregistered platform property.": the culprits are the keys
-    // the server does not know by default.
-    if refused_pairs.is_empty()
-        && let Some(sent) = &sent
-    {
-        for (k, v) in sent.pairs() {
-            if k != super::OS_FAMILY && k != super::ISA {
-                refused_pairs.push((k.clone(), Some(v.clone())));
-            }
-        }
-    }
+    let refused_pairs = refused_pairs(&rejection, sent.as_ref());
     let refused: Vec<String> = refused_pairs
         .iter()
         .map(|(k, v)| match v {
@@ -185,62 +174,13 @@ pub fn advise(
         ));
     }
     for (key, value) in &refused_pairs {
-        let offered = rejection.offered.as_ref().and_then(|o| o.get(key));
-        let offer_text = match offered {
-            Some(vs) if !vs.is_empty() => Some(format!(
-                "the workers offer {}",
-                vs.iter()
-                    .map(|v| format!("{key}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-            Some(_) => Some(format!("no worker has {key}")),
-            None => None,
-        };
-        let shown = match value {
-            Some(v) => format!("{key}={v}"),
-            None => key.clone(),
-        };
-        let from_user = extras.iter().any(|(k, _)| k == key);
-        let from_profile = profile.adds(key);
-        let respelled = !from_user && !from_profile && key != super::OS_FAMILY && key != super::ISA;
-        let mut hint = if from_user {
-            format!(
-                "{shown} is your own property (--platform, RECAST_PLATFORM or [platform.properties])"
-            )
-        } else if from_profile {
-            format!("{shown} is added by profile `{}`", profile.name)
-        } else if respelled {
-            format!(
-                "{shown} is how profile `{}` spells the standard properties",
-                profile.name
-            )
-        } else {
-            format!(
-                "{shown} describes where the tool runs (the host of its binary; this machine for `recast run`)"
-            )
-        };
-        if let Some(t) = &offer_text {
-            hint.push_str(&format!("; {t}"));
-        }
-        match (offered, from_user || from_profile) {
-            _ if respelled => hint.push_str(": this server does not use that spelling"),
-            (Some(vs), true) if !vs.is_empty() => {
-                let v = vs.iter().next().expect("not empty");
-                hint.push_str(&format!(": pass --platform {key}={v}, or drop {key}"));
-            }
-            (_, true) => hint.push_str(&format!(": drop {key} or choose a profile without it")),
-            (Some(_), false) => hint.push_str(
-                ": run a toolchain built for the workers' platform, or use a server with such workers",
-            ),
-            (None, false) => {}
-        }
-        if rejection.known_keys.is_some() || rejection.offered.is_none() {
-            hint.push_str(&format!(
-                "; or register {key} on the server (BuildGrid: `property-keys` in the scheduler's config)"
-            ));
-        }
-        hints.push(hint);
+        hints.push(property_hint(
+            key,
+            value.as_deref(),
+            &rejection,
+            extras,
+            profile,
+        ));
     }
     hints.push(
         "`recast platform show --profile NAME` prints what each profile sends; `recast doctor` checks the server"
@@ -251,6 +191,91 @@ pub fn advise(
         profile: fitting.map(|(n, _)| n),
         hints,
     })
+}
+
+/// The refused properties: as the server named them, or after a bare
+/// "Unregistered platform property." the keys of `sent` the server does
+/// not know by default.
+fn refused_pairs(rejection: &Rejection, sent: Option<&Platform>) -> Vec<(String, Option<String>)> {
+    let mut refused_pairs = rejection.refused.clone();
+    if refused_pairs.is_empty()
+        && let Some(sent) = sent
+    {
+        for (k, v) in sent.pairs() {
+            if k != super::OS_FAMILY && k != super::ISA {
+                refused_pairs.push((k.clone(), Some(v.clone())));
+            }
+        }
+    }
+    refused_pairs
+}
+
+/// What to do about one refused property `key` (=`value`): where it came
+/// from (the user, the profile, its spelling, the tool's host), what the
+/// workers offer instead, and how to change it.
+fn property_hint(
+    key: &str,
+    value: Option<&str>,
+    rejection: &Rejection,
+    extras: &[(String, String)],
+    profile: &Profile,
+) -> String {
+    let offered = rejection.offered.as_ref().and_then(|o| o.get(key));
+    let offer_text = match offered {
+        Some(vs) if !vs.is_empty() => Some(format!(
+            "the workers offer {}",
+            vs.iter()
+                .map(|v| format!("{key}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        Some(_) => Some(format!("no worker has {key}")),
+        None => None,
+    };
+    let shown = match value {
+        Some(v) => format!("{key}={v}"),
+        None => key.to_string(),
+    };
+    let from_user = extras.iter().any(|(k, _)| k == key);
+    let from_profile = profile.adds(key);
+    let respelled = !from_user && !from_profile && key != super::OS_FAMILY && key != super::ISA;
+    let mut hint = if from_user {
+        format!(
+            "{shown} is your own property (--platform, RECAST_PLATFORM or [platform.properties])"
+        )
+    } else if from_profile {
+        format!("{shown} is added by profile `{}`", profile.name)
+    } else if respelled {
+        format!(
+            "{shown} is how profile `{}` spells the standard properties",
+            profile.name
+        )
+    } else {
+        format!(
+            "{shown} describes where the tool runs (the host of its binary; this machine for `recast run`)"
+        )
+    };
+    if let Some(t) = &offer_text {
+        hint.push_str(&format!("; {t}"));
+    }
+    match (offered, from_user || from_profile) {
+        _ if respelled => hint.push_str(": this server does not use that spelling"),
+        (Some(vs), true) if !vs.is_empty() => {
+            let v = vs.iter().next().expect("not empty");
+            hint.push_str(&format!(": pass --platform {key}={v}, or drop {key}"));
+        }
+        (_, true) => hint.push_str(&format!(": drop {key} or choose a profile without it")),
+        (Some(_), false) => hint.push_str(
+            ": run a toolchain built for the workers' platform, or use a server with such workers",
+        ),
+        (None, false) => {}
+    }
+    if rejection.known_keys.is_some() || rejection.offered.is_none() {
+        hint.push_str(&format!(
+            "; or register {key} on the server (BuildGrid: `property-keys` in the scheduler's config)"
+        ));
+    }
+    hint
 }
 
 /// The first built-in profile other than `current` whose properties the

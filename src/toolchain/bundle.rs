@@ -65,6 +65,35 @@ pub fn package(
     opts: &ClosureOptions,
     index: &mut FileIndex,
 ) -> Result<Bundle, BundleError> {
+    let (closure, host) = complete_closure(fs, contents, opts)?;
+    let listing = listing_of(fs, contents, &closure)?;
+    let paths: Vec<PathBuf> = listing
+        .items
+        .iter()
+        .filter(|(_, i)| matches!(i, Item::File { .. }))
+        .map(|(p, _)| p.clone())
+        .collect();
+    let files = index::digest_all(fs, &paths, index).map_err(BundleError::Hash)?;
+    let (entries, skipped) = listing.entries(&files);
+    let tree = tree::build(&entries)?;
+    let manifest = manifest_of(contents, &closure, host, &listing, tree.root);
+    Ok(Bundle {
+        manifest,
+        tree,
+        files,
+        closure: Some(closure),
+        listing,
+        skipped,
+    })
+}
+
+/// The loader closure of the compiler, its programs and libraries, and
+/// the platform they run on; an error when a library is missing.
+fn complete_closure(
+    fs: &dyn FileSource,
+    contents: &Contents,
+    opts: &ClosureOptions,
+) -> Result<(Closure, HostDesc), BundleError> {
     let mut roots = vec![contents.entry.clone()];
     roots.extend(contents.programs.iter().cloned());
     roots.extend(contents.libraries.iter().cloned());
@@ -98,7 +127,16 @@ pub fn package(
         arch: host.arch.to_string(),
         os: host.os.to_string(),
     };
+    Ok((closure, host))
+}
 
+/// Every path of the toolchain: the closure, the family's trees and
+/// files, the sysroot, and the PATH dirs.
+fn listing_of(
+    fs: &dyn FileSource,
+    contents: &Contents,
+    closure: &Closure,
+) -> Result<Listing, BundleError> {
     let mut listing = Listing::new();
     for (path, entry) in &closure.files {
         listing.items.insert(path.clone(), item_of(entry));
@@ -117,20 +155,19 @@ pub fn package(
     for d in &contents.path_dirs {
         listing.add_path(fs, d)?;
     }
+    Ok(listing)
+}
 
-    let paths: Vec<PathBuf> = listing
-        .items
-        .iter()
-        .filter(|(_, i)| matches!(i, Item::File { .. }))
-        .map(|(p, _)| p.clone())
-        .collect();
-    let files = index::digest_all(fs, &paths, index).map_err(BundleError::Hash)?;
-    let (entries, skipped) = listing.entries(&files);
-    let tree = tree::build(&entries)?;
-
+/// The manifest of the tree rooted at `root`, paths relative to it.
+fn manifest_of(
+    contents: &Contents,
+    closure: &Closure,
+    host: HostDesc,
+    listing: &Listing,
+    root: Digest,
+) -> Manifest {
     let rel = |p: &Path| listing::tree_path(p).unwrap_or_default();
-    let library_path = library_dirs(&closure);
-    let manifest = Manifest {
+    Manifest {
         schema: SCHEMA,
         name: Manifest::name_for(&contents.identity, &host),
         identity: contents.identity.clone(),
@@ -138,7 +175,7 @@ pub fn package(
         entry: rel(&contents.entry),
         programs: contents.programs.iter().map(|p| rel(p)).collect(),
         path_dirs: contents.path_dirs.iter().map(|p| rel(p)).collect(),
-        library_path,
+        library_path: library_dirs(closure),
         interpreter: closure
             .loaded
             .iter()
@@ -148,7 +185,7 @@ pub fn package(
         targets: contents.targets.clone(),
         sysroot: contents.sysroot.as_deref().map(rel),
         min_glibc: closure.min_glibc.map(|(a, b)| format!("{a}.{b}")),
-        root: tree.root,
+        root,
         size: listing.total_size(),
         files: listing.file_count() as u64,
         symlinks: listing
@@ -157,15 +194,7 @@ pub fn package(
             .filter(|i| matches!(i, Item::Symlink { .. }))
             .count() as u64,
         os_provided: closure.os_provided.iter().map(|(n, _)| n.clone()).collect(),
-    };
-    Ok(Bundle {
-        manifest,
-        tree,
-        files,
-        closure: Some(closure),
-        listing,
-        skipped,
-    })
+    }
 }
 
 /// Directories (tree paths) the loader found shared libraries in, by the

@@ -141,8 +141,7 @@ pub async fn publish(
 ) -> Result<Published, RegistryError> {
     let manifest = &bundle.manifest;
     let manifest_blob = Blob::from_bytes(manifest.to_json());
-    let tree_msg = bundle.tree.to_tree_message();
-    let tree_blob = Blob::from_message(&tree_msg);
+    let tree_blob = Blob::from_message(&bundle.tree.to_tree_message());
     let (command, action, key) = key_action(key_args(&manifest.identity, &manifest.host));
 
     let mut small = vec![
@@ -162,63 +161,9 @@ pub async fn publish(
     let total_blobs = digests.len() as u64;
     let total_bytes: u64 = digests.iter().map(Digest::size).sum();
 
-    let missing: std::collections::HashSet<Digest> =
-        client.find_missing(&digests).await?.into_iter().collect();
-    let mut to_send: Vec<Blob> = small
-        .into_iter()
-        .filter(|b| missing.contains(&b.digest))
-        .collect();
-    let mut seen = std::collections::HashSet::new();
-    for (path, d) in &bundle.files {
-        if missing.contains(d) && seen.insert(*d) {
-            let source = fs.blob_source(path).map_err(|source| RegistryError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            to_send.push(Blob { digest: *d, source });
-        }
-    }
-    let send_bytes: u64 = to_send.iter().map(|b| b.digest.size()).sum();
-    let mut uploaded = UploadStats::default();
-    // Groups of ~64 MiB: progress moves, and archive bytes held in memory
-    // are dropped group by group.
-    let mut group = Vec::new();
-    let mut group_bytes = 0u64;
-    let mut sent = 0u64;
-    progress(0, send_bytes);
-    for blob in to_send {
-        group_bytes += blob.digest.size();
-        group.push(blob);
-        if group_bytes >= 64 << 20 {
-            let s = client.upload(std::mem::take(&mut group)).await?;
-            uploaded.blobs += s.blobs;
-            uploaded.bytes += s.bytes;
-            sent += group_bytes;
-            group_bytes = 0;
-            progress(sent, send_bytes);
-        }
-    }
-    if !group.is_empty() {
-        let s = client.upload(group).await?;
-        uploaded.blobs += s.blobs;
-        uploaded.bytes += s.bytes;
-        progress(send_bytes, send_bytes);
-    }
-
-    let result = reapi::ActionResult {
-        output_files: vec![reapi::OutputFile {
-            path: MANIFEST_PATH.into(),
-            digest: Some(manifest_blob.digest.to_proto()),
-            ..Default::default()
-        }],
-        output_directories: vec![reapi::OutputDirectory {
-            path: ROOT_PATH.into(),
-            tree_digest: Some(tree_blob.digest.to_proto()),
-            root_directory_digest: Some(manifest.root.to_proto()),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
+    let to_send = missing_blobs(client, fs, bundle, small, &digests).await?;
+    let uploaded = upload_in_groups(client, to_send, progress).await?;
+    let result = entry_result(manifest_blob.digest, tree_blob.digest, manifest.root);
     client.update_action_result(&key, result).await?;
 
     let listed = Listed {
@@ -243,6 +188,86 @@ pub async fn publish(
         bytes: total_bytes,
         uploaded,
     })
+}
+
+/// The blobs the server lacks of `digests`: those of `small` it misses,
+/// then the bundle's files it misses, each once, read through `fs`.
+async fn missing_blobs(
+    client: &Client,
+    fs: &dyn FileSource,
+    bundle: &Bundle,
+    small: Vec<Blob>,
+    digests: &[Digest],
+) -> Result<Vec<Blob>, RegistryError> {
+    let missing: std::collections::HashSet<Digest> =
+        client.find_missing(digests).await?.into_iter().collect();
+    let mut to_send: Vec<Blob> = small
+        .into_iter()
+        .filter(|b| missing.contains(&b.digest))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    for (path, d) in &bundle.files {
+        if missing.contains(d) && seen.insert(*d) {
+            let source = fs.blob_source(path).map_err(|source| RegistryError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            to_send.push(Blob { digest: *d, source });
+        }
+    }
+    Ok(to_send)
+}
+
+/// Uploads `to_send` in groups of ~64 MiB, so progress moves and archive
+/// bytes held in memory are dropped group by group.
+async fn upload_in_groups(
+    client: &Client,
+    to_send: Vec<Blob>,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<UploadStats, RegistryError> {
+    let send_bytes: u64 = to_send.iter().map(|b| b.digest.size()).sum();
+    let mut uploaded = UploadStats::default();
+    let mut group = Vec::new();
+    let mut group_bytes = 0u64;
+    let mut sent = 0u64;
+    progress(0, send_bytes);
+    for blob in to_send {
+        group_bytes += blob.digest.size();
+        group.push(blob);
+        if group_bytes >= 64 << 20 {
+            let s = client.upload(std::mem::take(&mut group)).await?;
+            uploaded.blobs += s.blobs;
+            uploaded.bytes += s.bytes;
+            sent += group_bytes;
+            group_bytes = 0;
+            progress(sent, send_bytes);
+        }
+    }
+    if !group.is_empty() {
+        let s = client.upload(group).await?;
+        uploaded.blobs += s.blobs;
+        uploaded.bytes += s.bytes;
+        progress(send_bytes, send_bytes);
+    }
+    Ok(uploaded)
+}
+
+/// The registry entry: the manifest as a file, the tree as a directory.
+fn entry_result(manifest: Digest, tree: Digest, root: Digest) -> reapi::ActionResult {
+    reapi::ActionResult {
+        output_files: vec![reapi::OutputFile {
+            path: MANIFEST_PATH.into(),
+            digest: Some(manifest.to_proto()),
+            ..Default::default()
+        }],
+        output_directories: vec![reapi::OutputDirectory {
+            path: ROOT_PATH.into(),
+            tree_digest: Some(tree.to_proto()),
+            root_directory_digest: Some(root.to_proto()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
 }
 
 /// The manifest published for `identity` built for `host`, if any.

@@ -80,7 +80,16 @@ struct Obj {
     loader: Option<usize>,
 }
 
+/// One process being loaded: its objects in load order, and which object
+/// each name (as asked, or as a `SONAME`) is.
+struct Process {
+    objs: Vec<Obj>,
+    names: HashMap<String, usize>,
+}
+
 impl Engine<'_> {
+    /// Follows what `ld.so` loads for the process of `root` (an executable
+    /// or a shared object), recording every object and edge.
     pub(super) fn elf_session(&mut self, root: &Path, resolved: &Resolved, info: &ElfInfo) {
         let abi = Abi::of(info);
         // The kernel hands the loader the executable's resolved path; a
@@ -90,97 +99,110 @@ impl Engine<'_> {
         } else {
             parent(root)
         };
-        let mut objs = vec![Obj {
-            reached: root.to_path_buf(),
-            file: resolved.file.clone(),
-            origin: origin_of_root,
-            info: info.clone(),
-            loader: None,
-        }];
-        let mut names: HashMap<String, usize> = HashMap::new();
+        let mut p = Process {
+            objs: vec![Obj {
+                reached: root.to_path_buf(),
+                file: resolved.file.clone(),
+                origin: origin_of_root,
+                info: info.clone(),
+                loader: None,
+            }],
+            names: HashMap::new(),
+        };
         if let Some(so) = &info.soname {
-            names.insert(so.clone(), 0);
+            p.names.insert(so.clone(), 0);
         }
         if let Some(interp) = &info.interp {
-            let path = self.in_root(Path::new(interp));
-            let found = self.candidate(&path, abi).unwrap_or_else(|reason| {
-                self.note(format!(
-                    "the kernel cannot load {}: {reason}",
-                    path.display()
-                ));
-                None
-            });
-            match found {
-                Some((r, i)) => {
-                    let why = Why::Interpreter {
-                        of: root.to_path_buf(),
-                    };
-                    self.record(&path, &r, why);
-                    self.glibc(i.glibc);
-                    if let Some(so) = &i.soname {
-                        names.insert(so.clone(), objs.len());
-                    }
-                    objs.push(Obj {
-                        origin: parent(&path),
-                        reached: path,
-                        file: r.file,
-                        info: i,
-                        loader: None,
-                    });
-                }
-                None => self.missing(interp, root, vec![path]),
-            }
+            self.map_interpreter(root, interp, abi, &mut p);
         }
         let mut i = 0;
-        while i < objs.len() {
-            for name in objs[i].info.needed.clone() {
-                let by = objs[i].reached.clone();
-                let why = Why::Needed {
-                    by: by.clone(),
-                    name: name.clone(),
-                };
-                if let Some(&k) = names.get(&name) {
-                    let (p, f) = (objs[k].reached.clone(), objs[k].file.clone());
-                    self.edge(&p, &f, why);
-                    continue;
-                }
-                match self.find(&name, &objs, i, abi) {
-                    Found::Lib {
-                        reached,
-                        resolved,
-                        variants,
-                    } => {
-                        names.insert(name.clone(), objs.len());
-                        self.record(&reached, &resolved, why);
-                        let mut add = vec![(reached.clone(), resolved)];
-                        for (vp, vr) in variants {
-                            let hw = Why::Hwcaps {
-                                of: reached.clone(),
-                            };
-                            self.record(&vp, &vr, hw);
-                            add.push((vp, vr));
-                        }
-                        for (p, r) in add {
-                            let Ok(Binary::Elf(info)) = self.load(&r).as_deref().cloned() else {
-                                continue;
-                            };
-                            self.glibc(info.glibc);
-                            if let Some(so) = &info.soname {
-                                names.entry(so.clone()).or_insert(objs.len());
-                            }
-                            objs.push(Obj {
-                                origin: parent(&p),
-                                reached: p,
-                                file: r.file,
-                                info,
-                                loader: Some(i),
-                            });
-                        }
-                    }
-                    Found::Missing { searched } => self.missing(&name, &by, searched),
-                }
+        while i < p.objs.len() {
+            for name in p.objs[i].info.needed.clone() {
+                self.needed(&name, i, abi, &mut p);
             }
             i += 1;
+        }
+    }
+
+    /// Maps `PT_INTERP` first, as the kernel does; its `SONAME` counts as
+    /// loaded.
+    fn map_interpreter(&mut self, root: &Path, interp: &str, abi: Abi, p: &mut Process) {
+        let path = self.in_root(Path::new(interp));
+        let found = self.candidate(&path, abi).unwrap_or_else(|reason| {
+            self.note(format!(
+                "the kernel cannot load {}: {reason}",
+                path.display()
+            ));
+            None
+        });
+        let Some((r, i)) = found else {
+            self.missing(interp, root, vec![path]);
+            return;
+        };
+        let why = Why::Interpreter {
+            of: root.to_path_buf(),
+        };
+        self.record(&path, &r, why);
+        self.glibc(i.glibc);
+        if let Some(so) = &i.soname {
+            p.names.insert(so.clone(), p.objs.len());
+        }
+        p.objs.push(Obj {
+            origin: parent(&path),
+            reached: path,
+            file: r.file,
+            info: i,
+            loader: None,
+        });
+    }
+
+    /// One `DT_NEEDED` entry `name` of object `i`: an object already
+    /// loaded under that name, or the one the search finds, with its
+    /// hwcaps variants.
+    fn needed(&mut self, name: &str, i: usize, abi: Abi, p: &mut Process) {
+        let by = p.objs[i].reached.clone();
+        let why = Why::Needed {
+            by: by.clone(),
+            name: name.to_string(),
+        };
+        if let Some(&k) = p.names.get(name) {
+            let (reached, file) = (p.objs[k].reached.clone(), p.objs[k].file.clone());
+            self.edge(&reached, &file, why);
+            return;
+        }
+        let (reached, resolved, variants) = match self.find(name, &p.objs, i, abi) {
+            Found::Lib {
+                reached,
+                resolved,
+                variants,
+            } => (reached, resolved, variants),
+            Found::Missing { searched } => return self.missing(name, &by, searched),
+        };
+        p.names.insert(name.to_string(), p.objs.len());
+        self.record(&reached, &resolved, why);
+        let mut add = vec![(reached.clone(), resolved)];
+        for (vp, vr) in variants {
+            let hw = Why::Hwcaps {
+                of: reached.clone(),
+            };
+            self.record(&vp, &vr, hw);
+            add.push((vp, vr));
+        }
+        for (path, r) in add {
+            let Ok(Binary::Elf(info)) = self.load(&r).as_deref().cloned() else {
+                continue;
+            };
+            self.glibc(info.glibc);
+            if let Some(so) = &info.soname {
+                p.names.entry(so.clone()).or_insert(p.objs.len());
+            }
+            p.objs.push(Obj {
+                origin: parent(&path),
+                reached: path,
+                file: r.file,
+                info,
+                loader: Some(i),
+            });
         }
     }
 
