@@ -12,7 +12,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -53,25 +53,9 @@ pub fn run(
         .map(|v| (v.name.as_str(), v.value.as_str()))
         .collect();
     let argv0 = &command.arguments[0];
-    let mut cmd = match jail {
-        None => {
-            let program = resolve_program(argv0, cwd, &env);
-            let mut cmd = Command::new(&program);
-            cmd.arg0(argv0)
-                .args(&command.arguments[1..])
-                .current_dir(cwd);
-            cmd
-        }
-        Some(jail) => match jail.command(&command.arguments, &env) {
-            Ok(cmd) => cmd,
-            Err(why) => {
-                let _ = writeln!(err, "recast: cannot run {argv0:?}: {why}");
-                return Ok(Finished {
-                    exit_code: 127,
-                    timed_out: false,
-                });
-            }
-        },
+    let mut cmd = match command_for(cwd, command, &env, jail) {
+        Ok(cmd) => cmd,
+        Err(why) => return Ok(cannot_run(&mut err, argv0, &why, 127)),
     };
     cmd.env_clear()
         .envs(env.iter().copied())
@@ -83,7 +67,7 @@ pub fn run(
         )
         .process_group(0);
 
-    let mut child = match spawn(&mut cmd) {
+    let child = match spawn(&mut cmd) {
         Ok(c) => c,
         // bwrap itself missing is the worker's fault, not the action's.
         Err(e) if jail.is_some() => {
@@ -95,15 +79,58 @@ pub fn run(
             } else {
                 127
             };
-            let _ = writeln!(err, "recast: cannot run {argv0:?}: {e}");
-            return Ok(Finished {
-                exit_code: code,
-                timed_out: false,
-            });
+            return Ok(cannot_run(&mut err, argv0, &e, code));
         }
     };
-    let pgid = child.id() as libc::pid_t;
+    let (status, timed_out) = wait_with_timeout(child, timeout);
+    let status = status.map_err(|e| RunError::Internal(format!("waiting for {argv0:?}: {e}")))?;
+    Ok(Finished {
+        exit_code: exit_code(status),
+        timed_out,
+    })
+}
 
+/// The process to start, before its environment and stdio: the program
+/// found as `execvp` would in `cwd`, or the jail's command. Err: why the
+/// jail cannot run it.
+fn command_for(
+    cwd: &Path,
+    command: &reapi::Command,
+    env: &[(&str, &str)],
+    jail: Option<&Jail>,
+) -> Result<Command, String> {
+    let Some(jail) = jail else {
+        let argv0 = &command.arguments[0];
+        let program = resolve_program(argv0, cwd, env);
+        let mut cmd = Command::new(&program);
+        cmd.arg0(argv0)
+            .args(&command.arguments[1..])
+            .current_dir(cwd);
+        return Ok(cmd);
+    };
+    jail.command(&command.arguments, env)
+}
+
+/// Ends a command that could not start as a shell would report it: `why`
+/// on its stderr, and `exit_code`.
+fn cannot_run(
+    err: &mut File,
+    argv0: &str,
+    why: &dyn std::fmt::Display,
+    exit_code: i32,
+) -> Finished {
+    let _ = writeln!(err, "recast: cannot run {argv0:?}: {why}");
+    Finished {
+        exit_code,
+        timed_out: false,
+    }
+}
+
+/// Waits for `child`, killing its whole process group at `timeout`, and
+/// in any case once it has exited: children left behind in the group
+/// (daemons, `cmd &`) go too. Also whether the timeout struck.
+fn wait_with_timeout(mut child: Child, timeout: Duration) -> (io::Result<ExitStatus>, bool) {
+    let pgid = child.id() as libc::pid_t;
     // A thread blocks in wait() so the timeout costs no polling latency.
     let (tx, rx) = mpsc::channel();
     let waiter = std::thread::spawn(move || {
@@ -120,20 +147,15 @@ pub fn run(
             )
         }
     };
-    // Children left behind in the group (daemons, `cmd &`) go too.
     kill_group(pgid);
     let _ = waiter.join();
-    let status = status.map_err(|e| RunError::Internal(format!("waiting for {argv0:?}: {e}")))?;
-    Ok(Finished {
-        exit_code: exit_code(status),
-        timed_out,
-    })
+    (status, timed_out)
 }
 
 /// Spawns, retrying briefly on ETXTBSY: another worker thread may have
 /// forked while an executable input of ours was still open for writing
 /// (being copied), and its child holds that descriptor until it execs.
-fn spawn(cmd: &mut Command) -> io::Result<std::process::Child> {
+fn spawn(cmd: &mut Command) -> io::Result<Child> {
     let mut delay = Duration::from_millis(2);
     for _ in 0..6 {
         match cmd.spawn() {

@@ -91,79 +91,14 @@ pub(super) fn merge(
         .iter()
         .map(|(raw, top)| meta_of(raw, top))
         .collect::<Result<Vec<_>, _>>()?;
+    check_one_release(&archives, &metas)?;
     let first = &metas[0];
-    for (m, (raw, _)) in metas.iter().zip(&archives) {
-        if m.release != first.release || m.commit != first.commit {
-            return Err(ArchiveError::Layout(format!(
-                "{} is rust {} ({}) but {} is rust {} ({}); pass tarballs of one release",
-                archives[0].0.source.display(),
-                first.release,
-                first.commit.as_deref().unwrap_or("no commit"),
-                raw.source.display(),
-                m.release,
-                m.commit.as_deref().unwrap_or("no commit"),
-            )));
-        }
-    }
-    let hosts: BTreeSet<&str> = metas
-        .iter()
-        .filter(|m| m.components.iter().any(|c| c == "rustc"))
-        .filter_map(|m| m.triple.as_deref())
-        .collect();
-    let names = || {
-        archives
-            .iter()
-            .map(|(r, _)| r.source.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let host = match hosts.len() {
-        1 => hosts.into_iter().next().unwrap_or_default().to_string(),
-        0 => {
-            return Err(ArchiveError::Layout(format!(
-                "no rustc component among {}: add rust-{}-<host>.tar.gz or rustc-{}-<host>.tar.gz",
-                names(),
-                first.release,
-                first.release
-            )));
-        }
-        _ => {
-            return Err(ArchiveError::Layout(format!(
-                "rustc for several hosts ({}) among {}: pass one host's rustc",
-                hosts.into_iter().collect::<Vec<_>>().join(", "),
-                names()
-            )));
-        }
-    };
+    let host = rustc_host(&archives, &metas)?;
     let sysroot = PathBuf::from(DIST_ROOT).join(format!("rust-{}-{host}", first.release));
     let (release, commit) = (first.release.clone(), first.commit.clone());
     let mut components = BTreeSet::new();
     for ((raw, top), meta) in archives.into_iter().zip(metas) {
-        let listed: BTreeSet<&str> = meta.components.iter().map(String::as_str).collect();
-        let source = raw.source.clone();
-        for (rel, node) in raw.entries {
-            let Ok(inner) = rel.strip_prefix(&top) else {
-                continue;
-            };
-            let mut parts = inner.iter();
-            let Some(comp) = parts.next().and_then(|c| c.to_str()) else {
-                continue;
-            };
-            let rest: PathBuf = parts.collect();
-            // Top-level files (install.sh, version) and the installer's
-            // own file lists are not part of the sysroot.
-            if !listed.contains(comp)
-                || rest.as_os_str().is_empty()
-                || rest == Path::new("manifest.in")
-            {
-                continue;
-            }
-            let node = match node {
-                Node::Dir { .. } => Node::dir(),
-                n => n,
-            };
-            insert(fs, &normalize(&sysroot.join(rest)), node, &source)?;
-        }
+        add_components(fs, raw, &top, &meta, &sysroot)?;
         components.extend(meta.components);
     }
     let targets = components
@@ -179,6 +114,89 @@ pub(super) fn merge(
         components: components.into_iter().collect(),
         targets,
     })
+}
+
+/// Refuses tarballs of different releases (or commits).
+fn check_one_release(archives: &[(Raw, PathBuf)], metas: &[Meta]) -> Result<(), ArchiveError> {
+    let first = &metas[0];
+    for (m, (raw, _)) in metas.iter().zip(archives) {
+        if m.release != first.release || m.commit != first.commit {
+            return Err(ArchiveError::Layout(format!(
+                "{} is rust {} ({}) but {} is rust {} ({}); pass tarballs of one release",
+                archives[0].0.source.display(),
+                first.release,
+                first.commit.as_deref().unwrap_or("no commit"),
+                raw.source.display(),
+                m.release,
+                m.commit.as_deref().unwrap_or("no commit"),
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The one host the tarballs hold a rustc for.
+fn rustc_host(archives: &[(Raw, PathBuf)], metas: &[Meta]) -> Result<String, ArchiveError> {
+    let hosts: BTreeSet<&str> = metas
+        .iter()
+        .filter(|m| m.components.iter().any(|c| c == "rustc"))
+        .filter_map(|m| m.triple.as_deref())
+        .collect();
+    let names = || {
+        archives
+            .iter()
+            .map(|(r, _)| r.source.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let release = &metas[0].release;
+    match hosts.len() {
+        1 => Ok(hosts.into_iter().next().unwrap_or_default().to_string()),
+        0 => Err(ArchiveError::Layout(format!(
+            "no rustc component among {}: add rust-{release}-<host>.tar.gz or rustc-{release}-<host>.tar.gz",
+            names(),
+        ))),
+        _ => Err(ArchiveError::Layout(format!(
+            "rustc for several hosts ({}) among {}: pass one host's rustc",
+            hosts.into_iter().collect::<Vec<_>>().join(", "),
+            names()
+        ))),
+    }
+}
+
+/// Puts the files of one tarball's listed components (under `top`) into
+/// `sysroot`.
+fn add_components(
+    fs: &mut ArchiveFs,
+    raw: Raw,
+    top: &Path,
+    meta: &Meta,
+    sysroot: &Path,
+) -> Result<(), ArchiveError> {
+    let listed: BTreeSet<&str> = meta.components.iter().map(String::as_str).collect();
+    let source = raw.source.clone();
+    for (rel, node) in raw.entries {
+        let Ok(inner) = rel.strip_prefix(top) else {
+            continue;
+        };
+        let mut parts = inner.iter();
+        let Some(comp) = parts.next().and_then(|c| c.to_str()) else {
+            continue;
+        };
+        let rest: PathBuf = parts.collect();
+        // Top-level files (install.sh, version) and the installer's
+        // own file lists are not part of the sysroot.
+        if !listed.contains(comp) || rest.as_os_str().is_empty() || rest == Path::new("manifest.in")
+        {
+            continue;
+        }
+        let node = match node {
+            Node::Dir { .. } => Node::dir(),
+            n => n,
+        };
+        insert(fs, &normalize(&sysroot.join(rest)), node, &source)?;
+    }
+    Ok(())
 }
 
 /// rustc from the merged sysroot.
