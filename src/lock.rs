@@ -1,10 +1,10 @@
-//! An exclusive advisory lock on a file (`flock(2)`), held until drop:
+//! An exclusive advisory lock on a file (`flock(2)`, through
+//! [`File::lock`]), held until drop:
 //! how concurrent recast processes take turns (starting the embedded
 //! server, uploading one toolchain once).
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd as _;
 use std::path::Path;
 
 /// An exclusive `flock` on a file, released on drop (or when the process
@@ -23,18 +23,16 @@ impl FileLock {
             .truncate(false)
             .write(true)
             .open(path)?;
-        // SAFETY: flock on a descriptor this function owns.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        file.lock()?;
         Ok(FileLock(file))
     }
 }
 
 impl Drop for FileLock {
     fn drop(&mut self) {
-        // SAFETY: as above; the descriptor is still open.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+        // Closing alone would not do: a child another thread forked holds
+        // a copy of the descriptor until it execs, and the lock with it.
+        let _ = self.0.unlock();
     }
 }
 

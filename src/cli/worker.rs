@@ -209,14 +209,12 @@ async fn signals(tx: tokio::sync::watch::Sender<bool>) -> anyhow::Result<()> {
     std::process::exit(1)
 }
 
+/// This machine's name (`gethostname`), or "recast-worker" when it has
+/// none or it is not UTF-8.
 fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // when the name fits.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(0);
-    match std::str::from_utf8(&buf[..end]) {
-        Ok(s) if ok && !s.is_empty() => s.to_string(),
+    let uname = rustix::system::uname();
+    match uname.nodename().to_str() {
+        Ok(s) if !s.is_empty() => s.to_string(),
         _ => "recast-worker".into(),
     }
 }

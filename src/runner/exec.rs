@@ -16,6 +16,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use rustix::process::{Pid, Signal};
+
 use super::RunError;
 use super::sandbox::Jail;
 use crate::proto::reapi;
@@ -130,7 +132,9 @@ fn cannot_run(
 /// in any case once it has exited: children left behind in the group
 /// (daemons, `cmd &`) go too. Also whether the timeout struck.
 fn wait_with_timeout(mut child: Child, timeout: Duration) -> (io::Result<ExitStatus>, bool) {
-    let pgid = child.id() as libc::pid_t;
+    // The child leads its own group (`process_group(0)`): its pid is the
+    // group's id.
+    let pgid = Pid::from_child(&child);
     // A thread blocks in wait() so the timeout costs no polling latency.
     let (tx, rx) = mpsc::channel();
     let waiter = std::thread::spawn(move || {
@@ -177,11 +181,10 @@ fn exit_code(status: ExitStatus) -> i32 {
     }
 }
 
-fn kill_group(pgid: libc::pid_t) {
-    // SAFETY: plain syscall; a group that is already gone yields ESRCH.
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
-    }
+/// SIGKILL to every process of group `pgid`; a group that is already
+/// gone (ESRCH) is fine.
+fn kill_group(pgid: Pid) {
+    let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
 }
 
 /// Where `argv0` is, as `execvp` would find it with the command's `PATH`:

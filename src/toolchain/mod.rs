@@ -138,9 +138,12 @@ impl FileSource for HostFs {
         let file = std::fs::File::open(path)?;
         let len = file.metadata()?.len();
         if len >= MAP_THRESHOLD {
-            // SAFETY: the map is read-only; a toolchain file changing while
-            // we read it would give wrong bytes, which the digest check of
-            // every later upload catches, not undefined behaviour we rely on.
+            // SAFETY: mapping is unsafe because the file may change under
+            // the `&[u8]` while it is mapped; no safe API maps a file. A
+            // toolchain file rewritten meanwhile gives wrong bytes, which
+            // the digest check of every later upload catches; one truncated
+            // meanwhile ends the process with SIGBUS. Neither is a result
+            // we rely on.
             let map = unsafe { memmap2::Mmap::map(&file)? };
             Ok(FileBytes::Mapped(map))
         } else {

@@ -16,10 +16,8 @@
 //! the index and the directory never disagree about what is stored. Reads go
 //! straight to the file system; a blob evicted under a reader reads as absent.
 
-use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -618,42 +616,30 @@ fn spread_subdirs(_dir: &Path) {}
 
 #[cfg(target_os = "linux")]
 fn spread_subdirs(dir: &Path) {
-    /// FS_TOPDIR_FL from linux/fs.h.
-    const TOPDIR: libc::c_int = 0x0002_0000;
+    use rustix::fs::{IFlags, ioctl_getflags, ioctl_setflags};
     let Ok(f) = File::open(dir) else { return };
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
-    let mut flags: libc::c_int = 0;
-    // SAFETY: `fd` is open for the duration, and both ioctls read or write
-    // one int (the kernel's size for these flags) through the pointer.
-    unsafe {
-        if libc::ioctl(fd, libc::FS_IOC_GETFLAGS, &mut flags) == 0 && flags & TOPDIR == 0 {
-            flags |= TOPDIR;
-            libc::ioctl(fd, libc::FS_IOC_SETFLAGS, &flags);
-        }
+    if let Ok(flags) = ioctl_getflags(&f)
+        && !flags.contains(IFlags::TOPDIR)
+    {
+        let _ = ioctl_setflags(&f, flags | IFlags::TOPDIR);
     }
 }
 
 /// Sets a file's atime to now without opening it (blobs are read-only, and
 /// relatime mounts would not record a plain read). Best effort.
 fn set_atime_now(path: &Path) {
-    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
-        return;
+    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, UTIME_NOW, UTIME_OMIT, utimensat};
+    let times = Timestamps {
+        last_access: Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_NOW,
+        },
+        last_modification: Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_OMIT,
+        },
     };
-    let times = [
-        libc::timespec {
-            tv_sec: 0,
-            tv_nsec: libc::UTIME_NOW,
-        },
-        libc::timespec {
-            tv_sec: 0,
-            tv_nsec: libc::UTIME_OMIT,
-        },
-    ];
-    // SAFETY: `c` is a valid NUL-terminated path and `times` has the two
-    // entries utimensat reads.
-    unsafe {
-        libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0);
-    }
+    let _ = utimensat(CWD, path, &times, AtFlags::empty());
 }
 
 #[cfg(test)]
