@@ -246,10 +246,13 @@ fn recast_builds_itself_through_recast_byte_identical_then_all_hits() {
     assert!(wrapped == plain, "the binary differs from a plain build's");
     let cold = stats(&cache);
     let remote = count(&cold, "remote_executions");
+    // Build scripts probe the compiler with crates that may not compile
+    // (autocfg, rustversion): those fail remotely and here alike.
+    let probes = count(&cold, "compile_errors");
     assert!(remote > 100, "the crate graph ran remotely: {cold}");
+    assert!(probes < 20, "{cold}");
     assert_eq!(count(&cold, "fallbacks"), 0, "{cold}");
     assert_eq!(count(&cold, "remote_false_failures"), 0, "{cold}");
-    assert_eq!(count(&cold, "compile_errors"), 0, "{cold}");
 
     cargo_clean(&ws);
     let t = std::time::Instant::now();
@@ -259,13 +262,19 @@ fn recast_builds_itself_through_recast_byte_identical_then_all_hits() {
     let warm = stats(&cache);
     assert_eq!(
         count(&warm, "cache_hits") - count(&cold, "cache_hits"),
-        remote,
+        remote - probes,
         "every unit that ran remotely hits: {warm}"
     );
-    assert_eq!(count(&warm, "remote_executions"), remote, "{warm}");
+    assert_eq!(
+        count(&warm, "remote_executions") - remote,
+        probes,
+        "only the failing probes run again: {warm}"
+    );
+    assert_eq!(count(&warm, "compile_errors"), 2 * probes, "{warm}");
     assert_eq!(count(&warm, "fallbacks"), 0, "{warm}");
+    assert_eq!(count(&warm, "remote_false_failures"), 0, "{warm}");
     eprintln!(
-        "recast through recast: plain {plain_secs:.1} s, cold {cold_secs:.1} s ({:.2}x), warm {warm_secs:.1} s ({:.2}x of cold); {remote} remote, {} hits, {} local",
+        "recast through recast: plain {plain_secs:.1} s, cold {cold_secs:.1} s ({:.2}x), warm {warm_secs:.1} s ({:.2}x of cold); {remote} remote ({probes} failing probes), {} hits, {} local",
         cold_secs / plain_secs,
         warm_secs / cold_secs,
         count(&warm, "cache_hits"),
