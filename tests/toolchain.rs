@@ -290,3 +290,34 @@ fn bad_compilers_get_a_clear_error() {
         "{err}"
     );
 }
+
+/// Regression: `recast toolchain inspect /usr/bin/gcc | head` panicked
+/// with "failed printing to stdout: Broken pipe". A reader that goes away
+/// ends every printing command quietly, as in coreutils.
+#[test]
+fn a_closed_pipe_ends_printing_commands_quietly() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let tmp = tempdir();
+    for args in [
+        &["toolchain", "inspect", "/usr/bin/gcc"][..],
+        &["toolchain", "package", "--compiler", "gcc", "--list"],
+        &["platform", "list"],
+    ] {
+        let mut child = recast_with_cache(tmp.path(), args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader is gone before the command prints a line.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+        assert!(
+            out.status.success() || out.status.signal() == Some(13),
+            "{args:?}: {:?} {stderr}",
+            out.status
+        );
+    }
+}

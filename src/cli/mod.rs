@@ -90,6 +90,9 @@ pub fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     init_logging("warn");
+    if !matches!(cli.command, Command::Serve(_) | Command::Worker(_)) {
+        quiet_on_closed_pipe();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -134,6 +137,18 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 pub use crate::session::{connect, connect_with};
+
+/// A command whose reader goes away (`recast toolchain inspect … | head`)
+/// ends quietly, as coreutils and ripgrep do, instead of panicking in
+/// `println!`: SIGPIPE gets its default action back (Rust ignores it).
+/// Servers keep ignoring it: a client that hangs up must not stop them.
+fn quiet_on_closed_pipe() {
+    // SAFETY: `signal` with SIG_DFL installs no handler code, and this
+    // runs before the process starts any thread.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
 
 /// Logs to stderr as `RECAST_LOG` says, else at `default`.
 fn init_logging(default: &str) {
