@@ -7,8 +7,8 @@
 
 use prost::Message as _;
 
-use crate::cas::Digest;
 use crate::cas::store::StoreError;
+use crate::cas::{Digest, missing};
 use crate::proto::{reapi, rpc};
 
 /// Why a request failed, by gRPC code.
@@ -20,7 +20,7 @@ pub enum ServiceError {
     NotFound(String),
     /// Blobs the request needs are not in the CAS: FAILED_PRECONDITION with
     /// a `PreconditionFailure` naming each, so a client can upload them.
-    #[error("{} blob(s) missing from the CAS: {}", .0.len(), subjects(.0))]
+    #[error("{}", missing::describe(.0))]
     MissingBlobs(Vec<Digest>),
     #[error("{0}")]
     FailedPrecondition(String),
@@ -36,19 +36,6 @@ pub enum ServiceError {
     /// status is passed on as it came.
     #[error("request stream failed: {}", .0.message())]
     Stream(tonic::Status),
-}
-
-const PRECONDITION_FAILURE_URL: &str = "type.googleapis.com/google.rpc.PreconditionFailure";
-
-/// The REAPI spelling of a missing blob in a `PreconditionFailure`.
-pub fn missing_subject(d: &Digest) -> String {
-    format!("blobs/{}/{}", d.hex(), d.size())
-}
-
-fn subjects(ds: &[Digest]) -> String {
-    let shown: Vec<String> = ds.iter().take(5).map(missing_subject).collect();
-    let more = if ds.len() > 5 { ", …" } else { "" };
-    format!("{}{more}", shown.join(", "))
 }
 
 impl ServiceError {
@@ -71,32 +58,14 @@ impl ServiceError {
     /// As a `google.rpc.Status` (for batch entries and `ExecuteResponse`),
     /// with the `PreconditionFailure` detail for missing blobs.
     pub fn to_rpc_status(&self) -> rpc::Status {
-        let details = match self {
-            ServiceError::MissingBlobs(ds) => vec![precondition_failure(ds)],
-            _ => Vec::new(),
-        };
-        rpc::Status {
-            code: self.code() as i32,
-            message: self.to_string(),
-            details,
+        match self {
+            ServiceError::MissingBlobs(ds) => missing::status(ds),
+            _ => rpc::Status {
+                code: self.code() as i32,
+                message: self.to_string(),
+                details: Vec::new(),
+            },
         }
-    }
-}
-
-fn precondition_failure(ds: &[Digest]) -> prost_types::Any {
-    let pf = rpc::PreconditionFailure {
-        violations: ds
-            .iter()
-            .map(|d| rpc::precondition_failure::Violation {
-                r#type: "MISSING".into(),
-                subject: missing_subject(d),
-                description: String::new(),
-            })
-            .collect(),
-    };
-    prost_types::Any {
-        type_url: PRECONDITION_FAILURE_URL.into(),
-        value: pf.encode_to_vec(),
     }
 }
 
@@ -171,7 +140,7 @@ mod tests {
         let s = ServiceError::MissingBlobs(vec![d]).to_rpc_status();
         assert_eq!(s.code, tonic::Code::FailedPrecondition as i32);
         assert_eq!(s.details.len(), 1);
-        assert_eq!(s.details[0].type_url, PRECONDITION_FAILURE_URL);
+        assert_eq!(s.details[0].type_url, missing::PRECONDITION_FAILURE_URL);
         let pf = rpc::PreconditionFailure::decode(s.details[0].value.as_slice()).unwrap();
         assert_eq!(pf.violations[0].r#type, "MISSING");
         assert_eq!(pf.violations[0].subject, format!("blobs/{}/1", d.hex()));

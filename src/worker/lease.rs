@@ -94,7 +94,7 @@ impl Outcome {
     pub fn missing(ds: &[Digest]) -> Outcome {
         Outcome {
             result: None,
-            status: crate::server::ServiceError::MissingBlobs(ds.to_vec()).to_rpc_status(),
+            status: crate::cas::missing::status(ds),
         }
     }
 
