@@ -14,10 +14,11 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::cas::{BlobSource, changed};
+use super::cas::changed;
 use super::retry::{CallKind, MAX_ATTEMPTS, backoff_delay, is_retryable, retry};
 use super::{Blob, Client, RemoteError};
 use crate::cas::Digest;
+use crate::cas::blob::BlobSource;
 use crate::cas::resource;
 use crate::proto::bytestream::{ReadRequest, WriteRequest};
 

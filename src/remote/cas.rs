@@ -16,6 +16,7 @@ use futures::{FutureExt, StreamExt, TryStreamExt};
 use super::retry::{CallKind, retry};
 use super::{Client, RemoteError};
 use crate::cas::Digest;
+use crate::cas::blob::{Blob, BlobSource};
 use crate::proto::reapi;
 
 /// Digests per FindMissingBlobs request (about 80 bytes each on the wire).
@@ -33,56 +34,16 @@ const MAX_BATCH_ENTRIES: usize = 2_000;
 /// Blobs smaller than this are not worth compressing.
 const MIN_COMPRESS: u64 = 1024;
 
-/// Where an upload's bytes come from.
-#[derive(Clone, Debug)]
-pub enum BlobSource {
-    Bytes(Vec<u8>),
-    /// A file whose content hashed to the blob's digest.
-    File(PathBuf),
-}
-
-/// A blob to upload: its digest and where to read it.
-#[derive(Clone, Debug)]
-pub struct Blob {
-    pub digest: Digest,
-    pub source: BlobSource,
-}
-
-impl Blob {
-    pub fn from_bytes(data: Vec<u8>) -> Blob {
-        Blob {
-            digest: Digest::of_bytes(&data),
-            source: BlobSource::Bytes(data),
-        }
-    }
-
-    /// A message, encoded as the digest sees it.
-    pub fn from_message<M: prost::Message>(msg: &M) -> Blob {
-        let (digest, bytes) = Digest::of_message(msg);
-        Blob {
-            digest,
-            source: BlobSource::Bytes(bytes),
-        }
-    }
-
-    pub fn file(digest: Digest, path: impl Into<PathBuf>) -> Blob {
-        Blob {
-            digest,
-            source: BlobSource::File(path.into()),
-        }
-    }
-
-    /// The whole content, checked to still have the size it was hashed at.
-    pub(crate) fn load(&self) -> Result<Vec<u8>, RemoteError> {
-        match &self.source {
-            BlobSource::Bytes(b) => Ok(b.clone()),
-            BlobSource::File(path) => {
-                let data = std::fs::read(path).map_err(|e| RemoteError::io(path, e))?;
-                if data.len() as u64 != self.digest.size() {
-                    return Err(changed(path));
-                }
-                Ok(data)
+/// A blob's whole content, checked to still have the size it was hashed at.
+fn load(blob: &Blob) -> Result<Vec<u8>, RemoteError> {
+    match &blob.source {
+        BlobSource::Bytes(b) => Ok(b.clone()),
+        BlobSource::File(path) => {
+            let data = std::fs::read(path).map_err(|e| RemoteError::io(path, e))?;
+            if data.len() as u64 != blob.digest.size() {
+                return Err(changed(path));
             }
+            Ok(data)
         }
     }
 }
@@ -245,7 +206,7 @@ impl Client {
             batch
                 .iter()
                 .map(|b| {
-                    let data = b.load()?;
+                    let data = load(b)?;
                     let compressed = if zstd { maybe_compress(&data) } else { None };
                     let (data, compressor) = match compressed {
                         Some(c) => (c, reapi::compressor::Value::Zstd),

@@ -33,8 +33,9 @@ use std::sync::Arc;
 
 use tonic::transport::Channel;
 
+pub use crate::cas::blob::{Blob, BlobSource};
 pub use capabilities::{ApiVersion, ServerCaps, SymlinkStrategy};
-pub use cas::{Blob, BlobSource, UploadStats};
+pub use cas::UploadStats;
 pub use channel::ServerUrl;
 pub use error::{RemoteError, code_name};
 pub use outputs::{OutputStats, write_outputs, write_outputs_in};

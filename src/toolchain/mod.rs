@@ -25,7 +25,7 @@ use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
 use crate::cas::Digest;
-use crate::remote::BlobSource;
+use crate::cas::blob::BlobSource;
 
 /// What kind of thing a path is, without following a final symlink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
