@@ -139,6 +139,10 @@ fn an_action_past_its_timeout_ends_with_deadline_exceeded() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("DEADLINE_EXCEEDED"), "{err}");
     assert!(
+        err.contains("timed out after 1s") && err.contains("--timeout-action"),
+        "the limit and how to change it: {err}"
+    );
+    assert!(
         String::from_utf8_lossy(&out.stdout).contains("started"),
         "partial stdout replayed"
     );

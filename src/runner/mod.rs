@@ -49,10 +49,48 @@ pub enum RunError {
     MissingBlobs(Vec<Digest>),
     #[error("invalid action: {0}")]
     InvalidArgument(String),
-    #[error("action timed out")]
-    Timeout { partial: Box<reapi::ActionResult> },
+    #[error("action timed out after {limit}")]
+    Timeout {
+        partial: Box<reapi::ActionResult>,
+        limit: TimeLimit,
+    },
     #[error("worker error: {0}")]
     Internal(String),
+}
+
+/// An action's time limit and where it came from, so that the message
+/// when it strikes says what to change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeLimit {
+    /// The `timeout` the client set in the Action.
+    Action(Duration),
+    /// The runner's default for an Action that sets none, and the most an
+    /// Action may ask for.
+    Default { limit: Duration, max: Duration },
+}
+
+impl TimeLimit {
+    /// How long the command may run.
+    pub fn duration(&self) -> Duration {
+        match self {
+            TimeLimit::Action(d) | TimeLimit::Default { limit: d, .. } => *d,
+        }
+    }
+}
+
+impl std::fmt::Display for TimeLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TimeLimit::Action(d) => write!(
+                f,
+                "{d:?}, the timeout the client set in the Action; raise it there (`recast run --timeout-action SECS`)"
+            ),
+            TimeLimit::Default { limit, max } => write!(
+                f,
+                "{limit:?}, the default for an Action that sets no timeout; have the client set one, up to {max:?} (`recast run --timeout-action SECS`)"
+            ),
+        }
+    }
 }
 
 fn list(ds: &[Digest]) -> String {
@@ -99,7 +137,7 @@ pub fn run_action_in(
     validate_command(command)?;
     let input_root = Digest::from_proto_opt(action.input_root_digest.as_ref())
         .map_err(|e| RunError::InvalidArgument(format!("input_root_digest: {e}")))?;
-    let timeout = effective_timeout(action.timeout.as_ref(), cfg)?;
+    let limit = effective_timeout(action.timeout.as_ref(), cfg)?;
 
     let scratch = materialize::Scratch::create(&cfg.work_dir)?;
     let fetch_start = SystemTime::now();
@@ -133,7 +171,7 @@ pub fn run_action_in(
         command,
         &scratch.stdout,
         &scratch.stderr,
-        timeout,
+        limit.duration(),
         jail.as_ref(),
     )?;
     let exec_done = SystemTime::now();
@@ -166,6 +204,7 @@ pub fn run_action_in(
     if finished.timed_out {
         return Err(RunError::Timeout {
             partial: Box::new(result),
+            limit,
         });
     }
     Ok(result)
@@ -177,9 +216,13 @@ pub fn run_action_in(
 fn effective_timeout(
     t: Option<&prost_types::Duration>,
     cfg: &RunnerConfig,
-) -> Result<Duration, RunError> {
+) -> Result<TimeLimit, RunError> {
+    let default = TimeLimit::Default {
+        limit: cfg.default_timeout.min(cfg.max_timeout),
+        max: cfg.max_timeout,
+    };
     let Some(t) = t else {
-        return Ok(cfg.default_timeout.min(cfg.max_timeout));
+        return Ok(default);
     };
     if t.seconds < 0 || t.nanos < 0 {
         return Err(RunError::InvalidArgument(format!(
@@ -189,7 +232,7 @@ fn effective_timeout(
     }
     let asked = Duration::new(t.seconds as u64, 0) + Duration::from_nanos(t.nanos as u64);
     if asked.is_zero() {
-        return Ok(cfg.default_timeout.min(cfg.max_timeout));
+        return Ok(default);
     }
     if asked > cfg.max_timeout {
         return Err(RunError::InvalidArgument(format!(
@@ -197,7 +240,7 @@ fn effective_timeout(
             cfg.max_timeout
         )));
     }
-    Ok(asked)
+    Ok(TimeLimit::Action(asked))
 }
 
 /// Validate a Command before running: arguments present, environment

@@ -303,12 +303,13 @@ fn timeout_kills_the_whole_group_quickly() {
         )
         .unwrap_err();
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
-    let RunError::Timeout { partial } = err else {
+    let RunError::Timeout { partial, limit } = err else {
         panic!("{err:?}")
     };
     assert_eq!(f.text(&partial.stdout_digest), "started\n");
     assert_eq!(partial.exit_code, 128 + libc::SIGKILL);
     assert_eq!(f.scratch_left(), 0);
+    assert_eq!(limit, TimeLimit::Action(Duration::from_millis(500)));
 }
 
 #[test]
@@ -325,6 +326,11 @@ fn timeouts_default_and_refuse_over_the_maximum() {
     let err = run_action(&f.store, &cfg, &action, &sh("sleep 100")).unwrap_err();
     assert!(matches!(err, RunError::Timeout { .. }), "{err:?}");
     assert!(t0.elapsed() < Duration::from_secs(10));
+    let message = err.to_string();
+    assert!(
+        message.contains("after 300ms") && message.contains("default"),
+        "{message}"
+    );
 
     let too_long = prost_types::Duration {
         seconds: 601,

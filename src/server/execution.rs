@@ -249,7 +249,7 @@ fn run_error(e: RunError) -> ServiceError {
     match e {
         RunError::MissingBlobs(ds) => ServiceError::MissingBlobs(ds),
         RunError::InvalidArgument(m) => ServiceError::InvalidArgument(m),
-        RunError::Timeout { .. } => ServiceError::DeadlineExceeded("action timed out".into()),
+        e @ RunError::Timeout { .. } => ServiceError::DeadlineExceeded(e.to_string()),
         RunError::Internal(m) => ServiceError::Internal(m),
     }
 }
@@ -324,9 +324,9 @@ impl Core {
                 result: Some(result),
                 ..Default::default()
             },
-            Ok(Err(RunError::Timeout { partial })) => {
+            Ok(Err(RunError::Timeout { partial, limit })) => {
                 let e = ServiceError::DeadlineExceeded(format!(
-                    "action {action_digest} exceeded its timeout"
+                    "action {action_digest} timed out after {limit}"
                 ));
                 reapi::ExecuteResponse {
                     result: Some(*partial),

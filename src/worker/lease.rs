@@ -109,11 +109,11 @@ impl Outcome {
             Err(e @ RunError::InvalidArgument(_)) => {
                 Outcome::error(tonic::Code::InvalidArgument, e.to_string())
             }
-            Err(RunError::Timeout { partial }) => Outcome {
+            Err(RunError::Timeout { partial, limit }) => Outcome {
                 result: Some(*partial),
                 status: rpc::Status {
                     code: tonic::Code::DeadlineExceeded as i32,
-                    message: "action timed out".into(),
+                    message: format!("action timed out after {limit}"),
                     details: Vec::new(),
                 },
             },
@@ -289,6 +289,7 @@ impl Book {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runner::TimeLimit;
 
     fn action_any(a: &reapi::Action) -> prost_types::Any {
         prost_types::Any {
@@ -481,8 +482,14 @@ mod tests {
         assert!(o.result.is_none());
         let o = Outcome::from_run(Err(RunError::Timeout {
             partial: Box::new(result(137)),
+            limit: TimeLimit::Action(std::time::Duration::from_secs(30)),
         }));
         assert_eq!(o.status.code, Code::DeadlineExceeded as i32);
+        assert!(
+            o.status.message.contains("after 30s") && o.status.message.contains("--timeout-action"),
+            "{}",
+            o.status.message
+        );
         assert_eq!(o.result.unwrap().exit_code, 137);
         let o = Outcome::from_run(Err(RunError::Internal("disk".into())));
         assert_eq!(o.status.code, Code::Internal as i32);
