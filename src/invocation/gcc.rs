@@ -175,6 +175,8 @@ pub enum Local {
     Modules(String),
     #[error("-Xclang {0} loads a compiler plugin")]
     CompilerPlugin(String),
+    #[error("{0} tunes the code for this machine's CPU, which a worker may not have")]
+    NativeCpu(String),
     #[error("{0} is not supported remotely")]
     UnsupportedFlag(String),
     #[error("bad argument: {0}")]
@@ -202,6 +204,7 @@ impl Local {
             Local::ExtraOutput(_) => "extra_output",
             Local::Modules(_) => "modules",
             Local::CompilerPlugin(_) => "compiler_plugin",
+            Local::NativeCpu(_) => "native_cpu",
             Local::UnsupportedFlag(_) => "unsupported_flag",
             Local::BadArgument(_) => "bad_argument",
         }
@@ -725,6 +728,7 @@ fn local(why: Why, flag: &str) -> Local {
         Why::VersionQuery => Local::VersionQuery(flag.into()),
         Why::ExtraOutput => Local::ExtraOutput(flag.into()),
         Why::Modules => Local::Modules(flag.into()),
+        Why::NativeCpu => Local::NativeCpu(flag.into()),
         Why::Unsupported => Local::UnsupportedFlag(flag.into()),
     }
 }

@@ -81,6 +81,7 @@ pub(super) enum Why {
     VersionQuery,
     ExtraOutput,
     Modules,
+    NativeCpu,
     Unsupported,
 }
 
@@ -147,6 +148,10 @@ pub(super) static ROWS: &[Row] = rows! {
     "-M" Flag Local(PreprocessOnly);
     "-MM" Flag Local(PreprocessOnly);
     "-fsyntax-only" Flag Local(SyntaxOnly);
+    // The driver asks this machine's CPU: a worker's may differ.
+    "-march=native" Flag Local(NativeCpu);
+    "-mcpu=native" Flag Local(NativeCpu);
+    "-mtune=native" Flag Local(NativeCpu);
     "-o" JoinedOrSeparate Output;
     "-x" JoinedOrSeparate Language;
     "-emit-llvm" Flag Local(Unsupported);

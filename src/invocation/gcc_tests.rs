@@ -332,6 +332,19 @@ fn flag_table_rows_mean_what_they_say() {
 }
 
 #[test]
+fn tuning_for_this_machines_cpu_runs_here() {
+    for flag in ["-march=native", "-mcpu=native", "-mtune=native"] {
+        let line = format!("-O2 {flag} -c a.c");
+        assert_eq!(
+            parse_line(&line, CFamily::Gcc),
+            Err(Local::NativeCpu(flag.into())),
+            "{line}"
+        );
+    }
+    assert!(parse_line("-O2 -march=x86-64-v3 -c a.c", CFamily::Gcc).is_ok());
+}
+
+#[test]
 fn local_reasons_have_distinct_stats_keys() {
     let all = [
         Local::PreprocessOnly,
@@ -352,6 +365,7 @@ fn local_reasons_have_distinct_stats_keys() {
         Local::ExtraOutput(String::new()),
         Local::Modules(String::new()),
         Local::CompilerPlugin(String::new()),
+        Local::NativeCpu(String::new()),
         Local::UnsupportedFlag(String::new()),
         Local::BadArgument(String::new()),
     ];

@@ -78,6 +78,11 @@ impl family::Driver for Driver {
             l.as_str()
         })?;
         let zig = matches!(self, Driver::Zig);
+        // Without -target, zig compiles for this machine: its CPU and its
+        // C library, found by running this machine's `cc`.
+        if zig && c.target.as_deref().is_none_or(|t| t == "native") {
+            return Err("zig_native_target");
+        }
         let names = COMPILER_ENV.iter().chain(LOCALE_ENV.iter()).chain(if zig {
             &ZIG_ENV[..]
         } else {

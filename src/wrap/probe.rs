@@ -21,7 +21,7 @@ use crate::action::{self, CommandSpec, Features};
 use crate::cas::Digest;
 use crate::cas::tree::{self, Entry};
 use crate::remote::{self, ActionRun, Blob, Client};
-use crate::toolchain::{HostFs, listing::Listing};
+use crate::toolchain::{HostFs, inspect, listing::Listing};
 
 /// How long an answer is trusted.
 const TTL_SECS: u64 = 3600;
@@ -47,48 +47,43 @@ fn answer_path(cache_dir: &Path, client: &Client, platform: &[(String, String)])
         .join(format!("{}.json", &d.hex()[..32]))
 }
 
-/// The probe action for `tool`'s loader, or `None` when the toolchain
-/// has none (a static or non-ELF compiler).
+/// The probe action for `tool`'s loader, or `None` when there is none to
+/// run: a static toolchain (zig) borrows this machine's loader and C
+/// library when it is for this machine's platform.
 fn probe_action(
     tool: &Tool,
     platform: &[(String, String)],
     features: Features,
 ) -> Option<Prepared> {
     let m = tool.manifest();
-    let loader = m.interpreter.as_ref()?;
-    let entry_digest = tool.file_digest(&m.entry)?;
-    let (mut entries, blobs) = match tool {
-        Tool::Local(bundle) => {
-            let mut listing = Listing::new();
-            let real_loader = listing
-                .add_path(&HostFs, &Path::new("/").join(loader))
-                .ok()?;
-            let real_entry = listing
-                .add_path(&HostFs, &Path::new("/").join(&m.entry))
-                .ok()?;
-            let (entries, _) = listing.entries(&bundle.files);
-            let blobs = [real_loader, real_entry]
-                .iter()
-                .filter_map(|p| bundle.files.get(p).map(|d| Blob::file(*d, p)))
-                .collect();
-            (entries, blobs)
+    let (loader, mut entries, blobs, subject) = match (tool, &m.interpreter) {
+        (Tool::Local(bundle), Some(loader)) => {
+            let subject = tool.file_digest(&m.entry)?;
+            let (entries, blobs) = local_files(&bundle.files, &[Path::new("/").join(loader)])?;
+            (loader.clone(), entries, blobs, subject)
+        }
+        (Tool::Local(_), None) => {
+            let (loader, libc) = own_loader()?;
+            let (entries, blobs) =
+                local_files(&Default::default(), &[loader.clone(), libc.clone()])?;
+            let subject = crate::cas::hash::digest_file(&libc).ok()?;
+            let loader = loader.to_string_lossy().trim_start_matches('/').to_string();
+            (loader, entries, blobs, subject)
         }
         // Everything is on the server already; the whole tree resolves the
         // loader's links.
-        Tool::Registry { entries, .. } => (entries.clone(), Vec::new()),
+        (Tool::Registry { entries, .. }, Some(loader)) => (
+            loader.clone(),
+            entries.clone(),
+            Vec::new(),
+            tool.file_digest(&m.entry)?,
+        ),
+        (Tool::Registry { .. }, None) => return None,
     };
-    entries.push(Entry::file(
-        format!("{PROBE_DIR}/probe"),
-        entry_digest,
-        true,
-    ));
+    entries.push(Entry::file(format!("{PROBE_DIR}/probe"), subject, true));
     let tree = tree::build(&entries).ok()?;
     let spec = CommandSpec {
-        arguments: vec![
-            loader.clone(),
-            "--verify".into(),
-            format!("/{PROBE_DIR}/probe"),
-        ],
+        arguments: vec![loader, "--verify".into(), format!("/{PROBE_DIR}/probe")],
         env: Default::default(),
         outputs: Vec::new(),
         working_directory: String::new(),
@@ -113,6 +108,44 @@ fn probe_action(
         outputs: Vec::new(),
         landing: Default::default(),
     })
+}
+
+/// The tree entries and blobs of this machine's `files` (with the links
+/// met on the way), digests from `known` or hashed here.
+fn local_files(
+    known: &std::collections::BTreeMap<PathBuf, Digest>,
+    files: &[PathBuf],
+) -> Option<(Vec<Entry>, Vec<Blob>)> {
+    let mut listing = Listing::new();
+    let mut digests = std::collections::BTreeMap::new();
+    for f in files {
+        let real = listing.add_path(&HostFs, f).ok()?;
+        let d = match known.get(&real) {
+            Some(d) => *d,
+            None => crate::cas::hash::digest_file(&real).ok()?,
+        };
+        digests.insert(real, d);
+    }
+    let (entries, _) = listing.entries(&digests);
+    let blobs = digests.iter().map(|(p, d)| Blob::file(*d, p)).collect();
+    Some((entries, blobs))
+}
+
+/// This machine's ELF loader and C library, as recast itself runs with.
+fn own_loader() -> Option<(PathBuf, PathBuf)> {
+    let exe = std::env::current_exe().ok()?;
+    let c = inspect::closure(&HostFs, &[exe], &inspect::ClosureOptions::default()).ok()?;
+    let mut loader = None;
+    let mut libc = None;
+    for (path, entry) in &c.files {
+        let name = path.file_name()?.to_string_lossy();
+        match &entry.why {
+            inspect::Why::Interpreter { .. } => loader = Some(path.clone()),
+            inspect::Why::Needed { .. } if name.starts_with("libc.so") => libc = Some(path.clone()),
+            _ => {}
+        }
+    }
+    Some((loader?, libc?))
 }
 
 /// Whether `client`'s workers for `platform` run actions with the input

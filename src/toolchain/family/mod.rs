@@ -19,6 +19,7 @@ mod paths;
 mod rustc;
 #[cfg(test)]
 mod tests;
+mod zig;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -31,6 +32,7 @@ use super::{FileSource, HostFs};
 pub use clang::{parse_clang_version, parse_resource_dir, parse_selected_gcc_installation};
 pub use gcc::{ConfiguredWith, parse_configured_with, parse_prog_name, parse_search_dirs};
 pub use rustc::{RustcVersion, parse_rustc_vv, rustc_from_sysroot};
+pub use zig::{ZigEnv, parse_zig_env, plain_triple};
 
 /// A compiler family recast knows how to package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -39,6 +41,12 @@ pub enum Family {
     Gcc,
     Clang,
     Rustc,
+    Zig,
+}
+
+impl Family {
+    /// Every family, for messages that list them.
+    pub const ALL: [Family; 4] = [Family::Gcc, Family::Clang, Family::Rustc, Family::Zig];
 }
 
 impl std::fmt::Display for Family {
@@ -47,6 +55,7 @@ impl std::fmt::Display for Family {
             Family::Gcc => "gcc",
             Family::Clang => "clang",
             Family::Rustc => "rustc",
+            Family::Zig => "zig",
         })
     }
 }
@@ -116,8 +125,9 @@ pub struct Contents {
 #[derive(Debug, thiserror::Error)]
 pub enum FamilyError {
     #[error(
-        "{}: not a compiler recast knows (gcc, g++, clang, clang++, rustc); asked for its version it answered {output:?}; pass the compiler itself, e.g. /usr/bin/gcc",
-        path.display()
+        "{}: not a compiler recast knows ({}); asked for its version it answered {output:?}; pass the compiler itself, e.g. /usr/bin/gcc",
+        path.display(),
+        Family::ALL.map(|f| f.to_string()).join(", ")
     )]
     NotACompiler { path: PathBuf, output: String },
     #[error("could not run {} {}: {source}; check that it exists and is executable", path.display(), args.join(" "))]
@@ -196,6 +206,13 @@ pub fn detect(compiler: &Path, version_output: &str) -> Option<Family> {
     if first.starts_with("rustc ") || text.lines().any(|l| l.trim() == "binary: rustc") {
         return Some(Family::Rustc);
     }
+    // zig has no --version: it answers with its usage.
+    if text
+        .lines()
+        .any(|l| l.trim_start_matches("info: ").starts_with("Usage: zig "))
+    {
+        return Some(Family::Zig);
+    }
     // "clang version 14.0.6", "Debian clang version …", "Apple clang version …".
     if text.lines().any(|l| l.contains("clang version ")) {
         return Some(Family::Clang);
@@ -267,6 +284,7 @@ pub fn probe_with(
         Some(Family::Gcc) if version.code == Some(0) => gcc::probe(fs, &ask, opts, &text),
         Some(Family::Clang) if version.code == Some(0) => clang::probe(fs, &ask, opts, &text),
         Some(Family::Rustc) if version.code == Some(0) => rustc::probe(fs, &ask, opts),
+        Some(Family::Zig) => zig::probe(fs, &ask, opts),
         _ => Err(FamilyError::NotACompiler {
             path: compiler.to_path_buf(),
             output: text.trim().chars().take(200).collect(),
