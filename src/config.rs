@@ -105,6 +105,24 @@ impl Env {
     }
 }
 
+/// What a command reads of the outside world, read once at its start:
+/// the process environment and the config file.
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    pub env: Env,
+    pub file: FileConfig,
+}
+
+impl Sources {
+    /// The process environment, and the config file it names (or the
+    /// default one); an unreadable or invalid file is an error.
+    pub fn read() -> Result<Sources, ConfigError> {
+        let env = Env::from_process();
+        let file = load_file(config_path(&env).as_deref())?;
+        Ok(Sources { env, file })
+    }
+}
+
 /// The config file, `config.toml`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -54,10 +54,11 @@ impl Report {
     }
 }
 
-pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: DoctorArgs, sources: &crate::config::Sources) -> anyhow::Result<ExitCode> {
     let mut report = Report::default();
     let resolved =
-        match cli_platform::resolve_host(args.platform_profile.as_deref(), &args.platform) {
+        match cli_platform::resolve_host(sources, args.platform_profile.as_deref(), &args.platform)
+        {
             Ok(r) => {
                 report.ok(&format!(
                     "platform: {} (profile {})",
@@ -74,7 +75,7 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
             }
         };
 
-    let client = match super::connect(&args.remote).await {
+    let client = match super::connect(&args.remote, sources).await {
         Ok(c) => c,
         Err(e) => {
             report.fail(&format!("connect: {e:#}"), &connect_todo());

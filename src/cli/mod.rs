@@ -21,7 +21,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, Env};
+use crate::config;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -103,7 +103,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    match runtime.block_on(async {
+        let sources = config::Sources::read()?;
+        dispatch(cli.command, &sources).await
+    }) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("recast: error: {e:#}");
@@ -112,31 +115,31 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+/// Runs one command with the environment and config file read once.
+async fn dispatch(command: Command, sources: &config::Sources) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(args, sources).await,
         Command::Run(args) => {
-            let client = connect(&args.remote).await?;
-            run::run(args, client).await
+            let client = connect(&args.remote, sources).await?;
+            run::run(args, client, sources).await
         }
         Command::Capabilities(args) => {
-            let client = connect(&args.remote).await?;
+            let client = connect(&args.remote, sources).await?;
             capabilities::run(args, client).await
         }
-        Command::Platform(args) => platform::run(args),
-        Command::Doctor(args) => doctor::run(args).await,
-        Command::Worker(args) => worker::run(args).await,
-        Command::Toolchain(args) => toolchain::run(args).await,
-        Command::Stats(args) => stats::run(args),
+        Command::Platform(args) => platform::run(args, sources),
+        Command::Doctor(args) => doctor::run(args, sources).await,
+        Command::Worker(args) => worker::run(args, sources).await,
+        Command::Toolchain(args) => toolchain::run(args, sources).await,
+        Command::Stats(args) => stats::run(args, sources),
         Command::StopServer => {
-            let env = Env::from_process();
-            let dir = config::cache_dir(&env)?;
+            let dir = config::cache_dir(&sources.env)?;
             crate::session::embedded::stop(&dir)
         }
     }
 }
 
-pub use crate::session::{connect, connect_with};
+pub use crate::session::connect;
 
 /// A command whose reader goes away (`recast toolchain inspect … | head`)
 /// ends quietly, as coreutils and ripgrep do, instead of panicking in

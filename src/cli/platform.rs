@@ -12,7 +12,7 @@ use anyhow::Context as _;
 
 use target_lexicon::{Architecture, OperatingSystem};
 
-use crate::config::{self, Env};
+use crate::config;
 use crate::platform::{self, Platform, Profile};
 
 #[derive(clap::Args, Debug)]
@@ -61,25 +61,43 @@ pub use crate::platform::Resolved;
 /// Resolves the profile and properties (flag > env > config > default)
 /// for an execution platform running `os` on `arch`.
 pub fn resolve(
+    sources: &config::Sources,
     profile_flag: Option<&str>,
     property_flags: &[String],
     os: &OperatingSystem,
     arch: &Architecture,
 ) -> anyhow::Result<Resolved> {
-    let env = Env::from_process();
-    let file = config::load_file(config::config_path(&env).as_deref())?;
-    let cfg = config::resolve_platform(profile_flag, property_flags, &env, &file)?;
+    let cfg = config::resolve_platform(profile_flag, property_flags, &sources.env, &sources.file)?;
     Ok(platform::resolve(&cfg.profile, &cfg.properties, os, arch)?)
+}
+
+/// [`resolve`] for a host named as a toolchain manifest names it.
+pub fn resolve_named(
+    sources: &config::Sources,
+    profile_flag: Option<&str>,
+    property_flags: &[String],
+    os: &str,
+    arch: &str,
+) -> anyhow::Result<Resolved> {
+    let cfg = config::resolve_platform(profile_flag, property_flags, &sources.env, &sources.file)?;
+    Ok(platform::resolve_named(
+        &cfg.profile,
+        &cfg.properties,
+        os,
+        arch,
+    )?)
 }
 
 /// The platform of commands `recast run` and `recast doctor` send: they
 /// run what this machine runs, so this machine is the execution platform.
 pub fn resolve_host(
+    sources: &config::Sources,
     profile_flag: Option<&str>,
     property_flags: &[String],
 ) -> anyhow::Result<Resolved> {
     let h = target_lexicon::HOST;
     resolve(
+        sources,
         profile_flag,
         property_flags,
         &h.operating_system,
@@ -88,14 +106,14 @@ pub fn resolve_host(
     .with_context(|| format!("the platform of this machine ({h})"))
 }
 
-pub fn run(args: PlatformArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: PlatformArgs, sources: &config::Sources) -> anyhow::Result<ExitCode> {
     match args.command {
-        PlatformCommand::Show(a) => show(a),
+        PlatformCommand::Show(a) => show(a, sources),
         PlatformCommand::List(a) => list(a),
     }
 }
 
-fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
+fn show(args: ShowArgs, sources: &config::Sources) -> anyhow::Result<ExitCode> {
     let (origin, hosts) = if let Some(t) = &args.triple {
         let triple = platform::parse_triple(t)?;
         let host = (t.clone(), triple.operating_system, triple.architecture);
@@ -109,7 +127,7 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     };
     let mut shown = Vec::new();
     for (host, os, arch) in hosts {
-        let r = resolve(args.profile.as_deref(), &args.platform, &os, &arch)
+        let r = resolve(sources, args.profile.as_deref(), &args.platform, &os, &arch)
             .with_context(|| format!("the platform of {host}"))?;
         shown.push((host, r));
     }

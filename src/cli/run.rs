@@ -242,7 +242,11 @@ fn prepare(
 
 /// Runs `recast run`: the platform, the server's features, the action
 /// built and uploaded, executed, its results written back and replayed.
-pub async fn run(args: RunArgs, client: Client) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    args: RunArgs,
+    client: Client,
+    sources: &crate::config::Sources,
+) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
     let root = args.input_root.clone();
     if !root.is_dir() {
@@ -252,7 +256,7 @@ pub async fn run(args: RunArgs, client: Client) -> anyhow::Result<ExitCode> {
         Some(compiler) => Some(super::toolchain::bundle_of(compiler).await?),
         None => None,
     };
-    let resolved = resolve_platform(&args, toolchain.as_ref())?;
+    let resolved = resolve_platform(&args, toolchain.as_ref(), sources)?;
     let features = features(&client).await?;
     let prepared = {
         let root = root.clone();
@@ -315,22 +319,17 @@ pub async fn run(args: RunArgs, client: Client) -> anyhow::Result<ExitCode> {
 /// The execution platform: the bundled compiler's host with
 /// `--toolchain` (it runs on the worker), else this machine's (the
 /// command runs what this machine runs).
-fn resolve_platform(args: &RunArgs, toolchain: Option<&Bundle>) -> anyhow::Result<Resolved> {
+fn resolve_platform(
+    args: &RunArgs,
+    toolchain: Option<&Bundle>,
+    sources: &crate::config::Sources,
+) -> anyhow::Result<Resolved> {
+    let profile = args.platform_profile.as_deref();
     let Some(bundle) = toolchain else {
-        return cli_platform::resolve_host(args.platform_profile.as_deref(), &args.platform);
+        return cli_platform::resolve_host(sources, profile, &args.platform);
     };
     let host = &bundle.manifest.host;
-    let os = host
-        .os
-        .parse()
-        .map_err(|()| anyhow::anyhow!("unknown OS {:?} in the toolchain manifest", host.os))?;
-    let arch = host.arch.parse().map_err(|()| {
-        anyhow::anyhow!(
-            "unknown architecture {:?} in the toolchain manifest",
-            host.arch
-        )
-    })?;
-    cli_platform::resolve(args.platform_profile.as_deref(), &args.platform, &os, &arch)
+    cli_platform::resolve_named(sources, profile, &args.platform, &host.os, &host.arch)
         .with_context(|| format!("the platform of the toolchain {}", bundle.manifest.name))
 }
 

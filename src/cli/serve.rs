@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::config::{self, Env};
+use crate::config;
 use crate::server::{self, ServeOptions};
 
 /// Arguments of `recast serve`.
@@ -63,10 +63,10 @@ pub struct ServeArgs {
 }
 
 /// Runs the server until SIGTERM or SIGINT.
-pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: ServeArgs, sources: &config::Sources) -> anyhow::Result<ExitCode> {
     let dir = match args.dir {
         Some(d) => d,
-        None => config::cache_dir(&Env::from_process())?.join("server"),
+        None => config::cache_dir(&sources.env)?.join("server"),
     };
     if args.verify {
         return verify(&dir, args.max_size).await;

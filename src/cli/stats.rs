@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use crate::config::{self, Env};
+use crate::config;
 use crate::wrap::stats;
 
 #[derive(clap::Args, Debug)]
@@ -16,8 +16,8 @@ pub struct StatsArgs {
     pub zero: bool,
 }
 
-pub fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
-    let dir = config::cache_dir(&Env::from_process())?;
+pub fn run(args: StatsArgs, sources: &config::Sources) -> anyhow::Result<ExitCode> {
+    let dir = config::cache_dir(&sources.env)?;
     if args.zero {
         stats::zero(&dir)?;
         eprintln!("recast: statistics zeroed");

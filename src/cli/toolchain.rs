@@ -138,15 +138,15 @@ pub struct ShowArgs {
     pub json: bool,
 }
 
-pub async fn run(args: ToolchainArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: ToolchainArgs, sources: &config::Sources) -> anyhow::Result<ExitCode> {
     match args.command {
         ToolchainCommand::Inspect(a) => inspect_cmd(a),
         ToolchainCommand::Package(a) => package_cmd(a).await,
-        ToolchainCommand::Upload(a) => upload_cmd(a).await,
+        ToolchainCommand::Upload(a) => upload_cmd(a, sources).await,
         ToolchainCommand::Export(a) => export_cmd(a).await,
-        ToolchainCommand::List(a) => list_cmd(a).await,
-        ToolchainCommand::Show(a) => show_cmd(a, false).await,
-        ToolchainCommand::Rm(a) => show_cmd(a, true).await,
+        ToolchainCommand::List(a) => list_cmd(a, sources).await,
+        ToolchainCommand::Show(a) => show_cmd(a, false, sources).await,
+        ToolchainCommand::Rm(a) => show_cmd(a, true, sources).await,
     }
 }
 
@@ -378,10 +378,10 @@ async fn package_cmd(args: PackageArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn upload_cmd(args: UploadArgs) -> anyhow::Result<ExitCode> {
+async fn upload_cmd(args: UploadArgs, sources: &config::Sources) -> anyhow::Result<ExitCode> {
     let resolved = resolve(&args.compiler).await?;
     let secs = resolved.seconds;
-    let client = super::connect(&args.remote).await?;
+    let client = super::connect(&args.remote, sources).await?;
     let bundle = &resolved.bundle;
     let tty = std::io::stderr().is_terminal() && !args.json;
     let started = Instant::now();
@@ -435,8 +435,8 @@ async fn upload_cmd(args: UploadArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn list_cmd(args: ListArgs) -> anyhow::Result<ExitCode> {
-    let client = super::connect(&args.remote).await?;
+async fn list_cmd(args: ListArgs, sources: &config::Sources) -> anyhow::Result<ExitCode> {
+    let client = super::connect(&args.remote, sources).await?;
     let all = registry::list(&client)
         .await
         .with_context(|| format!("reading the toolchain registry of {}", client.url()))?;
@@ -461,8 +461,12 @@ async fn list_cmd(args: ListArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn show_cmd(args: ShowArgs, remove: bool) -> anyhow::Result<ExitCode> {
-    let client = super::connect(&args.remote).await?;
+async fn show_cmd(
+    args: ShowArgs,
+    remove: bool,
+    sources: &config::Sources,
+) -> anyhow::Result<ExitCode> {
+    let client = super::connect(&args.remote, sources).await?;
     if remove {
         let gone = registry::remove(&client, &args.what).await?;
         eprintln!("recast: removed {} from {}", gone.name, client.url());

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
-use crate::config::{self, Env, RemoteArgs};
+use crate::config::{self, RemoteArgs};
 use crate::remote::{Client, channel, metadata::CallMetadata};
 use crate::runner::{Sandbox, bwrap_works, find_bwrap};
 use crate::worker::{self, WorkerOptions};
@@ -121,12 +121,11 @@ pub struct WorkerArgs {
     pub tls_key: Option<PathBuf>,
 }
 
-pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: WorkerArgs, sources: &config::Sources) -> anyhow::Result<ExitCode> {
     if args.jobs == 0 {
         bail!("--jobs must be at least 1");
     }
     let sandbox = args.sandbox.checked()?;
-    let env = Env::from_process();
     let remote = RemoteArgs {
         remote: Some(args.scheduler.clone()),
         instance: Some(args.instance.clone()),
@@ -136,8 +135,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         tls_key: args.tls_key.clone(),
         timeout: None,
     };
-    let file = config::load_file(config::config_path(&env).as_deref())?;
-    let cfg = config::resolve(&remote, &env, &file)?;
+    let cfg = config::resolve(&remote, &sources.env, &sources.file)?;
     let dir = match args.dir {
         Some(d) => d,
         None => cfg.cache_dir.join("worker"),

@@ -232,7 +232,26 @@ fn load(
     let command = reapi::Command::decode(bytes.as_slice())
         .map_err(|e| ServiceError::InvalidArgument(format!("blob {cd} is not a Command: {e}")))?;
     runner::validate_command(&command).map_err(run_error)?;
+    sorted_platform("action.platform", action.platform.as_ref())?;
+    sorted_platform("command.platform", command.platform.as_ref())?;
     Ok((action, command))
+}
+
+/// REAPI: platform properties MUST be sorted by name, then by value, so
+/// that equal platforms hash equally; an unsorted list is refused with the
+/// first property out of place.
+fn sorted_platform(field: &str, platform: Option<&reapi::Platform>) -> Result<(), ServiceError> {
+    let Some(p) = platform else { return Ok(()) };
+    for w in p.properties.windows(2) {
+        let (a, b) = (&w[0], &w[1]);
+        if (&a.name, &a.value) > (&b.name, &b.value) {
+            return Err(ServiceError::InvalidArgument(format!(
+                "{field}: property {}={} comes after {}={}; platform properties must be sorted by name, then value",
+                b.name, b.value, a.name, a.value
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The final response of an execution that failed with `e`.

@@ -240,6 +240,43 @@ async fn unmatched_platforms_fail_at_once() {
     );
 }
 
+/// REAPI: platform properties MUST be sorted by name, then value.
+#[tokio::test]
+async fn unsorted_platforms_are_refused_naming_the_property() {
+    let b = Bench::with_extras(&[("Pool", "fast")]);
+    let prop = |k: &str, v: &str| reapi::platform::Property {
+        name: k.into(),
+        value: v.into(),
+    };
+    for (field, action_side) in [("action.platform", true), ("command.platform", false)] {
+        let d = b.action("true", &[], |a, c| {
+            let unsorted = Some(reapi::Platform {
+                properties: vec![prop("Pool", "fast"), prop("ISA", "x86-64")],
+            });
+            if action_side {
+                a.platform = unsorted;
+            } else {
+                c.platform = unsorted;
+            }
+        });
+        let (_, r) = b.run(&d, false).await;
+        assert_eq!(code(&r), tonic::Code::InvalidArgument, "{field}: {r:?}");
+        let message = r.status.unwrap().message;
+        assert!(
+            message.contains(field) && message.contains("ISA=x86-64 comes after Pool=fast"),
+            "{message}"
+        );
+    }
+    // Same name, values out of order.
+    let d = b.action("true", &[], |a, _| {
+        a.platform = Some(reapi::Platform {
+            properties: vec![prop("Pool", "slow"), prop("Pool", "fast")],
+        })
+    });
+    let (_, r) = b.run(&d, false).await;
+    assert_eq!(code(&r), tonic::Code::InvalidArgument, "{r:?}");
+}
+
 #[tokio::test]
 async fn timeouts_are_deadline_exceeded_with_partial_results() {
     let b = Bench::new();

@@ -11,24 +11,11 @@ use anyhow::Context as _;
 use crate::config::{self, Endpoint, Env, RemoteArgs};
 use crate::remote::Client;
 
-/// Resolves where the server is and connects to it, reading the process
-/// environment and the config file; starts the embedded server if nothing
-/// is configured.
-pub async fn connect(args: &RemoteArgs) -> anyhow::Result<Client> {
-    let env = Env::from_process();
-    let file_path = config::config_path(&env);
-    let file = config::load_file(file_path.as_deref())?;
-    connect_with(args, &env, &file).await
-}
-
-/// [`connect`] with the environment and config file already read.
-pub async fn connect_with(
-    args: &RemoteArgs,
-    env: &Env,
-    file: &config::FileConfig,
-) -> anyhow::Result<Client> {
-    let cfg = config::resolve(args, env, file)?;
-    connect_to(&cfg, env).await
+/// Resolves where the server is (flag > env > file > the embedded
+/// default) and connects to it.
+pub async fn connect(args: &RemoteArgs, sources: &config::Sources) -> anyhow::Result<Client> {
+    let cfg = config::resolve(args, &sources.env, &sources.file)?;
+    connect_to(&cfg, &sources.env).await
 }
 
 /// Connects to the server `cfg` names (resolved already), starting the
