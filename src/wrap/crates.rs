@@ -47,11 +47,7 @@ pub fn record(cache_dir: &Path, outputs: &[PathBuf], deps: &[PathBuf]) {
             stamp,
             deps: deps.to_vec(),
         };
-        let path = record_path(cache_dir, out);
-        let bytes = serde_json::to_vec(&rec).expect("a record serializes");
-        if let Err(e) = crate::fsutil::write_atomic(&path, &bytes) {
-            tracing::debug!("cannot record {}: {e}", path.display());
-        }
+        depcache::save(&record_path(cache_dir, out), &rec);
     }
 }
 

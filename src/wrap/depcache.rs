@@ -124,11 +124,7 @@ pub fn store_fast(cache_dir: &Path, key: &Digest, fast: &Fast) {
     {
         return;
     }
-    let path = fast_path(cache_dir, key);
-    let bytes = serde_json::to_vec(fast).expect("an entry serializes");
-    if let Err(e) = crate::fsutil::write_atomic(&path, &bytes) {
-        tracing::debug!("cannot store {}: {e}", path.display());
-    }
+    save(&fast_path(cache_dir, key), fast);
 }
 
 /// Remembers that the compile of hit-path key `key` sees where it runs:
@@ -146,19 +142,29 @@ pub fn is_located(cache_dir: &Path, key: &Digest) -> bool {
 }
 
 fn located_path(cache_dir: &Path, key: &Digest) -> PathBuf {
-    let hex = key.hex();
-    cache_dir
-        .join("deps")
-        .join(&hex[..2])
-        .join(format!("{}.located", &hex[2..40]))
+    keyed_path(cache_dir, key, "located")
 }
 
 fn fast_path(cache_dir: &Path, key: &Digest) -> PathBuf {
+    keyed_path(cache_dir, key, "fast.json")
+}
+
+/// `<cache>/deps/ab/cdef….suffix` for the key `abcdef…`.
+fn keyed_path(cache_dir: &Path, key: &Digest, suffix: &str) -> PathBuf {
     let hex = key.hex();
     cache_dir
         .join("deps")
         .join(&hex[..2])
-        .join(format!("{}.fast.json", &hex[2..40]))
+        .join(format!("{}.{suffix}", &hex[2..40]))
+}
+
+/// Writes `value` as JSON to `path`, atomically; failing costs only the
+/// record, so it is logged, not returned.
+pub fn save(path: &Path, value: &impl Serialize) {
+    let bytes = serde_json::to_vec(value).expect("a record serializes");
+    if let Err(e) = crate::fsutil::write_atomic(path, &bytes) {
+        tracing::debug!("cannot store {}: {e}", path.display());
+    }
 }
 
 /// The stamp of `path` (following symlinks), if it exists.
@@ -179,11 +185,7 @@ pub fn key(parts: &[&[u8]]) -> Digest {
 }
 
 fn entry_path(cache_dir: &Path, key: &Digest) -> PathBuf {
-    let hex = key.hex();
-    cache_dir
-        .join("deps")
-        .join(&hex[..2])
-        .join(format!("{}.json", &hex[2..40]))
+    keyed_path(cache_dir, key, "json")
 }
 
 /// The entry for `key` if every file it lists is unchanged.
@@ -227,11 +229,7 @@ pub fn see(path: &Path, since_ns: i128) -> std::io::Result<(Seen, bool)> {
 
 /// Remembers `entry` under `key`; failing costs only the next scan.
 pub fn store(cache_dir: &Path, key: &Digest, entry: &Entry) {
-    let path = entry_path(cache_dir, key);
-    let bytes = serde_json::to_vec(entry).expect("an entry serializes");
-    if let Err(e) = crate::fsutil::write_atomic(&path, &bytes) {
-        tracing::debug!("cannot store {}: {e}", path.display());
-    }
+    save(&entry_path(cache_dir, key), entry);
 }
 
 pub use crate::fsutil::now_ns;

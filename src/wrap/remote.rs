@@ -480,6 +480,11 @@ mod tests {
         }
         let url = fake.start().await;
         let dir = tempfile::tempdir().unwrap();
+        (client_of(&url, &dir.path().join("cache")).await, dir)
+    }
+
+    /// A client of the server at `url` with its own cache dir.
+    async fn client_of(url: &str, cache_dir: &Path) -> Client {
         let cfg = crate::config::RemoteConfig {
             endpoint: crate::config::Endpoint::Embedded,
             instance: String::new(),
@@ -488,9 +493,9 @@ mod tests {
             tls_cert: None,
             tls_key: None,
             timeout: Duration::from_secs(30),
-            cache_dir: dir.path().join("cache"),
+            cache_dir: cache_dir.to_path_buf(),
         };
-        (Client::connect(&cfg, &url).await.unwrap(), dir)
+        Client::connect(&cfg, url).await.unwrap()
     }
 
     fn file(path: &str, content: &[u8]) -> reapi::OutputFile {
@@ -578,17 +583,7 @@ mod tests {
                 .insert(Digest::of_bytes(b"what the digest says"), fake_bytes);
         }
         let url = fake.start().await;
-        let cfg = crate::config::RemoteConfig {
-            endpoint: crate::config::Endpoint::Embedded,
-            instance: String::new(),
-            headers: vec![],
-            tls_ca: None,
-            tls_cert: None,
-            tls_key: None,
-            timeout: Duration::from_secs(30),
-            cache_dir: dir.path().join("cache2"),
-        };
-        let client = Client::connect(&cfg, &url).await.unwrap();
+        let client = client_of(&url, &dir.path().join("cache2")).await;
         let outputs = vec!["a.o".to_string()];
         let landing = Landing::beside(&cwd, &outputs);
         let err = lookup_digest(&client, &Digest::of_bytes(b"action"), &outputs, &landing)
