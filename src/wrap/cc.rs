@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::color::{ColorPolicy, Encoding, Want};
 use super::family::{
-    self, ActionSpec, EnvValue, ExposureSpec, Job, ScanSpec, Scanned, ToolRequest,
+    self, ActionSpec, EnvValue, ExposureSpec, Job, Reason, ScanSpec, Scanned, ToolRequest,
 };
 use super::paths::{self, Exposure};
 use super::prepare;
@@ -58,7 +58,7 @@ pub(crate) enum Driver {
 }
 
 impl family::Driver for Driver {
-    fn parse(&self, ctx: &Ctx, inv: &Invocation) -> Result<Box<dyn Job>, &'static str> {
+    fn parse(&self, ctx: &Ctx, inv: &Invocation) -> Result<Box<dyn Job>, Reason> {
         let raw = utf8_args(inv)?;
         let (lead, rest, cfamily) = match self {
             Driver::Plain(f) => (None, &raw[..], *f),
@@ -151,7 +151,7 @@ impl Job for CcJob {
         }
     }
 
-    fn toolchains(&self, _ctx: &Ctx, inv: &Invocation) -> Result<Vec<ToolRequest>, &'static str> {
+    fn toolchains(&self, _ctx: &Ctx, inv: &Invocation) -> Result<Vec<ToolRequest>, Reason> {
         Ok(vec![ToolRequest {
             compiler: inv.compiler.clone(),
             targets: Vec::new(),
@@ -160,7 +160,7 @@ impl Job for CcJob {
         }])
     }
 
-    fn scan(&self, ctx: &Ctx) -> Result<ScanSpec, &'static str> {
+    fn scan(&self, ctx: &Ctx) -> Result<ScanSpec, Reason> {
         let c = &self.c;
         let scan_args = render_all(&c.scan.args, &|p| p.to_string());
         let mut first = scan_args.clone();
@@ -192,12 +192,7 @@ impl Job for CcJob {
         })
     }
 
-    fn action(
-        &self,
-        ctx: &Ctx,
-        scanned: &Scanned,
-        _tools: &[Tool],
-    ) -> Result<ActionSpec, &'static str> {
+    fn action(&self, ctx: &Ctx, scanned: &Scanned, _tools: &[Tool]) -> Result<ActionSpec, Reason> {
         let c = &self.c;
         let cwd = &ctx.cwd;
         let mut args: Vec<Arg> = self.lead.iter().map(Arg::plain).collect();

@@ -80,11 +80,14 @@ pub(crate) fn by_name(name: &str) -> Option<&'static Row> {
     FAMILIES.iter().find(|row| row.names.contains(&tool))
 }
 
+/// Why a compile runs here: a stats key (`linking`, `host_unit`, …).
+pub(crate) type Reason = &'static str;
+
 /// A family's entry: a command line to a [`Job`].
 pub(crate) trait Driver: Sync {
     /// Reads the invocation (response files expanded); `Err` is the stats
     /// key of why it runs locally.
-    fn parse(&self, ctx: &Ctx, inv: &Invocation) -> Result<Box<dyn Job>, &'static str>;
+    fn parse(&self, ctx: &Ctx, inv: &Invocation) -> Result<Box<dyn Job>, Reason>;
 }
 
 /// A toolchain a job needs packaged.
@@ -180,21 +183,16 @@ pub(crate) trait Job: Send + Sync {
         ColorPolicy::AsIs
     }
     /// The toolchains, the compiler's first. `Err`: a local reason.
-    fn toolchains(&self, ctx: &Ctx, inv: &Invocation) -> Result<Vec<ToolRequest>, &'static str>;
+    fn toolchains(&self, ctx: &Ctx, inv: &Invocation) -> Result<Vec<ToolRequest>, Reason>;
     /// Whether the job runs remotely with these toolchains (`foreign`: the
     /// compiler's came from the registry). `Err`: a local reason.
-    fn placed(&self, _foreign: bool) -> Result<(), &'static str> {
+    fn placed(&self, _foreign: bool) -> Result<(), Reason> {
         Ok(())
     }
     /// The dependency scan. `Err`: a local reason.
-    fn scan(&self, ctx: &Ctx) -> Result<ScanSpec, &'static str>;
+    fn scan(&self, ctx: &Ctx) -> Result<ScanSpec, Reason>;
     /// The action from the scan. `Err`: a local reason.
-    fn action(
-        &self,
-        ctx: &Ctx,
-        scanned: &Scanned,
-        tools: &[Tool],
-    ) -> Result<ActionSpec, &'static str>;
+    fn action(&self, ctx: &Ctx, scanned: &Scanned, tools: &[Tool]) -> Result<ActionSpec, Reason>;
     /// Once the outputs are in place: `depfile` is the scan's kept text.
     fn landed(&self, _ctx: &Ctx, _depfile: Option<&str>) -> Result<(), String> {
         Ok(())

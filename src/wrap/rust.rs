@@ -25,7 +25,7 @@ use futures::future::BoxFuture;
 use super::color::{ColorPolicy, Encoding, Want};
 use super::depcache::Seen;
 use super::family::{
-    self, ActionSpec, EnvValue, ExposureSpec, Job, ScanSpec, Scanned, ToolRequest,
+    self, ActionSpec, EnvValue, ExposureSpec, Job, Reason, ScanSpec, Scanned, ToolRequest,
 };
 use super::paths::{self, Exposure, MAPPED_ROOT};
 use super::stats::Event;
@@ -39,7 +39,7 @@ use crate::invocation::{Arg, args, depfile};
 pub(crate) struct Driver;
 
 impl family::Driver for Driver {
-    fn parse(&self, ctx: &Ctx, inv: &Invocation) -> Result<Box<dyn Job>, &'static str> {
+    fn parse(&self, ctx: &Ctx, inv: &Invocation) -> Result<Box<dyn Job>, Reason> {
         let raw = utf8_args(inv)?;
         let cwd = ctx.cwd.clone();
         let args =
@@ -290,7 +290,7 @@ impl Job for RustJob {
         }
     }
 
-    fn toolchains(&self, ctx: &Ctx, inv: &Invocation) -> Result<Vec<ToolRequest>, &'static str> {
+    fn toolchains(&self, ctx: &Ctx, inv: &Invocation) -> Result<Vec<ToolRequest>, Reason> {
         let r = &self.r;
         let targets = match &r.target {
             Some(Target::Triple(t)) => vec![t.clone()],
@@ -315,7 +315,7 @@ impl Job for RustJob {
         Ok(out)
     }
 
-    fn placed(&self, foreign: bool) -> Result<(), &'static str> {
+    fn placed(&self, foreign: bool) -> Result<(), Reason> {
         match self.purpose {
             // Without --target, cargo builds for this machine: a host
             // unit, which runs here (and gets a twin, `after_local`).
@@ -325,7 +325,7 @@ impl Job for RustJob {
         }
     }
 
-    fn scan(&self, ctx: &Ctx) -> Result<ScanSpec, &'static str> {
+    fn scan(&self, ctx: &Ctx) -> Result<ScanSpec, Reason> {
         let r = &self.r;
         let crate_files = self.crate_files(ctx);
         let natives = native_libraries(&ctx.cwd, r);
@@ -357,12 +357,7 @@ impl Job for RustJob {
         })
     }
 
-    fn action(
-        &self,
-        ctx: &Ctx,
-        scanned: &Scanned,
-        tools: &[Tool],
-    ) -> Result<ActionSpec, &'static str> {
+    fn action(&self, ctx: &Ctx, scanned: &Scanned, tools: &[Tool]) -> Result<ActionSpec, Reason> {
         let r = &self.r;
         let cwd = &ctx.cwd;
         let foreign = matches!(tools[0], Tool::Registry { .. });
