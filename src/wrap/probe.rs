@@ -59,7 +59,8 @@ fn probe_action(
     let (loader, mut entries, blobs, subject) = match (tool, &m.interpreter) {
         (Tool::Local(bundle), Some(loader)) => {
             let subject = tool.file_digest(&m.entry)?;
-            let (entries, blobs) = local_files(&bundle.files, &[Path::new("/").join(loader)])?;
+            let files = [Path::new("/").join(loader), Path::new("/").join(&m.entry)];
+            let (entries, blobs) = local_files(&bundle.files, &files)?;
             (loader.clone(), entries, blobs, subject)
         }
         (Tool::Local(_), None) => {
