@@ -56,6 +56,16 @@ pub struct Bundle {
     pub listing: Listing,
     /// Paths left out because a `Directory` cannot name them (not UTF-8).
     pub skipped: Vec<PathBuf>,
+    /// Files whose bytes are read from elsewhere than their path (a
+    /// relocated toolchain's patched programs, kept in the cache).
+    pub sources: BTreeMap<PathBuf, PathBuf>,
+}
+
+impl Bundle {
+    /// Where the bytes of the file at `path` are read.
+    pub fn source_of<'a>(&'a self, path: &'a Path) -> &'a Path {
+        self.sources.get(path).map_or(path, PathBuf::as_path)
+    }
 }
 
 /// Packages the toolchain `contents` describes, reading through `fs`.
@@ -84,6 +94,7 @@ pub fn package(
         closure: Some(closure),
         listing,
         skipped,
+        sources: BTreeMap::new(),
     })
 }
 

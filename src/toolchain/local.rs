@@ -178,5 +178,6 @@ fn recognise(fs: &dyn FileSource, path: &Path, req: &Request) -> Option<Bundle> 
         closure: None,
         listing: record.listing,
         skipped,
+        sources: BTreeMap::new(),
     })
 }

@@ -14,6 +14,7 @@ pub mod bundle;
 pub mod family;
 pub mod index;
 pub mod inspect;
+pub mod interp;
 pub mod listing;
 pub mod local;
 pub mod manifest;

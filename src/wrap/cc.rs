@@ -13,14 +13,17 @@ use std::path::{Path, PathBuf};
 
 use super::color::{ColorPolicy, Encoding, Want};
 use super::family::{
-    self, ActionSpec, EnvValue, ExposureSpec, Job, Reason, ScanSpec, Scanned, ToolRequest,
+    self, ActionSpec, EnvValue, ExposureSpec, Job, Reason, Relocation, RelocationSite, ScanSpec,
+    Scanned, ToolRequest,
 };
 use super::paths::{self, Exposure};
 use super::prepare;
+use super::relocate;
 use super::tool::Tool;
 use super::{Ctx, Invocation};
 use crate::invocation::gcc::{self, CCompile, CFamily, PrefixMapKind};
 use crate::invocation::{Arg, args, render_all};
+use crate::toolchain::family::Family;
 
 /// Environment variables that change what gcc or clang read or write;
 /// they join the dependency key and the remote Command.
@@ -198,10 +201,19 @@ impl Job for CcJob {
         let mut args: Vec<Arg> = self.lead.iter().map(Arg::plain).collect();
         args.extend(c.remote_args.iter().cloned());
         args.extend(self.color_flag().map(Arg::plain));
+        // CPATH and friends list directories: they move with the project,
+        // and through the root link when relocated.
         let mut env: Vec<(String, EnvValue)> = self
             .env
             .iter()
-            .map(|(k, v)| (k.clone(), EnvValue::Plain(v.clone())))
+            .map(|(k, v)| {
+                let v = if k.ends_with("PATH") {
+                    EnvValue::PathList(v.clone())
+                } else {
+                    EnvValue::Plain(v.clone())
+                };
+                (k.clone(), v)
+            })
             .collect();
         if self.zig {
             for var in ["ZIG_GLOBAL_CACHE_DIR", "ZIG_LOCAL_CACHE_DIR"] {
@@ -226,6 +238,18 @@ impl Job for CcJob {
         })
     }
 
+    fn relocation(&self, site: &RelocationSite<'_>) -> Result<Relocation, Reason> {
+        if self.zig {
+            // zig finds its library from /proc/self/exe: the worker's path.
+            return Err("not_relocatable");
+        }
+        match site.tools[0].manifest().identity.family {
+            Family::Gcc => self.relocation_gcc(site),
+            Family::Clang => self.relocation_clang(site),
+            _ => Err("not_relocatable"),
+        }
+    }
+
     fn landed(&self, ctx: &Ctx, depfile: Option<&str>) -> Result<(), String> {
         let (Some(dep), Some(text)) = (&self.c.depfile, depfile) else {
             return Ok(());
@@ -237,6 +261,150 @@ impl Job for CcJob {
 }
 
 impl CcJob {
+    /// gcc from a plain directory: its programs under `GCC_EXEC_PREFIX`
+    /// through the root link; its standard include directories (asked of
+    /// the driver with this compile's flags) given with `-isystem`, after
+    /// the user's, since the driver would resolve its own to the worker's
+    /// real paths; `PWD=/proc/self/cwd` (the launcher's) mapped to the
+    /// working directory the user's maps make of this one, and the root
+    /// link to `/`. The user's maps follow and win (gcc takes the last).
+    fn relocation_gcc(&self, site: &RelocationSite<'_>) -> Result<Relocation, Reason> {
+        if self
+            .env
+            .iter()
+            .any(|(k, _)| k == "GCC_EXEC_PREFIX" || k == "COMPILER_PATH")
+        {
+            return Err("not_relocatable");
+        }
+        let root = site.tools[0].manifest().root;
+        let exec_prefix = relocate::ask(
+            site.ctx,
+            &site.inv.compiler,
+            &root,
+            "exec-prefix",
+            &["-print-search-dirs".into()],
+            relocate::gcc_exec_prefix,
+        )?;
+        let mut r = Relocation::default();
+        r.lead.push("-no-canonical-prefixes".into());
+        r.lead.extend(self.relocated_maps(site));
+        if !self.plain_flag("-nostdinc") {
+            r.lead.push("-nostdinc".into());
+            let dirs = relocate::ask(
+                site.ctx,
+                &site.inv.compiler,
+                &root,
+                "includes",
+                &self.include_query(site),
+                |t| search_list(t),
+            )?;
+            for d in dirs {
+                r.tail.push("-isystem".into());
+                r.tail.push(relocate::rel(&site.map.arg(&d)));
+            }
+        }
+        let exec_prefix = exec_prefix.first().ok_or("not_relocatable")?;
+        r.env.push((
+            "GCC_EXEC_PREFIX".into(),
+            relocate::rel(&site.map.arg(exec_prefix)),
+        ));
+        Ok(r)
+    }
+
+    /// clang from a plain directory: its resource directory named (it
+    /// would take it from /proc/self/exe), the root link as its sysroot
+    /// unless the user gave one, and the maps as for gcc (clang takes the
+    /// longest match).
+    fn relocation_clang(&self, site: &RelocationSite<'_>) -> Result<Relocation, Reason> {
+        let root = site.tools[0].manifest().root;
+        let resource = relocate::ask(
+            site.ctx,
+            &site.inv.compiler,
+            &root,
+            "resource-dir",
+            &["-print-resource-dir".into()],
+            |t| t.lines().next().map(|l| vec![l.trim().to_string()]),
+        )?;
+        let resource = resource.first().ok_or("not_relocatable")?;
+        let mut r = Relocation::default();
+        r.lead.push("-no-canonical-prefixes".into());
+        r.lead.push("-resource-dir".into());
+        r.lead.push(relocate::rel(&site.map.arg(resource)));
+        if self.c.sysroot.is_none() {
+            r.lead.push(format!("--sysroot={}", relocate::ROOT));
+        }
+        // The GCC installation clang takes libstdc++ and crt files from,
+        // spelled as clang found it here (`/usr/bin/../lib/gcc/…`).
+        let gcc = relocate::ask(
+            site.ctx,
+            &site.inv.compiler,
+            &root,
+            "gcc-install",
+            &self.include_query(site),
+            |t| Some(selected_gcc_prefix(t).into_iter().collect()),
+        )?;
+        if let Some(prefix) = gcc.first() {
+            r.lead.push(format!(
+                "--gcc-toolchain={}",
+                relocate::rel(&site.map.arg(prefix))
+            ));
+        }
+        r.lead.extend(self.relocated_maps(site));
+        Ok(r)
+    }
+
+    /// The prefix maps a relocated compile starts with: the launcher's
+    /// `PWD` to what the user's debug maps make of the working directory,
+    /// and the root link to `/`.
+    fn relocated_maps(&self, site: &RelocationSite<'_>) -> Vec<String> {
+        let remote_cwd = site.map.remote(site.cwd).to_string_lossy().into_owned();
+        let user: Vec<(String, String)> = self
+            .c
+            .prefix_maps
+            .iter()
+            .filter(|(kind, _, _)| matches!(kind, PrefixMapKind::Debug | PrefixMapKind::File))
+            .map(|(_, old, new)| (site.map.arg(old), new.clone()))
+            .collect();
+        vec![
+            format!(
+                "-fdebug-prefix-map={}={}",
+                relocate::PROC_CWD,
+                remap_last(&user, &remote_cwd)
+            ),
+            format!("-ffile-prefix-map={}/=/", relocate::ROOT),
+        ]
+    }
+
+    /// Whether the user's arguments hold the plain flag `flag`.
+    fn plain_flag(&self, flag: &str) -> bool {
+        self.c
+            .remote_args
+            .iter()
+            .any(|a| matches!(a, Arg::Plain(s) if s == flag))
+    }
+
+    /// The driver's standard include directories for this compile's
+    /// language and flags: `-E -v` of an empty input.
+    fn include_query(&self, site: &RelocationSite<'_>) -> Vec<String> {
+        let c = &self.c;
+        let mut args: Vec<String> = c
+            .scan
+            .args
+            .iter()
+            .filter(|a| !matches!(a, Arg::Path { prefix, path } if prefix.is_empty() && *path == c.source))
+            .map(|a| a.original())
+            .collect();
+        let argv0 = site.inv.argv0.to_string_lossy();
+        args.extend([
+            "-E".into(),
+            "-v".into(),
+            "-x".into(),
+            language(c, &argv0).into(),
+            "/dev/null".into(),
+        ]);
+        args
+    }
+
     /// What the compile shows of where it runs: debug info records the
     /// working directory and the files read, unless a debug or file prefix
     /// map rewrites them; paths in arguments, the scan and `CPATH`-style
@@ -323,4 +491,67 @@ fn locale_files(env: &[(String, String)]) -> Vec<PathBuf> {
     out.sort();
     out.dedup();
     out
+}
+
+/// The language a compile's source is in, as `-x` names it: `-x` given,
+/// else the suffix, C++ for a `.c` under a `++` driver.
+fn language(c: &CCompile, argv0: &str) -> &'static str {
+    let cxx_suffix = |s: &str| {
+        matches!(
+            s.rsplit_once('.').map(|(_, x)| x),
+            Some("cc" | "cp" | "cxx" | "cpp" | "CPP" | "c++" | "C" | "ii")
+        )
+    };
+    match c.language.as_deref() {
+        Some(l) if l.starts_with("c++") => "c++",
+        Some(_) => "c",
+        None if cxx_suffix(&c.source) || argv0.contains("++") => "c++",
+        None => "c",
+    }
+}
+
+/// `path` as gcc's prefix maps make it: the last map whose old side is a
+/// prefix of it (as a string, as gcc compares) replaces that prefix.
+fn remap_last(maps: &[(String, String)], path: &str) -> String {
+    maps.iter()
+        .rev()
+        .find_map(|(old, new)| {
+            path.strip_prefix(old.as_str())
+                .map(|rest| format!("{new}{rest}"))
+        })
+        .unwrap_or_else(|| path.to_string())
+}
+
+/// The directories of `#include <...> search starts here:` in `-v`.
+fn search_list(text: &str) -> Option<Vec<String>> {
+    let start = text.find("#include <...> search starts here:")?;
+    let rest = &text[start..];
+    let end = rest.find("End of search list.")?;
+    Some(
+        rest[..end]
+            .lines()
+            .skip(1)
+            .map(|l| {
+                l.trim()
+                    .trim_end_matches(" (framework directory)")
+                    .to_string()
+            })
+            .filter(|l| l.starts_with('/'))
+            .collect(),
+    )
+}
+
+/// The prefix of the GCC installation clang selected (`-v`: `Selected
+/// GCC installation: /usr/bin/../lib/gcc/x86_64-linux-gnu/12` →
+/// `/usr/bin/..`).
+fn selected_gcc_prefix(text: &str) -> Option<String> {
+    let dir = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Selected GCC installation: "))?
+        .trim();
+    let mut p = dir;
+    for _ in 0..4 {
+        p = &p[..p.rfind('/')?];
+    }
+    Some(p.to_string())
 }

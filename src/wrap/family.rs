@@ -133,6 +133,36 @@ pub(crate) enum EnvValue {
     Plain(String),
     /// A path, moved with the project when its root moves.
     Path(String),
+    /// Paths separated by `:` (`CPATH`), each moved so.
+    PathList(String),
+}
+
+/// How a job's command runs in the relocated layout (`relocate`), beyond
+/// what every job gets: its paths through the root link, the launcher,
+/// the toolchains' `PATH` and libraries.
+#[derive(Debug, Default)]
+pub(crate) struct Relocation {
+    /// Arguments right after the compiler, before the job's own.
+    pub lead: Vec<String>,
+    /// Arguments after the job's own.
+    pub tail: Vec<String>,
+    /// Shell words the launcher appends at run time, where `$P` is the
+    /// working directory's real path on the worker (already quoted).
+    pub runtime: Vec<String>,
+    /// Environment, spelled for the worker.
+    pub env: Vec<(String, String)>,
+}
+
+/// What a job's relocation is made from.
+pub(crate) struct RelocationSite<'a> {
+    /// The local working directory (normalized).
+    pub cwd: &'a std::path::Path,
+    /// Where local paths sit in the input root.
+    pub map: &'a super::paths::PathMap,
+    pub tools: &'a [Tool],
+    pub scanned: &'a Scanned,
+    pub ctx: &'a Ctx,
+    pub inv: &'a Invocation,
 }
 
 /// Where a job's action files go and what the command is, apart from the
@@ -193,6 +223,11 @@ pub(crate) trait Job: Send + Sync {
     fn scan(&self, ctx: &Ctx) -> Result<ScanSpec, Reason>;
     /// The action from the scan. `Err`: a local reason.
     fn action(&self, ctx: &Ctx, scanned: &Scanned, tools: &[Tool]) -> Result<ActionSpec, Reason>;
+    /// How this compile runs in a plain directory (the relocated layout);
+    /// `Err`: it cannot, and runs here (a local reason).
+    fn relocation(&self, _site: &RelocationSite<'_>) -> Result<Relocation, Reason> {
+        Err("not_relocatable")
+    }
     /// Once the outputs are in place: `depfile` is the scan's kept text.
     fn landed(&self, _ctx: &Ctx, _depfile: Option<&str>) -> Result<(), String> {
         Ok(())

@@ -111,11 +111,19 @@ pub fn build(
         remap(&mut entries, root)?;
     }
     let tree = tree::build(&entries)?;
+    // A relocated toolchain's patched programs are read from the cache.
+    let source = |p: &PathBuf| {
+        bundles
+            .iter()
+            .find_map(|b| b.sources.get(p))
+            .unwrap_or(p)
+            .clone()
+    };
     let mut seen = HashSet::new();
     let blobs = digests
         .iter()
         .filter(|(_, d)| seen.insert(**d))
-        .map(|(p, d)| Blob::file(*d, p))
+        .map(|(p, d)| Blob::file(*d, source(p)))
         .collect();
     Ok(Inputs { tree, blobs })
 }

@@ -77,6 +77,23 @@ pub fn capture(inv: &Invocation, args: &[String], cwd: &Path) -> std::io::Result
     Ok(out.status.success())
 }
 
+/// Asks the compiler something (`-print-search-dirs`, `-E -v`): its
+/// stdout and stderr, when it succeeds.
+pub fn ask(program: &Path, args: &[String], cwd: &Path) -> Option<String> {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    out.status.success().then(|| {
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        text
+    })
+}
+
 /// Writes a remote result's streams and turns its exit code into ours.
 pub fn replay(stdout: &[u8], stderr: &[u8], code: i32) -> ExitCode {
     let _ = std::io::stdout().write_all(stdout);

@@ -42,6 +42,7 @@ pub mod paths;
 mod pipeline;
 mod prepare;
 mod probe;
+mod relocate;
 mod remote;
 mod rust;
 mod scan;

@@ -18,8 +18,9 @@ use std::path::PathBuf;
 
 use super::color;
 use super::depcache;
-use super::family::{Job, Scanned, ToolRequest};
+use super::family::{Job, Reason, Scanned, ToolRequest};
 use super::prepare::{self, Move};
+use super::relocate::Layout;
 use super::remote::{self, Failure, Prepared};
 use super::stats::Event;
 use super::tool::{self, Tool};
@@ -71,7 +72,7 @@ async fn remote_or_local(ctx: &Ctx, inv: &Invocation, job: &dyn Job) -> Flow {
     if let Flow::Location = flow {
         // The moved compile saw where it ran: never move it again.
         depcache::mark_located(&ctx.cache_dir, &fast_key);
-        planned = match replan_unmoved(ctx, planned) {
+        planned = match replan_unmoved(ctx, inv, job, planned) {
             Ok(p) => p,
             Err(reason) => return Flow::local(reason),
         };
@@ -210,6 +211,7 @@ pub struct Planned {
     pub spec: super::family::ActionSpec,
     pub platform: Vec<(String, String)>,
     pub features: Features,
+    pub layout: Layout,
     pub registry: bool,
     pub swaps: u64,
 }
@@ -245,7 +247,19 @@ pub async fn plan(
         tracing::info!("{e:#}");
         Flow::local("platform")
     })?;
-    let (client, features) = server(ctx, &tools[0], &platform).await?;
+    let (client, features, layout) = server(ctx, &tools[0], &platform).await?;
+    if layout == Layout::Relocated {
+        tools = relocated(ctx, tools).map_err(Flow::local)?;
+    }
+    if ctx.wrap.mode == Mode::Remote {
+        for t in &tools {
+            if let Some(bundle) = t.bundle()
+                && let Err(f) = upload_toolchain(ctx, &client, bundle).await
+            {
+                return Err(Flow::fallback(&f.cause, f.message));
+            }
+        }
+    }
     let spec = job.scan(ctx).map_err(Flow::local)?;
     let scanned = {
         let (cache, cwd, inv2, env) = (
@@ -271,10 +285,11 @@ pub async fn plan(
         Move::Allowed
     };
     let prepared = prepare::build(
-        &site(ctx, &platform, features, allowed),
+        &site(ctx, inv, &platform, features, allowed, layout),
         &tools,
         &scanned,
         &spec,
+        job,
     )
     .map_err(Flow::local)?;
     let mut stamped: Vec<PathBuf> = Vec::new();
@@ -294,31 +309,62 @@ pub async fn plan(
         spec,
         platform,
         features,
+        layout,
         registry: foreign,
         swaps,
     })
 }
 
+/// The toolchains made to run from a plain directory (`relocate`);
+/// `Err`: they cannot be (a registry's, or no launcher here).
+fn relocated(ctx: &Ctx, tools: Vec<Tool>) -> Result<Vec<Tool>, Reason> {
+    let mut out = Vec::with_capacity(tools.len());
+    for t in tools {
+        let Tool::Local(bundle) = t else {
+            return Err("relocated_registry_toolchain");
+        };
+        let shell = std::path::Path::new(super::relocate::SHELL);
+        match super::relocate::relocate(&ctx.cache_dir, &bundle, shell) {
+            Ok(b) => out.push(Tool::Local(Box::new(b))),
+            Err(e) => {
+                tracing::info!("cannot relocate {}: {e}", bundle.manifest.name);
+                return Err("not_relocatable");
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The same action with the project root where it is.
-fn replan_unmoved(ctx: &Ctx, mut p: Planned) -> Result<Planned, &'static str> {
-    let site = site(ctx, &p.platform, p.features, Move::Never);
-    p.prepared = prepare::build(&site, &p.tools, &p.scanned, &p.spec)?;
+fn replan_unmoved(
+    ctx: &Ctx,
+    inv: &Invocation,
+    job: &dyn Job,
+    mut p: Planned,
+) -> Result<Planned, Reason> {
+    let site = site(ctx, inv, &p.platform, p.features, Move::Never, p.layout);
+    p.prepared = prepare::build(&site, &p.tools, &p.scanned, &p.spec, job)?;
     Ok(p)
 }
 
 /// Where an action is built for.
 fn site<'a>(
     ctx: &'a Ctx,
+    inv: &'a Invocation,
     platform: &'a [(String, String)],
     features: Features,
     allowed: Move,
+    layout: Layout,
 ) -> prepare::Site<'a> {
     prepare::Site {
+        ctx,
+        inv,
         cwd: &ctx.cwd,
         project_root: ctx.project_root(),
         platform,
         features,
         allowed,
+        layout,
     }
 }
 
@@ -351,13 +397,13 @@ async fn package_with(ctx: &Ctx, r: &ToolRequest, targets: Vec<String>) -> anyho
 }
 
 /// The server, ready for this toolchain: connected, its features known,
-/// and (in remote mode) its workers known to run actions with the input
-/// root as `/`. `Err` is the flow to take instead.
+/// and the layout its workers need (`probe`: rooted where they make the
+/// input root `/`, relocated elsewhere). `Err` is the flow to take instead.
 pub async fn server(
     ctx: &Ctx,
     tool: &Tool,
     platform: &[(String, String)],
-) -> Result<(Client, Features), Flow> {
+) -> Result<(Client, Features, Layout), Flow> {
     let client = match ctx.client().await {
         Ok(c) => c.clone(),
         Err(e) => return Err(Flow::fallback("unreachable", format!("{e:#}"))),
@@ -377,24 +423,15 @@ pub async fn server(
                 format!("{} offers no execution", client.url()),
             ));
         }
-        match probe::chroots(&ctx.cache_dir, &client, tool, platform, features).await {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(Flow::fallback(
-                    "no_chroot",
-                    format!("{} does not run actions in a chroot", client.url()),
-                ));
-            }
-            Err(f) => return Err(Flow::fallback(&f.cause, f.message)),
-        }
+        return match probe::layout(&ctx.cache_dir, &client, tool, platform, features).await {
+            Ok(layout) => Ok((client, features, layout)),
+            Err(f) => Err(Flow::fallback(&f.cause, f.message)),
+        };
     }
-    if ctx.wrap.mode == Mode::Remote
-        && let Some(bundle) = tool.bundle()
-        && let Err(f) = upload_toolchain(ctx, &client, bundle).await
-    {
-        return Err(Flow::fallback(&f.cause, f.message));
-    }
-    Ok((client, features))
+    // Cache-only: no worker runs anything; the layout a probe found
+    // before keeps the keys those of the server's remote compiles.
+    let layout = probe::known_layout(&ctx.cache_dir, &client, platform).unwrap_or(Layout::Rooted);
+    Ok((client, features, layout))
 }
 
 /// How long a toolchain is taken to be on a server after its upload.
@@ -435,7 +472,7 @@ async fn upload_toolchain(ctx: &Ctx, client: &Client, bundle: &Bundle) -> Result
     let mut blobs: Vec<crate::remote::Blob> = bundle
         .files
         .iter()
-        .map(|(p, d)| crate::remote::Blob::file(*d, p))
+        .map(|(p, d)| crate::remote::Blob::file(*d, bundle.source_of(p)))
         .collect();
     for (d, bytes) in &bundle.tree.directories {
         blobs.push(crate::remote::Blob {
@@ -458,6 +495,8 @@ async fn upload_toolchain(ctx: &Ctx, client: &Client, bundle: &Bundle) -> Result
 /// Whether stderr is a terminal is not in it (see `color`).
 fn fast_key(ctx: &Ctx, inv: &Invocation, job: &dyn Job) -> Digest {
     let mut parts: Vec<Vec<u8>> = vec![
+        // Another recast may build another action for the same compile.
+        env!("CARGO_PKG_VERSION").as_bytes().to_vec(),
         job.kind().as_bytes().to_vec(),
         inv.compiler.as_os_str().as_encoded_bytes().to_vec(),
         inv.argv0.as_encoded_bytes().to_vec(),
@@ -642,7 +681,11 @@ async fn publish(
     event: &mut Event,
 ) {
     if let Some((_, root)) = &p.prepared.landing.unmap
-        && p.prepared.landing.forbid.is_some()
+        && p.prepared
+            .landing
+            .forbid
+            .iter()
+            .any(|f| f == super::paths::MAPPED_ROOT)
         && p.prepared.landing.local.iter().any(|o| names(o, root))
     {
         depcache::mark_located(&ctx.cache_dir, key);

@@ -9,12 +9,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::depcache::Seen;
-use super::family::{ActionSpec, EnvValue, ExposureSpec, Scanned};
+use super::family::{
+    ActionSpec, EnvValue, ExposureSpec, Job, Reason, Relocation, RelocationSite, Scanned,
+};
 use super::inputs::{self, InputsError};
 use super::paths::{self, MAPPED_ROOT, PathMap};
+use super::relocate::{self, Layout};
 use super::remote::{Landing, Prepared};
 use super::tool::Tool;
 use crate::action::{CommandSpec, Features, OutputSpec};
+use crate::cas::tree::Entry;
 use crate::invocation::render_all;
 
 /// Whether the project root may move this time (`false` once a moved
@@ -27,21 +31,26 @@ pub enum Move {
 
 /// Where and for whom an action is built.
 pub struct Site<'a> {
+    pub ctx: &'a super::Ctx,
+    pub inv: &'a super::Invocation,
     /// The compile's working directory here.
     pub cwd: &'a Path,
     pub project_root: Option<PathBuf>,
     pub platform: &'a [(String, String)],
     pub features: Features,
     pub allowed: Move,
+    pub layout: Layout,
 }
 
-/// The action for `spec`. `Err` is a local reason.
+/// The action for `spec`, laid out for `site`; `job` says how it runs
+/// relocated. `Err` is a local reason.
 pub fn build(
     site: &Site<'_>,
     tools: &[Tool],
     scanned: &Scanned,
     spec: &ActionSpec,
-) -> Result<Prepared, &'static str> {
+    job: &dyn Job,
+) -> Result<Prepared, Reason> {
     let cwd = paths::normalize(site.cwd);
     let (map, verify) = choose_map(
         &cwd,
@@ -55,30 +64,44 @@ pub fn build(
         .filter(|f| !spec.dropped.contains(&f.path))
         .cloned()
         .collect();
-    let (map, verify, inputs) = match inputs::build(tools, &files, &spec.extra, &spec.dirs, &map) {
+    let relocated = site.layout == Layout::Relocated;
+    let (map, verify, inputs) = match input_root(tools, &files, spec, &map, &cwd, relocated) {
         Ok(i) => (map, verify, i),
         Err(InputsError::Unmappable(why)) if verify => {
             tracing::debug!("{why}");
             let identity = PathMap::identity();
-            let i = inputs::build(tools, &files, &spec.extra, &spec.dirs, &identity)
-                .map_err(input_error)?;
+            let i =
+                input_root(tools, &files, spec, &identity, &cwd, relocated).map_err(input_error)?;
             (identity, false, i)
         }
         Err(e) => return Err(input_error(e)),
     };
-    let m = tools[0].manifest();
-    let mut arguments = vec![map.arg(&format!("/{}", m.entry))];
-    arguments.extend(render_all(&spec.args, &|p| {
+    let args = render_all(&spec.args, &|p| {
         let abs = paths::absolute(&cwd, p);
-        match spec.renamed.get(&abs) {
+        let remote = match spec.renamed.get(&abs) {
             Some(other) => map.arg(&other.to_string_lossy()),
             None if spec.outputs.contains(&abs) => map.output_arg(p),
             None => map.arg(p),
+        };
+        if relocated {
+            relocate::rel(&remote)
+        } else {
+            remote
         }
-    }));
-    if map.is_mapped() {
-        arguments.extend(spec.when_moved.iter().cloned());
-    }
+    });
+    let (arguments, env) = if relocated {
+        let site = RelocationSite {
+            cwd: &cwd,
+            map: &map,
+            tools,
+            scanned,
+            ctx: site.ctx,
+            inv: site.inv,
+        };
+        relocated_command(tools, spec, &map, args, job.relocation(&site)?)
+    } else {
+        rooted_command(tools, spec, &map, args)
+    };
     let remote_cwd = map.remote(&cwd);
     let outputs: Vec<String> = spec
         .outputs
@@ -87,7 +110,7 @@ pub fn build(
         .collect();
     let command = CommandSpec {
         arguments,
-        env: command_env(tools, spec, &map),
+        env,
         outputs: outputs
             .iter()
             .map(|p| OutputSpec {
@@ -98,14 +121,172 @@ pub fn build(
         working_directory: map.tree_path(&cwd),
         platform: site.platform.to_vec(),
     };
+    let mut forbid = Vec::new();
+    if verify && map.is_mapped() {
+        forbid.push(MAPPED_ROOT.to_string());
+    }
+    if relocated {
+        forbid.push(relocate::PROC_CWD.to_string());
+    }
     let landing = Landing {
         local: spec.outputs.clone(),
         unmap: map
             .root()
             .map(|root| (MAPPED_ROOT.to_string(), root.to_string_lossy().into_owned())),
-        forbid: (verify && map.is_mapped()).then(|| MAPPED_ROOT.to_string()),
+        forbid,
+        relocated,
     };
     Prepared::new(&command, site.features, inputs, landing)
+}
+
+/// The input root: the toolchains, the scanned files, the job's
+/// directories and entries, and for a relocated action the working
+/// directory's links to the root and the loader.
+fn input_root(
+    tools: &[Tool],
+    files: &[Seen],
+    spec: &ActionSpec,
+    map: &PathMap,
+    cwd: &Path,
+    relocated: bool,
+) -> Result<inputs::Inputs, InputsError> {
+    let mut extra = spec.extra.clone();
+    if relocated {
+        let wd = map.tree_path(cwd);
+        let depth = wd.split('/').filter(|c| !c.is_empty()).count();
+        let up = if depth == 0 {
+            ".".to_string()
+        } else {
+            vec![".."; depth].join("/")
+        };
+        let at = |name: &str| {
+            if wd.is_empty() {
+                name.to_string()
+            } else {
+                format!("{wd}/{name}")
+            }
+        };
+        extra.push(Entry::symlink(at(relocate::ROOT), up));
+        if let Some(loader) = &tools[0].manifest().interpreter {
+            extra.push(Entry::symlink(
+                at(relocate::LOADER),
+                format!("{}/{loader}", relocate::ROOT),
+            ));
+        }
+    }
+    inputs::build(tools, files, &extra, &spec.dirs, map)
+}
+
+/// The command of a rooted action: the toolchain's compiler at its own
+/// path, the job's arguments; the toolchains' environment and `PATH`, the
+/// job's variables.
+fn rooted_command(
+    tools: &[Tool],
+    spec: &ActionSpec,
+    map: &PathMap,
+    args: Vec<String>,
+) -> (Vec<String>, BTreeMap<String, String>) {
+    let m = tools[0].manifest();
+    let mut arguments = vec![map.arg(&format!("/{}", m.entry))];
+    arguments.extend(args);
+    if map.is_mapped() {
+        arguments.extend(spec.when_moved.iter().cloned());
+    }
+    let mut env: BTreeMap<String, String> = m.env.clone();
+    let dirs = toolchain_dirs(tools, |m| &m.path_dirs, &|d| map.arg(d));
+    if !dirs.is_empty() {
+        env.insert("PATH".into(), dirs.join(":"));
+    }
+    job_env(&mut env, spec, map, false);
+    (arguments, env)
+}
+
+/// The command of a relocated action: the bundle's shell launches the
+/// compiler through the root link with `PWD` set to `/proc/self/cwd` and
+/// the job's run-time words; `PATH` and `LD_LIBRARY_PATH` relative.
+fn relocated_command(
+    tools: &[Tool],
+    spec: &ActionSpec,
+    map: &PathMap,
+    args: Vec<String>,
+    r: Relocation,
+) -> (Vec<String>, BTreeMap<String, String>) {
+    let m = tools[0].manifest();
+    let through_root = |d: &str| relocate::rel(&map.arg(d));
+    let mut script = String::from("PWD=/proc/self/cwd; export PWD; ");
+    if !r.runtime.is_empty() {
+        script.push_str("P=$(pwd -P); ");
+    }
+    script.push_str("exec \"$@\"");
+    for w in &r.runtime {
+        script.push(' ');
+        script.push_str(w);
+    }
+    let mut arguments = vec![
+        through_root(relocate::SHELL),
+        "-c".into(),
+        script,
+        "sh".into(),
+        through_root(&format!("/{}", m.entry)),
+    ];
+    arguments.extend(r.lead);
+    arguments.extend(args);
+    arguments.extend(r.tail);
+    let mut env: BTreeMap<String, String> = m.env.clone();
+    let path = toolchain_dirs(tools, |m| &m.path_dirs, &through_root);
+    if !path.is_empty() {
+        env.insert("PATH".into(), path.join(":"));
+    }
+    let libs = toolchain_dirs(tools, |m| &m.library_path, &through_root);
+    if !libs.is_empty() {
+        env.insert("LD_LIBRARY_PATH".into(), libs.join(":"));
+    }
+    job_env(&mut env, spec, map, true);
+    env.extend(r.env);
+    (arguments, env)
+}
+
+/// The tree directories `field` lists in every toolchain, once each, as
+/// `spell` writes them.
+fn toolchain_dirs(
+    tools: &[Tool],
+    field: impl Fn(&crate::toolchain::manifest::Manifest) -> &Vec<String>,
+    spell: &dyn Fn(&str) -> String,
+) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for t in tools {
+        for d in field(t.manifest()) {
+            let d = spell(&format!("/{d}"));
+            if !out.contains(&d) {
+                out.push(d);
+            }
+        }
+    }
+    out
+}
+
+/// The job's own variables: paths moved with the project, and for a
+/// relocated action spelled so they resolve on the worker.
+fn job_env(env: &mut BTreeMap<String, String>, spec: &ActionSpec, map: &PathMap, relocated: bool) {
+    let path = |v: &str| {
+        let m = map.arg(v);
+        if relocated { relocate::proc_abs(&m) } else { m }
+    };
+    for (k, v) in &spec.env {
+        let v = match v {
+            EnvValue::Plain(v) => v.clone(),
+            EnvValue::Path(v) => path(v),
+            EnvValue::PathList(v) => v
+                .split(':')
+                .map(|p| {
+                    let m = map.arg(p);
+                    if relocated { relocate::rel(&m) } else { m }
+                })
+                .collect::<Vec<_>>()
+                .join(":"),
+        };
+        env.insert(k.clone(), v);
+    }
 }
 
 /// The path mapping, and whether its outputs must be checked for the
@@ -125,35 +306,9 @@ fn choose_map(
     }
 }
 
-fn input_error(e: InputsError) -> &'static str {
+fn input_error(e: InputsError) -> Reason {
     tracing::info!("{e}");
     "input_tree"
-}
-
-/// The toolchains' environment, `PATH` through their helper directories,
-/// then the job's own variables (paths moved with the project).
-fn command_env(tools: &[Tool], spec: &ActionSpec, map: &PathMap) -> BTreeMap<String, String> {
-    let mut env: BTreeMap<String, String> = tools[0].manifest().env.clone();
-    let mut path_dirs: Vec<String> = Vec::new();
-    for t in tools {
-        for d in &t.manifest().path_dirs {
-            let d = map.arg(&format!("/{d}"));
-            if !path_dirs.contains(&d) {
-                path_dirs.push(d);
-            }
-        }
-    }
-    if !path_dirs.is_empty() {
-        env.insert("PATH".into(), path_dirs.join(":"));
-    }
-    for (k, v) in &spec.env {
-        let v = match v {
-            EnvValue::Plain(v) => v.clone(),
-            EnvValue::Path(v) => map.arg(v),
-        };
-        env.insert(k.clone(), v);
-    }
-    env
 }
 
 /// Output paths a job names (relative to `cwd` or absolute), made absolute.

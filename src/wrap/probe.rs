@@ -1,20 +1,27 @@
-//! Does the server run actions with the input root as `/`?
+//! Which layout a server's workers need (`relocate::Layout`).
 //!
-//! Wrapped compiles keep absolute paths as they are (see `paths`), which
-//! is only right on workers that make the input root their `/`: recast's
-//! own sandboxes, buildbox-run, Buildbarn's chroot runner. A worker that
-//! runs actions in a plain directory would resolve `/usr/include/stdio.h`
-//! on its own disk. So, once an hour per (server, instance, platform),
-//! recast asks: an uncached action runs the toolchain's ELF loader, by a
-//! relative path (which works either way), with `--verify` on a file that
-//! exists only at an absolute path inside the input root. Exit 0 means the
-//! worker saw it there.
+//! Workers that make the input root their `/` (recast's own sandboxes,
+//! buildbox-run, Buildbarn's chroot runner) run rooted actions, whose
+//! paths are the user's own; a worker that runs actions in a plain
+//! directory (NativeLink, Buildbarn's default runner, BuildBuddy, EngFlow,
+//! `recast serve --sandbox none`) would resolve `/usr/include/stdio.h` on
+//! its own disk, and gets relocated actions. So, once an hour per
+//! (server, instance, platform), recast asks: an uncached action runs the
+//! toolchain's ELF loader, by a relative path (which works either way),
+//! with `--verify` on a file that exists only at an absolute path inside
+//! the input root. Exit 0 means the worker saw it there: rooted. No answer
+//! within [`PATIENCE`] (no worker matches the platform, as NativeLink
+//! keeps such actions queued) is remembered for a minute, and compiles
+//! run here meanwhile — unless an earlier answer exists: a busy server's
+//! queue holds the probe too, and what it said before still holds.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::depcache;
 use super::inputs::Inputs;
+use super::relocate::Layout;
 use super::remote::{Failure, Prepared};
 use super::tool::Tool;
 use crate::action::{self, CommandSpec, Features};
@@ -30,9 +37,17 @@ const PROBE_DIR: &str = "recast-chroot-probe-5f0c2a";
 
 #[derive(Serialize, Deserialize)]
 struct Answer {
-    chroot: bool,
+    /// `None`: no worker answered the probe in [`PATIENCE`].
+    layout: Option<Layout>,
     at: u64,
 }
+
+/// How long the probe waits for a worker (an engine that keeps actions
+/// queued while no worker matches their platform, as NativeLink does,
+/// would otherwise hold every compile).
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(90);
+/// How long "no worker answered" is believed: compiles run here meanwhile.
+const SILENCE_TTL_SECS: u64 = 60;
 
 use crate::fsutil::now_secs as now;
 
@@ -149,58 +164,107 @@ fn own_loader() -> Option<(PathBuf, PathBuf)> {
     Some((loader?, libc?))
 }
 
-/// Whether `client`'s workers for `platform` run actions with the input
-/// root as `/`: from the cache, else asked.
-pub async fn chroots(
+/// The layout `client`'s workers for `platform` need: rooted where they
+/// run actions with the input root as `/`, relocated elsewhere. From the
+/// cache, else asked with the probe action.
+pub async fn layout(
     cache_dir: &Path,
     client: &Client,
     tool: &Tool,
     platform: &[(String, String)],
     features: Features,
-) -> Result<bool, Failure> {
+) -> Result<Layout, Failure> {
     let path = answer_path(cache_dir, client, platform);
-    if let Some(a) = std::fs::read(&path)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Answer>(&b).ok())
-        .filter(|a| now().saturating_sub(a.at) < TTL_SECS)
-    {
-        return Ok(a.chroot);
+    let last = read(&path);
+    if let Some(a) = last.as_ref().filter(|a| fresh(a)) {
+        return a.layout.ok_or_else(|| silent(client, platform));
     }
     let Some(p) = probe_action(tool, platform, features) else {
-        return Err(Failure {
-            cause: "probe_unavailable".into(),
-            message: format!(
+        return Err(Failure::new(
+            "probe_unavailable",
+            format!(
                 "{} has no ELF loader to probe the workers with",
                 tool.manifest().name
             ),
-        });
+        ));
     };
-    let outcome = remote::run_action(
+    let run = remote::run_action(
         client,
         ActionRun {
             skip_cache: true,
             ..p.run(Vec::new())
         },
+    );
+    let layout = match tokio::time::timeout(PATIENCE, run).await {
+        Err(_) => None,
+        Ok(outcome) => {
+            let outcome = outcome.map_err(|e| Failure::of(&e))?;
+            if !outcome.ok() {
+                let code = tonic::Code::from(outcome.status.code);
+                return Err(Failure::new(
+                    format!("status_{}", remote::code_name(code).to_ascii_lowercase()),
+                    outcome.status.message,
+                ));
+            }
+            let chroot = outcome.result.as_ref().is_some_and(|r| r.exit_code == 0);
+            Some(if chroot {
+                Layout::Rooted
+            } else {
+                Layout::Relocated
+            })
+        }
+    };
+    match layout {
+        Some(l) => tracing::info!("{} gets {l} actions", client.url()),
+        // A busy server keeps a probe queued behind long compiles: what it
+        // said before still holds.
+        None => {
+            if let Some(l) = last.and_then(|a| a.layout) {
+                tracing::info!("the probe waited in {}'s queue; keeping {l}", client.url());
+                return Ok(l);
+            }
+        }
+    }
+    depcache::save(&path, &Answer { layout, at: now() });
+    layout.ok_or_else(|| silent(client, platform))
+}
+
+/// The layout a probe found for `client` and `platform`, if still fresh.
+pub fn known_layout(
+    cache_dir: &Path,
+    client: &Client,
+    platform: &[(String, String)],
+) -> Option<Layout> {
+    read(&answer_path(cache_dir, client, platform))
+        .filter(fresh)
+        .and_then(|a| a.layout)
+}
+
+fn read(path: &Path) -> Option<Answer> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Answer>(&b).ok())
+}
+
+fn fresh(a: &Answer) -> bool {
+    let ttl = if a.layout.is_some() {
+        TTL_SECS
+    } else {
+        SILENCE_TTL_SECS
+    };
+    now().saturating_sub(a.at) < ttl
+}
+
+/// Why compiles run here when no worker answers.
+fn silent(client: &Client, platform: &[(String, String)]) -> Failure {
+    let props: Vec<String> = platform.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    Failure::new(
+        "no_worker",
+        format!(
+            "no worker of {} ran a probe with platform {} within {} s; check that a worker offers these properties (`recast doctor`)",
+            client.url(),
+            props.join(" "),
+            PATIENCE.as_secs()
+        ),
     )
-    .await
-    .map_err(|e| Failure::of(&e))?;
-    if !outcome.ok() {
-        let code = tonic::Code::from(outcome.status.code);
-        return Err(Failure {
-            cause: format!("status_{}", remote::code_name(code).to_ascii_lowercase()),
-            message: outcome.status.message,
-        });
-    }
-    let chroot = outcome.result.as_ref().is_some_and(|r| r.exit_code == 0);
-    if !chroot {
-        tracing::info!(
-            "{} runs actions outside a chroot of their input root; wrapped compiles run locally (recast serve and recast worker: --sandbox chroot)",
-            client.url()
-        );
-    }
-    let bytes = serde_json::to_vec(&Answer { chroot, at: now() }).expect("serializes");
-    if let Err(e) = crate::fsutil::write_atomic(&path, &bytes) {
-        tracing::debug!("cannot save {}: {e}", path.display());
-    }
-    Ok(chroot)
 }

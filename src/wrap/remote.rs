@@ -91,11 +91,16 @@ pub struct Landing {
     /// `(remote, local)`: a path prefix to turn back in depfiles (`.d`)
     /// and in stdout/stderr, when the project root moved.
     pub unmap: Option<(String, String)>,
-    /// Bytes no output may contain (the moved project root: an output
-    /// that names it saw where it ran, and is not what a local compile
-    /// here writes). Depfiles, which are turned back, are not checked.
+    /// Bytes no output may contain (the moved project root, a relocated
+    /// action's run-time paths: an output that names one saw where it
+    /// ran, and is not what a local compile here writes). Depfiles, which
+    /// are turned back, are not checked.
     #[serde(default)]
-    pub forbid: Option<String>,
+    pub forbid: Vec<String>,
+    /// The action was relocated: paths through its root link are turned
+    /// back in depfiles and streams.
+    #[serde(default)]
+    pub relocated: bool,
 }
 
 impl Landing {
@@ -107,18 +112,26 @@ impl Landing {
                 .map(|o| super::paths::absolute(cwd, o))
                 .collect(),
             unmap: None,
-            forbid: None,
+            forbid: Vec::new(),
+            relocated: false,
         }
     }
 
     fn unmap_text(&self, bytes: Vec<u8>) -> Vec<u8> {
-        let Some((from, to)) = &self.unmap else {
+        if self.unmap.is_none() && !self.relocated {
             return bytes;
-        };
-        match String::from_utf8(bytes) {
-            Ok(text) => text.replace(from.as_str(), to).into_bytes(),
-            Err(e) => e.into_bytes(),
         }
+        let mut text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => return e.into_bytes(),
+        };
+        if self.relocated {
+            text = super::relocate::unrelocate(&text);
+        }
+        if let Some((from, to)) = &self.unmap {
+            text = text.replace(from.as_str(), to);
+        }
+        text.into_bytes()
     }
 }
 
@@ -257,7 +270,7 @@ async fn land(
             let real = std::fs::create_dir_all(parent)
                 .and_then(|()| std::fs::canonicalize(parent))
                 .map_err(|e| Failure::new("local_io", format!("{}: {e}", parent.display())))?;
-            if landing.unmap.is_some() && f.path.ends_with(".d") {
+            if (landing.unmap.is_some() || landing.relocated) && f.path.ends_with(".d") {
                 depfiles.push((local.clone(), real.join(name)));
             }
             by_dir.entry(real).or_default().push(reapi::OutputFile {
@@ -275,9 +288,9 @@ async fn land(
                 (dir, one)
             })
             .collect();
-        let check = landing.forbid.clone().map(|needle| {
+        let check = (!landing.forbid.is_empty()).then(|| {
             let skip = depfiles.iter().map(|(_, real)| real.clone()).collect();
-            forbid_check(needle, skip)
+            forbid_check(landing.forbid.clone(), skip)
         });
         let stats = remote::write_outputs_in(client, groups, check)
             .await
@@ -296,17 +309,22 @@ async fn land(
     Ok((stdout, stderr, down))
 }
 
-/// A check that refuses any output but `skip` whose bytes contain
-/// `needle`.
-fn forbid_check(needle: String, skip: Vec<PathBuf>) -> std::sync::Arc<remote::outputs::Check> {
+/// A check that refuses any output but `skip` whose bytes contain one of
+/// `needles`.
+fn forbid_check(
+    needles: Vec<String>,
+    skip: Vec<PathBuf>,
+) -> std::sync::Arc<remote::outputs::Check> {
     std::sync::Arc::new(move |dest: &Path, bytes: &[u8]| {
         if skip.iter().any(|s| s == dest) {
             return Ok(());
         }
-        match memchr::memmem::find(bytes, needle.as_bytes()) {
-            Some(at) => Err(format!("it names {needle} (at byte {at})")),
-            None => Ok(()),
+        for needle in &needles {
+            if let Some(at) = memchr::memmem::find(bytes, needle.as_bytes()) {
+                return Err(format!("it names {needle} (at byte {at})"));
+            }
         }
+        Ok(())
     })
 }
 

@@ -25,13 +25,14 @@ use futures::future::BoxFuture;
 use super::color::{ColorPolicy, Encoding, Want};
 use super::depcache::Seen;
 use super::family::{
-    self, ActionSpec, EnvValue, ExposureSpec, Job, Reason, ScanSpec, Scanned, ToolRequest,
+    self, ActionSpec, EnvValue, ExposureSpec, Job, Reason, Relocation, RelocationSite, ScanSpec,
+    Scanned, ToolRequest,
 };
 use super::paths::{self, Exposure, MAPPED_ROOT};
 use super::stats::Event;
 use super::tool::Tool;
 use super::twin::{self, TwinFile};
-use super::{Ctx, Invocation, cc::utf8_args, crates, pipeline, prepare, remote};
+use super::{Ctx, Invocation, cc::utf8_args, crates, pipeline, prepare, relocate, remote};
 use crate::invocation::rustc::{self, InputKind, RustCompile, SearchKind, Target};
 use crate::invocation::{Arg, args, depfile};
 
@@ -418,6 +419,50 @@ impl Job for RustJob {
         Ok(())
     }
 
+    fn relocation(&self, site: &RelocationSite<'_>) -> Result<Relocation, Reason> {
+        let r = &self.r;
+        let remaps = self.remaps(site)?;
+        let mut out = Relocation::default();
+        if r.sysroot.is_none() {
+            // The sysroot rustc would find from /proc/self/exe, named.
+            let entry = Path::new("/").join(&site.tools[0].manifest().entry);
+            let sysroot = entry
+                .parent()
+                .and_then(Path::parent)
+                .ok_or("not_relocatable")?;
+            out.lead.push("--sysroot".into());
+            out.lead
+                .push(relocate::rel(&site.map.arg(&sysroot.to_string_lossy())));
+        }
+        if r.links {
+            // The linker (gcc's driver) as gcc runs relocated.
+            let linker = site.tools.get(1).ok_or("links_no_linker")?;
+            let program = find_linker(site.ctx, r).ok_or("links_no_linker")?;
+            let prefix = relocate::ask(
+                site.ctx,
+                &program,
+                &linker.manifest().root,
+                "exec-prefix",
+                &["-print-search-dirs".into()],
+                relocate::gcc_exec_prefix,
+            )?;
+            let prefix = prefix.first().ok_or("not_relocatable")?;
+            for arg in [
+                "link-arg=-no-canonical-prefixes".to_string(),
+                format!("link-arg=--sysroot={}", relocate::ROOT),
+            ] {
+                out.lead.push("-C".into());
+                out.lead.push(arg);
+            }
+            out.env.push((
+                "GCC_EXEC_PREFIX".into(),
+                relocate::rel(&site.map.arg(prefix)),
+            ));
+        }
+        out.runtime = runtime_remaps(site, &remaps);
+        Ok(out)
+    }
+
     fn rerun_failures(&self) -> bool {
         self.r.links
     }
@@ -450,6 +495,45 @@ impl Job for RustJob {
 }
 
 impl RustJob {
+    /// The remaps (old side local and absolute, new side) this compile
+    /// gets here: the user's and trim-paths'. A relocated rustc records
+    /// the worker's paths, so it runs there only when these rewrite every
+    /// path it records — its working directory and its sources — since a
+    /// path remapped there and not here is other bytes.
+    fn remaps(&self, site: &RelocationSite<'_>) -> Result<Vec<(PathBuf, String)>, Reason> {
+        let mut remaps: Vec<(PathBuf, String)> = self
+            .r
+            .remote_args
+            .iter()
+            .filter_map(|a| match a {
+                Arg::PrefixMap { old, new, .. } => {
+                    Some((paths::absolute(site.cwd, old), new.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        if let Some(root) = self.trim_root(site.ctx) {
+            remaps.push((root, MAPPED_ROOT.to_string()));
+        }
+        let covered = |p: &Path| remaps.iter().any(|(from, _)| p.starts_with(from));
+        if !covered(site.cwd) {
+            return Err("rustc_paths_not_remapped");
+        }
+        let sources = site
+            .scanned
+            .files
+            .iter()
+            .filter(|f| !is_library(&f.path))
+            .map(|f| paths::normalize(&f.path));
+        for s in sources {
+            if !covered(&s) {
+                tracing::debug!("{} is not remapped", s.display());
+                return Err("rustc_paths_not_remapped");
+            }
+        }
+        Ok(remaps)
+    }
+
     /// The workers' compile of a host unit built here: its twin, kept on
     /// the server and recorded beside the local files.
     async fn twin(&self, ctx: &Ctx, inv: &Invocation) -> bool {
@@ -516,6 +600,62 @@ impl RustJob {
     }
 }
 
+/// The launcher's run-time words: each remap again with its old side as
+/// the worker spells it — through the root link from the working
+/// directory (`$P/.r/…`, absolute arguments), through `/proc/self/cwd`
+/// (environment values), and by the working directory's real path when
+/// the old side holds it or lies below it (relative arguments) — in the
+/// user's order, after the user's own (rustc takes the last match).
+fn runtime_remaps(site: &RelocationSite<'_>, remaps: &[(PathBuf, String)]) -> Vec<String> {
+    let word = |from: String, to: &str| {
+        format!(
+            "{}{from}{}",
+            relocate::quote("--remap-path-prefix="),
+            relocate::quote(&format!("={to}"))
+        )
+    };
+    let cwd = site.map.remote(site.cwd);
+    let mut out = Vec::new();
+    for (from, to) in remaps {
+        let remote = site.map.remote(from);
+        let spelled = remote.to_string_lossy();
+        out.push(word(
+            format!(
+                "\"$P\"{}",
+                relocate::quote(&format!("/{}{spelled}", relocate::ROOT))
+            ),
+            to,
+        ));
+        out.push(word(relocate::quote(&relocate::proc_abs(&spelled)), to));
+        if let Ok(below) = remote.strip_prefix(&cwd) {
+            let rest = below.to_string_lossy();
+            let suffix = if rest.is_empty() {
+                String::new()
+            } else {
+                relocate::quote(&format!("/{rest}"))
+            };
+            out.push(word(format!("\"$P\"{suffix}"), to));
+        } else if let Ok(up) = cwd.strip_prefix(&remote) {
+            let levels = up.components().count();
+            let climb = vec![".."; levels].join("/");
+            out.push(word(format!("\"$(cd {climb} && pwd -P)\""), to));
+        }
+    }
+    out
+}
+
+/// A crate or native library (not a source rustc records).
+fn is_library(p: &Path) -> bool {
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    [".rlib", ".rmeta", ".so", ".a", ".dylib"]
+        .iter()
+        .any(|s| name.ends_with(s))
+        || name.contains(".so.")
+}
+
 /// A library file dependents load (rlib, rmeta, a proc-macro's dylib).
 fn is_crate_output(p: &Path) -> bool {
     p.file_name()
@@ -579,7 +719,7 @@ fn env_deps(text: Option<&str>) -> Vec<(String, String)> {
 
 /// The linker rustc runs: `-C linker` (a path, or a name on `PATH`), else
 /// `cc` on `PATH`.
-fn find_linker(ctx: &Ctx, r: &RustCompile) -> Option<PathBuf> {
+pub(super) fn find_linker(ctx: &Ctx, r: &RustCompile) -> Option<PathBuf> {
     let name = r.linker.as_deref().unwrap_or("cc");
     if name.contains('/') {
         let p = paths::absolute(&ctx.cwd, name);
