@@ -19,31 +19,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::projects::{copy_dir, stats};
 use common::{BIN, Server, recast_with_cache, run_ok, tempdir};
-
-fn stats(cache: &Path) -> serde_json::Value {
-    let out = run_ok(&mut recast_with_cache(cache, ["stats", "--json"]));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 fn count(s: &serde_json::Value, key: &str) -> u64 {
     s[key].as_u64().unwrap_or(0)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        let t = e.file_type().unwrap();
-        if t.is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else if t.is_symlink() {
-            std::os::unix::fs::symlink(fs::read_link(e.path()).unwrap(), dest).unwrap();
-        } else {
-            fs::copy(e.path(), dest).unwrap();
-        }
-    }
 }
 
 /// Every file under `dir` whose name ends with one of `suffixes`, by path

@@ -11,91 +11,11 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
+use common::projects::{assert_same, files, stats, with_recast, zstd_project};
 use common::{BIN, Server, free_port, recast_with_cache, run_ok, tempdir};
-
-/// zstd's library sources inside the `zstd-sys` crate in cargo's registry.
-fn zstd_lib() -> PathBuf {
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo"));
-    let mut found: Vec<PathBuf> = fs::read_dir(home.join("registry/src"))
-        .expect("cargo's registry (recast's own build fills it)")
-        .filter_map(|e| e.ok())
-        .flat_map(|index| fs::read_dir(index.path()).into_iter().flatten())
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("zstd-sys-"))
-        })
-        .map(|p| p.join("zstd/lib"))
-        .filter(|p| p.join("decompress").is_dir())
-        .collect();
-    found.sort();
-    found.pop().expect("zstd-sys in cargo's registry")
-}
-
-const MAKEFILE: &str = "\
-SRC := $(wildcard lib/common/*.c) $(wildcard lib/decompress/*.c)
-OBJ := $(patsubst lib/%.c,obj/%.o,$(SRC))
-CFLAGS ?= -O2 -Wall
-all: $(OBJ)
-obj/%.o: lib/%.c
-\t@mkdir -p $(dir $@)
-\t$(CC) $(CFLAGS) -MMD -MP -Ilib -Ilib/common -c $< -o $@
--include $(OBJ:.o=.d)
-";
-
-const CMAKELISTS: &str = "\
-cmake_minimum_required(VERSION 3.13)
-project(zstd_dec C)
-file(GLOB SRC ${CMAKE_SOURCE_DIR}/lib/common/*.c ${CMAKE_SOURCE_DIR}/lib/decompress/*.c)
-add_library(zstd_dec STATIC ${SRC})
-target_include_directories(zstd_dec PRIVATE lib lib/common)
-target_compile_options(zstd_dec PRIVATE -O2)
-";
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
-/// A project: zstd's common/ and decompress/ with our Makefile and
-/// CMakeLists.txt, in a directory with a `.git` (the project root).
-fn project(at: &Path) -> PathBuf {
-    let lib = zstd_lib();
-    let dir = at.to_path_buf();
-    fs::create_dir_all(dir.join(".git")).unwrap();
-    for sub in ["common", "decompress"] {
-        copy_dir(&lib.join(sub), &dir.join("lib").join(sub));
-    }
-    for h in ["zstd.h", "zstd_errors.h", "zdict.h"] {
-        fs::copy(lib.join(h), dir.join("lib").join(h)).unwrap();
-    }
-    fs::write(dir.join("Makefile"), MAKEFILE).unwrap();
-    fs::write(dir.join("CMakeLists.txt"), CMAKELISTS).unwrap();
-    dir
-}
-
-/// A command whose recast children use `cache` and `url`.
-fn with_recast(cmd: &mut Command, cache: &Path, url: &str) {
-    cmd.env("RECAST_CACHE_DIR", cache)
-        .env("RECAST_CONFIG", cache.join("no-such-config.toml"))
-        .env("RECAST_REMOTE", url)
-        .env_remove("RECAST_MODE")
-        .env_remove("RECAST_PROJECT_ROOT");
-}
 
 fn make(dir: &Path, cc: &str, cache: &Path, url: &str) -> Output {
     let mut cmd = Command::new("make");
@@ -110,52 +30,13 @@ fn recast_cc() -> String {
     format!("{BIN} gcc")
 }
 
-/// Every file under `dir/sub` with `ext`, by path relative to `dir`.
-fn files(dir: &Path, sub: &str, ext: &str) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.join(sub)];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == ext) {
-                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-                out.insert(rel, fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
-}
-
-fn stats(cache: &Path) -> serde_json::Value {
-    let out = run_ok(&mut recast_with_cache(cache, ["stats", "--json"]));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn assert_same(what: &str, a: &BTreeMap<String, Vec<u8>>, b: &BTreeMap<String, Vec<u8>>) {
-    assert_eq!(
-        a.keys().collect::<Vec<_>>(),
-        b.keys().collect::<Vec<_>>(),
-        "{what}: different files"
-    );
-    for (k, v) in a {
-        assert!(
-            v == &b[k],
-            "{what}: {k} differs ({} vs {} bytes)",
-            v.len(),
-            b[k].len()
-        );
-    }
-}
-
 #[test]
 fn make_builds_zstd_remotely_byte_identical_and_a_copy_elsewhere_only_hits() {
     let server = Server::start();
     let tmp = tempdir();
     let cache = tmp.path().join("cache");
-    let plain = project(&tmp.path().join("plain"));
-    let proj = project(&tmp.path().join("proj"));
+    let plain = zstd_project(&tmp.path().join("plain"));
+    let proj = zstd_project(&tmp.path().join("proj"));
     make(&plain, "gcc", &cache, &server.url());
     let want = files(&plain, "obj", "o");
     assert_eq!(want.len(), 12, "{:?}", want.keys());
@@ -172,7 +53,7 @@ fn make_builds_zstd_remotely_byte_identical_and_a_copy_elsewhere_only_hits() {
     assert_eq!(s["fallbacks"], 0, "{s}");
 
     // The same project at another path: every compile is a hit.
-    let copy = project(&tmp.path().join("elsewhere/copy"));
+    let copy = zstd_project(&tmp.path().join("elsewhere/copy"));
     make(&copy, &recast_cc(), &cache, &server.url());
     assert_same("objects of the copy", &files(&copy, "obj", "o"), &want);
     let s = stats(&cache);
@@ -212,7 +93,7 @@ fn cmake_launcher_builds_the_same_objects_as_cmake_alone() {
     let server = Server::start();
     let tmp = tempdir();
     let cache = tmp.path().join("cache");
-    let proj = project(&tmp.path().join("proj"));
+    let proj = zstd_project(&tmp.path().join("proj"));
     let build = |launcher: Option<&str>| -> BTreeMap<String, Vec<u8>> {
         let b = proj.join("build");
         let _ = fs::remove_dir_all(&b);
@@ -244,8 +125,8 @@ fn cmake_launcher_builds_the_same_objects_as_cmake_alone() {
 fn a_dead_server_means_local_compiles_with_the_same_objects() {
     let tmp = tempdir();
     let cache = tmp.path().join("cache");
-    let plain = project(&tmp.path().join("plain"));
-    let proj = project(&tmp.path().join("proj"));
+    let plain = zstd_project(&tmp.path().join("plain"));
+    let proj = zstd_project(&tmp.path().join("proj"));
     let dead = format!("grpc://127.0.0.1:{}", free_port());
     make(&plain, "gcc", &cache, &dead);
     make(&proj, &recast_cc(), &cache, &dead);

@@ -12,63 +12,11 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use common::{
-    BIN, Server, free_port, peers_dir, peers_required, recast_with_cache, run_ok, tempdir,
-};
-
-/// The vendored crates, or `None` (printed) when the set-up has not run.
-fn vendor_dir() -> Option<PathBuf> {
-    let dir = peers_dir().join("vendor/cargo-ws");
-    if dir.join("serde").is_dir() {
-        return Some(dir);
-    }
-    let why = format!(
-        "{} is missing; run `bash scripts/peers/install.sh` (it vendors the test workspace's crates)",
-        dir.display()
-    );
-    if peers_required() {
-        panic!("{why} (RECAST_REQUIRE_PEERS=1)");
-    }
-    eprintln!("skipping: {why}");
-    None
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_name() == "target" {
-            continue;
-        }
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
-/// The fixture workspace at `at`, building offline from `vendor`, in a
-/// git-like project root.
-fn workspace(at: &Path, vendor: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cargo-ws");
-    copy_dir(&src, at);
-    fs::create_dir_all(at.join(".git")).unwrap();
-    fs::create_dir_all(at.join(".cargo")).unwrap();
-    fs::write(
-        at.join(".cargo/config.toml"),
-        format!(
-            "[source.crates-io]\nreplace-with = \"vendored\"\n[source.vendored]\ndirectory = \"{}\"\n",
-            vendor.display()
-        ),
-    )
-    .unwrap();
-    at.to_path_buf()
-}
+use common::projects::{cargo_ws, libraries, stats, vendor_dir};
+use common::{BIN, Server, free_port, recast_with_cache, run_ok, tempdir};
 
 fn cargo(ws: &Path, args: &[&str], wrap: Option<(&Path, &str)>) -> std::process::Output {
     let mut cmd = Command::new("cargo");
@@ -89,43 +37,6 @@ fn cargo(ws: &Path, args: &[&str], wrap: Option<(&Path, &str)>) -> std::process:
             .env_remove("RECAST_PROJECT_ROOT");
     }
     run_ok(&mut cmd)
-}
-
-/// What cargo built: every rlib, rmeta and proc-macro `.so` in
-/// `target/debug/deps`, the binaries there, and the build scripts under
-/// `target/debug/build`.
-fn libraries(ws: &Path) -> BTreeMap<String, Vec<u8>> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let mut out = BTreeMap::new();
-    let mut stack = vec![ws.join("target/debug/deps"), ws.join("target/debug/build")];
-    while let Some(dir) = stack.pop() {
-        for e in fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()) {
-            let p = e.path();
-            let meta = fs::metadata(&p).unwrap();
-            if meta.is_dir() {
-                // A build script's OUT_DIR holds what it wrote, not rustc.
-                if p.file_name().is_some_and(|n| n != "out") {
-                    stack.push(p);
-                }
-                continue;
-            }
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            let built = name.ends_with(".rlib")
-                || name.ends_with(".rmeta")
-                || name.ends_with(".so")
-                || (meta.permissions().mode() & 0o111 != 0 && !name.contains('.'));
-            if built {
-                let rel = p.strip_prefix(ws).unwrap().to_string_lossy().into_owned();
-                out.insert(rel, fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
-}
-
-fn stats(cache: &Path) -> serde_json::Value {
-    let out = run_ok(&mut recast_with_cache(cache, ["stats", "--json"]));
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn zero(cache: &Path) {
@@ -155,7 +66,7 @@ fn cargo_builds_the_workspace_remotely_byte_identical_and_rebuilds_from_the_cach
     let server = Server::start();
     let tmp = tempdir();
     let cache = tmp.path().join("cache");
-    let ws = workspace(&tmp.path().join("ws"), &vendor);
+    let ws = cargo_ws(&tmp.path().join("ws"), &vendor);
     let wrap = Some((cache.as_path(), server.url()));
     let wrap = wrap.as_ref().map(|(c, u)| (*c, u.as_str()));
 
@@ -217,7 +128,7 @@ fn a_dead_server_leaves_a_working_build_with_the_same_bytes() {
     let Some(vendor) = vendor_dir() else { return };
     let tmp = tempdir();
     let cache = tmp.path().join("cache");
-    let ws = workspace(&tmp.path().join("ws"), &vendor);
+    let ws = cargo_ws(&tmp.path().join("ws"), &vendor);
     cargo(&ws, &["build"], None);
     let plain = libraries(&ws);
     cargo(&ws, &["clean"], None);
@@ -237,7 +148,7 @@ fn a_server_killed_mid_build_still_gives_the_same_libraries() {
     let Some(vendor) = vendor_dir() else { return };
     let tmp = tempdir();
     let cache = tmp.path().join("cache");
-    let ws = workspace(&tmp.path().join("ws"), &vendor);
+    let ws = cargo_ws(&tmp.path().join("ws"), &vendor);
     cargo(&ws, &["build"], None);
     let plain = libraries(&ws);
     cargo(&ws, &["clean"], None);
@@ -349,7 +260,7 @@ fn a_foreign_host_builds_with_the_registrys_rustc_and_twins_of_its_proc_macros()
     let server = Server::start();
     let tmp = tempdir();
     let cache = tmp.path().join("cache");
-    let ws = workspace(&tmp.path().join("ws"), &vendor);
+    let ws = cargo_ws(&tmp.path().join("ws"), &vendor);
 
     // Without the twin toolchains in the registry, everything runs here.
     let foreign = |cmd: &mut Command| {
@@ -446,8 +357,8 @@ fn trimmed_paths_let_two_checkouts_share_hits_and_the_same_bytes() {
     let server = Server::start();
     let tmp = tempdir();
     let cache = tmp.path().join("cache");
-    let a = workspace(&tmp.path().join("a/ws"), &vendor);
-    let b = workspace(&tmp.path().join("b/deeper/copy"), &vendor);
+    let a = cargo_ws(&tmp.path().join("a/ws"), &vendor);
+    let b = cargo_ws(&tmp.path().join("b/deeper/copy"), &vendor);
     let build = |ws: &Path, url: &str| {
         let mut cmd = Command::new("cargo");
         cmd.args(["build", "--offline"])

@@ -10,20 +10,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{BIN, Server, recast_with_cache, run_ok, tempdir};
-
-fn stats(cache: &Path) -> serde_json::Value {
-    let out = run_ok(&mut recast_with_cache(cache, ["stats", "--json"]));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn with_recast(cmd: &mut Command, cache: &Path, url: &str) {
-    cmd.env("RECAST_CACHE_DIR", cache)
-        .env("RECAST_CONFIG", cache.join("no-such-config.toml"))
-        .env("RECAST_REMOTE", url)
-        .env_remove("RECAST_MODE")
-        .env_remove("RECAST_PROJECT_ROOT");
-}
+use common::projects::{stats, with_recast};
+use common::{BIN, Server, run_ok, tempdir};
 
 /// `argv` run in a pseudo-terminal (util-linux `script`), in `dir`: what
 /// the terminal showed (stdout and stderr, with `\r\n` line ends).

@@ -9,15 +9,10 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 use std::process::Command;
 
-use common::{BIN, Server, recast_with_cache, run_ok, tempdir};
-
-fn stats(cache: &Path) -> serde_json::Value {
-    let out = run_ok(&mut recast_with_cache(cache, ["stats", "--json"]));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
+use common::projects::stats;
+use common::{BIN, Server, run_ok, tempdir};
 
 const SOURCE: &str = "#include <stdio.h>\n#include <string.h>\n#include \"shape.h\"\nint describe(char *buf, int n) { return snprintf(buf, n, \"%d sides\", SIDES) + (int)strlen(buf); }\n";
 

@@ -8,6 +8,7 @@
 pub mod buildgrid;
 pub mod casd;
 pub mod nativelink;
+pub mod projects;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -1,0 +1,206 @@
+//! The projects the wrapper's tests build, shared by the test crates:
+//! zstd's library (the copy `zstd-sys` vendors) with a Makefile and a
+//! CMakeLists.txt of ours, the cargo workspace of `tests/fixtures/cargo-ws`
+//! with its crates vendored, and what to compare their builds by.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{peers_dir, peers_required, recast_with_cache, run_ok};
+
+/// Copies the tree `from` to `to` (symlinks as symlinks).
+pub fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_name() == "target" {
+            continue;
+        }
+        let t = e.file_type().unwrap();
+        if t.is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else if t.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(e.path()).unwrap(), dest).unwrap();
+        } else {
+            fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// `recast stats --json` of the cache dir `cache`.
+pub fn stats(cache: &Path) -> serde_json::Value {
+    let out = run_ok(&mut recast_with_cache(cache, ["stats", "--json"]));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A command whose recast children use `cache` and `url`.
+pub fn with_recast(cmd: &mut Command, cache: &Path, url: &str) {
+    cmd.env("RECAST_CACHE_DIR", cache)
+        .env("RECAST_CONFIG", cache.join("no-such-config.toml"))
+        .env("RECAST_REMOTE", url)
+        .env_remove("RECAST_MODE")
+        .env_remove("RECAST_PROJECT_ROOT");
+}
+
+/// zstd's library sources inside the `zstd-sys` crate in cargo's registry.
+pub fn zstd_lib() -> PathBuf {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo"));
+    let mut found: Vec<PathBuf> = fs::read_dir(home.join("registry/src"))
+        .expect("cargo's registry (recast's own build fills it)")
+        .filter_map(|e| e.ok())
+        .flat_map(|index| fs::read_dir(index.path()).into_iter().flatten())
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("zstd-sys-"))
+        })
+        .map(|p| p.join("zstd/lib"))
+        .filter(|p| p.join("decompress").is_dir())
+        .collect();
+    found.sort();
+    found.pop().expect("zstd-sys in cargo's registry")
+}
+
+pub const MAKEFILE: &str = "\
+SRC := $(wildcard lib/common/*.c) $(wildcard lib/decompress/*.c)
+OBJ := $(patsubst lib/%.c,obj/%.o,$(SRC))
+CFLAGS ?= -O2 -Wall
+all: $(OBJ)
+obj/%.o: lib/%.c
+\t@mkdir -p $(dir $@)
+\t$(CC) $(CFLAGS) -MMD -MP -Ilib -Ilib/common -c $< -o $@
+-include $(OBJ:.o=.d)
+";
+
+pub const CMAKELISTS: &str = "\
+cmake_minimum_required(VERSION 3.13)
+project(zstd_dec C)
+file(GLOB SRC ${CMAKE_SOURCE_DIR}/lib/common/*.c ${CMAKE_SOURCE_DIR}/lib/decompress/*.c)
+add_library(zstd_dec STATIC ${SRC})
+target_include_directories(zstd_dec PRIVATE lib lib/common)
+target_compile_options(zstd_dec PRIVATE -O2)
+";
+
+/// A project: zstd's common/ and decompress/ with our Makefile and
+/// CMakeLists.txt, in a directory with a `.git` (the project root).
+pub fn zstd_project(at: &Path) -> PathBuf {
+    let lib = zstd_lib();
+    let dir = at.to_path_buf();
+    fs::create_dir_all(dir.join(".git")).unwrap();
+    for sub in ["common", "decompress"] {
+        copy_dir(&lib.join(sub), &dir.join("lib").join(sub));
+    }
+    for h in ["zstd.h", "zstd_errors.h", "zdict.h"] {
+        fs::copy(lib.join(h), dir.join("lib").join(h)).unwrap();
+    }
+    fs::write(dir.join("Makefile"), MAKEFILE).unwrap();
+    fs::write(dir.join("CMakeLists.txt"), CMAKELISTS).unwrap();
+    dir
+}
+
+/// Every file under `dir/sub` with `ext`, by path relative to `dir`.
+pub fn files(dir: &Path, sub: &str, ext: &str) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.join(sub)];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == ext) {
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+pub fn assert_same(what: &str, a: &BTreeMap<String, Vec<u8>>, b: &BTreeMap<String, Vec<u8>>) {
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "{what}: different files"
+    );
+    for (k, v) in a {
+        assert!(
+            v == &b[k],
+            "{what}: {k} differs ({} vs {} bytes)",
+            v.len(),
+            b[k].len()
+        );
+    }
+}
+
+/// The vendored crates, or `None` (printed) when the set-up has not run.
+pub fn vendor_dir() -> Option<PathBuf> {
+    let dir = peers_dir().join("vendor/cargo-ws");
+    if dir.join("serde").is_dir() {
+        return Some(dir);
+    }
+    let why = format!(
+        "{} is missing; run `bash scripts/peers/install.sh` (it vendors the test workspace's crates)",
+        dir.display()
+    );
+    if peers_required() {
+        panic!("{why} (RECAST_REQUIRE_PEERS=1)");
+    }
+    eprintln!("skipping: {why}");
+    None
+}
+
+/// The fixture workspace at `at`, building offline from `vendor`, in a
+/// git-like project root.
+pub fn cargo_ws(at: &Path, vendor: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cargo-ws");
+    copy_dir(&src, at);
+    fs::create_dir_all(at.join(".git")).unwrap();
+    fs::create_dir_all(at.join(".cargo")).unwrap();
+    fs::write(
+        at.join(".cargo/config.toml"),
+        format!(
+            "[source.crates-io]\nreplace-with = \"vendored\"\n[source.vendored]\ndirectory = \"{}\"\n",
+            vendor.display()
+        ),
+    )
+    .unwrap();
+    at.to_path_buf()
+}
+
+/// What cargo built: every rlib, rmeta and proc-macro `.so` in
+/// `target/debug/deps`, the binaries there, and the build scripts under
+/// `target/debug/build`.
+pub fn libraries(ws: &Path) -> BTreeMap<String, Vec<u8>> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut out = BTreeMap::new();
+    let mut stack = vec![ws.join("target/debug/deps"), ws.join("target/debug/build")];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()) {
+            let p = e.path();
+            let meta = fs::metadata(&p).unwrap();
+            if meta.is_dir() {
+                // A build script's OUT_DIR holds what it wrote, not rustc.
+                if p.file_name().is_some_and(|n| n != "out") {
+                    stack.push(p);
+                }
+                continue;
+            }
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let built = name.ends_with(".rlib")
+                || name.ends_with(".rmeta")
+                || name.ends_with(".so")
+                || (meta.permissions().mode() & 0o111 != 0 && !name.contains('.'));
+            if built {
+                let rel = p.strip_prefix(ws).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,389 @@
+//! Relocated actions: compiles on workers that run actions in a plain
+//! directory, from the bundle alone. The probe picks the layout: rooted on
+//! `recast serve` (its chroot sandbox), relocated on `recast serve
+//! --sandbox none` and on NativeLink 1.6.6, whose local worker runs each
+//! action in `<work>/<operation>/work` with the host visible — and, with
+//! the bubblewrap entrypoint, in a namespace that holds only the action's
+//! directory, `/proc` and `/dev`, so nothing of the host can be used.
+//!
+//! Each compile — C with `-g` (gcc, clang), C++ (g++, clang++), a Rust
+//! rlib and a linked Rust binary (remapped, as rustc must be to run
+//! relocated) — gives the bytes of a local compile, and again is a hit;
+//! zstd builds with make and CMake, and the cargo workspace with its build
+//! scripts and proc-macros, remote and byte-identical.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::nativelink::NativeLink;
+use common::projects::{
+    assert_same, cargo_ws, files, libraries, stats, vendor_dir, with_recast, zstd_project,
+};
+use common::{BIN, Server, run_ok, tempdir};
+
+/// A small project: C, C++ and Rust sources with a header of their own.
+fn mixed_project(at: &Path) -> PathBuf {
+    fs::create_dir_all(at.join(".git")).unwrap();
+    fs::create_dir_all(at.join("src")).unwrap();
+    fs::create_dir_all(at.join("build")).unwrap();
+    fs::write(
+        at.join("src/shape.h"),
+        "#define SIDES 6\nstruct shape { int n; };\n",
+    )
+    .unwrap();
+    fs::write(
+        at.join("src/a.c"),
+        "#include <stdio.h>\n#include \"shape.h\"\nint show(struct shape s) { return printf(\"%d %d\\n\", s.n, SIDES); }\n",
+    )
+    .unwrap();
+    fs::write(
+        at.join("src/v.cc"),
+        "#include <vector>\n#include <string>\n#include \"shape.h\"\nstd::string names(int n) { std::vector<std::string> v(n, \"x\"); std::string s; for (auto &x : v) s += x; return s + std::to_string(SIDES); }\n",
+    )
+    .unwrap();
+    fs::write(
+        at.join("src/lib.rs"),
+        "pub fn area(x: u32) -> u32 { x * 6 }\npub fn here() -> &'static str { file!() }\n",
+    )
+    .unwrap();
+    fs::write(
+        at.join("src/main.rs"),
+        "fn main() { println!(\"{} {}\", 6 * 7, file!()); }\n",
+    )
+    .unwrap();
+    at.to_path_buf()
+}
+
+/// One compile of the matrix: where it runs, its argv, what it writes.
+struct Case {
+    name: &'static str,
+    dir: PathBuf,
+    argv: Vec<String>,
+    outputs: Vec<PathBuf>,
+}
+
+/// The compiles every relocated server must run remotely.
+fn cases(p: &Path) -> Vec<Case> {
+    let build = p.join("build");
+    let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let remap = format!("--remap-path-prefix={}=.", p.display());
+    let mut out = vec![
+        Case {
+            name: "gcc -g",
+            dir: build.clone(),
+            argv: s(&["gcc", "-O2", "-g", "-c", "../src/a.c", "-o", "a.o"]),
+            outputs: vec![build.join("a.o")],
+        },
+        Case {
+            name: "g++ -g",
+            dir: build.clone(),
+            argv: s(&["g++", "-O2", "-g", "-c", "../src/v.cc", "-o", "v.o"]),
+            outputs: vec![build.join("v.o")],
+        },
+        Case {
+            name: "rustc rlib",
+            dir: p.to_path_buf(),
+            argv: s(&[
+                "rustc",
+                "--crate-type",
+                "lib",
+                "--crate-name",
+                "area",
+                "-C",
+                "opt-level=2",
+                "-g",
+                "src/lib.rs",
+                "--out-dir",
+                "out/lib",
+                &remap,
+            ]),
+            outputs: vec![p.join("out/lib/libarea.rlib")],
+        },
+        Case {
+            name: "rustc bin",
+            dir: p.to_path_buf(),
+            argv: s(&[
+                "rustc",
+                "--crate-type",
+                "bin",
+                "--crate-name",
+                "hello",
+                "-C",
+                "opt-level=2",
+                "src/main.rs",
+                "--out-dir",
+                "out/bin",
+                &remap,
+            ]),
+            outputs: vec![p.join("out/bin/hello")],
+        },
+    ];
+    if common::peer("clang").is_some() {
+        out.push(Case {
+            name: "clang -g",
+            dir: build.clone(),
+            argv: s(&["clang", "-O2", "-g", "-c", "../src/a.c", "-o", "ca.o"]),
+            outputs: vec![build.join("ca.o")],
+        });
+        out.push(Case {
+            name: "clang++ -g",
+            dir: build.clone(),
+            argv: s(&["clang++", "-O1", "-g", "-c", "../src/v.cc", "-o", "cv.o"]),
+            outputs: vec![build.join("cv.o")],
+        });
+    }
+    out
+}
+
+fn run_case(c: &Case, wrapped: Option<(&Path, &str)>) -> Vec<Vec<u8>> {
+    for o in &c.outputs {
+        let _ = fs::remove_file(o);
+        fs::create_dir_all(o.parent().unwrap()).unwrap();
+    }
+    let mut cmd = match wrapped {
+        Some(_) => {
+            let mut cmd = Command::new(BIN);
+            cmd.args(&c.argv);
+            cmd
+        }
+        None => {
+            let mut cmd = Command::new(&c.argv[0]);
+            cmd.args(&c.argv[1..]);
+            cmd
+        }
+    };
+    cmd.current_dir(&c.dir);
+    if let Some((cache, url)) = wrapped {
+        with_recast(&mut cmd, cache, url);
+    }
+    let out = run_ok(&mut cmd);
+    assert!(
+        out.stderr.is_empty(),
+        "{}: {}",
+        c.name,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.outputs.iter().map(|o| fs::read(o).unwrap()).collect()
+}
+
+/// Every case through recast at `url`: the bytes of a local compile, then
+/// a hit. The layout the probe found.
+fn compiles_relocated(url: &str) -> String {
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let p = mixed_project(&tmp.path().join("proj"));
+    let all = cases(&p);
+    for c in &all {
+        let want = run_case(c, None);
+        for round in 0..2 {
+            let got = run_case(c, Some((&cache, url)));
+            assert!(
+                got == want,
+                "{} (round {round}): not the bytes of a local compile",
+                c.name
+            );
+        }
+    }
+    let n = all.len() as u64;
+    let s = stats(&cache);
+    assert_eq!(s["remote_executions"], n, "{s}");
+    assert_eq!(s["cache_hits"], n, "{s}");
+    assert_eq!(s["local_runs"], 0, "{s}");
+    assert_eq!(s["fallbacks"], 0, "{s}");
+    assert_eq!(s["remote_false_failures"], 0, "{s}");
+    // The linked program runs.
+    let hello = run_ok(&mut Command::new(p.join("out/bin/hello")));
+    assert!(String::from_utf8_lossy(&hello.stdout).starts_with("42 "));
+    probed_layout(&cache)
+}
+
+/// What the probe recorded in `cache` (one server, one platform).
+fn probed_layout(cache: &Path) -> String {
+    let answers: Vec<serde_json::Value> = fs::read_dir(cache.join("probes"))
+        .unwrap()
+        .map(|e| serde_json::from_slice(&fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    answers[0]["layout"].as_str().unwrap_or("none").to_string()
+}
+
+#[test]
+fn recast_serve_without_a_sandbox_gets_relocated_actions() {
+    let server = Server::start_with(&["--sandbox", "none"]);
+    assert_eq!(compiles_relocated(&server.url()), "Relocated");
+}
+
+#[test]
+fn the_probe_picks_rooted_on_recast_serve_and_relocated_without_a_chroot() {
+    let tmp = tempdir();
+    let p = mixed_project(&tmp.path().join("proj"));
+    let c = &cases(&p)[0];
+    for (extra, want) in [
+        (&[][..], "Rooted"),
+        (&["--sandbox", "none"][..], "Relocated"),
+    ] {
+        let server = Server::start_with(extra);
+        let cache = tmp.path().join(format!("cache-{want}"));
+        run_case(c, Some((&cache, &server.url())));
+        assert_eq!(probed_layout(&cache), want, "recast serve {extra:?}");
+        assert_eq!(stats(&cache)["remote_executions"], 1);
+    }
+}
+
+#[test]
+fn rustc_without_remapped_paths_compiles_here_on_relocated_workers() {
+    let server = Server::start_with(&["--sandbox", "none"]);
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let p = mixed_project(&tmp.path().join("proj"));
+    let c = Case {
+        name: "rustc rlib, not remapped",
+        dir: p.clone(),
+        argv: [
+            "rustc",
+            "--crate-type",
+            "lib",
+            "--crate-name",
+            "area",
+            "src/lib.rs",
+            "--out-dir",
+            "out",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        outputs: vec![p.join("out/libarea.rlib")],
+    };
+    let want = run_case(&c, None);
+    assert_eq!(run_case(&c, Some((&cache, &server.url()))), want);
+    let s = stats(&cache);
+    assert_eq!(s["local_reasons"]["rustc_paths_not_remapped"], 1, "{s}");
+}
+
+#[test]
+fn nativelink_runs_relocated_compiles_byte_identical() {
+    let Some(nl) = NativeLink::start() else {
+        return;
+    };
+    assert_eq!(compiles_relocated(&nl.url()), "Relocated", "{}", nl.log());
+}
+
+#[test]
+fn nativelink_in_a_namespace_without_the_host_runs_them_from_the_bundle_alone() {
+    let Some(nl) = NativeLink::start_hermetic() else {
+        return;
+    };
+    assert_eq!(compiles_relocated(&nl.url()), "Relocated", "{}", nl.log());
+}
+
+#[test]
+fn nativelink_builds_zstd_with_make_and_cmake() {
+    let Some(nl) = NativeLink::start_hermetic() else {
+        return;
+    };
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let url = nl.url();
+    let proj = zstd_project(&tmp.path().join("proj"));
+    let make = |cc: &str| {
+        let _ = fs::remove_dir_all(proj.join("obj"));
+        let mut cmd = Command::new("make");
+        cmd.args(["-j2", "--no-print-directory"])
+            .arg(format!("CC={cc}"))
+            .arg("CFLAGS=-O2 -g -Wall")
+            .current_dir(&proj);
+        with_recast(&mut cmd, &cache, &url);
+        run_ok(&mut cmd);
+        (files(&proj, "obj", "o"), files(&proj, "obj", "d"))
+    };
+    // With -g the objects name the directory: both builds in the same one.
+    let (objects, depfiles) = make("gcc");
+    let (remote_objects, remote_depfiles) = make(&format!("{BIN} gcc"));
+    assert_same("make objects", &remote_objects, &objects);
+    assert_same("make depfiles", &remote_depfiles, &depfiles);
+    let s = stats(&cache);
+    assert_eq!(s["remote_executions"], 12, "{s}");
+    assert_eq!(s["fallbacks"], 0, "{s}");
+    if common::peer("cmake").is_none() {
+        return;
+    }
+    let cmake = |launcher: bool| -> BTreeMap<String, Vec<u8>> {
+        let _ = fs::remove_dir_all(proj.join("build"));
+        let mut cfg = Command::new("cmake");
+        cfg.args(["-S", ".", "-B", "build", "-DCMAKE_C_COMPILER=gcc"])
+            .current_dir(&proj);
+        if launcher {
+            cfg.arg(format!("-DCMAKE_C_COMPILER_LAUNCHER={BIN}"));
+        }
+        with_recast(&mut cfg, &cache, &url);
+        run_ok(&mut cfg);
+        let mut b = Command::new("cmake");
+        b.args(["--build", "build", "-j2"]).current_dir(&proj);
+        with_recast(&mut b, &cache, &url);
+        run_ok(&mut b);
+        files(&proj, "build", "o")
+    };
+    let plain = cmake(false);
+    assert_same("cmake objects", &cmake(true), &plain);
+    let s = stats(&cache);
+    assert_eq!(s["remote_executions"], 24, "{s}");
+    assert_eq!(s["fallbacks"], 0, "{s}");
+}
+
+#[test]
+fn nativelink_builds_the_cargo_workspace_with_build_scripts_and_proc_macros() {
+    let Some(vendor) = vendor_dir() else { return };
+    let Some(nl) = NativeLink::start_hermetic() else {
+        return;
+    };
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let ws = cargo_ws(&tmp.path().join("ws"), &vendor);
+    // rustc records its working directory and sources: remapped here (as
+    // reproducible builds and cargo's trim-paths do), it runs relocated.
+    let flags = format!(
+        "--remap-path-prefix={}=/ws --remap-path-prefix={}=/vendor",
+        ws.display(),
+        vendor.display()
+    );
+    let cargo = |wrap: bool| {
+        let mut cmd = Command::new("cargo");
+        cmd.args(["build", "--offline", "--quiet"])
+            .current_dir(&ws)
+            .env("CARGO_INCREMENTAL", "0")
+            .env("RUSTFLAGS", &flags)
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("RUSTC_WRAPPER");
+        if wrap {
+            cmd.env("RUSTC_WRAPPER", BIN);
+            with_recast(&mut cmd, &cache, &nl.url());
+        }
+        run_ok(&mut cmd);
+    };
+    cargo(false);
+    let plain = libraries(&ws);
+    run_ok(
+        Command::new("cargo")
+            .args(["clean", "--offline"])
+            .current_dir(&ws),
+    );
+    cargo(true);
+    assert_same("the workspace", &libraries(&ws), &plain);
+    let s = stats(&cache);
+    assert!(s["remote_executions"].as_u64().unwrap() >= 10, "{s}");
+    assert_eq!(s["fallbacks"], 0, "{s}");
+    let compiled_here: u64 = s["local_reasons"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "version_query" | "print" | "stdin_input"))
+        .map(|(_, v)| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(compiled_here, 0, "only cargo's questions run here: {s}");
+    let app = run_ok(&mut Command::new(ws.join("target/debug/app")));
+    assert!(!app.stdout.is_empty());
+}
