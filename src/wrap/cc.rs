@@ -296,7 +296,7 @@ impl CcJob {
                 &root,
                 "includes",
                 &self.include_query(site),
-                |t| search_list(t),
+                search_list,
             )?;
             for d in dirs {
                 r.tail.push("-isystem".into());
