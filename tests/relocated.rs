@@ -387,3 +387,44 @@ fn nativelink_builds_the_cargo_workspace_with_build_scripts_and_proc_macros() {
     let app = run_ok(&mut Command::new(ws.join("target/debug/app")));
     assert!(!app.stdout.is_empty());
 }
+
+#[test]
+fn doctor_says_which_layout_a_server_gets_and_what_nativelink_must_declare() {
+    let server = Server::start();
+    let tmp = tempdir();
+    let doctor = |url: &str, extra: &[&str]| {
+        let out = common::recast_with_cache(tmp.path(), ["doctor", "--remote", url])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, text) = doctor(&server.url(), &[]);
+    assert!(ok, "{text}");
+    assert!(text.contains("layout: rooted"), "{text}");
+    let bare = Server::start_with(&["--sandbox", "none"]);
+    let (ok, text) = doctor(&bare.url(), &[]);
+    assert!(ok && text.contains("layout: relocated"), "{text}");
+    let Some(nl) = NativeLink::start() else {
+        return;
+    };
+    let (ok, text) = doctor(&nl.url(), &[]);
+    assert!(ok, "{text}");
+    assert!(text.contains("layout: relocated"), "{text}");
+    assert!(
+        text.contains("the scheduler declares every key sent"),
+        "{text}"
+    );
+    // A key the scheduler does not declare: NativeLink would ignore it.
+    let (ok, text) = doctor(&nl.url(), &["--platform", "Pool=fast"]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("does not declare Pool")
+            && text.contains("\"Pool\": \"exact\"")
+            && text.contains("\"Pool\": { values: [\"fast\"] }"),
+        "{text}"
+    );
+}

@@ -2,20 +2,22 @@
 //! what to do about each problem.
 //!
 //! In order: the platform recast would send (profile, required keys), the
-//! connection, the server's capabilities (digest function, execution), and
-//! a trivial action (`true`, not cached) with that platform, which proves a
-//! worker matches. Authentication failures are recognised wherever they
-//! happen. Exit 0 when everything passed, 1 otherwise. The checks are the
-//! library's calls; this file only strings them together and prints.
+//! connection, the server's capabilities (digest function, execution, and
+//! the platform keys a scheduler declares, where it lists them: NativeLink
+//! does, and queues rather than refuses what no worker matches), and the
+//! wrapper's own probe (this machine's loader, not cached) with that
+//! platform, which proves a worker matches and tells the layout compiles
+//! get there: rooted or relocated. Authentication failures are recognised
+//! wherever they happen. Exit 0 when everything passed, 1 otherwise. The
+//! checks are the library's calls; this file only strings them together
+//! and prints.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::action::{self, ActionError, CommandSpec, Features};
-use crate::cas::tree;
+use crate::action::Features;
 use crate::config::{RemoteArgs, vars};
-use crate::remote::{self, ActionRun, Blob, BlobSource, Client, RemoteError};
+use crate::remote::{Client, RemoteError};
 
 use super::platform::{self as cli_platform, Resolved};
 
@@ -31,9 +33,6 @@ pub struct DoctorArgs {
     #[arg(long = "platform", value_name = "KEY=VALUE")]
     pub platform: Vec<String>,
 }
-
-/// How long the test action may take, queueing included.
-const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The report: one line per check, problems with what to do.
 #[derive(Default)]
@@ -120,6 +119,7 @@ pub async fn run(args: DoctorArgs, sources: &crate::config::Sources) -> anyhow::
         output_paths: caps.supports_output_paths(),
         action_platform: caps.supports_action_platform(),
     };
+    declared_keys(&caps, &resolved, &mut report);
     test_action(&client, &resolved, features, &mut report).await;
     Ok(finish(report))
 }
@@ -168,99 +168,100 @@ fn todo_for(e: &RemoteError) -> String {
     }
 }
 
-/// Runs `true` with the resolved platform, not cached, and reports.
+/// Runs the wrapper's probe with the resolved platform and reports the
+/// layout compiles get.
 async fn test_action(
     client: &Client,
     resolved: &Resolved,
     features: Features,
     report: &mut Report,
 ) {
-    let run = match test_run(resolved, features) {
-        Ok(run) => run,
-        Err(e) => {
-            report.fail(&format!("test action: {e}"), "this is a bug in recast");
-            return;
-        }
-    };
     let start = Instant::now();
-    let outcome = tokio::time::timeout(TEST_TIMEOUT * 2, remote::run_action(client, run)).await;
-    match outcome {
-        Err(_) => report.fail(
+    match crate::wrap::probe::probe_here(client, resolved.platform.pairs(), features).await {
+        Ok(Some(layout)) => {
+            report.ok(&format!(
+                "test action ran on a worker matching {} in {} ms",
+                resolved.platform,
+                start.elapsed().as_millis()
+            ));
+            report.ok(&format!("layout: {layout} ({})", layout_why(layout)));
+        }
+        Ok(None) => report.fail(
             &format!(
-                "test action: no result within {}s",
-                (TEST_TIMEOUT * 2).as_secs()
+                "test action: no worker ran it within {} s",
+                start.elapsed().as_secs()
             ),
             &format!(
-                "the server may have no idle worker for {}; check its workers and their properties",
+                "no worker takes {}; an engine that queues what it cannot place (NativeLink) \
+                 says why only in its log: give a worker these properties \
+                 (NativeLink: `platform_properties` of the worker, `supported_platform_properties` \
+                 of the scheduler), or choose the server's profile with --platform-profile",
                 resolved.platform
             ),
         ),
-        Ok(Err(e @ RemoteError::Status { code, .. })) => match code {
-            tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument => {
-                refused(resolved, &e.to_string(), report)
-            }
-            _ => report.fail(&format!("test action: {e}"), &todo_for(&e)),
-        },
-        Ok(Err(e)) => report.fail(&format!("test action: {e}"), &todo_for(&e)),
-        Ok(Ok(o)) if !o.ok() => failed(client, resolved, &o, report),
-        Ok(Ok(o)) => {
-            let exit = o.result.as_ref().map_or(-1, |r| r.exit_code);
-            if exit == 0 {
-                report.ok(&format!(
-                    "test action ran on a worker matching {} in {} ms",
-                    resolved.platform,
-                    start.elapsed().as_millis()
-                ));
-            } else {
-                report.fail(
-                    &format!("test action `true` exited {exit} on the worker"),
-                    "the worker runs actions but `true` is not on its PATH=/usr/bin:/bin; check the worker image",
-                );
-            }
+        Err(f)
+            if f.cause == "status_failed_precondition" || f.cause == "status_invalid_argument" =>
+        {
+            refused(resolved, &f.message, report)
+        }
+        Err(f) => report.fail(&format!("test action: {}", f.message), &connect_todo()),
+    }
+}
+
+/// What a layout means for compiles, for the report.
+fn layout_why(layout: crate::wrap::relocate::Layout) -> &'static str {
+    match layout {
+        crate::wrap::relocate::Layout::Rooted => {
+            "its workers run actions with the input root as `/`: compiles keep this machine's paths"
+        }
+        crate::wrap::relocate::Layout::Relocated => {
+            "its workers run actions in a plain directory: compiles run from the shipped toolchain \
+             through relative paths; rustc compiles run there when --remap-path-prefix (or \
+             RECAST_TRIM_PATHS=1) covers what they record"
         }
     }
 }
 
-/// The test action: `true` in an empty root, with the resolved platform,
-/// not cached, and every blob it needs.
-fn test_run(resolved: &Resolved, features: Features) -> Result<ActionRun, ActionError> {
-    let spec = CommandSpec {
-        arguments: vec!["true".to_string()],
-        env: BTreeMap::from([("PATH".to_string(), "/usr/bin:/bin".to_string())]),
-        outputs: Vec::new(),
-        working_directory: String::new(),
-        platform: resolved.platform.pairs().to_vec(),
-    };
-    let command = action::build_command(&spec, features)?;
-    let root = tree::build(&[]).expect("the empty tree builds");
-    let command_blob = Blob::from_message(&command);
-    let action_msg = action::build_action(
-        &command_blob.digest,
-        &root.root,
-        Some(TEST_TIMEOUT),
-        true,
-        resolved.platform.pairs(),
-        features.action_platform,
-    );
-    let action_blob = Blob::from_message(&action_msg);
-    let mut blobs: Vec<Blob> = root
-        .directories
-        .into_iter()
-        .map(|(digest, bytes)| Blob {
-            digest,
-            source: BlobSource::Bytes(bytes),
-        })
+/// Checks the keys of `platform` against those the scheduler declares
+/// (when it lists them, as NativeLink does): an undeclared key is ignored
+/// by such a scheduler, so an action may land on any worker.
+fn declared_keys(caps: &crate::remote::ServerCaps, resolved: &Resolved, report: &mut Report) {
+    if caps.node_properties.is_empty() {
+        return;
+    }
+    let mut undeclared: Vec<(&str, &str)> = resolved
+        .platform
+        .pairs()
+        .iter()
+        .filter(|(k, _)| !caps.node_properties.iter().any(|d| d == k))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    blobs.push(command_blob);
-    let digest = action_blob.digest;
-    blobs.push(action_blob);
-    Ok(ActionRun {
-        action_digest: digest,
-        blobs,
-        skip_cache: true,
-        timeout: Some(TEST_TIMEOUT),
-        inline_outputs: Vec::new(),
-    })
+    undeclared.dedup_by(|a, b| a.0 == b.0);
+    if undeclared.is_empty() {
+        report.ok(&format!(
+            "the scheduler declares every key sent ({})",
+            caps.node_properties.join(", ")
+        ));
+        return;
+    }
+    let keys: Vec<&str> = undeclared.iter().map(|(k, _)| *k).collect();
+    let scheduler: Vec<String> = keys.iter().map(|k| format!("\"{k}\": \"exact\"")).collect();
+    let worker: Vec<String> = undeclared
+        .iter()
+        .map(|(k, v)| format!("\"{k}\": {{ values: [\"{v}\"] }}"))
+        .collect();
+    report.fail(
+        &format!(
+            "the scheduler does not declare {} (it declares {}): it ignores such keys, so an action may run on any worker",
+            keys.join(", "),
+            caps.node_properties.join(", ")
+        ),
+        &format!(
+            "add to the scheduler's supported_platform_properties: {}\nand to each worker's platform_properties: {}\nor leave the keys out (--platform-profile nativelink sends OSFamily only)",
+            scheduler.join(", "),
+            worker.join(", ")
+        ),
+    );
 }
 
 /// Reports a refused test action, with the platform advice that fits.
@@ -272,25 +273,5 @@ fn refused(resolved: &Resolved, message: &str, report: &mut Report) {
             &what,
             "no worker takes this platform: `recast platform show` prints it; choose the server's profile with --platform-profile",
         ),
-    }
-}
-
-/// Reports a test action that ran but did not complete (its status).
-fn failed(client: &Client, resolved: &Resolved, o: &remote::Outcome, report: &mut Report) {
-    let code = tonic::Code::from(o.status.code);
-    let message = format!("{}: {}", remote::code_name(code), o.status.message);
-    match code {
-        tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument => {
-            refused(resolved, &message, report)
-        }
-        _ => {
-            let e = RemoteError::Status {
-                server: client.url().to_string(),
-                call: "Execute",
-                code,
-                message: o.status.message.clone(),
-            };
-            report.fail(&format!("test action: {message}"), &todo_for(&e))
-        }
     }
 }

@@ -89,6 +89,10 @@ pub struct ServerCaps {
     pub exec_enabled: bool,
     pub symlink_strategy: SymlinkStrategy,
     pub ac_update_enabled: bool,
+    /// `ExecutionCapabilities.supported_node_properties`: NativeLink lists
+    /// the platform properties its scheduler declares there.
+    #[serde(default)]
+    pub node_properties: Vec<String>,
     /// True when the server did not implement GetCapabilities and these are
     /// the REAPI 2.0 defaults.
     pub assumed: bool,
@@ -125,6 +129,7 @@ impl ServerCaps {
             exec_enabled: true,
             symlink_strategy: SymlinkStrategy::Unknown,
             ac_update_enabled: false,
+            node_properties: Vec::new(),
             assumed: true,
         }
     }
@@ -198,6 +203,7 @@ impl ServerCaps {
             low_api_version: low,
             high_api_version: high,
             exec_enabled: exec.exec_enabled,
+            node_properties: exec.supported_node_properties.clone(),
             symlink_strategy,
             ac_update_enabled: cache
                 .action_cache_update_capabilities

@@ -66,19 +66,33 @@ fn answer_path(cache_dir: &Path, client: &Client, platform: &[(String, String)])
 /// run: a static toolchain (zig) borrows this machine's loader and C
 /// library when it is for this machine's platform.
 fn probe_action(
-    tool: &Tool,
+    tool: Option<&Tool>,
     platform: &[(String, String)],
     features: Features,
 ) -> Option<Prepared> {
-    let m = tool.manifest();
-    let (loader, mut entries, blobs, subject) = match (tool, &m.interpreter) {
-        (Tool::Local(bundle), Some(loader)) => {
-            let subject = tool.file_digest(&m.entry)?;
-            let files = [Path::new("/").join(loader), Path::new("/").join(&m.entry)];
-            let (entries, blobs) = local_files(&bundle.files, &files)?;
-            (loader.clone(), entries, blobs, subject)
+    let interpreter = tool.and_then(|t| t.manifest().interpreter.as_ref());
+    let (loader, mut entries, blobs, subject) = match (tool, interpreter) {
+        (Some(tool), Some(loader)) => {
+            let m = tool.manifest();
+            match tool {
+                Tool::Local(bundle) => {
+                    let subject = tool.file_digest(&m.entry)?;
+                    let files = [Path::new("/").join(loader), Path::new("/").join(&m.entry)];
+                    let (entries, blobs) = local_files(&bundle.files, &files)?;
+                    (loader.clone(), entries, blobs, subject)
+                }
+                // Everything is on the server already; the whole tree
+                // resolves the loader's links.
+                Tool::Registry { entries, .. } => (
+                    loader.clone(),
+                    entries.clone(),
+                    Vec::new(),
+                    tool.file_digest(&m.entry)?,
+                ),
+            }
         }
-        (Tool::Local(_), None) => {
+        (Some(Tool::Registry { .. }), None) => return None,
+        (Some(Tool::Local(_)) | None, None) | (None, Some(_)) => {
             let (loader, libc) = own_loader()?;
             let (entries, blobs) =
                 local_files(&Default::default(), &[loader.clone(), libc.clone()])?;
@@ -86,15 +100,6 @@ fn probe_action(
             let loader = loader.to_string_lossy().trim_start_matches('/').to_string();
             (loader, entries, blobs, subject)
         }
-        // Everything is on the server already; the whole tree resolves the
-        // loader's links.
-        (Tool::Registry { entries, .. }, Some(loader)) => (
-            loader.clone(),
-            entries.clone(),
-            Vec::new(),
-            tool.file_digest(&m.entry)?,
-        ),
-        (Tool::Registry { .. }, None) => return None,
     };
     entries.push(Entry::file(format!("{PROBE_DIR}/probe"), subject, true));
     let tree = tree::build(&entries).ok()?;
@@ -179,7 +184,7 @@ pub async fn layout(
     if let Some(a) = last.as_ref().filter(|a| fresh(a)) {
         return a.layout.ok_or_else(|| silent(client, platform));
     }
-    let Some(p) = probe_action(tool, platform, features) else {
+    let Some(p) = probe_action(Some(tool), platform, features) else {
         return Err(Failure::new(
             "probe_unavailable",
             format!(
@@ -188,32 +193,7 @@ pub async fn layout(
             ),
         ));
     };
-    let run = remote::run_action(
-        client,
-        ActionRun {
-            skip_cache: true,
-            ..p.run(Vec::new())
-        },
-    );
-    let layout = match tokio::time::timeout(PATIENCE, run).await {
-        Err(_) => None,
-        Ok(outcome) => {
-            let outcome = outcome.map_err(|e| Failure::of(&e))?;
-            if !outcome.ok() {
-                let code = tonic::Code::from(outcome.status.code);
-                return Err(Failure::new(
-                    format!("status_{}", remote::code_name(code).to_ascii_lowercase()),
-                    outcome.status.message,
-                ));
-            }
-            let chroot = outcome.result.as_ref().is_some_and(|r| r.exit_code == 0);
-            Some(if chroot {
-                Layout::Rooted
-            } else {
-                Layout::Relocated
-            })
-        }
-    };
+    let layout = ask(client, &p).await?;
     match layout {
         Some(l) => tracing::info!("{} gets {l} actions", client.url()),
         // A busy server keeps a probe queued behind long compiles: what it
@@ -227,6 +207,52 @@ pub async fn layout(
     }
     depcache::save(&path, &Answer { layout, at: now() });
     layout.ok_or_else(|| silent(client, platform))
+}
+
+/// Runs the probe action `p`: the layout its answer means, or `None` when
+/// no worker ran it within [`PATIENCE`].
+async fn ask(client: &Client, p: &Prepared) -> Result<Option<Layout>, Failure> {
+    let run = remote::run_action(
+        client,
+        ActionRun {
+            skip_cache: true,
+            ..p.run(Vec::new())
+        },
+    );
+    let Ok(outcome) = tokio::time::timeout(PATIENCE, run).await else {
+        return Ok(None);
+    };
+    let outcome = outcome.map_err(|e| Failure::of(&e))?;
+    if !outcome.ok() {
+        let code = tonic::Code::from(outcome.status.code);
+        return Err(Failure::new(
+            format!("status_{}", remote::code_name(code).to_ascii_lowercase()),
+            outcome.status.message,
+        ));
+    }
+    let chroot = outcome.result.as_ref().is_some_and(|r| r.exit_code == 0);
+    Ok(Some(if chroot {
+        Layout::Rooted
+    } else {
+        Layout::Relocated
+    }))
+}
+
+/// The probe with this machine's loader, for `recast doctor`: the layout
+/// `client`'s workers for `platform` need, `None` when none answered in
+/// [`PATIENCE`] (a second), uncached.
+pub async fn probe_here(
+    client: &Client,
+    platform: &[(String, String)],
+    features: Features,
+) -> Result<Option<Layout>, Failure> {
+    let p = probe_action(None, platform, features).ok_or_else(|| {
+        Failure::new(
+            "probe_unavailable",
+            "this machine has no ELF loader to probe with",
+        )
+    })?;
+    ask(client, &p).await
 }
 
 /// The layout a probe found for `client` and `platform`, if still fresh.

@@ -238,7 +238,7 @@ pub fn unrelocate(text: &str) -> String {
 /// its answer read by `read` and kept under `<cache>/relocated/` by
 /// toolchain (`root`), question and arguments. `Err`: the program could
 /// not answer, and the compile cannot be relocated.
-pub fn ask(
+pub(crate) fn ask(
     ctx: &super::Ctx,
     program: &Path,
     root: &Digest,
@@ -272,7 +272,7 @@ pub fn ask(
 
 /// gcc's exec prefix from `-print-search-dirs`: the `install:` directory
 /// without its `<machine>/<version>/` (`/usr/lib/gcc/`).
-pub fn gcc_exec_prefix(text: &str) -> Option<Vec<String>> {
+pub(crate) fn gcc_exec_prefix(text: &str) -> Option<Vec<String>> {
     let install = text
         .lines()
         .find_map(|l| l.strip_prefix("install:"))?
