@@ -16,12 +16,14 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::nativelink::NativeLink;
 use common::projects::{
-    assert_same, cargo_ws, files, libraries, stats, vendor_dir, with_recast, zstd_project,
+    assert_same, cargo_ws, files, libraries, publish_rustc_and_linker, stats, target_libraries,
+    vendor_dir, with_recast, zstd_project,
 };
 use common::{BIN, Server, run_ok, tempdir};
 
@@ -427,4 +429,71 @@ fn doctor_says_which_layout_a_server_gets_and_what_nativelink_must_declare() {
             && text.contains("\"Pool\": { values: [\"fast\"] }"),
         "{text}"
     );
+}
+
+/// A Mac (declared) building for Linux on NativeLink: the registry's rustc
+/// and linker, published with their relocated variants by `recast
+/// toolchain upload`, run the target units there; host units are built
+/// here and again as twins for the workers. cargo gives host units no
+/// RUSTFLAGS when it builds for a --target, so `RECAST_TRIM_PATHS=1`
+/// remaps what every unit records (the project, each vendored crate), here
+/// and there alike; the target units are the bytes of plain rustc given
+/// the same remaps.
+#[test]
+fn a_foreign_host_builds_for_linux_on_nativelink_with_the_registrys_relocated_toolchain() {
+    let Some(vendor) = vendor_dir() else { return };
+    let Some(nl) = NativeLink::start() else {
+        return;
+    };
+    let triple = "x86_64-unknown-linux-gnu";
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let ws = cargo_ws(&tmp.path().join("ws"), &vendor);
+    publish_rustc_and_linker(&cache, &nl.url());
+    // The reference: plain rustc with the remaps trim-paths gives every
+    // unit (cargo hashes RUSTFLAGS into file names; a wrapper it does not).
+    let remapper = tmp.path().join("remap-rustc");
+    fs::write(
+        &remapper,
+        format!(
+            "#!/bin/sh\nrustc=$1; shift\nws='{}'\ncase \"$PWD\" in\n  \"$ws\"|\"$ws\"/*) exec \"$rustc\" \"$@\" --remap-path-prefix=\"$ws=/recast/project\" ;;\n  *) exec \"$rustc\" \"$@\" --remap-path-prefix=\"$ws=/recast/project\" --remap-path-prefix=\"$PWD=/recast/crates/${{PWD##*/}}\" ;;\nesac\n",
+            ws.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&remapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let cargo = |wrap: bool| {
+        let mut cmd = Command::new("cargo");
+        cmd.args(["build", "--offline", "--quiet", "--target", triple])
+            .current_dir(&ws)
+            .env("CARGO_INCREMENTAL", "0")
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("RUSTC_WRAPPER")
+            .env_remove("RUSTFLAGS");
+        if wrap {
+            cmd.env("RUSTC_WRAPPER", BIN)
+                .env("RECAST_TRIM_PATHS", "1")
+                .env("RECAST_HOST_PLATFORM", "aarch64-apple-darwin")
+                .env("RECAST_WORKER_PLATFORM", triple);
+            with_recast(&mut cmd, &cache, &nl.url());
+        } else {
+            cmd.env("RUSTC_WRAPPER", &remapper);
+        }
+        run_ok(&mut cmd);
+    };
+    cargo(false);
+    let plain = target_libraries(&ws, triple);
+    run_ok(
+        Command::new("cargo")
+            .args(["clean", "--offline"])
+            .current_dir(&ws),
+    );
+    cargo(true);
+    let s = stats(&cache);
+    assert!(s["registry_toolchains"].as_u64().unwrap() >= 5, "{s}");
+    assert!(s["twin_builds"].as_u64().unwrap() >= 4, "{s}");
+    assert!(s["twin_swaps"].as_u64().unwrap() >= 2, "{s}");
+    assert_eq!(s["fallbacks"], 0, "{s}");
+    assert_same("the target units", &target_libraries(&ws, triple), &plain);
+    assert_eq!(probed_layout(&cache), "Relocated");
 }

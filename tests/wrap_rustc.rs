@@ -15,7 +15,9 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use common::projects::{cargo_ws, libraries, stats, vendor_dir};
+use common::projects::{
+    cargo_ws, libraries, publish_rustc_and_linker, stats, target_libraries, vendor_dir,
+};
 use common::{BIN, Server, free_port, recast_with_cache, run_ok, tempdir};
 
 fn cargo(ws: &Path, args: &[&str], wrap: Option<(&Path, &str)>) -> std::process::Output {
@@ -293,20 +295,7 @@ fn a_foreign_host_builds_with_the_registrys_rustc_and_twins_of_its_proc_macros()
 
     // Publish the workers' rustc and linker (here: this machine's, which
     // is what a Linux machine would upload).
-    for compiler in ["rustc", "cc"] {
-        run_ok(&mut recast_with_cache(
-            &cache,
-            [
-                "toolchain",
-                "upload",
-                "--compiler",
-                compiler,
-                "--linking",
-                "--remote",
-                &server.url(),
-            ],
-        ));
-    }
+    publish_rustc_and_linker(&cache, &server.url());
     zero(&cache);
     cargo(&ws, &["clean"], None);
     build(&ws);
@@ -333,22 +322,6 @@ fn a_foreign_host_builds_with_the_registrys_rustc_and_twins_of_its_proc_macros()
     cargo(&ws, &["clean"], None);
     cargo(&ws, &["build", "--target", triple], None);
     assert_same(&remote, &target_libraries(&ws, triple));
-}
-
-/// The rlibs and rmetas of a `--target` build.
-fn target_libraries(ws: &Path, triple: &str) -> BTreeMap<String, Vec<u8>> {
-    fs::read_dir(ws.join(format!("target/{triple}/debug/deps")))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "rlib" || x == "rmeta"))
-        .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                fs::read(&p).unwrap(),
-            )
-        })
-        .collect()
 }
 
 #[test]

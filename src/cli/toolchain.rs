@@ -382,7 +382,6 @@ async fn upload_cmd(args: UploadArgs, sources: &config::Sources) -> anyhow::Resu
     let resolved = resolve(&args.compiler).await?;
     let secs = resolved.seconds;
     let client = super::connect(&args.remote, sources).await?;
-    let bundle = &resolved.bundle;
     let tty = std::io::stderr().is_terminal() && !args.json;
     let started = Instant::now();
     let progress = move |sent: u64, total: u64| {
@@ -397,9 +396,11 @@ async fn upload_cmd(args: UploadArgs, sources: &config::Sources) -> anyhow::Resu
             let _ = std::io::stderr().flush();
         }
     };
-    let published = registry::publish(&client, resolved.fs(), bundle, &progress)
+    let mut bundle = relocated_too(&client, &resolved, &progress).await?;
+    let published = registry::publish(&client, resolved.fs(), &bundle, &progress)
         .await
         .with_context(|| format!("publishing {} to {}", bundle.manifest.name, client.url()))?;
+    let bundle = &mut bundle;
     if tty {
         eprintln!();
     }
@@ -433,6 +434,56 @@ async fn upload_cmd(args: UploadArgs, sources: &config::Sources) -> anyhow::Resu
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The toolchain to publish: for one installed here, with its relocated
+/// variant uploaded and named in the manifest (a client of another
+/// platform cannot make it), and gcc's exec prefix, which such a client
+/// cannot ask for.
+async fn relocated_too(
+    client: &crate::remote::Client,
+    resolved: &Packaged,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> anyhow::Result<Bundle> {
+    let bundle = &resolved.bundle;
+    let mut manifest = bundle.manifest.clone();
+    let shell = Path::new("/bin/sh");
+    if resolved.archive.is_none() && manifest.interpreter.is_some() && shell.is_file() {
+        let cache = toolchain_cache()?;
+        let relocated = crate::toolchain::relocate::relocate(&cache, bundle, shell)
+            .map_err(|e| anyhow::anyhow!("relocating {}: {e}", manifest.name))?;
+        registry::upload_tree(client, &HostFs, &relocated, progress)
+            .await
+            .with_context(|| format!("uploading the relocated {}", manifest.name))?;
+        let compiler = Path::new("/").join(&manifest.entry);
+        let gcc_exec_prefix = (manifest.identity.family == crate::toolchain::family::Family::Gcc)
+            .then(|| gcc_exec_prefix(&compiler))
+            .flatten();
+        manifest.relocated = Some(crate::toolchain::manifest::RelocatedTree {
+            root: relocated.manifest.root,
+            gcc_exec_prefix,
+        });
+    }
+    Ok(Bundle {
+        manifest,
+        tree: bundle.tree.clone(),
+        files: bundle.files.clone(),
+        closure: None,
+        listing: bundle.listing.clone(),
+        skipped: bundle.skipped.clone(),
+        sources: bundle.sources.clone(),
+    })
+}
+
+/// gcc's exec prefix (`-print-search-dirs`' install dir less its machine
+/// and version: `/usr/lib/gcc/`).
+fn gcc_exec_prefix(gcc: &Path) -> Option<String> {
+    let out = std::process::Command::new(gcc)
+        .arg("-print-search-dirs")
+        .env("LC_ALL", "C")
+        .output()
+        .ok()?;
+    crate::toolchain::relocate::gcc_exec_prefix(&String::from_utf8_lossy(&out.stdout))
 }
 
 async fn list_cmd(args: ListArgs, sources: &config::Sources) -> anyhow::Result<ExitCode> {

@@ -205,6 +205,7 @@ fn manifest_of(
             .filter(|i| matches!(i, Item::Symlink { .. }))
             .count() as u64,
         os_provided: closure.os_provided.iter().map(|(n, _)| n.clone()).collect(),
+        relocated: None,
     }
 }
 

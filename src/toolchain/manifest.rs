@@ -54,6 +54,22 @@ pub struct Manifest {
     pub symlinks: u64,
     /// Libraries the OS provides (macOS shared cache): not in the tree.
     pub os_provided: Vec<String>,
+    /// The same toolchain made to run from a plain directory
+    /// (`relocate`), as published beside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relocated: Option<RelocatedTree>,
+}
+
+/// A published relocated toolchain, and what a client that cannot run
+/// the compiler needs to know to use it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelocatedTree {
+    /// Root digest of its tree.
+    pub root: Digest,
+    /// gcc's exec prefix (`/usr/lib/gcc/`), for `GCC_EXEC_PREFIX`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcc_exec_prefix: Option<String>,
 }
 
 /// A binary's platform, in target-lexicon's names.
@@ -158,6 +174,7 @@ pub(crate) mod tests {
             files: 0,
             symlinks: 0,
             os_provided: vec![],
+            relocated: None,
         }
     }
 

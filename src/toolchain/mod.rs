@@ -19,6 +19,7 @@ pub mod listing;
 pub mod local;
 pub mod manifest;
 pub mod registry;
+pub mod relocate;
 
 use std::ffi::OsString;
 use std::io;

@@ -130,6 +130,30 @@ pub struct Published {
     pub uploaded: UploadStats,
 }
 
+/// Uploads what the server lacks of `bundle`'s tree and files, without
+/// publishing it under a name (a relocated variant, which its toolchain's
+/// manifest names). Returns the bytes sent.
+pub async fn upload_tree(
+    client: &Client,
+    fs: &dyn FileSource,
+    bundle: &Bundle,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<u64, RegistryError> {
+    let small: Vec<Blob> = bundle
+        .tree
+        .directories
+        .iter()
+        .map(|(d, bytes)| Blob {
+            digest: *d,
+            source: crate::remote::BlobSource::Bytes(bytes.clone()),
+        })
+        .collect();
+    let mut digests: Vec<Digest> = small.iter().map(|b| b.digest).collect();
+    digests.extend(bundle.files.values().copied());
+    let to_send = missing_blobs(client, fs, bundle, small, &digests).await?;
+    Ok(upload_in_groups(client, to_send, progress).await?.bytes)
+}
+
 /// Uploads what the server lacks of `bundle` (file bytes read through
 /// `fs`) and publishes its manifest under its key and in the list.
 /// `progress` is called with (bytes sent so far, bytes to send).
@@ -208,8 +232,9 @@ async fn missing_blobs(
     let mut seen = std::collections::HashSet::new();
     for (path, d) in &bundle.files {
         if missing.contains(d) && seen.insert(*d) {
+            let path = bundle.source_of(path);
             let source = fs.blob_source(path).map_err(|source| RegistryError::Read {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 source,
             })?;
             to_send.push(Blob { digest: *d, source });

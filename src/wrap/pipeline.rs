@@ -249,7 +249,7 @@ pub async fn plan(
     })?;
     let (client, features, layout) = server(ctx, &tools[0], &platform).await?;
     if layout == Layout::Relocated {
-        tools = relocated(ctx, tools).map_err(Flow::local)?;
+        tools = relocated(ctx, &client, tools).await.map_err(Flow::local)?;
     }
     if ctx.wrap.mode == Mode::Remote {
         for t in &tools {
@@ -317,14 +317,18 @@ pub async fn plan(
 
 /// The toolchains made to run from a plain directory (`relocate`);
 /// `Err`: they cannot be (a registry's, or no launcher here).
-fn relocated(ctx: &Ctx, tools: Vec<Tool>) -> Result<Vec<Tool>, Reason> {
+async fn relocated(ctx: &Ctx, client: &Client, tools: Vec<Tool>) -> Result<Vec<Tool>, Reason> {
     let mut out = Vec::with_capacity(tools.len());
     for t in tools {
-        let Tool::Local(bundle) = t else {
-            return Err("relocated_registry_toolchain");
+        let bundle = match t {
+            Tool::Local(bundle) => bundle,
+            Tool::Registry { manifest, .. } => {
+                out.push(tool::relocated_registry(client, *manifest).await?);
+                continue;
+            }
         };
         let shell = std::path::Path::new(super::relocate::SHELL);
-        match super::relocate::relocate(&ctx.cache_dir, &bundle, shell) {
+        match crate::toolchain::relocate::relocate(&ctx.cache_dir, &bundle, shell) {
             Ok(b) => out.push(Tool::Local(Box::new(b))),
             Err(e) => {
                 tracing::info!("cannot relocate {}: {e}", bundle.manifest.name);

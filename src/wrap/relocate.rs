@@ -25,22 +25,18 @@
 //! `--remap-path-prefix`). Nothing of the worker's filesystem is used.
 //! Families add their own flags (`family::Job::relocation`).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::depcache;
 use crate::cas::Digest;
-use crate::toolchain::bundle::Bundle;
-use crate::toolchain::listing::{Item, Listing};
-use crate::toolchain::{FileSource, HostFs, inspect, interp};
 
 /// The working directory's link to the input root.
 pub const ROOT: &str = ".r";
 /// The working directory's link to the loader: every patched program's
 /// interpreter.
-pub const LOADER: &str = ".r-ld";
+pub use crate::toolchain::relocate::LOADER;
 /// The launcher: this machine's shell, shipped with the action.
 pub const SHELL: &str = "/bin/sh";
 /// What no output of a relocated action may contain: a path through it
@@ -81,134 +77,6 @@ pub fn proc_abs(p: &str) -> String {
         Some(rest) => format!("{PROC_CWD}/{ROOT}/{rest}"),
         None => p.to_string(),
     }
-}
-
-/// What is known of one file of a toolchain: its patched copy, or that it
-/// needs none.
-#[derive(Serialize, Deserialize)]
-struct Patched {
-    digest: Option<Digest>,
-}
-
-/// The toolchain of `bundle`, with `shell`'s closure, ready to run from a
-/// plain directory: every ELF executable's interpreter is [`LOADER`].
-/// Patched copies are kept under `<cache>/relocated/`.
-pub fn relocate(cache: &Path, bundle: &Bundle, shell: &Path) -> Result<Bundle, String> {
-    let dir = cache.join("relocated");
-    let mut listing: Listing = bundle.listing.clone();
-    let mut files: BTreeMap<PathBuf, Digest> = bundle.files.clone();
-    let closure = inspect::closure(
-        &HostFs,
-        &[shell.to_path_buf()],
-        &inspect::ClosureOptions::default(),
-    )
-    .map_err(|e| format!("the launcher {}: {e}", shell.display()))?;
-    for path in closure.files.keys() {
-        let real = listing
-            .add_path(&HostFs, path)
-            .map_err(|e| format!("the launcher's {}: {e}", path.display()))?;
-        if let Some(Item::File { .. }) = listing.items.get(&real)
-            && !files.contains_key(&real)
-        {
-            let d = crate::cas::hash::digest_file(&real)
-                .map_err(|e| format!("{}: {e}", real.display()))?;
-            files.insert(real, d);
-        }
-    }
-    let mut sources = bundle.sources.clone();
-    let executables: Vec<PathBuf> = listing
-        .items
-        .iter()
-        .filter(|(_, i)| {
-            matches!(
-                i,
-                Item::File {
-                    executable: true,
-                    ..
-                }
-            )
-        })
-        .map(|(p, _)| p.clone())
-        .collect();
-    for path in executables {
-        let Some(original) = files.get(&path).copied() else {
-            continue;
-        };
-        let source = bundle.source_of(&path).to_path_buf();
-        if let Some((digest, copy)) = patched(&dir, &source, &original)? {
-            files.insert(path.clone(), digest);
-            sources.insert(path, copy);
-        }
-    }
-    let (entries, skipped) = listing.entries(&files);
-    let tree = crate::cas::tree::build(&entries).map_err(|e| e.to_string())?;
-    let mut manifest = bundle.manifest.clone();
-    manifest.root = tree.root;
-    Ok(Bundle {
-        manifest,
-        tree,
-        files,
-        closure: None,
-        listing,
-        skipped,
-        sources,
-    })
-}
-
-/// The patched copy of the executable at `source` (content `original`):
-/// its digest and path, made on first use; `None` when it needs none (no
-/// interpreter, or a library).
-fn patched(
-    dir: &Path,
-    source: &Path,
-    original: &Digest,
-) -> Result<Option<(Digest, PathBuf)>, String> {
-    let name = format!("{}-{}", original.hex(), original.size());
-    let record = dir.join(format!("{name}.json"));
-    let copy = dir.join(&name);
-    if let Some(p) = std::fs::read(&record)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Patched>(&b).ok())
-    {
-        match p.digest {
-            None => return Ok(None),
-            Some(d) if copy.is_file() => return Ok(Some((d, copy))),
-            Some(_) => {}
-        }
-    }
-    let bytes = HostFs
-        .read(source)
-        .map_err(|e| format!("{}: {e}", source.display()))?;
-    if Digest::of_bytes(&bytes) != *original {
-        return Err(format!("{} changed while relocating it", source.display()));
-    }
-    let executable = interp::interp_slot(&bytes).is_some()
-        && matches!(inspect::parse(&bytes), Ok(inspect::Binary::Elf(e)) if e.is_executable());
-    let new = if executable {
-        interp::with_interp(&bytes, LOADER)
-    } else {
-        None
-    };
-    let result = match new {
-        None => None,
-        Some(patched) => {
-            let d = Digest::of_bytes(&patched);
-            crate::fsutil::write_atomic(&copy, &patched)
-                .and_then(|()| {
-                    use std::os::unix::fs::PermissionsExt as _;
-                    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))
-                })
-                .map_err(|e| format!("{}: {e}", copy.display()))?;
-            Some((d, copy))
-        }
-    };
-    depcache::save(
-        &record,
-        &Patched {
-            digest: result.as_ref().map(|(d, _)| *d),
-        },
-    );
-    Ok(result)
 }
 
 /// `text` with the paths a relocated command spelled turned back into
@@ -270,16 +138,9 @@ pub(crate) fn ask(
     Ok(v)
 }
 
-/// gcc's exec prefix from `-print-search-dirs`: the `install:` directory
-/// without its `<machine>/<version>/` (`/usr/lib/gcc/`).
+/// gcc's exec prefix from `-print-search-dirs`, as [`ask`] reads answers.
 pub(crate) fn gcc_exec_prefix(text: &str) -> Option<Vec<String>> {
-    let install = text
-        .lines()
-        .find_map(|l| l.strip_prefix("install:"))?
-        .trim();
-    let dir = Path::new(install);
-    let prefix = dir.parent()?.parent()?;
-    Some(vec![format!("{}/", prefix.display())])
+    crate::toolchain::relocate::gcc_exec_prefix(text).map(|p| vec![p])
 }
 
 /// `s` as one word for the launcher's `sh -c` script.

@@ -221,6 +221,28 @@ impl RustJob {
         (root != Path::new("/") && root != Path::new(MAPPED_ROOT)).then_some(root)
     }
 
+    /// The remaps `RECAST_TRIM_PATHS` gives a compile, here and remotely
+    /// alike: the project root to [`MAPPED_ROOT`], and a crate compiled
+    /// in its own directory outside the project (a registry's) to
+    /// `/recast/crates/<directory>`, as cargo's trim-paths does, so that
+    /// nothing a compile records names this machine.
+    fn trims(&self, ctx: &Ctx) -> Vec<(PathBuf, String)> {
+        let Some(root) = self.trim_root(ctx) else {
+            return Vec::new();
+        };
+        let cwd = paths::normalize(&ctx.cwd);
+        let mut out = vec![(root.clone(), MAPPED_ROOT.to_string())];
+        if !cwd.starts_with(&root)
+            && let Some(name) = cwd.file_name()
+        {
+            out.push((
+                cwd.clone(),
+                format!("/recast/crates/{}", name.to_string_lossy()),
+            ));
+        }
+        out
+    }
+
     /// What the compile shows of where it runs: rustc records its working
     /// directory and the paths of its sources, unless `--remap-path-prefix`
     /// rewrites them.
@@ -393,12 +415,19 @@ impl Job for RustJob {
         dirs.extend(r.out_dir.iter().map(|d| paths::opened(cwd, d)));
         dirs.push(cwd.clone());
         let (exposure, when_moved) = match self.trim_root(ctx) {
-            // The same remap a local compile gets (`local_args`), seen from
-            // where the project sits remotely: equal bytes either way.
-            Some(root) => (
-                ExposureSpec::Forced(root),
-                vec![format!("--remap-path-prefix={MAPPED_ROOT}={MAPPED_ROOT}")],
-            ),
+            // The same remaps a local compile gets (`local_args`), seen
+            // from where the project sits remotely: equal bytes either way.
+            Some(root) => {
+                let mut when_moved =
+                    vec![format!("--remap-path-prefix={MAPPED_ROOT}={MAPPED_ROOT}")];
+                when_moved.extend(
+                    self.trims(ctx)
+                        .iter()
+                        .skip(1)
+                        .map(|(from, to)| format!("--remap-path-prefix={}={to}", from.display())),
+                );
+                (ExposureSpec::Forced(root), when_moved)
+            }
             None => (ExposureSpec::Observed(self.exposure(scanned)), Vec::new()),
         };
         Ok(ActionSpec {
@@ -437,16 +466,29 @@ impl Job for RustJob {
         if r.links {
             // The linker (gcc's driver) as gcc runs relocated.
             let linker = site.tools.get(1).ok_or("links_no_linker")?;
-            let program = find_linker(site.ctx, r).ok_or("links_no_linker")?;
-            let prefix = relocate::ask(
-                site.ctx,
-                &program,
-                &linker.manifest().root,
-                "exec-prefix",
-                &["-print-search-dirs".into()],
-                relocate::gcc_exec_prefix,
-            )?;
-            let prefix = prefix.first().ok_or("not_relocatable")?;
+            // A registry's linker says it in its manifest; one of this
+            // machine's is asked.
+            let published = linker
+                .manifest()
+                .relocated
+                .as_ref()
+                .and_then(|r| r.gcc_exec_prefix.clone());
+            let prefix = match published {
+                Some(p) => p,
+                None => {
+                    let program = find_linker(site.ctx, r).ok_or("links_no_linker")?;
+                    let answer = relocate::ask(
+                        site.ctx,
+                        &program,
+                        &linker.manifest().root,
+                        "exec-prefix",
+                        &["-print-search-dirs".into()],
+                        relocate::gcc_exec_prefix,
+                    )?;
+                    answer.into_iter().next().ok_or("not_relocatable")?
+                }
+            };
+            let prefix = &prefix;
             for arg in [
                 "link-arg=-no-canonical-prefixes".to_string(),
                 format!("link-arg=--sysroot={}", relocate::ROOT),
@@ -469,9 +511,9 @@ impl Job for RustJob {
 
     fn local_args(&self, ctx: &Ctx) -> Vec<String> {
         // Trimmed paths here too, so local and remote bytes agree.
-        self.trim_root(ctx)
-            .map(|root| format!("--remap-path-prefix={}={MAPPED_ROOT}", root.display()))
-            .into_iter()
+        self.trims(ctx)
+            .iter()
+            .map(|(from, to)| format!("--remap-path-prefix={}={to}", from.display()))
             .collect()
     }
 
@@ -512,9 +554,10 @@ impl RustJob {
                 _ => None,
             })
             .collect();
-        if let Some(root) = self.trim_root(site.ctx) {
-            remaps.push((root, MAPPED_ROOT.to_string()));
-        }
+        // A twin must hash as the host unit built here, which cargo gives
+        // no RUSTFLAGS when it builds for a --target: trim-paths, which
+        // recast adds here and there alike, covers both.
+        remaps.extend(self.trims(site.ctx));
         let covered = |p: &Path| remaps.iter().any(|(from, _)| p.starts_with(from));
         if !covered(site.cwd) {
             return Err("rustc_paths_not_remapped");
@@ -601,11 +644,13 @@ impl RustJob {
 }
 
 /// The launcher's run-time words: each remap again with its old side as
-/// the worker spells it — through the root link from the working
-/// directory (`$P/.r/…`, absolute arguments), through `/proc/self/cwd`
-/// (environment values), and by the working directory's real path when
-/// the old side holds it or lies below it (relative arguments) — in the
-/// user's order, after the user's own (rustc takes the last match).
+/// the worker spells it — by the working directory's real path when the
+/// old side holds it or lies below it (relative arguments), through the
+/// root link (`.r/…` as absolute arguments are written, `$P/.r/…` as
+/// rustc joins them) and through `/proc/self/cwd` (environment values) —
+/// after the user's own. rustc takes the last match, and an absolute argument's path
+/// (`$P/.r/…`) lies below the working directory too: the root link's
+/// words come last, each group in the user's order.
 fn runtime_remaps(site: &RelocationSite<'_>, remaps: &[(PathBuf, String)]) -> Vec<String> {
     let word = |from: String, to: &str| {
         format!(
@@ -615,18 +660,25 @@ fn runtime_remaps(site: &RelocationSite<'_>, remaps: &[(PathBuf, String)]) -> Ve
         )
     };
     let cwd = site.map.remote(site.cwd);
-    let mut out = Vec::new();
+    let mut by_cwd = Vec::new();
+    let mut by_root = Vec::new();
     for (from, to) in remaps {
         let remote = site.map.remote(from);
         let spelled = remote.to_string_lossy();
-        out.push(word(
+        by_root.push(word(
             format!(
                 "\"$P\"{}",
                 relocate::quote(&format!("/{}{spelled}", relocate::ROOT))
             ),
             to,
         ));
-        out.push(word(relocate::quote(&relocate::proc_abs(&spelled)), to));
+        by_root.push(word(relocate::quote(&relocate::proc_abs(&spelled)), to));
+        // A relative path is remapped as written before rustc joins it to
+        // the (remapped) working directory.
+        by_root.push(word(
+            relocate::quote(&format!("{}{spelled}", relocate::ROOT)),
+            to,
+        ));
         if let Ok(below) = remote.strip_prefix(&cwd) {
             let rest = below.to_string_lossy();
             let suffix = if rest.is_empty() {
@@ -634,14 +686,15 @@ fn runtime_remaps(site: &RelocationSite<'_>, remaps: &[(PathBuf, String)]) -> Ve
             } else {
                 relocate::quote(&format!("/{rest}"))
             };
-            out.push(word(format!("\"$P\"{suffix}"), to));
+            by_cwd.push(word(format!("\"$P\"{suffix}"), to));
         } else if let Ok(up) = cwd.strip_prefix(&remote) {
             let levels = up.components().count();
             let climb = vec![".."; levels].join("/");
-            out.push(word(format!("\"$(cd {climb} && pwd -P)\""), to));
+            by_cwd.push(word(format!("\"$(cd {climb} && pwd -P)\""), to));
         }
     }
-    out
+    by_cwd.extend(by_root);
+    by_cwd
 }
 
 /// A crate or native library (not a source rustc records).

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use super::family::Reason;
 use super::{Ctx, Flow};
 use crate::cas::Digest;
 use crate::cas::tree::{self, Entry, Node};
@@ -131,7 +132,40 @@ pub async fn for_workers(ctx: &Ctx, bundle: Bundle) -> Result<Tool, Flow> {
         );
         return Err(Flow::local("no_toolchain_for_workers"));
     };
-    let dirs = match client.get_tree(&manifest.root).await {
+    let entries = tree_entries(client, &manifest.root).await?;
+    tracing::debug!(toolchain = %manifest.name, "from the registry");
+    Ok(Tool::Registry {
+        manifest: Box::new(manifest),
+        entries,
+    })
+}
+
+/// The relocated variant a registry toolchain's uploader published beside
+/// it (`recast toolchain upload`), as the workers get it; `Err`: there is
+/// none (a local reason).
+pub async fn relocated_registry(client: &Client, manifest: Manifest) -> Result<Tool, Reason> {
+    let Some(r) = manifest.relocated.clone() else {
+        tracing::info!(
+            "{} in {}'s registry has no relocated variant: upload it again with this recast",
+            manifest.name,
+            client.url()
+        );
+        return Err("relocated_registry_toolchain");
+    };
+    let entries = tree_entries(client, &r.root)
+        .await
+        .map_err(|_| "relocated_registry_toolchain")?;
+    let mut manifest = manifest;
+    manifest.root = r.root;
+    Ok(Tool::Registry {
+        manifest: Box::new(manifest),
+        entries,
+    })
+}
+
+/// The entries of the tree `root` on the server.
+async fn tree_entries(client: &Client, root: &Digest) -> Result<Vec<Entry>, Flow> {
+    let dirs = match client.get_tree(root).await {
         Ok(d) => d,
         Err(e) => {
             let f = super::remote::Failure::of(&e);
@@ -142,15 +176,7 @@ pub async fn for_workers(ctx: &Ctx, bundle: Bundle) -> Result<Tool, Flow> {
         .into_iter()
         .map(|d| (Digest::of_message(&d).0, d))
         .collect();
-    let entries = match tree::flatten(&manifest.root, &by_digest) {
-        Ok(e) => e,
-        Err(e) => return Err(Flow::fallback("registry", e)),
-    };
-    tracing::debug!(toolchain = %manifest.name, "from the registry");
-    Ok(Tool::Registry {
-        manifest: Box::new(manifest),
-        entries,
-    })
+    tree::flatten(root, &by_digest).map_err(|e| Flow::fallback("registry", e))
 }
 
 /// The local files of a toolchain's programs, whose stamps say whether a

@@ -204,3 +204,38 @@ pub fn libraries(ws: &Path) -> BTreeMap<String, Vec<u8>> {
     }
     out
 }
+
+/// The rlibs and rmetas cargo built for `triple` (`target/<triple>/debug/deps`).
+pub fn target_libraries(ws: &Path, triple: &str) -> BTreeMap<String, Vec<u8>> {
+    fs::read_dir(ws.join(format!("target/{triple}/debug/deps")))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rlib" || x == "rmeta"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                fs::read(&p).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// `recast toolchain upload` of this machine's rustc and its linker (what
+/// a Linux machine would publish for the workers) to `url`.
+pub fn publish_rustc_and_linker(cache: &Path, url: &str) {
+    for compiler in ["rustc", "cc"] {
+        run_ok(&mut recast_with_cache(
+            cache,
+            [
+                "toolchain",
+                "upload",
+                "--compiler",
+                compiler,
+                "--linking",
+                "--remote",
+                url,
+            ],
+        ));
+    }
+}
