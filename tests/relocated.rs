@@ -124,6 +124,41 @@ fn cases(p: &Path) -> Vec<Case> {
             outputs: vec![p.join("out/bin/hello")],
         },
     ];
+    // Cross compiles: Debian's aarch64 gcc, and clang with its sysroot.
+    if common::peer("aarch64-linux-gnu-gcc").is_some() {
+        out.push(Case {
+            name: "aarch64 gcc -g",
+            dir: build.clone(),
+            argv: s(&[
+                "aarch64-linux-gnu-gcc",
+                "-O2",
+                "-g",
+                "-c",
+                "../src/a.c",
+                "-o",
+                "x-a.o",
+            ]),
+            outputs: vec![build.join("x-a.o")],
+        });
+        if common::peer("clang").is_some() {
+            out.push(Case {
+                name: "clang --target=aarch64 -g",
+                dir: build.clone(),
+                argv: s(&[
+                    "clang",
+                    "--target=aarch64-linux-gnu",
+                    "--sysroot=/usr/aarch64-linux-gnu",
+                    "-O2",
+                    "-g",
+                    "-c",
+                    "../src/a.c",
+                    "-o",
+                    "x-ca.o",
+                ]),
+                outputs: vec![build.join("x-ca.o")],
+            });
+        }
+    }
     if common::peer("clang").is_some() {
         out.push(Case {
             name: "clang -g",
@@ -236,6 +271,59 @@ fn the_probe_picks_rooted_on_recast_serve_and_relocated_without_a_chroot() {
     }
 }
 
+/// gcc relocated gets its standard include directories with `-isystem`;
+/// the user's own (`-I` with an absolute path, `CPATH`) must not join
+/// them, or their headers' warnings would vanish.
+#[test]
+fn a_users_include_directories_keep_their_warnings_when_relocated() {
+    let server = Server::start_with(&["--sandbox", "none"]);
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let p = tmp.path().join("proj");
+    for d in ["inc", "env", "src"] {
+        fs::create_dir_all(p.join(d)).unwrap();
+    }
+    fs::create_dir_all(p.join(".git")).unwrap();
+    let unused = |name: &str| format!("static int {name}(void) {{ return 0; }}\n");
+    fs::write(p.join("inc/w.h"), unused("from_flag")).unwrap();
+    fs::write(p.join("env/e.h"), unused("from_cpath")).unwrap();
+    fs::write(
+        p.join("src/a.c"),
+        "#include <stdio.h>\n#include \"w.h\"\n#include <e.h>\nint main(void) { return puts(\"x\"); }\n",
+    )
+    .unwrap();
+    let inc = format!("-I{}", p.join("inc").display());
+    let compile = |wrapped: bool| {
+        let mut cmd = if wrapped {
+            let mut c = Command::new(BIN);
+            c.arg("gcc");
+            with_recast(&mut c, &cache, &server.url());
+            c
+        } else {
+            Command::new("gcc")
+        };
+        cmd.args(["-Wall", &inc, "-c", "src/a.c", "-o", "a.o"])
+            .env("CPATH", p.join("env"))
+            .current_dir(&p);
+        let out = run_ok(&mut cmd);
+        (
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            fs::read(p.join("a.o")).unwrap(),
+        )
+    };
+    let (want_err, want_obj) = compile(false);
+    assert!(
+        want_err.contains("from_flag") && want_err.contains("from_cpath"),
+        "{want_err}"
+    );
+    let (err, obj) = compile(true);
+    assert_eq!(err, want_err);
+    assert!(obj == want_obj, "a.o differs");
+    let s = stats(&cache);
+    assert_eq!(s["remote_executions"], 1, "{s}");
+    assert_eq!(probed_layout(&cache), "Relocated");
+}
+
 #[test]
 fn rustc_without_remapped_paths_compiles_here_on_relocated_workers() {
     let server = Server::start_with(&["--sandbox", "none"]);
@@ -264,6 +352,57 @@ fn rustc_without_remapped_paths_compiles_here_on_relocated_workers() {
     assert_eq!(run_case(&c, Some((&cache, &server.url()))), want);
     let s = stats(&cache);
     assert_eq!(s["local_reasons"]["rustc_paths_not_remapped"], 1, "{s}");
+}
+
+/// An environment value a relocated compile sees names its working
+/// directory (`/proc/self/cwd/.r/…`); an output that embeds it is refused,
+/// the compile runs here, and later ones go straight to a local run.
+#[test]
+fn a_relocated_output_naming_its_directory_compiles_here_from_then_on() {
+    let server = Server::start_with(&["--sandbox", "none"]);
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let p = mixed_project(&tmp.path().join("proj"));
+    fs::write(
+        p.join("src/dir.rs"),
+        "pub const DIR: &str = env!(\"CARGO_MANIFEST_DIR\");\n",
+    )
+    .unwrap();
+    let rustc = |wrapped: bool| {
+        let args = [
+            "--crate-type".to_string(),
+            "lib".into(),
+            "--crate-name".into(),
+            "dir".into(),
+            "src/dir.rs".into(),
+            "--out-dir".into(),
+            "out".into(),
+            format!("--remap-path-prefix={}=/p", p.display()),
+        ];
+        let mut cmd = if wrapped {
+            let mut c = Command::new(BIN);
+            c.arg("rustc");
+            with_recast(&mut c, &cache, &server.url());
+            c
+        } else {
+            Command::new("rustc")
+        };
+        cmd.args(args).env("CARGO_MANIFEST_DIR", &p).current_dir(&p);
+        run_ok(&mut cmd);
+        fs::read(p.join("out/libdir.rlib")).unwrap()
+    };
+    let want = rustc(false);
+    for round in 0..2 {
+        assert!(
+            rustc(true) == want,
+            "round {round}: not a local compile's bytes"
+        );
+    }
+    let s = stats(&cache);
+    assert_eq!(s["local_reasons"]["relocated_output_leak"], 2, "{s}");
+    assert_eq!(s["remote_executions"], 0, "{s}");
+    assert_eq!(s["cache_hits"], 0, "{s}");
+    assert_eq!(s["fallbacks"], 0, "{s}");
 }
 
 #[test]

@@ -19,6 +19,7 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 
 use crate::config::{self, Env, RemoteArgs};
+use crate::remote::UploadStats;
 use crate::toolchain::archive::{self, ArchiveFs};
 use crate::toolchain::bundle::{self, Bundle};
 use crate::toolchain::family::ProbeOptions;
@@ -396,14 +397,21 @@ async fn upload_cmd(args: UploadArgs, sources: &config::Sources) -> anyhow::Resu
             let _ = std::io::stderr().flush();
         }
     };
-    let mut bundle = relocated_too(&client, &resolved, &progress).await?;
+    let (bundle, relocated) = relocated_too(&client, &resolved, &progress).await?;
     let published = registry::publish(&client, resolved.fs(), &bundle, &progress)
         .await
         .with_context(|| format!("publishing {} to {}", bundle.manifest.name, client.url()))?;
-    let bundle = &mut bundle;
     if tty {
         eprintln!();
     }
+    // What was sent, the relocated variant's blobs included.
+    let (sent_blobs, sent_bytes) = match &relocated {
+        Ok(r) => (
+            published.uploaded.blobs + r.blobs,
+            published.uploaded.bytes + r.bytes,
+        ),
+        Err(_) => (published.uploaded.blobs, published.uploaded.bytes),
+    };
     let upload_secs = started.elapsed().as_secs_f64();
     let m = &bundle.manifest;
     if args.json {
@@ -413,8 +421,9 @@ async fn upload_cmd(args: UploadArgs, sources: &config::Sources) -> anyhow::Resu
             "host": m.host.to_string(),
             "files": m.files,
             "size": m.size,
-            "uploaded_blobs": published.uploaded.blobs,
-            "uploaded_bytes": published.uploaded.bytes,
+            "uploaded_blobs": sent_blobs,
+            "uploaded_bytes": sent_bytes,
+            "relocated": m.relocated.as_ref().map(|r| r.root.to_string()),
             "package_seconds": secs,
             "upload_seconds": upload_secs,
             "warm": resolved.warm,
@@ -426,12 +435,20 @@ async fn upload_cmd(args: UploadArgs, sources: &config::Sources) -> anyhow::Resu
             "recast: published {} to {}: {} of {} blobs sent ({} of {}) in {:.2} s",
             m.name,
             client.url(),
-            published.uploaded.blobs,
+            sent_blobs,
             published.blobs,
-            human(published.uploaded.bytes),
+            human(sent_bytes),
             human(published.bytes),
             upload_secs
         );
+        match relocated {
+            Ok(_) => eprintln!(
+                "recast: with its relocated variant, for workers that run actions in a plain directory"
+            ),
+            Err(why) => eprintln!(
+                "recast: without a relocated variant ({why}): workers that run actions in a plain directory will not get it"
+            ),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -439,32 +456,42 @@ async fn upload_cmd(args: UploadArgs, sources: &config::Sources) -> anyhow::Resu
 /// The toolchain to publish: for one installed here, with its relocated
 /// variant uploaded and named in the manifest (a client of another
 /// platform cannot make it), and gcc's exec prefix, which such a client
-/// cannot ask for.
+/// cannot ask for. Beside it, what the variant's upload sent, or why
+/// there is none.
 async fn relocated_too(
     client: &crate::remote::Client,
     resolved: &Packaged,
     progress: &(dyn Fn(u64, u64) + Sync),
-) -> anyhow::Result<Bundle> {
+) -> anyhow::Result<(Bundle, Result<UploadStats, String>)> {
     let bundle = &resolved.bundle;
     let mut manifest = bundle.manifest.clone();
     let shell = Path::new("/bin/sh");
-    if resolved.archive.is_none() && manifest.interpreter.is_some() && shell.is_file() {
+    let sent = if resolved.archive.is_some() {
+        Err("read from archives, not installed here".to_string())
+    } else if !shell.is_file() {
+        Err(format!("no launcher: {} is missing", shell.display()))
+    } else {
         let cache = toolchain_cache()?;
-        let relocated = crate::toolchain::relocate::relocate(&cache, bundle, shell)
-            .map_err(|e| anyhow::anyhow!("relocating {}: {e}", manifest.name))?;
-        registry::upload_tree(client, &HostFs, &relocated, progress)
-            .await
-            .with_context(|| format!("uploading the relocated {}", manifest.name))?;
-        let compiler = Path::new("/").join(&manifest.entry);
-        let gcc_exec_prefix = (manifest.identity.family == crate::toolchain::family::Family::Gcc)
-            .then(|| gcc_exec_prefix(&compiler))
-            .flatten();
-        manifest.relocated = Some(crate::toolchain::manifest::RelocatedTree {
-            root: relocated.manifest.root,
-            gcc_exec_prefix,
-        });
-    }
-    Ok(Bundle {
+        match crate::toolchain::relocate::relocate(&cache, bundle, shell) {
+            Err(e) => Err(e),
+            Ok(relocated) => {
+                let sent = registry::upload_tree(client, &HostFs, &relocated, progress)
+                    .await
+                    .with_context(|| format!("uploading the relocated {}", manifest.name))?;
+                let compiler = Path::new("/").join(&manifest.entry);
+                let gcc_exec_prefix = (manifest.identity.family
+                    == crate::toolchain::family::Family::Gcc)
+                    .then(|| gcc_exec_prefix(&compiler))
+                    .flatten();
+                manifest.relocated = Some(crate::toolchain::manifest::RelocatedTree {
+                    root: relocated.manifest.root,
+                    gcc_exec_prefix,
+                });
+                Ok(sent)
+            }
+        }
+    };
+    let bundle = Bundle {
         manifest,
         tree: bundle.tree.clone(),
         files: bundle.files.clone(),
@@ -472,7 +499,8 @@ async fn relocated_too(
         listing: bundle.listing.clone(),
         skipped: bundle.skipped.clone(),
         sources: bundle.sources.clone(),
-    })
+    };
+    Ok((bundle, sent))
 }
 
 /// gcc's exec prefix (`-print-search-dirs`' install dir less its machine

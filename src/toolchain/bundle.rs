@@ -211,7 +211,7 @@ fn manifest_of(
 
 /// Directories (tree paths) the loader found shared libraries in, by the
 /// paths it used, in a stable order.
-fn library_dirs(closure: &Closure) -> Vec<String> {
+pub(crate) fn library_dirs(closure: &Closure) -> Vec<String> {
     let mut dirs = BTreeSet::new();
     for l in &closure.loaded {
         if matches!(l.why, inspect::Why::Needed { .. })

@@ -15,8 +15,11 @@ use crate::cas::Digest;
 /// Bumped when the manifest's meaning changes; older ones are rebuilt.
 pub const SCHEMA: u32 = 2;
 
+/// A toolchain's description, stored beside its tree. Fields added later
+/// are optional and ignored by readers that predate them (a registry is
+/// shared by clients of several versions); [`SCHEMA`] changes when a
+/// field's meaning does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub schema: u32,
     /// `family-version-arch-os`, e.g. `rustc-1.91.0-x86_64-linux`.
@@ -63,7 +66,6 @@ pub struct Manifest {
 /// A published relocated toolchain, and what a client that cannot run
 /// the compiler needs to know to use it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RelocatedTree {
     /// Root digest of its tree.
     pub root: Digest,

@@ -132,13 +132,13 @@ pub struct Published {
 
 /// Uploads what the server lacks of `bundle`'s tree and files, without
 /// publishing it under a name (a relocated variant, which its toolchain's
-/// manifest names). Returns the bytes sent.
+/// manifest names). Returns what was sent.
 pub async fn upload_tree(
     client: &Client,
     fs: &dyn FileSource,
     bundle: &Bundle,
     progress: &(dyn Fn(u64, u64) + Sync),
-) -> Result<u64, RegistryError> {
+) -> Result<UploadStats, RegistryError> {
     let small: Vec<Blob> = bundle
         .tree
         .directories
@@ -151,7 +151,7 @@ pub async fn upload_tree(
     let mut digests: Vec<Digest> = small.iter().map(|b| b.digest).collect();
     digests.extend(bundle.files.values().copied());
     let to_send = missing_blobs(client, fs, bundle, small, &digests).await?;
-    Ok(upload_in_groups(client, to_send, progress).await?.bytes)
+    upload_in_groups(client, to_send, progress).await
 }
 
 /// Uploads what the server lacks of `bundle` (file bytes read through

@@ -32,11 +32,13 @@ pub fn gcc_exec_prefix(search_dirs: &str) -> Option<String> {
     Some(format!("{}/", prefix.display()))
 }
 
-/// What is known of one file of a toolchain: its patched copy, or that it
-/// needs none.
+/// What is known of one file of a toolchain: its patched copy and the
+/// loader it named, or that it needs none.
 #[derive(Serialize, Deserialize)]
 struct Patched {
     digest: Option<Digest>,
+    #[serde(default)]
+    loader: Option<String>,
 }
 
 /// The toolchain of `bundle`, with `shell`'s closure, ready to run from a
@@ -44,6 +46,12 @@ struct Patched {
 /// Patched copies are kept under `<cache>/relocated/`.
 pub fn relocate(cache: &Path, bundle: &Bundle, shell: &Path) -> Result<Bundle, String> {
     let dir = cache.join("relocated");
+    let loader = bundle
+        .manifest
+        .interpreter
+        .as_deref()
+        .map(|l| format!("/{l}"))
+        .ok_or_else(|| format!("{} names no ELF loader", bundle.manifest.name))?;
     let mut listing: Listing = bundle.listing.clone();
     let mut files: BTreeMap<PathBuf, Digest> = bundle.files.clone();
     let closure = inspect::closure(
@@ -52,6 +60,14 @@ pub fn relocate(cache: &Path, bundle: &Bundle, shell: &Path) -> Result<Bundle, S
         &inspect::ClosureOptions::default(),
     )
     .map_err(|e| format!("the launcher {}: {e}", shell.display()))?;
+    let mut manifest = bundle.manifest.clone();
+    // The launcher's libraries are found through the library path too,
+    // never in the worker's own directories.
+    for d in super::bundle::library_dirs(&closure) {
+        if !manifest.library_path.contains(&d) {
+            manifest.library_path.push(d);
+        }
+    }
     for path in closure.files.keys() {
         let real = listing
             .add_path(&HostFs, path)
@@ -84,14 +100,13 @@ pub fn relocate(cache: &Path, bundle: &Bundle, shell: &Path) -> Result<Bundle, S
             continue;
         };
         let source = bundle.source_of(&path).to_path_buf();
-        if let Some((digest, copy)) = patched(&dir, &source, &original)? {
+        if let Some((digest, copy)) = patched(&dir, &source, &original, &loader)? {
             files.insert(path.clone(), digest);
             sources.insert(path, copy);
         }
     }
     let (entries, skipped) = listing.entries(&files);
     let tree = crate::cas::tree::build(&entries).map_err(|e| e.to_string())?;
-    let mut manifest = bundle.manifest.clone();
     manifest.root = tree.root;
     Ok(Bundle {
         manifest,
@@ -106,23 +121,37 @@ pub fn relocate(cache: &Path, bundle: &Bundle, shell: &Path) -> Result<Bundle, S
 
 /// The patched copy of the executable at `source` (content `original`):
 /// its digest and path, made on first use; `None` when it needs none (no
-/// interpreter, or a library).
+/// interpreter, or a library). `Err`: it names another loader than
+/// `loader` (the one `.r-ld` leads to), or its interpreter cannot be
+/// rewritten.
 fn patched(
     dir: &Path,
     source: &Path,
     original: &Digest,
+    loader: &str,
 ) -> Result<Option<(Digest, PathBuf)>, String> {
     let name = format!("{}-{}", original.hex(), original.size());
     let record = dir.join(format!("{name}.json"));
     let copy = dir.join(&name);
+    let other_loader = |named: &str| {
+        format!(
+            "{} names the loader {named}, not the toolchain's {loader}",
+            source.display()
+        )
+    };
     if let Some(p) = std::fs::read(&record)
         .ok()
         .and_then(|b| serde_json::from_slice::<Patched>(&b).ok())
     {
-        match p.digest {
-            None => return Ok(None),
-            Some(d) if copy.is_file() => return Ok(Some((d, copy))),
-            Some(_) => {}
+        let intact =
+            |d: &Digest| std::fs::metadata(&copy).is_ok_and(|m| m.is_file() && m.len() == d.size());
+        match (p.digest, p.loader) {
+            (None, _) => return Ok(None),
+            (Some(_), Some(named)) if !same_file(&named, loader) => {
+                return Err(other_loader(&named));
+            }
+            (Some(d), Some(_)) if intact(&d) => return Ok(Some((d, copy))),
+            _ => {}
         }
     }
     let bytes = HostFs
@@ -131,12 +160,19 @@ fn patched(
     if Digest::of_bytes(&bytes) != *original {
         return Err(format!("{} changed while relocating it", source.display()));
     }
-    let executable = interp::interp_slot(&bytes).is_some()
+    let named = interp::interp(&bytes).map(str::to_string);
+    let executable = named.is_some()
         && matches!(inspect::parse(&bytes), Ok(inspect::Binary::Elf(e)) if e.is_executable());
-    let new = if executable {
-        interp::with_interp(&bytes, LOADER)
-    } else {
-        None
+    let new = match &named {
+        Some(named) if executable => {
+            if !same_file(named, loader) {
+                return Err(other_loader(named));
+            }
+            Some(interp::with_interp(&bytes, LOADER).ok_or_else(|| {
+                format!("{}: its interpreter cannot be rewritten", source.display())
+            })?)
+        }
+        _ => None,
     };
     let result = match new {
         None => None,
@@ -153,10 +189,81 @@ fn patched(
     };
     let bytes = serde_json::to_vec(&Patched {
         digest: result.as_ref().map(|(d, _)| *d),
+        loader: result.as_ref().and(named),
     })
     .expect("a record serializes");
     if let Err(e) = crate::fsutil::write_atomic(&record, &bytes) {
         tracing::debug!("cannot store {}: {e}", record.display());
     }
     Ok(result)
+}
+
+/// Whether two loader paths name one file (`/lib64/ld-linux-x86-64.so.2`
+/// is a link to `/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2`).
+fn same_file(a: &str, b: &str) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(x), Ok(y)) if x == y
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// This machine's shell: an ELF executable with an interpreter.
+    fn shell() -> Option<(PathBuf, Digest, String)> {
+        let path = std::fs::canonicalize("/bin/sh").ok()?;
+        let bytes = std::fs::read(&path).ok()?;
+        let named = interp::interp(&bytes)?.to_string();
+        Some((path, Digest::of_bytes(&bytes), named))
+    }
+
+    #[test]
+    fn a_program_is_patched_once_to_the_relative_loader() {
+        let Some((sh, digest, loader)) = shell() else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (d, copy) = patched(dir.path(), &sh, &digest, &loader)
+            .unwrap()
+            .expect("the shell is patched");
+        let bytes = std::fs::read(&copy).unwrap();
+        assert_eq!(interp::interp(&bytes), Some(LOADER));
+        assert_eq!(Digest::of_bytes(&bytes), d);
+        // The original is untouched; the second time the copy is reused.
+        assert_eq!(Digest::of_bytes(&std::fs::read(&sh).unwrap()), digest);
+        assert_eq!(
+            patched(dir.path(), &sh, &digest, &loader).unwrap(),
+            Some((d, copy))
+        );
+    }
+
+    #[test]
+    fn a_program_naming_another_loader_is_refused_even_from_the_record() {
+        let Some((sh, digest, loader)) = shell() else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let other = "/lib/ld-other.so.1";
+        let e = patched(dir.path(), &sh, &digest, other).unwrap_err();
+        assert!(e.contains("names the loader") && e.contains(other), "{e}");
+        patched(dir.path(), &sh, &digest, &loader).unwrap();
+        let e = patched(dir.path(), &sh, &digest, other).unwrap_err();
+        assert!(e.contains(other), "{e}");
+    }
+
+    #[test]
+    fn a_damaged_copy_is_made_again() {
+        let Some((sh, digest, loader)) = shell() else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (d, copy) = patched(dir.path(), &sh, &digest, &loader).unwrap().unwrap();
+        std::fs::write(&copy, b"short").unwrap();
+        let (again, _) = patched(dir.path(), &sh, &digest, &loader).unwrap().unwrap();
+        assert_eq!(again, d);
+        assert_eq!(Digest::of_bytes(&std::fs::read(&copy).unwrap()), d);
+    }
 }

@@ -9,6 +9,7 @@
 //! replaced by the same path in the shipped toolchain, and diagnostics
 //! always colored (`color`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::color::{ColorPolicy, Encoding, Want};
@@ -243,6 +244,11 @@ impl Job for CcJob {
             // zig finds its library from /proc/self/exe: the worker's path.
             return Err("not_relocatable");
         }
+        if matches!(site.tools[0], Tool::Registry { .. }) {
+            // Its answers (exec prefix, include directories) would be this
+            // machine's compiler's, not the workers'.
+            return Err("relocated_registry_toolchain");
+        }
         match site.tools[0].manifest().identity.family {
             Family::Gcc => self.relocation_gcc(site),
             Family::Clang => self.relocation_clang(site),
@@ -298,7 +304,14 @@ impl CcJob {
                 &self.include_query(site),
                 search_list,
             )?;
-            for d in dirs {
+            // The driver lists the user's own directories (`-I`, `CPATH`)
+            // too; they stay where the user put them, not system ones.
+            let own = self.own_include_dirs(site);
+            for d in dirs
+                .into_iter()
+                .filter(|d| !own.contains(&paths::normalize(Path::new(d))))
+                .map(canonical_if_shorter)
+            {
                 r.tail.push("-isystem".into());
                 r.tail.push(relocate::rel(&site.map.arg(&d)));
             }
@@ -313,8 +326,8 @@ impl CcJob {
 
     /// clang from a plain directory: its resource directory named (it
     /// would take it from /proc/self/exe), the root link as its sysroot
-    /// unless the user gave one, and the maps as for gcc (clang takes the
-    /// longest match).
+    /// unless the user gave one, and the maps as for gcc (by clang's rule
+    /// for several that match: its version's).
     fn relocation_clang(&self, site: &RelocationSite<'_>) -> Result<Relocation, Reason> {
         let root = site.tools[0].manifest().root;
         let resource = relocate::ask(
@@ -365,14 +378,39 @@ impl CcJob {
             .filter(|(kind, _, _)| matches!(kind, PrefixMapKind::Debug | PrefixMapKind::File))
             .map(|(_, old, new)| (site.map.arg(old), new.clone()))
             .collect();
+        let identity = &site.tools[0].manifest().identity;
+        let major: u32 = identity
+            .version
+            .split('.')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mapped = if identity.family == Family::Clang && major < 17 {
+            remap_greatest(&user, &remote_cwd)
+        } else {
+            remap_last(&user, &remote_cwd)
+        };
         vec![
-            format!(
-                "-fdebug-prefix-map={}={}",
-                relocate::PROC_CWD,
-                remap_last(&user, &remote_cwd)
-            ),
+            format!("-fdebug-prefix-map={}={mapped}", relocate::PROC_CWD),
             format!("-ffile-prefix-map={}/=/", relocate::ROOT),
         ]
+    }
+
+    /// The include directories the user named, in flags or in `CPATH` and
+    /// its kin, absolute and normalized.
+    fn own_include_dirs(&self, site: &RelocationSite<'_>) -> Vec<PathBuf> {
+        let listed = self
+            .env
+            .iter()
+            .filter(|(k, _)| k.ends_with("INCLUDE_PATH") || k == "CPATH")
+            .flat_map(|(_, v)| v.split(':').filter(|d| !d.is_empty()));
+        self.c
+            .include_dirs
+            .iter()
+            .map(String::as_str)
+            .chain(listed)
+            .map(|d| paths::absolute(site.cwd, d))
+            .collect()
     }
 
     /// Whether the user's arguments hold the plain flag `flag`.
@@ -510,8 +548,9 @@ fn language(c: &CCompile, argv0: &str) -> &'static str {
     }
 }
 
-/// `path` as gcc's prefix maps make it: the last map whose old side is a
-/// prefix of it (as a string, as gcc compares) replaces that prefix.
+/// `path` as gcc's prefix maps make it, and clang's from 17 on: the last
+/// map whose old side is a prefix of it (as a string, as they compare)
+/// replaces that prefix.
 fn remap_last(maps: &[(String, String)], path: &str) -> String {
     maps.iter()
         .rev()
@@ -520,6 +559,29 @@ fn remap_last(maps: &[(String, String)], path: &str) -> String {
                 .map(|rest| format!("{new}{rest}"))
         })
         .unwrap_or_else(|| path.to_string())
+}
+
+/// `path` as clang before 17 maps it: the maps kept by old side (a later
+/// one replacing an earlier) in descending order, the first that matches.
+fn remap_greatest(maps: &[(String, String)], path: &str) -> String {
+    let by_old: BTreeMap<&str, &str> = maps.iter().map(|(o, n)| (o.as_str(), n.as_str())).collect();
+    by_old
+        .iter()
+        .rev()
+        .find_map(|(old, new)| path.strip_prefix(old).map(|rest| format!("{new}{rest}")))
+        .unwrap_or_else(|| path.to_string())
+}
+
+/// `dir` as gcc names the headers it finds there: a system header's
+/// path is its real path when that is shorter (`-fcanonical-system-headers`,
+/// on by default), so a cross gcc's `…/12/../../../../aarch64-linux-gnu/include`
+/// is `/usr/aarch64-linux-gnu/include` here. Through the root link on the
+/// worker, the real path would be the worker's.
+fn canonical_if_shorter(dir: String) -> String {
+    match std::fs::canonicalize(&dir) {
+        Ok(real) if real.as_os_str().len() < dir.len() => real.to_string_lossy().into_owned(),
+        _ => dir,
+    }
 }
 
 /// The directories of `#include <...> search starts here:` in `-v`.
@@ -554,4 +616,29 @@ fn selected_gcc_prefix(text: &str) -> Option<String> {
         p = &p[..p.rfind('/')?];
     }
     Some(p.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_matching_prefix_maps_follow_each_compilers_rule() {
+        let maps = vec![
+            ("/p/build".to_string(), "/b".to_string()),
+            ("/p".to_string(), "/x".to_string()),
+        ];
+        // gcc and clang 17+: the last that matches.
+        assert_eq!(remap_last(&maps, "/p/build"), "/x/build");
+        // clang before 17: the greatest old side that matches.
+        assert_eq!(remap_greatest(&maps, "/p/build"), "/b");
+        assert_eq!(remap_greatest(&maps, "/p/src"), "/x/src");
+        assert_eq!(remap_greatest(&maps, "/q"), "/q");
+        // A later map for the same old side replaces the earlier.
+        let twice = vec![
+            ("/p".to_string(), "/one".to_string()),
+            ("/p".to_string(), "/two".to_string()),
+        ];
+        assert_eq!(remap_greatest(&twice, "/p/a"), "/two/a");
+    }
 }

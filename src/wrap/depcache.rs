@@ -127,22 +127,38 @@ pub fn store_fast(cache_dir: &Path, key: &Digest, fast: &Fast) {
     save(&fast_path(cache_dir, key), fast);
 }
 
-/// Remembers that the compile of hit-path key `key` sees where it runs:
-/// its project root never moves again (see `paths`).
-pub fn mark_located(cache_dir: &Path, key: &Digest) {
-    let path = located_path(cache_dir, key);
+/// What is remembered of a compile (by its hit-path key) beyond its
+/// result.
+#[derive(Clone, Copy, Debug)]
+pub enum Mark {
+    /// It sees where it runs: its project root never moves again (see
+    /// `paths`).
+    Located,
+    /// Its outputs name the relocated working directory: it runs here on
+    /// servers that get the relocated layout.
+    Unrelocatable,
+}
+
+impl Mark {
+    fn suffix(self) -> &'static str {
+        match self {
+            Mark::Located => "located",
+            Mark::Unrelocatable => "unrelocatable",
+        }
+    }
+}
+
+/// Remembers `mark` of the compile of hit-path key `key`.
+pub fn mark(cache_dir: &Path, key: &Digest, mark: Mark) {
+    let path = keyed_path(cache_dir, key, mark.suffix());
     if let Err(e) = crate::fsutil::write_atomic(&path, b"") {
         tracing::debug!("cannot store {}: {e}", path.display());
     }
 }
 
-/// Whether [`mark_located`] was said of `key`.
-pub fn is_located(cache_dir: &Path, key: &Digest) -> bool {
-    located_path(cache_dir, key).exists()
-}
-
-fn located_path(cache_dir: &Path, key: &Digest) -> PathBuf {
-    keyed_path(cache_dir, key, "located")
+/// Whether [`mark`] said `mark` of `key`.
+pub fn is_marked(cache_dir: &Path, key: &Digest, mark: Mark) -> bool {
+    keyed_path(cache_dir, key, mark.suffix()).exists()
 }
 
 fn fast_path(cache_dir: &Path, key: &Digest) -> PathBuf {

@@ -17,11 +17,11 @@
 use std::path::PathBuf;
 
 use super::color;
-use super::depcache;
+use super::depcache::{self, Mark};
 use super::family::{Job, Reason, Scanned, ToolRequest};
 use super::prepare::{self, Move};
 use super::relocate::Layout;
-use super::remote::{self, Failure, Prepared};
+use super::remote::{self, Failure, Prepared, RELOCATED_LEAK};
 use super::stats::Event;
 use super::tool::{self, Tool};
 use super::{Ctx, Flow, Invocation, local, probe, scan};
@@ -71,7 +71,7 @@ async fn remote_or_local(ctx: &Ctx, inv: &Invocation, job: &dyn Job) -> Flow {
     let mut flow = run_planned(ctx, inv, job, &planned, &fast_key).await;
     if let Flow::Location = flow {
         // The moved compile saw where it ran: never move it again.
-        depcache::mark_located(&ctx.cache_dir, &fast_key);
+        depcache::mark(&ctx.cache_dir, &fast_key, Mark::Located);
         planned = match replan_unmoved(ctx, inv, job, planned) {
             Ok(p) => p,
             Err(reason) => return Flow::local(reason),
@@ -135,17 +135,23 @@ async fn finish(ctx: &Ctx, inv: &Invocation, job: &dyn Job, flow: Flow) -> Endin
         },
         // Never left standing by `remote_or_local`: an unmoved action
         // cannot name the moved root.
-        Flow::Location => Ending::Exec(Event::fallback("location_leak")),
-        Flow::Local(event) if !job.watch_local() => Ending::Exec(event),
-        Flow::Local(mut event) => {
-            let code = here(ctx, inv, job, &mut event).await;
-            Ending::Replay {
-                stdout: Vec::new(),
-                stderr: Vec::new(),
-                code,
-                event,
-            }
-        }
+        Flow::Location => local_end(ctx, inv, job, Event::fallback("location_leak")).await,
+        Flow::Local(event) => local_end(ctx, inv, job, event).await,
+    }
+}
+
+/// The compile runs here: in place of this process, or watched to its
+/// end when the job keeps records of local compiles.
+async fn local_end(ctx: &Ctx, inv: &Invocation, job: &dyn Job, mut event: Event) -> Ending {
+    if !job.watch_local() {
+        return Ending::Exec(event);
+    }
+    let code = here(ctx, inv, job, &mut event).await;
+    Ending::Replay {
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        code,
+        event,
     }
 }
 
@@ -249,6 +255,9 @@ pub async fn plan(
     })?;
     let (client, features, layout) = server(ctx, &tools[0], &platform).await?;
     if layout == Layout::Relocated {
+        if fast_key.is_some_and(|k| depcache::is_marked(&ctx.cache_dir, k, Mark::Unrelocatable)) {
+            return Err(Flow::local(RELOCATED_LEAK));
+        }
         tools = relocated(ctx, &client, tools).await.map_err(Flow::local)?;
     }
     if ctx.wrap.mode == Mode::Remote {
@@ -279,7 +288,8 @@ pub async fn plan(
         }
     };
     let spec = job.action(ctx, &scanned, &tools).map_err(Flow::local)?;
-    let allowed = if fast_key.is_none_or(|k| depcache::is_located(&ctx.cache_dir, k)) {
+    let allowed = if fast_key.is_none_or(|k| depcache::is_marked(&ctx.cache_dir, k, Mark::Located))
+    {
         Move::Never
     } else {
         Move::Allowed
@@ -318,6 +328,11 @@ pub async fn plan(
 /// The toolchains made to run from a plain directory (`relocate`);
 /// `Err`: they cannot be (a registry's, or no launcher here).
 async fn relocated(ctx: &Ctx, client: &Client, tools: Vec<Tool>) -> Result<Vec<Tool>, Reason> {
+    // One `.r-ld` link serves every program of the action.
+    let loader = tools[0].manifest().interpreter.clone();
+    if tools.iter().any(|t| t.manifest().interpreter != loader) {
+        return Err("not_relocatable");
+    }
     let mut out = Vec::with_capacity(tools.len());
     for t in tools {
         let bundle = match t {
@@ -534,7 +549,11 @@ async fn fast_hit(ctx: &Ctx, job: &dyn Job, key: &Digest) -> Option<Flow> {
         Ok(Some(f)) if f.code == 0 => f,
         Ok(_) => return None,
         Err(e) if e.cause == "location_leak" => {
-            depcache::mark_located(&ctx.cache_dir, key);
+            depcache::mark(&ctx.cache_dir, key, Mark::Located);
+            return None;
+        }
+        Err(e) if e.cause == RELOCATED_LEAK => {
+            depcache::mark(&ctx.cache_dir, key, Mark::Unrelocatable);
             return None;
         }
         Err(e) => return Some(Flow::fallback(&e.cause, e.message)),
@@ -604,6 +623,7 @@ async fn execute(ctx: &Ctx, job: &dyn Job, p: &Planned, key: &Digest) -> Flow {
             tracing::debug!("{}", f.message);
             return Flow::Location;
         }
+        Err(f) if f.cause == RELOCATED_LEAK => return unrelocatable(ctx, key, &f),
         Err(f) => return Flow::fallback(&f.cause, f.message),
     };
     tracing::trace!(command = ?p.prepared.command, root = %p.prepared.inputs.tree.root, "command");
@@ -650,6 +670,14 @@ async fn execute(ctx: &Ctx, job: &dyn Job, p: &Planned, key: &Digest) -> Flow {
     }
 }
 
+/// A relocated compile whose outputs name its working directory (an
+/// environment value it embeds): it runs here, now and on later builds.
+fn unrelocatable(ctx: &Ctx, key: &Digest, f: &Failure) -> Flow {
+    tracing::info!("{}", f.message);
+    depcache::mark(&ctx.cache_dir, key, Mark::Unrelocatable);
+    Flow::local(RELOCATED_LEAK)
+}
+
 /// Cache-only: a hit is written (then landed); a miss compiles here and
 /// publishes the result.
 async fn cache_only(ctx: &Ctx, inv: &Invocation, job: &dyn Job, p: &Planned, key: &Digest) -> Flow {
@@ -662,6 +690,7 @@ async fn cache_only(ctx: &Ctx, inv: &Invocation, job: &dyn Job, p: &Planned, key
         }
         Ok(_) => {}
         Err(f) if f.cause == "location_leak" => return Flow::Location,
+        Err(f) if f.cause == RELOCATED_LEAK => return unrelocatable(ctx, key, &f),
         Err(f) => return Flow::fallback(&f.cause, f.message),
     }
     let started = std::time::Instant::now();
@@ -692,7 +721,7 @@ async fn publish(
             .any(|f| f == super::paths::MAPPED_ROOT)
         && p.prepared.landing.local.iter().any(|o| names(o, root))
     {
-        depcache::mark_located(&ctx.cache_dir, key);
+        depcache::mark(&ctx.cache_dir, key, Mark::Located);
         return;
     }
     match remote::publish(&p.client, &p.prepared, started).await {

@@ -88,13 +88,13 @@ pub fn unrelocate(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text.as_str();
     while let Some(i) = rest.find(&needle) {
-        let starts = i == 0 && out.is_empty()
-            || rest[..i]
+        out.push_str(&rest[..i]);
+        let starts = out.is_empty()
+            || ends_with_csi(&out)
+            || out
                 .chars()
                 .next_back()
-                .or_else(|| out.chars().next_back())
                 .is_some_and(|c| c.is_whitespace() || "\"'`:=(,[".contains(c));
-        out.push_str(&rest[..i]);
         out.push_str(if starts { "/" } else { &needle });
         rest = &rest[i + needle.len()..];
     }
@@ -102,9 +102,42 @@ pub fn unrelocate(text: &str) -> String {
     out
 }
 
+/// Variables a compiler's answers depend on.
+const ASKED_ENV: [&str; 8] = [
+    "CPATH",
+    "C_INCLUDE_PATH",
+    "CPLUS_INCLUDE_PATH",
+    "OBJC_INCLUDE_PATH",
+    "OBJCPLUS_INCLUDE_PATH",
+    "GCC_EXEC_PREFIX",
+    "COMPILER_PATH",
+    "LIBRARY_PATH",
+];
+
+/// How long an answer is kept.
+const ANSWER_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Whether `text` ends with a terminal escape sequence (`ESC [ … m`, a
+/// diagnostic's color; in rustc's JSON, `\u001b[ … m`), after which a
+/// path starts.
+fn ends_with_csi(text: &str) -> bool {
+    let raw = text.rfind('\x1b').map(|i| i + 1);
+    let json = text.rfind("\\u001b").map(|i| i + "\\u001b".len());
+    let Some(after) = raw.max(json) else {
+        return false;
+    };
+    let Some(body) = text[after..].strip_prefix('[') else {
+        return false;
+    };
+    let mut chars = body.chars();
+    let last = chars.next_back();
+    last.is_some_and(|c| ('@'..='~').contains(&c)) && chars.all(|c| c.is_ascii_digit() || c == ';')
+}
+
 /// A question to `program` (`args`, asked in `ctx`'s working directory),
-/// its answer read by `read` and kept under `<cache>/relocated/` by
-/// toolchain (`root`), question and arguments. `Err`: the program could
+/// its answer read by `read` and kept for a day under `<cache>/relocated/`
+/// by toolchain (`root`), question, arguments, working directory and
+/// [`ASKED_ENV`]. `Err`: the program could
 /// not answer, and the compile cannot be relocated.
 pub(crate) fn ask(
     ctx: &super::Ctx,
@@ -118,7 +151,13 @@ pub(crate) fn ask(
         what.as_bytes().to_vec(),
         root.to_string().into_bytes(),
         program.as_os_str().as_encoded_bytes().to_vec(),
+        ctx.cwd.as_os_str().as_encoded_bytes().to_vec(),
     ];
+    // What else the program hears: relative arguments, the variables that
+    // change its search lists.
+    for var in ASKED_ENV {
+        parts.push(format!("{var}={}", ctx.var(var).unwrap_or_default()).into_bytes());
+    }
     parts.extend(args.iter().map(|a| a.as_bytes().to_vec()));
     let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
     let key = depcache::key(&refs);
@@ -126,8 +165,16 @@ pub(crate) fn ask(
         .cache_dir
         .join("relocated")
         .join(format!("{what}-{}.json", &key.hex()[..32]));
-    if let Some(v) = std::fs::read(&path)
+    // A directory installed since (`/usr/local/include`) changes the
+    // answer, so it is asked again after a day.
+    let fresh = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
         .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < ANSWER_TTL);
+    if let Some(v) = fresh
+        .then(|| std::fs::read(&path).ok())
+        .flatten()
         .and_then(|b| serde_json::from_slice::<Vec<String>>(&b).ok())
     {
         return Ok(v);
@@ -163,6 +210,15 @@ mod tests {
                 ".r/usr/include/stdio.h:3: error in \".r/home/u/a.c\" (x.r/y) /proc/self/cwd/.r/opt/z\n.r/q"
             ),
             "/usr/include/stdio.h:3: error in \"/home/u/a.c\" (x.r/y) /opt/z\n/q"
+        );
+        // gcc's colored diagnostics: the path follows an escape sequence.
+        assert_eq!(
+            unrelocate("\x1b[01m\x1b[K.r/p/e.h:1:12:\x1b[m\x1b[K x.r/y"),
+            "\x1b[01m\x1b[K/p/e.h:1:12:\x1b[m\x1b[K x.r/y"
+        );
+        assert_eq!(
+            unrelocate("\"rendered\":\"\\u001b[0m\\u001b[1m.r/p/lib.rs:1\""),
+            "\"rendered\":\"\\u001b[0m\\u001b[1m/p/lib.rs:1\""
         );
     }
 }

@@ -175,6 +175,9 @@ impl Failure {
             RemoteError::BadBlob { .. } => "bad_blob".into(),
             RemoteError::Protocol { .. } => "protocol".into(),
             RemoteError::Io { .. } => "local_io".into(),
+            RemoteError::Refused { why, .. } if why.contains(super::relocate::PROC_CWD) => {
+                RELOCATED_LEAK.into()
+            }
             RemoteError::Refused { .. } => "location_leak".into(),
             RemoteError::InvalidUrl { .. } | RemoteError::Config(_) => "config".into(),
             RemoteError::UnsupportedDigest { .. } => "digest_function".into(),
@@ -309,6 +312,10 @@ async fn land(
     Ok((stdout, stderr, down))
 }
 
+/// The cause (and local reason) of a relocated compile's output that
+/// names its working directory.
+pub const RELOCATED_LEAK: &str = "relocated_output_leak";
+
 /// A check that refuses any output but `skip` whose bytes contain one of
 /// `needles`.
 fn forbid_check(
@@ -429,8 +436,28 @@ pub async fn execute_kept(client: &Client, p: &Prepared) -> Result<reapi::Action
             format!("exit code {}", result.exit_code),
         ));
     }
-    declared_only(&result, &p.outputs)
-        .ok_or_else(|| Failure::new("missing_outputs", format!("lacks some of {:?}", p.outputs)))
+    let result = declared_only(&result, &p.outputs)
+        .ok_or_else(|| Failure::new("missing_outputs", format!("lacks some of {:?}", p.outputs)))?;
+    // What would be refused on landing is refused here too: read back.
+    if !p.landing.forbid.is_empty() {
+        let check = forbid_check(p.landing.forbid.clone(), Vec::new());
+        for f in &result.output_files {
+            let digest = crate::cas::Digest::from_proto_opt(f.digest.as_ref())
+                .map_err(|e| Failure::new("protocol", e))?;
+            let bytes = client
+                .read_blob(&digest)
+                .await
+                .map_err(|e| Failure::of(&e))?;
+            if let Err(why) = check(Path::new(&f.path), &bytes) {
+                return Err(Failure::of(&RemoteError::Refused {
+                    server: client.url().to_string(),
+                    path: PathBuf::from(&f.path),
+                    why,
+                }));
+            }
+        }
+    }
+    Ok(result)
 }
 
 /// Publishes a successful local compile under `p`'s action digest: the

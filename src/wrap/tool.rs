@@ -146,7 +146,7 @@ pub async fn for_workers(ctx: &Ctx, bundle: Bundle) -> Result<Tool, Flow> {
 pub async fn relocated_registry(client: &Client, manifest: Manifest) -> Result<Tool, Reason> {
     let Some(r) = manifest.relocated.clone() else {
         tracing::info!(
-            "{} in {}'s registry has no relocated variant: upload it again with this recast",
+            "{} in {}'s registry has no relocated variant: upload it again with this recast (`recast toolchain upload` says whether it could make one)",
             manifest.name,
             client.url()
         );
