@@ -97,11 +97,12 @@ def per_file(proj, cc_argv, env, n):
 class RecastServer:
     free_port = staticmethod(free_port)
 
-    def __init__(self, recast, state):
+    def __init__(self, recast, state, extra=()):
         port = free_port()
         self.url = f"grpc://127.0.0.1:{port}"
         self.proc = subprocess.Popen(
-            [recast, "serve", "--listen", f"127.0.0.1:{port}", "--dir", str(state)],
+            [recast, "serve", "--listen", f"127.0.0.1:{port}", "--dir", str(state),
+             *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

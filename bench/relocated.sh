@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Relocated actions benchmark: `make -j2` of zstd's library through
+# `recast gcc` against `recast serve` (rooted, a chroot), `recast serve
+# --sandbox none` (relocated) and NativeLink 1.6.6 (relocated, when built by
+# scripts/peers/nativelink.sh), beside plain gcc. Prints medians and ratios;
+# not a test.
+#
+#   bash bench/relocated.sh            # 3 runs
+#   bash bench/relocated.sh --runs 5
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet
+exec python3 bench/relocated.py --recast target/release/recast "$@"
