@@ -641,3 +641,101 @@ fn a_remote_failure_that_compiles_here_is_a_counted_false_failure() {
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("remote false failures"), "{text}");
 }
+
+/// Cache-only mode: a miss compiles here and publishes its result with
+/// the warnings it printed, so a hit from another cache directory prints
+/// them too and writes the same object; a compile error is never
+/// published. zstd built the same way: misses, then hits, the plain bytes.
+#[test]
+fn cache_only_hits_replay_the_warnings_of_the_compile_that_filled_them() {
+    let server = Server::start();
+    let tmp = tempdir();
+    let dir = tmp.path().join("src");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        dir.join("warn.c"),
+        "int f(int x) { int unused; return x; }\n",
+    )
+    .unwrap();
+    fs::write(dir.join("bad.c"), "int f(void) { return undeclared; }\n").unwrap();
+    let compile = |cmd: &mut Command, src: &str| {
+        cmd.args(["-Wall", "-O2", "-c", src, "-o", "out.o"])
+            .current_dir(&dir);
+        let out = cmd.output().unwrap();
+        let object = fs::read(dir.join("out.o")).ok();
+        let _ = fs::remove_file(dir.join("out.o"));
+        (out, object)
+    };
+    let cache_only = |cache: &Path| {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("gcc");
+        with_recast(&mut cmd, cache, &server.url());
+        cmd.env("RECAST_MODE", "cache-only");
+        cmd
+    };
+    let (plain, want) = compile(&mut Command::new("gcc"), "warn.c");
+    assert!(plain.status.success());
+    let warning = String::from_utf8_lossy(&plain.stderr).into_owned();
+    assert!(warning.contains("unused"), "{warning}");
+
+    for (n, cache) in ["a", "b"].iter().enumerate() {
+        let cache = tmp.path().join(cache);
+        let (out, object) = compile(&mut cache_only(&cache), "warn.c");
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), warning, "run {n}");
+        assert_eq!(out.stdout, plain.stdout);
+        assert!(object == want, "run {n}: the object differs from gcc's");
+        let s = stats(&cache);
+        let (misses, hits) = if n == 0 { (1, 0) } else { (0, 1) };
+        assert_eq!(
+            s["local_reasons"]["cache_miss"].as_u64().unwrap_or(0),
+            misses,
+            "{s}"
+        );
+        assert_eq!(s["cache_hits"], hits, "{s}");
+        assert_eq!(s["remote_executions"], 0, "{s}");
+    }
+
+    // An error is the compile's own, and stays a miss.
+    let (plain, _) = compile(&mut Command::new("gcc"), "bad.c");
+    assert_ne!(plain.status.code(), Some(0));
+    let cache = tmp.path().join("c");
+    for _ in 0..2 {
+        let (out, object) = compile(&mut cache_only(&cache), "bad.c");
+        assert_eq!(out.status.code(), plain.status.code());
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&plain.stderr)
+        );
+        assert!(object.is_none());
+    }
+    let s = stats(&cache);
+    assert_eq!(s["local_reasons"]["cache_miss"], 2, "{s}");
+    assert_eq!(s["cache_hits"], 0, "{s}");
+
+    // A real project: one cache fills, another only hits, both with the
+    // plain build's objects.
+    let plain = zstd_project(&tmp.path().join("plain"));
+    make(&plain, "gcc", &tmp.path().join("unused"), &server.url());
+    let want = files(&plain, "obj", "o");
+    for (n, cache) in ["zd", "ze"].iter().enumerate() {
+        let cache = tmp.path().join(cache);
+        let proj = zstd_project(&tmp.path().join(format!("p{n}")));
+        let mut cmd = Command::new("make");
+        cmd.args(["-j2", "--no-print-directory"])
+            .arg(format!("CC={}", recast_cc()))
+            .current_dir(&proj);
+        with_recast(&mut cmd, &cache, &server.url());
+        cmd.env("RECAST_MODE", "cache-only");
+        run_ok(&mut cmd);
+        assert_same("objects", &files(&proj, "obj", "o"), &want);
+        let s = stats(&cache);
+        let (misses, hits) = if n == 0 { (12, 0) } else { (0, 12) };
+        assert_eq!(
+            s["local_reasons"]["cache_miss"].as_u64().unwrap_or(0),
+            misses,
+            "{s}"
+        );
+        assert_eq!(s["cache_hits"], hits, "{s}");
+    }
+}

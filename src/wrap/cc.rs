@@ -155,6 +155,10 @@ impl Job for CcJob {
         }
     }
 
+    fn captured_args(&self, _ctx: &Ctx) -> Vec<String> {
+        self.color_flag().map(String::from).into_iter().collect()
+    }
+
     fn toolchains(&self, _ctx: &Ctx, inv: &Invocation) -> Result<Vec<ToolRequest>, Reason> {
         Ok(vec![ToolRequest {
             compiler: inv.compiler.clone(),

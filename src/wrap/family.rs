@@ -242,6 +242,12 @@ pub(crate) trait Job: Send + Sync {
     fn local_args(&self, _ctx: &Ctx) -> Vec<String> {
         Vec::new()
     }
+    /// Arguments a local run whose streams the cache keeps adds to the
+    /// user's: [`Job::local_args`], and whatever makes it color as the
+    /// remote compile does (see [`Job::color`]).
+    fn captured_args(&self, ctx: &Ctx) -> Vec<String> {
+        self.local_args(ctx)
+    }
     /// A local run must be watched to its end (see [`Job::after_local`]).
     fn watch_local(&self) -> bool {
         false

@@ -64,6 +64,22 @@ pub fn run(inv: &Invocation, extra: &[String]) -> i32 {
     }
 }
 
+/// Runs the compiler here like [`run`], but with its stdout and stderr
+/// captured (stdin is ours): the exit code and the two streams, for a
+/// result the action cache keeps whole.
+pub fn run_captured(inv: &Invocation, extra: &[String]) -> (i32, Vec<u8>, Vec<u8>) {
+    let out = command(inv)
+        .args(&inv.args)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output();
+    match out {
+        Ok(out) => (exit_code(out.status), out.stdout, out.stderr),
+        Err(e) => (cannot_run(inv, &e), Vec::new(), Vec::new()),
+    }
+}
+
 /// Runs the compiler with `args` instead of the user's, output discarded;
 /// whether it succeeded.
 pub fn capture(inv: &Invocation, args: &[String], cwd: &Path) -> std::io::Result<bool> {

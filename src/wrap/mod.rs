@@ -72,8 +72,14 @@ pub(crate) enum Flow {
     },
     /// Run the compiler here; the event says why.
     Local(Event),
-    /// Already run here (the wrapper needed to see it finish): exit so.
-    Ran { code: i32, event: Event },
+    /// Already run here with its streams captured (cache-only): replay
+    /// them as a remote result's, and exit so.
+    Ran {
+        stdout: Vec<u8>,
+        stderr: Vec<u8>,
+        code: i32,
+        event: Event,
+    },
     /// A moved compile's outputs named the moved project root: it must
     /// run again where the project is (`paths`).
     Location,

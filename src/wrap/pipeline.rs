@@ -117,6 +117,12 @@ async fn finish(ctx: &Ctx, inv: &Invocation, job: &dyn Job, flow: Flow) -> Endin
             stderr,
             code,
             event,
+        }
+        | Flow::Ran {
+            stdout,
+            stderr,
+            code,
+            event,
         } => {
             let terminal = color::terminal_colors(ctx.var("TERM"));
             let policy = job.color();
@@ -127,12 +133,6 @@ async fn finish(ctx: &Ctx, inv: &Invocation, job: &dyn Job, flow: Flow) -> Endin
                 event,
             }
         }
-        Flow::Ran { code, event } => Ending::Replay {
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-            code,
-            event,
-        },
         // Never left standing by `remote_or_local`: an unmoved action
         // cannot name the moved root.
         Flow::Location => local_end(ctx, inv, job, Event::fallback("location_leak")).await,
@@ -162,6 +162,21 @@ async fn here(ctx: &Ctx, inv: &Invocation, job: &dyn Job, event: &mut Event) -> 
         job.after_local(ctx, inv, event).await;
     }
     code
+}
+
+/// [`here`], with the streams captured (colored as the remote compile
+/// would, [`Job::captured_args`]) for a result the cache keeps.
+async fn here_captured(
+    ctx: &Ctx,
+    inv: &Invocation,
+    job: &dyn Job,
+    event: &mut Event,
+) -> (i32, Vec<u8>, Vec<u8>) {
+    let (code, stdout, stderr) = local::run_captured(inv, &job.captured_args(ctx));
+    if code == 0 {
+        job.after_local(ctx, inv, event).await;
+    }
+    (code, stdout, stderr)
 }
 
 /// A remote compile failed: the same compile here decides. Its streams go
@@ -679,7 +694,8 @@ fn unrelocatable(ctx: &Ctx, key: &Digest, f: &Failure) -> Flow {
 }
 
 /// Cache-only: a hit is written (then landed); a miss compiles here and
-/// publishes the result.
+/// publishes the result, its warnings included, so a later hit shows what
+/// this compile showed.
 async fn cache_only(ctx: &Ctx, inv: &Invocation, job: &dyn Job, p: &Planned, key: &Digest) -> Flow {
     match remote::lookup(&p.client, &p.prepared).await {
         Ok(Some(f)) if f.code == 0 => {
@@ -695,11 +711,20 @@ async fn cache_only(ctx: &Ctx, inv: &Invocation, job: &dyn Job, p: &Planned, key
     }
     let started = std::time::Instant::now();
     let mut event = Event::local("cache_miss");
-    let code = here(ctx, inv, job, &mut event).await;
+    let (code, stdout, stderr) = here_captured(ctx, inv, job, &mut event).await;
     if code == 0 {
-        publish(ctx, p, key, started, &mut event).await;
+        let streams = remote::Streams {
+            stdout: &stdout,
+            stderr: &stderr,
+        };
+        publish(ctx, p, key, started, streams, &mut event).await;
     }
-    Flow::Ran { code, event }
+    Flow::Ran {
+        stdout,
+        stderr,
+        code,
+        event,
+    }
 }
 
 /// Puts a local compile's result in the action cache. Under a moved
@@ -711,6 +736,7 @@ async fn publish(
     p: &Planned,
     key: &Digest,
     started: std::time::Instant,
+    streams: remote::Streams<'_>,
     event: &mut Event,
 ) {
     if let Some((_, root)) = &p.prepared.landing.unmap
@@ -724,7 +750,7 @@ async fn publish(
         depcache::mark(&ctx.cache_dir, key, Mark::Located);
         return;
     }
-    match remote::publish(&p.client, &p.prepared, started).await {
+    match remote::publish(&p.client, &p.prepared, started, streams).await {
         Ok(up) => event.up = up,
         Err(f) => tracing::info!("cannot publish the result: {}", f.message),
     }

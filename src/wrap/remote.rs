@@ -460,11 +460,34 @@ pub async fn execute_kept(client: &Client, p: &Prepared) -> Result<reapi::Action
     Ok(result)
 }
 
+/// A local compile's captured stdout and stderr.
+#[derive(Clone, Copy)]
+pub struct Streams<'a> {
+    pub stdout: &'a [u8],
+    pub stderr: &'a [u8],
+}
+
 /// Publishes a successful local compile under `p`'s action digest: the
 /// declared outputs and the streams go to the CAS, the result to the
-/// action cache, so the next identical compile anywhere is a hit.
-pub async fn publish(client: &Client, p: &Prepared, started: Instant) -> Result<u64, Failure> {
+/// action cache, so the next identical compile anywhere is a hit that
+/// shows the same warnings.
+pub async fn publish(
+    client: &Client,
+    p: &Prepared,
+    started: Instant,
+    streams: Streams<'_>,
+) -> Result<u64, Failure> {
     let mut blobs = Vec::new();
+    let mut stream = |bytes: &[u8]| {
+        (!bytes.is_empty()).then(|| {
+            let blob = Blob::from_bytes(bytes.to_vec());
+            let digest = blob.digest.to_proto();
+            blobs.push(blob);
+            digest
+        })
+    };
+    let stdout_digest = stream(streams.stdout);
+    let stderr_digest = stream(streams.stderr);
     let mut files = Vec::new();
     for (rel, path) in p.outputs.iter().zip(&p.landing.local) {
         let path: PathBuf = path.clone();
@@ -491,6 +514,8 @@ pub async fn publish(client: &Client, p: &Prepared, started: Instant) -> Result<
     let start = now - started.elapsed();
     let result = reapi::ActionResult {
         output_files: files,
+        stdout_digest,
+        stderr_digest,
         exit_code: 0,
         execution_metadata: Some(reapi::ExecutedActionMetadata {
             worker: "recast cache-only (local compile)".into(),
