@@ -107,9 +107,9 @@ fn clang_from_a_terminal_and_from_a_pipe_share_a_hit() {
     terminal_then_pipe(&["clang"], ("w.c", WARNS_C), &["-Wall", "-c", "w.c"]);
 }
 
-#[test]
-fn rustc_from_a_terminal_and_from_a_pipe_share_a_hit() {
-    let rustc = String::from_utf8(
+/// The real rustc (not rustup's proxy), as cargo hands it to a wrapper.
+fn rustc() -> String {
+    String::from_utf8(
         Command::new("rustup")
             .args(["which", "rustc"])
             .output()
@@ -119,7 +119,12 @@ fn rustc_from_a_terminal_and_from_a_pipe_share_a_hit() {
     .ok()
     .map(|s| s.trim().to_string())
     .filter(|s| !s.is_empty())
-    .unwrap_or_else(|| "rustc".into());
+    .unwrap_or_else(|| "rustc".into())
+}
+
+#[test]
+fn rustc_from_a_terminal_and_from_a_pipe_share_a_hit() {
+    let rustc = rustc();
     terminal_then_pipe(
         &[rustc.as_str()],
         ("w.rs", "pub fn f() { let unused = 1; }\n"),
@@ -284,5 +289,94 @@ fn checkouts_without_debug_info_share_hits_unless_the_source_names_its_path() {
     // ran again in place in each checkout.
     assert_eq!(s["cache_hits"], 2, "{s}");
     assert_eq!(s["remote_executions"], 4, "{s}");
+    assert_eq!(s["fallbacks"], 0, "{s}");
+}
+
+/// A crate with a module in a subdirectory, in a git checkout at `at`.
+fn rust_project(at: &Path) -> PathBuf {
+    fs::create_dir_all(at.join(".git")).unwrap();
+    fs::create_dir_all(at.join("src/shape")).unwrap();
+    fs::write(
+        at.join("src/lib.rs"),
+        "pub mod shape;\npub fn area(s: &shape::Shape) -> f64 { s.sides as f64 * s.size }\n",
+    )
+    .unwrap();
+    fs::write(
+        at.join("src/shape/mod.rs"),
+        "pub struct Shape { pub sides: u32, pub size: f64 }\n\
+         pub fn check(s: &Shape) { assert!(s.sides > 2, \"{}: too few sides\", file!()); }\n",
+    )
+    .unwrap();
+    at.to_path_buf()
+}
+
+/// rustc as cargo runs it for a workspace member (relative source,
+/// absolute `--out-dir`), with debug info and the user's own
+/// `--remap-path-prefix` of the checkout: the rlib and dep-info.
+fn build_rust(root: &Path, wrapped: bool, cache: &Path, url: &str) -> (Vec<u8>, Vec<u8>) {
+    let out = root.join("target/debug/deps");
+    let _ = fs::remove_dir_all(root.join("target"));
+    fs::create_dir_all(&out).unwrap();
+    let rustc = rustc();
+    let mut cmd = if wrapped {
+        let mut c = Command::new(BIN);
+        c.arg(&rustc);
+        c
+    } else {
+        Command::new(&rustc)
+    };
+    cmd.args([
+        "--crate-name",
+        "shapes",
+        "--edition=2021",
+        "src/lib.rs",
+        "--crate-type",
+        "lib",
+        "--emit=dep-info,metadata,link",
+        "-C",
+        "debuginfo=2",
+        "-C",
+        "metadata=0123abcd",
+        "-C",
+        "extra-filename=-0123abcd",
+        "--out-dir",
+    ])
+    .arg(&out)
+    .arg(format!("--remap-path-prefix={}=.", root.display()))
+    .current_dir(root);
+    with_recast(&mut cmd, cache, url);
+    run_ok(&mut cmd);
+    (
+        fs::read(out.join("libshapes-0123abcd.rlib")).unwrap(),
+        fs::read(out.join("shapes-0123abcd.d")).unwrap(),
+    )
+}
+
+#[test]
+fn rustc_checkouts_with_remapped_paths_and_debug_info_share_hits() {
+    let server = Server::start();
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let url = server.url();
+    let a = rust_project(&tmp.path().join("a"));
+    let b = rust_project(&tmp.path().join("deeper/still/b"));
+    for root in [&a, &b] {
+        let (rlib, dep) = build_rust(root, false, &cache, &url);
+        let (wrapped_rlib, wrapped_dep) = build_rust(root, true, &cache, &url);
+        assert!(
+            rlib == wrapped_rlib,
+            "the rlib in {} differs",
+            root.display()
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&dep),
+            String::from_utf8_lossy(&wrapped_dep),
+            "dep-info in {} names the checkout's own paths",
+            root.display()
+        );
+    }
+    let s = stats(&cache);
+    assert_eq!(s["remote_executions"], 1, "{s}");
+    assert_eq!(s["cache_hits"], 1, "the second checkout hits: {s}");
     assert_eq!(s["fallbacks"], 0, "{s}");
 }
