@@ -38,9 +38,21 @@ fn piped(dir: &Path, argv: &[&str], env: &[(&str, &str)]) -> Output {
         .unwrap()
 }
 
-/// One compiler's terminal-then-pipe run: the second is a hit, and each
-/// shows what the compiler alone shows.
-fn terminal_then_pipe(compiler: &[&str], source: (&str, &str), args: &[&str]) {
+/// Which way a wrapped compile reaches the cache.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// Remote execution: the terminal's compile runs remotely, the pipe's
+    /// hits.
+    Remote,
+    /// Cache-only: the pipe's compile runs here and publishes, the
+    /// terminal's hits.
+    CacheOnly,
+}
+
+/// One compiler's compile from a terminal and from a pipe through recast
+/// (in `mode`'s order): the second is a hit, and each shows what the
+/// compiler alone shows.
+fn terminal_and_pipe(mode: Mode, compiler: &[&str], source: (&str, &str), args: &[&str]) {
     let server = Server::start();
     let tmp = tempdir();
     let cache = tmp.path().join("cache");
@@ -57,6 +69,14 @@ fn terminal_then_pipe(compiler: &[&str], source: (&str, &str), args: &[&str]) {
         ("RECAST_CACHE_DIR", cache_s.as_str()),
         ("RECAST_CONFIG", cfg.as_str()),
         ("RECAST_REMOTE", url.as_str()),
+        (
+            "RECAST_MODE",
+            if mode == Mode::Remote {
+                "remote"
+            } else {
+                "cache-only"
+            },
+        ),
     ];
     let plain: Vec<&str> = compiler.iter().chain(args).copied().collect();
     let wrapped: Vec<&str> = [BIN].iter().chain(&plain).copied().collect();
@@ -68,35 +88,51 @@ fn terminal_then_pipe(compiler: &[&str], source: (&str, &str), args: &[&str]) {
         String::from_utf8_lossy(&local_tty)
     );
     assert!(!local_pipe.stderr.is_empty(), "{compiler:?} warns");
-    let remote_tty = in_pty(&dir, &wrapped, &env);
-    assert_eq!(
-        String::from_utf8_lossy(&remote_tty),
-        String::from_utf8_lossy(&local_tty),
-        "{compiler:?} in a terminal"
-    );
+    let terminal = || {
+        let remote_tty = in_pty(&dir, &wrapped, &env);
+        assert_eq!(
+            String::from_utf8_lossy(&remote_tty),
+            String::from_utf8_lossy(&local_tty),
+            "{compiler:?} in a terminal"
+        );
+    };
+    let pipe = || {
+        let remote_pipe = piped(&dir, &wrapped, &env);
+        assert_eq!(remote_pipe.status.code(), local_pipe.status.code());
+        assert_eq!(
+            String::from_utf8_lossy(&remote_pipe.stderr),
+            String::from_utf8_lossy(&local_pipe.stderr),
+            "{compiler:?} through a pipe"
+        );
+        assert_eq!(remote_pipe.stdout, local_pipe.stdout);
+    };
+    let (first, second): (&dyn Fn(), &dyn Fn()) = match mode {
+        Mode::Remote => (&terminal, &pipe),
+        Mode::CacheOnly => (&pipe, &terminal),
+    };
+    let ran = |s: &serde_json::Value| match mode {
+        Mode::Remote => s["remote_executions"].as_u64(),
+        Mode::CacheOnly => s["local_reasons"]["cache_miss"].as_u64(),
+    };
+    first();
     let s = stats(&cache);
-    assert_eq!(s["remote_executions"], 1, "{s}");
-    let remote_pipe = piped(&dir, &wrapped, &env);
-    assert_eq!(remote_pipe.status.code(), local_pipe.status.code());
-    assert_eq!(
-        String::from_utf8_lossy(&remote_pipe.stderr),
-        String::from_utf8_lossy(&local_pipe.stderr),
-        "{compiler:?} through a pipe"
-    );
-    assert_eq!(remote_pipe.stdout, local_pipe.stdout);
+    assert_eq!(ran(&s), Some(1), "{s}");
+    second();
     let s = stats(&cache);
-    assert_eq!(
-        s["cache_hits"], 1,
-        "the pipe's compile is the terminal's: {s}"
-    );
-    assert_eq!(s["remote_executions"], 1, "{s}");
+    assert_eq!(s["cache_hits"], 1, "the second compile is the first's: {s}");
+    assert_eq!(ran(&s), Some(1), "{s}");
 }
 
 const WARNS_C: &str = "int f(void) { int unused; return 0; }\n";
 
 #[test]
 fn gcc_from_a_terminal_and_from_a_pipe_share_a_hit() {
-    terminal_then_pipe(&["gcc"], ("w.c", WARNS_C), &["-Wall", "-c", "w.c"]);
+    terminal_and_pipe(
+        Mode::Remote,
+        &["gcc"],
+        ("w.c", WARNS_C),
+        &["-Wall", "-c", "w.c"],
+    );
 }
 
 #[test]
@@ -104,7 +140,12 @@ fn clang_from_a_terminal_and_from_a_pipe_share_a_hit() {
     if common::peer("clang").is_none() {
         return;
     }
-    terminal_then_pipe(&["clang"], ("w.c", WARNS_C), &["-Wall", "-c", "w.c"]);
+    terminal_and_pipe(
+        Mode::Remote,
+        &["clang"],
+        ("w.c", WARNS_C),
+        &["-Wall", "-c", "w.c"],
+    );
 }
 
 /// The real rustc (not rustup's proxy), as cargo hands it to a wrapper.
@@ -122,10 +163,11 @@ fn rustc() -> String {
     .unwrap_or_else(|| "rustc".into())
 }
 
-#[test]
-fn rustc_from_a_terminal_and_from_a_pipe_share_a_hit() {
+/// A library crate that warns, compiled as a terminal user would.
+fn rustc_warns(mode: Mode) {
     let rustc = rustc();
-    terminal_then_pipe(
+    terminal_and_pipe(
+        mode,
         &[rustc.as_str()],
         ("w.rs", "pub fn f() { let unused = 1; }\n"),
         &[
@@ -137,6 +179,23 @@ fn rustc_from_a_terminal_and_from_a_pipe_share_a_hit() {
             "w.rs",
         ],
     );
+}
+
+#[test]
+fn rustc_from_a_terminal_and_from_a_pipe_share_a_hit() {
+    rustc_warns(Mode::Remote);
+}
+
+/// Cache-only's local compile keeps what a terminal would have seen.
+#[test]
+fn cache_only_from_a_pipe_then_a_terminal_share_a_hit_with_colors() {
+    terminal_and_pipe(
+        Mode::CacheOnly,
+        &["gcc"],
+        ("w.c", WARNS_C),
+        &["-Wall", "-c", "w.c"],
+    );
+    rustc_warns(Mode::CacheOnly);
 }
 
 /// A C project with sources and headers in subdirectories, in a git

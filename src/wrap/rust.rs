@@ -517,6 +517,26 @@ impl Job for RustJob {
             .collect()
     }
 
+    fn captured_args(&self, ctx: &Ctx) -> Vec<String> {
+        // Colored as the remote compile is (`colored_args`), where one
+        // more flag can say so: rustc takes `--json` many times but
+        // `--color` once, so a user's own `--color` stays as it is.
+        let mut args = self.local_args(ctx);
+        if self.r.error_format_json {
+            if self.wanted_color() != Want::Always {
+                args.push("--json=diagnostic-rendered-ansi".into());
+            }
+        } else if !self
+            .r
+            .remote_args
+            .iter()
+            .any(|a| matches!(a, Arg::Plain(s) if s == "--color" || s.starts_with("--color=")))
+        {
+            args.push("--color=always".into());
+        }
+        args
+    }
+
     fn watch_local(&self) -> bool {
         true
     }
