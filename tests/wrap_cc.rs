@@ -739,3 +739,47 @@ fn cache_only_hits_replay_the_warnings_of_the_compile_that_filled_them() {
         assert_eq!(s["cache_hits"], hits, "{s}");
     }
 }
+
+/// Cache-only with CMake's absolute paths from two checkouts: the second
+/// is a hit, and its warning names its own source, as gcc there would.
+#[test]
+fn cache_only_warnings_from_another_checkout_name_this_ones_paths() {
+    let server = Server::start();
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    for (n, at) in ["a", "deeper/b"].iter().enumerate() {
+        let root = tmp.path().join(at);
+        fs::create_dir_all(root.join(".git")).unwrap();
+        fs::create_dir_all(root.join("src")).unwrap();
+        fs::create_dir_all(root.join("build")).unwrap();
+        fs::write(
+            root.join("src/w.c"),
+            "int f(int x) { int unused; return x; }\n",
+        )
+        .unwrap();
+        let build = root.join("build");
+        let compile = |cmd: &mut Command| {
+            cmd.args(["-Wall", "-O2", "-c"])
+                .arg(root.join("src/w.c"))
+                .args(["-o", "w.o"])
+                .current_dir(&build);
+            let out = cmd.output().unwrap();
+            assert!(out.status.success(), "{out:?}");
+            (out.stderr, fs::read(build.join("w.o")).unwrap())
+        };
+        let (plain_err, plain_obj) = compile(&mut Command::new("gcc"));
+        let plain_err = String::from_utf8_lossy(&plain_err).into_owned();
+        assert!(plain_err.contains(&*root.to_string_lossy()), "{plain_err}");
+        fs::remove_file(build.join("w.o")).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("gcc");
+        with_recast(&mut cmd, &cache, &server.url());
+        cmd.env("RECAST_MODE", "cache-only");
+        let (err, obj) = compile(&mut cmd);
+        assert_eq!(String::from_utf8_lossy(&err), plain_err, "checkout {at}");
+        assert!(obj == plain_obj, "the object in {at} differs");
+        let s = stats(&cache);
+        assert_eq!(s["cache_hits"], n, "{s}");
+        assert_eq!(s["local_reasons"]["cache_miss"], 1, "{s}");
+    }
+}

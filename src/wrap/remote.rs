@@ -117,6 +117,33 @@ impl Landing {
         }
     }
 
+    /// A local compile's stream as the moved action would have printed
+    /// it: this checkout's project root spelled as the moved one, where
+    /// a path continues or ends (so `/src/a` is not taken from
+    /// `/src/ab`). A hit from any checkout turns it back into its own.
+    fn map_text(&self, bytes: &[u8]) -> Vec<u8> {
+        let Some((moved, root)) = &self.unmap else {
+            return bytes.to_vec();
+        };
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            return bytes.to_vec();
+        };
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(i) = rest.find(root.as_str()) {
+            let after = &rest[i + root.len()..];
+            let ends = after
+                .chars()
+                .next()
+                .is_none_or(|c| c == '/' || !(c.is_alphanumeric() || "_-.+~".contains(c)));
+            out.push_str(&rest[..i]);
+            out.push_str(if ends { moved } else { root });
+            rest = after;
+        }
+        out.push_str(rest);
+        out.into_bytes()
+    }
+
     fn unmap_text(&self, bytes: Vec<u8>) -> Vec<u8> {
         if self.unmap.is_none() && !self.relocated {
             return bytes;
@@ -468,7 +495,8 @@ pub struct Streams<'a> {
 }
 
 /// Publishes a successful local compile under `p`'s action digest: the
-/// declared outputs and the streams go to the CAS, the result to the
+/// declared outputs and the streams (this checkout's root spelled as a
+/// moved action's, [`Landing::map_text`]) go to the CAS, the result to the
 /// action cache, so the next identical compile anywhere is a hit that
 /// shows the same warnings.
 pub async fn publish(
@@ -486,8 +514,8 @@ pub async fn publish(
             digest
         })
     };
-    let stdout_digest = stream(streams.stdout);
-    let stderr_digest = stream(streams.stderr);
+    let stdout_digest = stream(&p.landing.map_text(streams.stdout));
+    let stderr_digest = stream(&p.landing.map_text(streams.stderr));
     let mut files = Vec::new();
     for (rel, path) in p.outputs.iter().zip(&p.landing.local) {
         let path: PathBuf = path.clone();
@@ -566,6 +594,31 @@ mod tests {
             cache_dir: cache_dir.to_path_buf(),
         };
         Client::connect(&cfg, url).await.unwrap()
+    }
+
+    #[test]
+    fn published_streams_spell_the_moved_root_and_come_back_as_each_checkouts() {
+        let moved = |root: &str| Landing {
+            local: Vec::new(),
+            unmap: Some(("/recast/project".into(), root.into())),
+            forbid: Vec::new(),
+            relocated: false,
+        };
+        let here = moved("/home/a/proj");
+        let said =
+            "/home/a/proj/src/x.c:1: warning\n/home/a/proj2/y.c /home/a/proj: /home/a/proj\n";
+        let published = here.map_text(said.as_bytes());
+        assert_eq!(
+            String::from_utf8(published.clone()).unwrap(),
+            "/recast/project/src/x.c:1: warning\n/home/a/proj2/y.c /recast/project: /recast/project\n"
+        );
+        let there = moved("/srv/b/p");
+        assert_eq!(
+            String::from_utf8(there.unmap_text(published)).unwrap(),
+            "/srv/b/p/src/x.c:1: warning\n/home/a/proj2/y.c /srv/b/p: /srv/b/p\n"
+        );
+        let unmoved = Landing::beside(Path::new("/home/a/proj"), &[]);
+        assert_eq!(unmoved.map_text(said.as_bytes()), said.as_bytes());
     }
 
     fn file(path: &str, content: &[u8]) -> reapi::OutputFile {
