@@ -271,6 +271,51 @@ fn the_probe_picks_rooted_on_recast_serve_and_relocated_without_a_chroot() {
     }
 }
 
+/// One action cache behind a rooted server and a relocated one (`recast
+/// serve` over one state directory, with and without its sandbox): a
+/// compile run rooted is a hit for the relocated client, one run
+/// relocated is a hit for the rooted client, each the bytes of a local
+/// compile.
+#[test]
+fn rooted_and_relocated_clients_of_one_cache_share_hits() {
+    let tmp = tempdir();
+    let state = tmp.path().join("state");
+    let p = mixed_project(&tmp.path().join("proj"));
+    let all = cases(&p);
+    let want: Vec<_> = all.iter().map(|c| run_case(c, None)).collect();
+    let half = all.len() / 2;
+    // (sandbox, layout, cases compiled, executions, hits)
+    let rounds = [
+        (&[][..], "Rooted", 0..half, half, 0),
+        (
+            &["--sandbox", "none"][..],
+            "Relocated",
+            0..all.len(),
+            all.len() - half,
+            half,
+        ),
+        (&[][..], "Rooted", 0..all.len(), 0, all.len()),
+    ];
+    for (n, (extra, layout, range, runs, hits)) in rounds.into_iter().enumerate() {
+        let server = Server::start_in(&state, extra);
+        let cache = tmp.path().join(format!("cache-{n}"));
+        for i in range {
+            let got = run_case(&all[i], Some((&cache, &server.url())));
+            assert!(
+                got == want[i],
+                "{} (round {n}): not the local bytes",
+                all[i].name
+            );
+        }
+        assert_eq!(probed_layout(&cache), layout, "round {n}");
+        let s = stats(&cache);
+        assert_eq!(s["remote_executions"], runs as u64, "round {n}: {s}");
+        assert_eq!(s["cache_hits"], hits as u64, "round {n}: {s}");
+        assert_eq!(s["local_runs"], 0, "round {n}: {s}");
+        assert_eq!(s["fallbacks"], 0, "round {n}: {s}");
+    }
+}
+
 /// gcc relocated gets its standard include directories with `-isystem`;
 /// the user's own (`-I` with an absolute path, `CPATH`) must not join
 /// them, or their headers' warnings would vanish.

@@ -273,6 +273,7 @@ pub async fn run(
         action_digest: prepared.action_digest,
         blobs: prepared.blobs,
         skip_cache: args.skip_cache,
+        looked_up: false,
         timeout: args.timeout_action.map(Duration::from_secs),
         inline_outputs: Vec::new(),
     };

@@ -18,6 +18,9 @@ pub struct ActionRun {
     pub blobs: Vec<Blob>,
     /// Do not answer from the action cache.
     pub skip_cache: bool,
+    /// The caller asked the action cache already: no lookup here (the
+    /// server may still answer from its cache).
+    pub looked_up: bool,
     /// The action's own timeout (`Action.timeout`), if it has one.
     pub timeout: Option<Duration>,
     /// Output files the server is asked to inline in a cached result.
@@ -61,7 +64,7 @@ impl Outcome {
 pub async fn run_action(client: &Client, run: ActionRun) -> Result<Outcome, RemoteError> {
     let client = &client.for_action(&run.action_digest);
     let mut timings = Timings::default();
-    if !run.skip_cache {
+    if !run.skip_cache && !run.looked_up {
         let t = Instant::now();
         let hit = client
             .get_action_result_inline(&run.action_digest, &run.inline_outputs)

@@ -235,6 +235,59 @@ pub struct Planned {
     pub layout: Layout,
     pub registry: bool,
     pub swaps: u64,
+    /// A relocated action's rooted form.
+    pub rooted_form: Option<RootedForm>,
+}
+
+impl Planned {
+    /// The compile's action, then its rooted form if it has one.
+    fn actions(&self) -> impl Iterator<Item = &Prepared> {
+        std::iter::once(&self.prepared).chain(self.rooted_form.as_ref().map(|t| &t.prepared))
+    }
+}
+
+/// The same compile as a client of a rooted server builds it (the
+/// toolchain unrelocated, the command rooted). Both give a local
+/// compile's bytes, so a relocated compile looks up the rooted form's digest
+/// after its own and publishes its result there: clients of either
+/// layout over one action cache share their hits.
+pub struct RootedForm {
+    tools: Vec<Tool>,
+    spec: super::family::ActionSpec,
+    prepared: Prepared,
+}
+
+impl RootedForm {
+    /// The rooted form of a relocated action over `tools` (unrelocated); `None`
+    /// where the compile has no rooted form.
+    fn new(
+        site: &prepare::Site<'_>,
+        tools: Vec<Tool>,
+        scanned: &Scanned,
+        job: &dyn Job,
+    ) -> Option<RootedForm> {
+        if tools.is_empty() {
+            return None;
+        }
+        let spec = job.action(site.ctx, scanned, &tools).ok()?;
+        let prepared = prepare::build(site, &tools, scanned, &spec, job).ok()?;
+        Some(RootedForm {
+            tools,
+            spec,
+            prepared,
+        })
+    }
+
+    /// The rooted form again, for the same compile with the project root unmoved.
+    fn unmoved(
+        self,
+        site: &prepare::Site<'_>,
+        scanned: &Scanned,
+        job: &dyn Job,
+    ) -> Option<RootedForm> {
+        let prepared = prepare::build(site, &self.tools, scanned, &self.spec, job).ok()?;
+        Some(RootedForm { prepared, ..self })
+    }
 }
 
 /// Everything up to the action: toolchains, platform, server, scan,
@@ -269,11 +322,13 @@ pub async fn plan(
         Flow::local("platform")
     })?;
     let (client, features, layout) = server(ctx, &tools[0], &platform).await?;
+    let mut rooted = Vec::new();
     if layout == Layout::Relocated {
         if fast_key.is_some_and(|k| depcache::is_marked(&ctx.cache_dir, k, Mark::Unrelocatable)) {
             return Err(Flow::local(RELOCATED_LEAK));
         }
-        tools = relocated(ctx, &client, tools).await.map_err(Flow::local)?;
+        let moved = relocated(ctx, &client, &tools).await.map_err(Flow::local)?;
+        rooted = std::mem::replace(&mut tools, moved);
     }
     if ctx.wrap.mode == Mode::Remote {
         for t in &tools {
@@ -325,6 +380,12 @@ pub async fn plan(
     stamped.sort();
     stamped.dedup();
     let swaps = spec.dropped.len() as u64;
+    let rooted_form = RootedForm::new(
+        &site(ctx, inv, &platform, features, allowed, Layout::Rooted),
+        rooted,
+        &scanned,
+        job,
+    );
     Ok(Planned {
         client,
         prepared,
@@ -337,12 +398,13 @@ pub async fn plan(
         layout,
         registry: foreign,
         swaps,
+        rooted_form,
     })
 }
 
 /// The toolchains made to run from a plain directory (`relocate`);
 /// `Err`: they cannot be (a registry's, or no launcher here).
-async fn relocated(ctx: &Ctx, client: &Client, tools: Vec<Tool>) -> Result<Vec<Tool>, Reason> {
+async fn relocated(ctx: &Ctx, client: &Client, tools: &[Tool]) -> Result<Vec<Tool>, Reason> {
     // One `.r-ld` link serves every program of the action.
     let loader = tools[0].manifest().interpreter.clone();
     if tools.iter().any(|t| t.manifest().interpreter != loader) {
@@ -353,12 +415,12 @@ async fn relocated(ctx: &Ctx, client: &Client, tools: Vec<Tool>) -> Result<Vec<T
         let bundle = match t {
             Tool::Local(bundle) => bundle,
             Tool::Registry { manifest, .. } => {
-                out.push(tool::relocated_registry(client, *manifest).await?);
+                out.push(tool::relocated_registry(client, (**manifest).clone()).await?);
                 continue;
             }
         };
         let shell = std::path::Path::new(super::relocate::SHELL);
-        match crate::toolchain::relocate::relocate(&ctx.cache_dir, &bundle, shell) {
+        match crate::toolchain::relocate::relocate(&ctx.cache_dir, bundle, shell) {
             Ok(b) => out.push(Tool::Local(Box::new(b))),
             Err(e) => {
                 tracing::info!("cannot relocate {}: {e}", bundle.manifest.name);
@@ -376,8 +438,20 @@ fn replan_unmoved(
     job: &dyn Job,
     mut p: Planned,
 ) -> Result<Planned, Reason> {
-    let site = site(ctx, inv, &p.platform, p.features, Move::Never, p.layout);
-    p.prepared = prepare::build(&site, &p.tools, &p.scanned, &p.spec, job)?;
+    let here = site(ctx, inv, &p.platform, p.features, Move::Never, p.layout);
+    p.prepared = prepare::build(&here, &p.tools, &p.scanned, &p.spec, job)?;
+    let rooted = site(
+        ctx,
+        inv,
+        &p.platform,
+        p.features,
+        Move::Never,
+        Layout::Rooted,
+    );
+    p.rooted_form = p
+        .rooted_form
+        .take()
+        .and_then(|t| t.unmoved(&rooted, &p.scanned, job));
     Ok(p)
 }
 
@@ -595,8 +669,9 @@ fn hit(ctx: &Ctx, f: remote::Finished) -> Flow {
     }
 }
 
-/// Records a finished compile for the hit path.
-fn remember(ctx: &Ctx, key: &Digest, p: &Planned) {
+/// Records a finished compile (`p`'s action, or its rooted form) for
+/// the hit path.
+fn remember(ctx: &Ctx, key: &Digest, p: &Planned, action: &Prepared) {
     let Some(tools) = p
         .stamped
         .iter()
@@ -610,9 +685,9 @@ fn remember(ctx: &Ctx, key: &Digest, p: &Planned) {
         key,
         &depcache::Fast {
             schema: depcache::SCHEMA,
-            action: p.prepared.digest,
-            outputs: p.prepared.outputs.clone(),
-            landing: Some(p.prepared.landing.clone()),
+            action: action.digest,
+            outputs: action.outputs.clone(),
+            landing: Some(action.landing.clone()),
             files: p.scanned.files.clone(),
             tools,
             depfile: p.scanned.depfile.clone(),
@@ -622,9 +697,40 @@ fn remember(ctx: &Ctx, key: &Digest, p: &Planned) {
 
 /// What landing the outputs means for the job: its records, the hit path.
 fn landed(ctx: &Ctx, job: &dyn Job, p: &Planned, key: &Digest) -> Result<(), String> {
+    landed_as(ctx, job, p, &p.prepared, key)
+}
+
+/// [`landed`], for outputs `action` (`p`'s or its rooted form's) wrote.
+fn landed_as(
+    ctx: &Ctx,
+    job: &dyn Job,
+    p: &Planned,
+    action: &Prepared,
+    key: &Digest,
+) -> Result<(), String> {
     job.landed(ctx, p.scanned.depfile.as_deref())?;
-    remember(ctx, key, p);
+    remember(ctx, key, p, action);
     Ok(())
+}
+
+/// The compile's result from the action cache, else its rooted form's (outputs
+/// landed). `None`: a miss.
+async fn cached(ctx: &Ctx, job: &dyn Job, p: &Planned, key: &Digest) -> Option<Flow> {
+    for action in p.actions() {
+        match remote::lookup(&p.client, action).await {
+            Ok(Some(f)) if f.code == 0 => {
+                if let Err(e) = landed_as(ctx, job, p, action, key) {
+                    return Some(Flow::fallback("local_io", e));
+                }
+                return Some(hit(ctx, f));
+            }
+            Ok(_) => {}
+            Err(f) if f.cause == "location_leak" => return Some(Flow::Location),
+            Err(f) if f.cause == RELOCATED_LEAK => return Some(unrelocatable(ctx, key, &f)),
+            Err(f) => return Some(Flow::fallback(&f.cause, f.message)),
+        }
+    }
+    None
 }
 
 /// Runs the action on the server (remote mode) and turns the result into
@@ -632,7 +738,13 @@ fn landed(ctx: &Ctx, job: &dyn Job, p: &Planned, key: &Digest) -> Result<(), Str
 /// compile, a success lands the outputs and the job's records, and a
 /// failure is replayed (or confirmed, in `finish`).
 async fn execute(ctx: &Ctx, job: &dyn Job, p: &Planned, key: &Digest) -> Flow {
-    let finished = match remote::execute(&p.client, &p.prepared).await {
+    // Execute asks the cache itself; a rooted form is asked here, after the
+    // compile's own key.
+    let looked_up = p.rooted_form.is_some();
+    if looked_up && let Some(flow) = cached(ctx, job, p, key).await {
+        return flow;
+    }
+    let finished = match remote::execute(&p.client, &p.prepared, looked_up).await {
         Ok(f) => f,
         Err(f) if f.cause == "location_leak" => {
             tracing::debug!("{}", f.message);
@@ -663,6 +775,29 @@ async fn execute(ctx: &Ctx, job: &dyn Job, p: &Planned, key: &Digest) -> Flow {
     {
         return Flow::fallback("local_io", e);
     }
+    let mut up = finished.up;
+    if finished.code == 0
+        && !finished.cached
+        && let Some(form) = &p.rooted_form
+    {
+        let streams = remote::Compiled {
+            by: "recast: a relocated worker's result",
+            stdout: &finished.stdout,
+            stderr: &finished.stderr,
+        };
+        let mut event = Event::default();
+        publish(
+            ctx,
+            &p.client,
+            &form.prepared,
+            key,
+            ctx.started,
+            streams,
+            &mut event,
+        )
+        .await;
+        up += event.up;
+    }
     let elapsed = ctx.started.elapsed();
     Flow::Done {
         stdout: finished.stdout,
@@ -672,7 +807,7 @@ async fn execute(ctx: &Ctx, job: &dyn Job, p: &Planned, key: &Digest) -> Flow {
             remote: !finished.cached,
             hit: finished.cached,
             failed: finished.code != 0,
-            up: finished.up,
+            up,
             down: finished.down,
             saved_ms: if finished.cached {
                 finished.original.saturating_sub(elapsed).as_millis() as u64
@@ -697,27 +832,21 @@ fn unrelocatable(ctx: &Ctx, key: &Digest, f: &Failure) -> Flow {
 /// publishes the result, its warnings included, so a later hit shows what
 /// this compile showed.
 async fn cache_only(ctx: &Ctx, inv: &Invocation, job: &dyn Job, p: &Planned, key: &Digest) -> Flow {
-    match remote::lookup(&p.client, &p.prepared).await {
-        Ok(Some(f)) if f.code == 0 => {
-            if let Err(e) = landed(ctx, job, p, key) {
-                return Flow::fallback("local_io", e);
-            }
-            return hit(ctx, f);
-        }
-        Ok(_) => {}
-        Err(f) if f.cause == "location_leak" => return Flow::Location,
-        Err(f) if f.cause == RELOCATED_LEAK => return unrelocatable(ctx, key, &f),
-        Err(f) => return Flow::fallback(&f.cause, f.message),
+    if let Some(flow) = cached(ctx, job, p, key).await {
+        return flow;
     }
     let started = std::time::Instant::now();
     let mut event = Event::local("cache_miss");
     let (code, stdout, stderr) = here_captured(ctx, inv, job, &mut event).await;
     if code == 0 {
-        let streams = remote::Streams {
+        let streams = remote::Compiled {
+            by: "recast cache-only (local compile)",
             stdout: &stdout,
             stderr: &stderr,
         };
-        publish(ctx, p, key, started, streams, &mut event).await;
+        for action in p.actions() {
+            publish(ctx, &p.client, action, key, started, streams, &mut event).await;
+        }
     }
     Flow::Ran {
         stdout,
@@ -733,25 +862,26 @@ async fn cache_only(ctx: &Ctx, inv: &Invocation, job: &dyn Job, p: &Planned, key
 /// checkout); one that does marks the compile as seeing its location.
 async fn publish(
     ctx: &Ctx,
-    p: &Planned,
+    client: &Client,
+    action: &Prepared,
     key: &Digest,
     started: std::time::Instant,
-    streams: remote::Streams<'_>,
+    streams: remote::Compiled<'_>,
     event: &mut Event,
 ) {
-    if let Some((_, root)) = &p.prepared.landing.unmap
-        && p.prepared
-            .landing
+    let landing = &action.landing;
+    if let Some((_, root)) = &landing.unmap
+        && landing
             .forbid
             .iter()
             .any(|f| f == super::paths::MAPPED_ROOT)
-        && p.prepared.landing.local.iter().any(|o| names(o, root))
+        && landing.local.iter().any(|o| names(o, root))
     {
         depcache::mark(&ctx.cache_dir, key, Mark::Located);
         return;
     }
-    match remote::publish(&p.client, &p.prepared, started, streams).await {
-        Ok(up) => event.up = up,
+    match remote::publish(client, action, started, streams).await {
+        Ok(up) => event.up += up,
         Err(f) => tracing::info!("cannot publish the result: {}", f.message),
     }
 }

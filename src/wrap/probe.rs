@@ -216,6 +216,7 @@ async fn ask(client: &Client, p: &Prepared) -> Result<Option<Layout>, Failure> {
         client,
         ActionRun {
             skip_cache: true,
+            looked_up: false,
             ..p.run(Vec::new())
         },
     );

@@ -76,6 +76,7 @@ impl Prepared {
             action_digest: self.digest,
             blobs,
             skip_cache: false,
+            looked_up: false,
             timeout: None,
             inline_outputs: inline,
         }
@@ -400,9 +401,11 @@ pub async fn lookup_digest(
     }
 }
 
-/// The action cache, then Execute.
-pub async fn execute(client: &Client, p: &Prepared) -> Result<Finished, Failure> {
+/// The action cache (unless `looked_up`: the caller asked it), then
+/// Execute.
+pub async fn execute(client: &Client, p: &Prepared, looked_up: bool) -> Result<Finished, Failure> {
     let mut run = p.run(p.outputs.clone());
+    run.looked_up = looked_up;
     for attempt in 0..2 {
         let outcome = remote::run_action(client, run.clone())
             .await
@@ -487,9 +490,11 @@ pub async fn execute_kept(client: &Client, p: &Prepared) -> Result<reapi::Action
     Ok(result)
 }
 
-/// A local compile's captured stdout and stderr.
+/// A successful compile to publish: what ran it (the result's worker)
+/// and its stdout and stderr as this machine's user saw them.
 #[derive(Clone, Copy)]
-pub struct Streams<'a> {
+pub struct Compiled<'a> {
+    pub by: &'a str,
     pub stdout: &'a [u8],
     pub stderr: &'a [u8],
 }
@@ -503,7 +508,7 @@ pub async fn publish(
     client: &Client,
     p: &Prepared,
     started: Instant,
-    streams: Streams<'_>,
+    streams: Compiled<'_>,
 ) -> Result<u64, Failure> {
     let mut blobs = Vec::new();
     let mut stream = |bytes: &[u8]| {
@@ -546,7 +551,7 @@ pub async fn publish(
         stderr_digest,
         exit_code: 0,
         execution_metadata: Some(reapi::ExecutedActionMetadata {
-            worker: "recast cache-only (local compile)".into(),
+            worker: streams.by.into(),
             execution_start_timestamp: Some(start.into()),
             execution_completed_timestamp: Some(now.into()),
             ..Default::default()
