@@ -499,8 +499,9 @@ pub struct Compiled<'a> {
     pub stderr: &'a [u8],
 }
 
-/// Publishes a successful local compile under `p`'s action digest: the
-/// declared outputs and the streams (this checkout's root spelled as a
+/// Publishes a successful compile whose outputs are in place here (run
+/// locally, or relocated for `p`, its rooted form) under `p`'s action
+/// digest: the declared outputs and the streams (this checkout's root spelled as a
 /// moved action's, [`Landing::map_text`]) go to the CAS, the result to the
 /// action cache, so the next identical compile anywhere is a hit that
 /// shows the same warnings.
