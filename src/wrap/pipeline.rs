@@ -299,22 +299,7 @@ pub async fn plan(
     fast_key: Option<&Digest>,
 ) -> Result<Planned, Flow> {
     let requests = job.toolchains(ctx, inv).map_err(Flow::local)?;
-    let mut bundles = Vec::with_capacity(requests.len());
-    for r in &requests {
-        bundles.push(package(ctx, r).await.map_err(|e| {
-            tracing::info!("cannot package {}: {e:#}", r.compiler.display());
-            Flow::local(if bundles.is_empty() {
-                "toolchain"
-            } else {
-                "links_no_linker"
-            })
-        })?);
-    }
-    let toolchain_root = bundles[0].manifest.root;
-    let mut tools = Vec::with_capacity(bundles.len());
-    for b in bundles {
-        tools.push(tool::for_workers(ctx, b).await?);
-    }
+    let (mut tools, toolchain_root) = toolchains(ctx, &requests).await?;
     let foreign = matches!(tools[0], Tool::Registry { .. });
     job.placed(foreign).map_err(Flow::local)?;
     let platform = ctx.platform_of(&tools[0]).map_err(|e| {
@@ -339,24 +324,7 @@ pub async fn plan(
             }
         }
     }
-    let spec = job.scan(ctx).map_err(Flow::local)?;
-    let scanned = {
-        let (cache, cwd, inv2, env) = (
-            ctx.cache_dir.clone(),
-            ctx.cwd.clone(),
-            inv.clone(),
-            job.env().to_vec(),
-        );
-        match tokio::task::spawn_blocking(move || {
-            scan::run(&cache, &cwd, &inv2, &spec, &toolchain_root, &env)
-        })
-        .await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(reason)) => return Err(Flow::local(reason)),
-            Err(e) => return Err(Flow::fallback("internal", e)),
-        }
-    };
+    let scanned = scan_inputs(ctx, inv, job, toolchain_root).await?;
     let spec = job.action(ctx, &scanned, &tools).map_err(Flow::local)?;
     let allowed = if fast_key.is_none_or(|k| depcache::is_marked(&ctx.cache_dir, k, Mark::Located))
     {
@@ -400,6 +368,53 @@ pub async fn plan(
         swaps,
         rooted_form,
     })
+}
+
+/// Each requested toolchain packaged and made fit for the workers (this
+/// machine's, or its twin from the registry), with the first one's root.
+async fn toolchains(ctx: &Ctx, requests: &[ToolRequest]) -> Result<(Vec<Tool>, Digest), Flow> {
+    let mut bundles = Vec::with_capacity(requests.len());
+    for r in requests {
+        bundles.push(package(ctx, r).await.map_err(|e| {
+            tracing::info!("cannot package {}: {e:#}", r.compiler.display());
+            Flow::local(if bundles.is_empty() {
+                "toolchain"
+            } else {
+                "links_no_linker"
+            })
+        })?);
+    }
+    let toolchain_root = bundles[0].manifest.root;
+    let mut tools = Vec::with_capacity(bundles.len());
+    for b in bundles {
+        tools.push(tool::for_workers(ctx, b).await?);
+    }
+    Ok((tools, toolchain_root))
+}
+
+/// The family's scan, run on a blocking thread: the compile's inputs.
+async fn scan_inputs(
+    ctx: &Ctx,
+    inv: &Invocation,
+    job: &dyn Job,
+    toolchain_root: Digest,
+) -> Result<Scanned, Flow> {
+    let spec = job.scan(ctx).map_err(Flow::local)?;
+    let (cache, cwd, inv, env) = (
+        ctx.cache_dir.clone(),
+        ctx.cwd.clone(),
+        inv.clone(),
+        job.env().to_vec(),
+    );
+    match tokio::task::spawn_blocking(move || {
+        scan::run(&cache, &cwd, &inv, &spec, &toolchain_root, &env)
+    })
+    .await
+    {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(reason)) => Err(Flow::local(reason)),
+        Err(e) => Err(Flow::fallback("internal", e)),
+    }
 }
 
 /// The toolchains made to run from a plain directory (`relocate`);
