@@ -29,25 +29,25 @@ pub fn run(args: StatsArgs, sources: &config::Sources) -> anyhow::Result<ExitCod
         return Ok(ExitCode::SUCCESS);
     }
     let pct = |n: u64| {
-        if s.compiles == 0 {
+        if s.counts.compiles == 0 {
             0.0
         } else {
-            100.0 * n as f64 / s.compiles as f64
+            100.0 * n as f64 / s.counts.compiles as f64
         }
     };
-    println!("compiles            {:>10}", s.compiles);
+    println!("compiles            {:>10}", s.counts.compiles);
     println!(
         "cache hits          {:>10}  {:5.1} %",
-        s.cache_hits,
-        pct(s.cache_hits)
+        s.counts.cache_hits,
+        pct(s.counts.cache_hits)
     );
     println!(
         "remote executions   {:>10}  {:5.1} %",
-        s.remote_executions,
-        pct(s.remote_executions)
+        s.counts.remote_executions,
+        pct(s.counts.remote_executions)
     );
-    if s.compile_errors > 0 {
-        println!("  compile errors            {:>8}", s.compile_errors);
+    if s.counts.compile_errors > 0 {
+        println!("  compile errors            {:>8}", s.counts.compile_errors);
     }
     if s.remote_false_failures > 0 {
         println!(
@@ -58,19 +58,28 @@ pub fn run(args: StatsArgs, sources: &config::Sources) -> anyhow::Result<ExitCod
     }
     println!(
         "local runs          {:>10}  {:5.1} %",
-        s.local_runs,
-        pct(s.local_runs)
+        s.counts.local_runs,
+        pct(s.counts.local_runs)
     );
     for (reason, n) in &s.local_reasons {
         println!("  {reason:<28}{n:>8}");
     }
     println!(
         "fallbacks           {:>10}  {:5.1} %",
-        s.fallbacks,
-        pct(s.fallbacks)
+        s.counts.fallbacks,
+        pct(s.counts.fallbacks)
     );
     for (cause, n) in &s.fallback_causes {
         println!("  {cause:<28}{n:>8}");
+    }
+    if !s.by_family.is_empty() {
+        println!("by family              compiles      hits    remote     local fallbacks");
+        for (family, f) in &s.by_family {
+            println!(
+                "  {family:<18}{:>10}{:>10}{:>10}{:>10}{:>10}",
+                f.compiles, f.cache_hits, f.remote_executions, f.local_runs, f.fallbacks
+            );
+        }
     }
     println!("bytes uploaded      {:>10}", s.bytes_uploaded);
     println!("bytes downloaded    {:>10}", s.bytes_downloaded);

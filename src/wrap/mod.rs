@@ -183,7 +183,7 @@ pub fn main(argv: Vec<OsString>, name: OsString, args_from: usize) -> ExitCode {
         }
     };
     if wrap.mode == Mode::Local {
-        stats::record(&cache_dir, &Event::local("mode_local"));
+        stats::record(&cache_dir, &of_family(&inv, Event::local("mode_local")));
         return local::exec(&inv);
     }
     let Ok(cwd) = std::env::current_dir() else {
@@ -225,13 +225,21 @@ pub fn main(argv: Vec<OsString>, name: OsString, args_from: usize) -> ExitCode {
             code,
             event,
         } => {
-            stats::record(&ctx.cache_dir, &event);
+            stats::record(&ctx.cache_dir, &of_family(&inv, event));
             local::replay(&stdout, &stderr, code)
         }
         pipeline::Ending::Exec(event) => {
-            stats::record(&ctx.cache_dir, &event);
+            stats::record(&ctx.cache_dir, &of_family(&inv, event));
             local::exec(&inv)
         }
+    }
+}
+
+/// `event`, labelled with the family of the compiler that `inv` runs.
+fn of_family(inv: &Invocation, event: Event) -> Event {
+    Event {
+        family: Some(inv.family.name.to_string()),
+        ..event
     }
 }
 

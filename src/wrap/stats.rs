@@ -19,6 +19,9 @@ const FILE: &str = "stats.jsonl";
 /// How one wrapped compile went.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
+    /// The compiler's family (`family::FAMILIES`: gcc, clang, zig, rustc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
     /// Ran on the server (not answered from the cache).
     #[serde(default, skip_serializing_if = "is_false")]
     pub remote: bool,
@@ -89,13 +92,10 @@ impl Event {
 /// read them from `--json`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
-    pub compiles: u64,
-    pub remote_executions: u64,
-    pub cache_hits: u64,
-    pub local_runs: u64,
-    pub fallbacks: u64,
-    /// Remote executions whose compiler exited non-zero (and did here too).
-    pub compile_errors: u64,
+    /// Compiles, remote executions, hits, local runs, fallbacks and
+    /// compile errors, as top-level fields of the JSON.
+    #[serde(flatten)]
+    pub counts: Counts,
     /// Remote compiles that failed where a local compile succeeded; the
     /// local result was kept (see `<cache dir>/warnings.log`).
     pub remote_false_failures: u64,
@@ -110,29 +110,53 @@ pub struct Stats {
     pub time_saved_ms: u64,
     pub local_reasons: BTreeMap<String, u64>,
     pub fallback_causes: BTreeMap<String, u64>,
+    /// The main counts per compiler family (`gcc`, `clang`, `zig`,
+    /// `rustc`), as sccache splits C/C++ from Rust.
+    pub by_family: BTreeMap<String, Counts>,
+}
+
+/// What became of compiles: overall, or one family's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub compiles: u64,
+    pub remote_executions: u64,
+    pub cache_hits: u64,
+    pub local_runs: u64,
+    pub fallbacks: u64,
+    /// Remote executions whose compiler exited non-zero (and did here too).
+    pub compile_errors: u64,
+}
+
+impl Counts {
+    fn add(&mut self, e: &Event) {
+        self.compiles += 1;
+        self.remote_executions += u64::from(e.remote);
+        self.cache_hits += u64::from(e.hit);
+        self.local_runs += u64::from(e.local.is_some());
+        self.fallbacks += u64::from(e.fallback.is_some());
+        self.compile_errors += u64::from(e.failed);
+    }
 }
 
 impl Stats {
     pub fn add(&mut self, e: &Event) {
-        self.compiles += 1;
-        self.remote_executions += u64::from(e.remote);
-        self.cache_hits += u64::from(e.hit);
-        self.compile_errors += u64::from(e.failed);
+        self.counts.add(e);
         self.remote_false_failures += u64::from(e.false_failure);
         self.registry_toolchains += u64::from(e.registry);
         self.twin_builds += u64::from(e.twin);
         self.twin_swaps += e.swaps;
         if let Some(r) = &e.local {
-            self.local_runs += 1;
             *self.local_reasons.entry(r.clone()).or_default() += 1;
         }
         if let Some(c) = &e.fallback {
-            self.fallbacks += 1;
             *self.fallback_causes.entry(c.clone()).or_default() += 1;
         }
         self.bytes_uploaded += e.up;
         self.bytes_downloaded += e.down;
         self.time_saved_ms += e.saved_ms;
+        if let Some(f) = &e.family {
+            self.by_family.entry(f.clone()).or_default().add(e);
+        }
     }
 
     /// Sums the lines of a stats file; unreadable lines (a crash mid-write
@@ -202,6 +226,7 @@ mod tests {
         record(
             dir.path(),
             &Event {
+                family: Some("gcc".into()),
                 remote: true,
                 up: 10,
                 down: 5,
@@ -211,6 +236,7 @@ mod tests {
         record(
             dir.path(),
             &Event {
+                family: Some("rustc".into()),
                 hit: true,
                 down: 7,
                 saved_ms: 40,
@@ -221,13 +247,32 @@ mod tests {
         record(dir.path(), &Event::local("linking"));
         record(dir.path(), &Event::fallback("unreachable"));
         let s = read(dir.path()).unwrap();
-        assert_eq!(s.compiles, 5);
-        assert_eq!((s.remote_executions, s.cache_hits), (1, 1));
-        assert_eq!((s.local_runs, s.fallbacks), (2, 1));
+        assert_eq!(s.counts.compiles, 5);
+        assert_eq!((s.counts.remote_executions, s.counts.cache_hits), (1, 1));
+        assert_eq!((s.counts.local_runs, s.counts.fallbacks), (2, 1));
         assert_eq!((s.bytes_uploaded, s.bytes_downloaded), (10, 12));
         assert_eq!(s.time_saved_ms, 40);
         assert_eq!(s.local_reasons["linking"], 2);
         assert_eq!(s.fallback_causes["unreachable"], 1);
+        assert_eq!(
+            s.by_family.len(),
+            2,
+            "events without a family are in no row"
+        );
+        assert_eq!(
+            (
+                s.by_family["gcc"].compiles,
+                s.by_family["gcc"].remote_executions
+            ),
+            (1, 1)
+        );
+        assert_eq!(
+            (
+                s.by_family["rustc"].compiles,
+                s.by_family["rustc"].cache_hits
+            ),
+            (1, 1)
+        );
         let json = serde_json::to_value(&s).unwrap();
         for key in [
             "compiles",
@@ -242,6 +287,10 @@ mod tests {
             assert!(json[key].is_u64(), "{key} in {json}");
         }
         assert!(json["local_reasons"].is_object() && json["fallback_causes"].is_object());
+        assert!(
+            json["by_family"]["gcc"]["remote_executions"].is_u64(),
+            "{json}"
+        );
         zero(dir.path()).unwrap();
         assert_eq!(read(dir.path()).unwrap(), Stats::default());
     }
@@ -249,7 +298,7 @@ mod tests {
     #[test]
     fn a_torn_line_is_skipped() {
         let s = Stats::parse("{\"hit\":true}\n{\"remo\n{\"local\":\"x\"}\n");
-        assert_eq!(s.compiles, 2);
+        assert_eq!(s.counts.compiles, 2);
     }
 
     #[test]
@@ -268,6 +317,6 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        assert_eq!(read(dir.path()).unwrap().local_runs, 1600);
+        assert_eq!(read(dir.path()).unwrap().counts.local_runs, 1600);
     }
 }
