@@ -173,7 +173,9 @@ fn recast_workspace(at: &Path) -> PathBuf {
 }
 
 /// `cargo build --release` of `ws`, through recast (the embedded server of
-/// `cache`) or not; the binary it wrote.
+/// `cache`) or not; the binary it wrote. Through recast, the C that build
+/// scripts compile with the `cc` crate (zstd-sys, ring) goes through it
+/// too, the way the README tells users to route it.
 fn cargo_release(ws: &Path, cache: Option<&Path>) -> Vec<u8> {
     let mut cmd = Command::new("cargo");
     cmd.args(["build", "--release", "--offline", "--locked", "--quiet"])
@@ -186,11 +188,17 @@ fn cargo_release(ws: &Path, cache: Option<&Path>) -> Vec<u8> {
         "CARGO_ENCODED_RUSTFLAGS",
         "CARGO_BUILD_RUSTFLAGS",
         "CARGO_INCREMENTAL",
+        "CC",
+        "CXX",
+        "CC_KNOWN_WRAPPER_CUSTOM",
     ] {
         cmd.env_remove(v);
     }
     if let Some(cache) = cache {
         cmd.env("RUSTC_WRAPPER", BIN)
+            .env("CC", format!("{BIN} cc"))
+            .env("CXX", format!("{BIN} c++"))
+            .env("CC_KNOWN_WRAPPER_CUSTOM", "recast")
             .env("RECAST_CACHE_DIR", cache)
             .env("RECAST_CONFIG", cache.join("no-such-config.toml"))
             .env_remove("RECAST_REMOTE")
@@ -199,6 +207,20 @@ fn cargo_release(ws: &Path, cache: Option<&Path>) -> Vec<u8> {
     }
     run_ok(&mut cmd);
     fs::read(ws.join("target/release/recast")).unwrap()
+}
+
+/// How many object files the build scripts under `dir` wrote.
+fn c_objects(dir: &Path) -> u64 {
+    let mut n = 0;
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            n += c_objects(&p);
+        } else if p.extension().is_some_and(|x| x == "o") {
+            n += 1;
+        }
+    }
+    n
 }
 
 fn cargo_clean(ws: &Path) {
@@ -233,6 +255,17 @@ fn recast_builds_itself_through_recast_byte_identical_then_all_hits() {
     assert!(probes < 20, "{cold}");
     assert_eq!(count(&cold, "fallbacks"), 0, "{cold}");
     assert_eq!(count(&cold, "remote_false_failures"), 0, "{cold}");
+    let objects = c_objects(&ws.join("target/release/build"));
+    assert!(
+        objects > 20,
+        "zstd-sys and ring compile C: {objects} objects"
+    );
+    let c = &cold["by_family"]["gcc"];
+    assert!(
+        c["remote_executions"].as_u64().unwrap() >= objects,
+        "every build-script C object ran remotely: {objects} objects, {c}"
+    );
+    assert_eq!(c["fallbacks"], 0, "{c}");
 
     cargo_clean(&ws);
     let t = std::time::Instant::now();
@@ -253,12 +286,18 @@ fn recast_builds_itself_through_recast_byte_identical_then_all_hits() {
     assert_eq!(count(&warm, "compile_errors"), 2 * probes, "{warm}");
     assert_eq!(count(&warm, "fallbacks"), 0, "{warm}");
     assert_eq!(count(&warm, "remote_false_failures"), 0, "{warm}");
+    let hits = |s: &serde_json::Value| s["by_family"]["gcc"]["cache_hits"].as_u64().unwrap_or(0);
+    assert!(
+        hits(&warm) - hits(&cold) >= objects,
+        "the C hits too: {warm}"
+    );
     eprintln!(
-        "recast through recast: plain {plain_secs:.1} s, cold {cold_secs:.1} s ({:.2}x), warm {warm_secs:.1} s ({:.2}x of cold); {remote} remote ({probes} failing probes), {} hits, {} local",
+        "recast through recast: plain {plain_secs:.1} s, cold {cold_secs:.1} s ({:.2}x), warm {warm_secs:.1} s ({:.2}x of cold); {remote} remote ({probes} failing probes), {} hits, {} local; {objects} C objects from build scripts, by family {}",
         cold_secs / plain_secs,
         warm_secs / cold_secs,
         count(&warm, "cache_hits"),
         count(&warm, "local_runs"),
+        warm["by_family"],
     );
     let _ = recast_with_cache(&cache, ["stop-server"]).output();
 }
