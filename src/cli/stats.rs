@@ -73,7 +73,10 @@ pub fn run(args: StatsArgs, sources: &config::Sources) -> anyhow::Result<ExitCod
         println!("  {cause:<28}{n:>8}");
     }
     if !s.by_family.is_empty() {
-        println!("by family              compiles      hits    remote     local fallbacks");
+        println!(
+            "{:<20}{:>10}{:>10}{:>10}{:>10}{:>10}",
+            "by family", "compiles", "hits", "remote", "local", "fallbacks"
+        );
         for (family, f) in &s.by_family {
             println!(
                 "  {family:<18}{:>10}{:>10}{:>10}{:>10}{:>10}",
