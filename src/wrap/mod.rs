@@ -183,7 +183,7 @@ pub fn main(argv: Vec<OsString>, name: OsString, args_from: usize) -> ExitCode {
         }
     };
     if wrap.mode == Mode::Local {
-        stats::record(&cache_dir, &of_family(&inv, Event::local("mode_local")));
+        record(&cache_dir, &inv, Event::local("mode_local"));
         return local::exec(&inv);
     }
     let Ok(cwd) = std::env::current_dir() else {
@@ -225,22 +225,23 @@ pub fn main(argv: Vec<OsString>, name: OsString, args_from: usize) -> ExitCode {
             code,
             event,
         } => {
-            stats::record(&ctx.cache_dir, &of_family(&inv, event));
+            record(&ctx.cache_dir, &inv, event);
             local::replay(&stdout, &stderr, code)
         }
         pipeline::Ending::Exec(event) => {
-            stats::record(&ctx.cache_dir, &of_family(&inv, event));
+            record(&ctx.cache_dir, &inv, event);
             local::exec(&inv)
         }
     }
 }
 
-/// `event`, labelled with the family of the compiler that `inv` runs.
-fn of_family(inv: &Invocation, event: Event) -> Event {
-    Event {
+/// Records `event`, labelled with the family of the compiler `inv` runs.
+fn record(cache_dir: &Path, inv: &Invocation, event: Event) {
+    let event = Event {
         family: Some(inv.family.name.to_string()),
         ..event
-    }
+    };
+    stats::record(cache_dir, &event);
 }
 
 /// The invocation `argv` names: the compiler found (a message on stderr
