@@ -66,7 +66,7 @@ class Server:
 def start_recast(recast, scratch):
     state = Path(tempfile.mkdtemp(prefix="serve-", dir=scratch))
     proc = subprocess.Popen(
-        [recast, "serve", "--listen", "127.0.0.1:0", "--dir", str(state / "dir")],
+        [recast, "serve", "--listen", "127.0.0.1:0", "--allow-unauthenticated", "--dir", str(state / "dir")],
         stdout=subprocess.PIPE,
         stderr=open(state / "stderr.log", "wb"),
         stdin=subprocess.DEVNULL,

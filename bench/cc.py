@@ -101,7 +101,7 @@ class RecastServer:
         port = free_port()
         self.url = f"grpc://127.0.0.1:{port}"
         self.proc = subprocess.Popen(
-            [recast, "serve", "--listen", f"127.0.0.1:{port}", "--dir", str(state),
+            [recast, "serve", "--listen", f"127.0.0.1:{port}", "--allow-unauthenticated", "--dir", str(state),
              *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30

@@ -116,7 +116,7 @@ def upload(recast, compiler, runs):
         state = Path(tempfile.mkdtemp(prefix="recast-bench-serve-"))
         port = free_port()
         proc = subprocess.Popen(
-            [recast, "serve", "--listen", f"127.0.0.1:{port}", "--dir", str(state / "serve")],
+            [recast, "serve", "--listen", f"127.0.0.1:{port}", "--allow-unauthenticated", "--dir", str(state / "serve")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -1,9 +1,160 @@
-//! Small file and clock helpers every layer uses: atomic writes and the
-//! time since the epoch. Nothing here knows about recast's formats.
+//! Small file and clock helpers every layer uses: atomic writes, private
+//! state (directories 0700, files 0600, whatever the umask) and the time
+//! since the epoch. Nothing here knows about recast's formats.
 
-use std::io;
-use std::path::Path;
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::os::unix::fs::{
+    DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _,
+};
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Mode of every directory recast keeps state in.
+pub const PRIVATE_DIR: u32 = 0o700;
+/// Mode of every state file recast writes (0700 for the programs it keeps).
+pub const PRIVATE_FILE: u32 = 0o600;
+
+/// Creates `dir` and its missing parents with mode 0700 (the umask can
+/// only take bits away from that). Existing directories are left alone.
+pub fn create_private_dir_all(dir: &Path) -> io::Result<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIR)
+        .create(dir)
+}
+
+/// Why a state directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivacyError {
+    #[error(
+        "{} belongs to uid {owner}, not to you (uid {me}): recast keeps its state private to its user; \
+         set RECAST_CACHE_DIR (or --dir) to a directory of your own",
+        dir.display()
+    )]
+    NotOurs { dir: PathBuf, owner: u32, me: u32 },
+    #[error("{} is not a directory; move it away or set RECAST_CACHE_DIR", dir.display())]
+    NotADirectory { dir: PathBuf },
+    #[error("{}: {source}", dir.display())]
+    Io { dir: PathBuf, source: io::Error },
+}
+
+/// What [`ensure_private_dir`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Privacy {
+    /// Made now, 0700.
+    Created,
+    /// There already, ours, 0700 or stricter.
+    Private,
+    /// There already, ours, but open to others (an older recast, a umask
+    /// of 000): its mode was this, and is 0700 now.
+    Repaired(u32),
+}
+
+/// Makes `dir` a private state directory: created 0700 if missing; if it
+/// exists, it must be a directory owned by this user (else an error that
+/// says what to do), and any group or other bits are removed. Only the
+/// directory itself is checked: nobody else can reach what is inside it.
+pub fn ensure_private_dir(dir: &Path) -> Result<Privacy, PrivacyError> {
+    let io_err = |source| PrivacyError::Io {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let created = match DirBuilder::new().mode(PRIVATE_DIR).create(dir) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            create_private_dir_all(dir).map_err(io_err)?;
+            true
+        }
+        Err(e) => return Err(io_err(e)),
+    };
+    // symlink_metadata: a link planted in place of the directory is not
+    // followed to someone else's.
+    let meta = std::fs::symlink_metadata(dir).map_err(io_err)?;
+    if !meta.is_dir() {
+        return Err(PrivacyError::NotADirectory {
+            dir: dir.to_path_buf(),
+        });
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(PrivacyError::NotOurs {
+            dir: dir.to_path_buf(),
+            owner: meta.uid(),
+            me,
+        });
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return Ok(if created {
+            Privacy::Created
+        } else {
+            Privacy::Private
+        });
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE_DIR)).map_err(io_err)?;
+    Ok(if created {
+        Privacy::Created
+    } else {
+        Privacy::Repaired(mode)
+    })
+}
+
+/// Opens `path` for appending, creating it 0600 (and its directory 0700).
+pub fn append_private(path: &Path) -> io::Result<File> {
+    if let Some(dir) = path.parent() {
+        create_private_dir_all(dir)?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(PRIVATE_FILE)
+        .open(path)
+}
+
+/// Creates (or truncates) `path` with mode 0600, its directory 0700.
+pub fn create_private(path: &Path) -> io::Result<File> {
+    if let Some(dir) = path.parent() {
+        create_private_dir_all(dir)?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(PRIVATE_FILE)
+        .open(path)
+}
+
+/// As [`write_atomic`], for recast's own state: the file is 0600 (0700
+/// when `executable`) and a missing directory is made 0700.
+pub fn write_private(path: &Path, bytes: &[u8], executable: bool) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    create_private_dir_all(dir)?;
+    let tmp = temp_name(dir);
+    let mode = if executable { 0o700 } else { PRIVATE_FILE };
+    let write = || -> io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(bytes)
+    };
+    write()
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+}
+
+fn temp_name(dir: &Path) -> PathBuf {
+    dir.join(format!(
+        ".tmp.{}.{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ))
+}
 
 /// Writes `bytes` to `path` through a temp file in the same directory and
 /// a rename, so a reader sees the old contents or the new, never a part.
@@ -11,11 +162,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".tmp.{}.{}",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    ));
+    let tmp = temp_name(dir);
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
@@ -54,5 +201,43 @@ mod tests {
         assert_eq!(names, ["file"]);
         assert!(now_secs() > 1_700_000_000);
         assert!(now_ns() > i128::from(now_secs()) * 1_000_000_000 - 1_000_000_000);
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::symlink_metadata(p).unwrap().mode() & 0o7777
+    }
+
+    #[test]
+    fn private_state_is_private_and_a_loose_directory_is_repaired() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("a/state");
+        assert_eq!(ensure_private_dir(&state).unwrap(), Privacy::Created);
+        assert_eq!(mode(&state), 0o700);
+        assert_eq!(ensure_private_dir(&state).unwrap(), Privacy::Private);
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(
+            ensure_private_dir(&state).unwrap(),
+            Privacy::Repaired(0o777)
+        );
+        assert_eq!(mode(&state), 0o700);
+
+        write_private(&state.join("sub/f"), b"x", false).unwrap();
+        write_private(&state.join("sub/prog"), b"x", true).unwrap();
+        append_private(&state.join("log")).unwrap();
+        create_private(&state.join("out")).unwrap();
+        assert_eq!(mode(&state.join("sub")), 0o700);
+        assert_eq!(mode(&state.join("sub/f")), 0o600);
+        assert_eq!(mode(&state.join("sub/prog")), 0o700);
+        assert_eq!(mode(&state.join("log")), 0o600);
+        assert_eq!(mode(&state.join("out")), 0o600);
+
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        let e = ensure_private_dir(&file).unwrap_err();
+        assert!(matches!(e, PrivacyError::NotADirectory { .. }), "{e}");
+        // A symlink to a directory is refused, not followed.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&state, &link).unwrap();
+        assert!(ensure_private_dir(&link).is_err());
     }
 }

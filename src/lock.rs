@@ -5,6 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
 /// An exclusive `flock` on a file, released on drop (or when the process
@@ -16,12 +17,13 @@ impl FileLock {
     /// if needed.
     pub fn take(path: &Path) -> io::Result<FileLock> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            crate::fsutil::create_private_dir_all(dir)?;
         }
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(crate::fsutil::PRIVATE_FILE)
             .open(path)?;
         file.lock()?;
         Ok(FileLock(file))

@@ -102,6 +102,13 @@ pub async fn run(args: DoctorArgs, sources: &crate::config::Sources) -> anyhow::
         caps.digest_functions.join("/"),
         if caps.exec_enabled { "yes" } else { "no" }
     ));
+    if !caps.ac_update_enabled {
+        println!(
+            "note  action cache: read-only for this caller (update_enabled = false): results \
+             of remote executions are still cached by the server; compiles that run here \
+             (cache-only mode, fallbacks) are not published"
+        );
+    }
     if !caps.exec_enabled {
         report.fail(
             "the server does not execute actions (it is a cache only)",

@@ -133,7 +133,7 @@ async fn dispatch(command: Command, sources: &config::Sources) -> anyhow::Result
         Command::Toolchain(args) => toolchain::run(args, sources).await,
         Command::Stats(args) => stats::run(args, sources),
         Command::StopServer => {
-            let dir = config::cache_dir(&sources.env)?;
+            let dir = crate::session::cache_dir(&sources.env)?;
             crate::session::embedded::stop(&dir)
         }
     }

@@ -10,13 +10,15 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use crate::config;
-use crate::server::{self, ServeOptions};
+use crate::server::{self, Listen, ServeOptions, TokenSource};
 
 /// Arguments of `recast serve`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Address to listen on; port 0 picks a free port (printed on the first
-    /// stdout line as `listening on grpc://HOST:PORT`).
+    /// Where to listen: HOST:PORT (port 0 picks a free port), or
+    /// `unix:PATH` for a Unix socket that answers only this user. Printed
+    /// on the first stdout line as `listening on grpc://HOST:PORT` or
+    /// `listening on unix:PATH`.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8980")]
     pub listen: String,
     /// State directory (CAS, action cache, scratch space)
@@ -47,9 +49,20 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
     /// Refuse calls that do not send `authorization: Bearer TOKEN`, TOKEN
-    /// being this file's content (surrounding whitespace ignored).
-    #[arg(long, value_name = "FILE")]
+    /// being this file's content (surrounding whitespace ignored); that
+    /// token may do everything.
+    #[arg(long, value_name = "FILE", conflicts_with = "auth_tokens")]
     pub auth_token_file: Option<PathBuf>,
+    /// Accept the bearer tokens listed in FILE, each with its scopes
+    /// (read, write-cas, write-ac, execute); the file is read again when it
+    /// changes. See README, "Tokens and scopes".
+    #[arg(long, value_name = "FILE")]
+    pub auth_tokens: Option<PathBuf>,
+    /// Serve TCP without tokens or client certificates. Anyone who can
+    /// reach the address, every local user included, can then run
+    /// commands as this user and write its cache.
+    #[arg(long)]
+    pub allow_unauthenticated: bool,
     /// Check every stored blob against its digest, remove the corrupt
     /// ones, print what was found and exit (1 if anything was corrupt)
     /// instead of serving. Stop the server using --dir first.
@@ -66,12 +79,27 @@ pub struct ServeArgs {
 pub async fn run(args: ServeArgs, sources: &config::Sources) -> anyhow::Result<ExitCode> {
     let dir = match args.dir {
         Some(d) => d,
-        None => config::cache_dir(&sources.env)?.join("server"),
+        None => {
+            let cache = config::cache_dir(&sources.env)?;
+            crate::fsutil::ensure_private_dir(&cache)?;
+            cache.join("server")
+        }
     };
     if args.verify {
         return verify(&dir, args.max_size).await;
     }
-    let listen = resolve(&args.listen).await?;
+    let listen = match args.listen.strip_prefix("unix:") {
+        Some(path) => {
+            let path = PathBuf::from(path.strip_prefix("//").unwrap_or(path));
+            anyhow::ensure!(
+                path.is_absolute(),
+                "--listen unix:{}: give the socket's absolute path",
+                path.display()
+            );
+            Listen::Unix(path)
+        }
+        None => Listen::Tcp(resolve(&args.listen).await?),
+    };
     let workers = match args.workers {
         Some(0) => anyhow::bail!("--workers must be at least 1"),
         Some(n) => n,
@@ -93,24 +121,46 @@ pub async fn run(args: ServeArgs, sources: &config::Sources) -> anyhow::Result<E
         }),
         _ => None,
     };
-    let auth_token = match &args.auth_token_file {
-        Some(p) => {
+    let tokens = match (&args.auth_token_file, &args.auth_tokens) {
+        (Some(p), _) => {
             let token = String::from_utf8(read(p, "auth token file")?)
                 .with_context(|| format!("{} is not text", p.display()))?
                 .trim()
                 .to_string();
             anyhow::ensure!(!token.is_empty(), "{} holds no token", p.display());
-            Some(token)
+            Some(TokenSource::Single(token))
         }
-        None => None,
+        (None, Some(p)) => Some(TokenSource::File(p.clone())),
+        (None, None) => None,
     };
-    if !listen.ip().is_loopback() && auth_token.is_none() && args.tls_client_ca.is_none() {
+    if let Listen::Tcp(addr) = &listen
+        && tokens.is_none()
+        && args.tls_client_ca.is_none()
+    {
+        let who = who_am_i(&sources.env);
+        if !args.allow_unauthenticated {
+            anyhow::bail!(
+                "refusing to listen on {addr} without authentication: every local user{} could \
+                 run commands as {who} and write its cache. Give --auth-tokens FILE (or \
+                 --auth-token-file FILE, or --tls-client-ca with --tls-cert/--tls-key), listen \
+                 on unix:PATH (this user only), or accept the risk with --allow-unauthenticated.",
+                if addr.ip().is_loopback() {
+                    ""
+                } else {
+                    " and anyone who can reach this address"
+                }
+            );
+        }
         let warning = format!(
-            "recast serve: WARNING: listening on {listen} without authentication: anyone who can reach this address can run commands as this user. Use --auth-token-file (and --tls-cert/--tls-key), or listen on 127.0.0.1."
+            "recast serve: WARNING: listening on {addr} without authentication \
+             (--allow-unauthenticated): anyone who can reach this address, every local user \
+             included, can run commands as {who}."
         );
         eprintln!("{warning}");
         tracing::warn!("{warning}");
     }
+    // The store holds every user's sources and objects: the owner's only.
+    crate::fsutil::ensure_private_dir(&dir)?;
     server::serve(ServeOptions {
         listen,
         dir,
@@ -119,7 +169,7 @@ pub async fn run(args: ServeArgs, sources: &config::Sources) -> anyhow::Result<E
         platform: args.platform,
         sandbox,
         tls,
-        auth_token,
+        tokens,
         idle_timeout: (args.idle_timeout > 0)
             .then(|| std::time::Duration::from_secs(args.idle_timeout)),
     })
@@ -161,6 +211,15 @@ async fn verify(dir: &std::path::Path, max_size: u64) -> anyhow::Result<ExitCode
     } else {
         ExitCode::from(1)
     })
+}
+
+/// "uid 1000 (alice)", for messages about who would be exposed.
+fn who_am_i(env: &config::Env) -> String {
+    let uid = rustix::process::geteuid().as_raw();
+    match env.get("USER").or_else(|| env.get("LOGNAME")) {
+        Some(name) if !name.is_empty() => format!("uid {uid} ({name})"),
+        _ => format!("uid {uid}"),
+    }
 }
 
 /// `HOST:PORT` → the first address it resolves to.

@@ -17,7 +17,7 @@ pub struct StatsArgs {
 }
 
 pub fn run(args: StatsArgs, sources: &config::Sources) -> anyhow::Result<ExitCode> {
-    let dir = config::cache_dir(&sources.env)?;
+    let dir = crate::session::cache_dir(&sources.env)?;
     if args.zero {
         stats::zero(&dir)?;
         eprintln!("recast: statistics zeroed");

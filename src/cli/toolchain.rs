@@ -194,7 +194,7 @@ fn locate(name: &Path) -> anyhow::Result<PathBuf> {
 }
 
 fn toolchain_cache() -> anyhow::Result<PathBuf> {
-    Ok(config::cache_dir(&Env::from_process())?.join("toolchains"))
+    Ok(crate::session::cache_dir(&Env::from_process())?.join("toolchains"))
 }
 
 fn inspect_cmd(args: InspectArgs) -> anyhow::Result<ExitCode> {

@@ -259,7 +259,7 @@ pub fn store_cached(cache_dir: &Path, url: &str, instance: &str, caps: &ServerCa
         caps: caps.clone(),
     };
     let write = || -> std::io::Result<()> {
-        crate::fsutil::write_atomic(&path, &serde_json::to_vec_pretty(&file)?)
+        crate::fsutil::write_private(&path, &serde_json::to_vec_pretty(&file)?, false)
     };
     if let Err(e) = write() {
         tracing::debug!("cannot cache capabilities in {}: {e}", path.display());

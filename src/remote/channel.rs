@@ -1,12 +1,12 @@
-//! Dialing a server: `grpc://` / `grpcs://` URLs, TLS settings, and the
-//! one HTTP/2 channel every client call shares.
+//! Dialing a server: `grpc://` / `grpcs://` / `unix:` URLs, TLS settings,
+//! and the one HTTP/2 channel every client call shares.
 //!
 //! URL parsing is pure and unit tested; [`connect`] is the only part that
 //! touches the network, and it connects eagerly so a wrong address fails
 //! here with a message naming it, not later inside some upload.
 
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -30,7 +30,16 @@ const SYSTEM_CA_BUNDLES: [&str; 6] = [
 
 /// A parsed server URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServerUrl {
+pub enum ServerUrl {
+    /// `grpc://` or `grpcs://`.
+    Tcp(TcpUrl),
+    /// `unix:/PATH` (or `unix:///PATH`): a Unix socket on this machine.
+    Unix(PathBuf),
+}
+
+/// A TCP server's address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpUrl {
     pub tls: bool,
     /// Host name or IP literal (IPv6 without brackets).
     pub host: String,
@@ -38,6 +47,17 @@ pub struct ServerUrl {
 }
 
 impl ServerUrl {
+    /// True when the server is on this machine: bandwidth is then free and
+    /// compression only costs CPU.
+    pub fn is_loopback(&self) -> bool {
+        match self {
+            ServerUrl::Tcp(t) => t.is_loopback(),
+            ServerUrl::Unix(_) => true,
+        }
+    }
+}
+
+impl TcpUrl {
     /// The `http(s)://` URI tonic dials.
     fn uri(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };
@@ -56,12 +76,22 @@ impl ServerUrl {
     }
 }
 
-/// Parses `grpc://HOST:PORT` or `grpcs://HOST[:PORT]` (443 by default).
+/// Parses `grpc://HOST:PORT`, `grpcs://HOST[:PORT]` (443 by default) or
+/// `unix:/ABSOLUTE/PATH` (also spelled `unix:///ABSOLUTE/PATH`).
 pub fn parse_url(url: &str) -> Result<ServerUrl, RemoteError> {
     let bad = |reason: &str| RemoteError::InvalidUrl {
         url: url.to_string(),
         reason: reason.to_string(),
     };
+    if let Some(path) = url.strip_prefix("unix:") {
+        let path = path.strip_prefix("//").unwrap_or(path);
+        if !path.starts_with('/') {
+            return Err(bad(
+                "a Unix socket is given by its absolute path: unix:/PATH",
+            ));
+        }
+        return Ok(ServerUrl::Unix(PathBuf::from(path)));
+    }
     let (tls, rest) = if let Some(r) = url.strip_prefix("grpc://") {
         (false, r)
     } else if let Some(r) = url.strip_prefix("grpcs://") {
@@ -71,7 +101,7 @@ pub fn parse_url(url: &str) -> Result<ServerUrl, RemoteError> {
             "recast speaks gRPC; write grpc:// instead of http:// and grpcs:// instead of https://",
         ));
     } else {
-        return Err(bad("the scheme must be grpc:// or grpcs://"));
+        return Err(bad("the scheme must be grpc://, grpcs:// or unix:"));
     };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.contains('/') {
@@ -114,11 +144,11 @@ pub fn parse_url(url: &str) -> Result<ServerUrl, RemoteError> {
         None if tls => 443,
         None => return Err(bad("grpc:// needs a port, as in grpc://HOST:PORT")),
     };
-    Ok(ServerUrl {
+    Ok(ServerUrl::Tcp(TcpUrl {
         tls,
         host: host.to_string(),
         port,
-    })
+    }))
 }
 
 fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>, RemoteError> {
@@ -126,7 +156,7 @@ fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>, RemoteError> {
         .map_err(|e| RemoteError::Config(format!("cannot read the {what} {}: {e}", path.display())))
 }
 
-fn tls_config(url: &ServerUrl, cfg: &RemoteConfig) -> Result<ClientTlsConfig, RemoteError> {
+fn tls_config(url: &TcpUrl, cfg: &RemoteConfig) -> Result<ClientTlsConfig, RemoteError> {
     let mut tls = ClientTlsConfig::new().domain_name(url.host.clone());
     let ca = match &cfg.tls_ca {
         Some(path) => read_pem(path, "TLS CA certificate (--tls-ca)")?,
@@ -190,6 +220,8 @@ fn io_reason(e: &std::io::Error) -> String {
         ConnectionRefused => "connection refused".into(),
         TimedOut => "timed out".into(),
         ConnectionReset => "connection reset".into(),
+        PermissionDenied => "permission denied".into(),
+        NotFound => "no such socket".into(),
         _ => e.to_string(),
     }
 }
@@ -197,7 +229,12 @@ fn io_reason(e: &std::io::Error) -> String {
 /// Dials the server and returns the shared channel.
 pub async fn connect(cfg: &RemoteConfig, url: &str) -> Result<(ServerUrl, Channel), RemoteError> {
     let parsed = parse_url(url)?;
-    let mut endpoint = Endpoint::from_shared(parsed.uri())
+    let (uri, tls) = match &parsed {
+        ServerUrl::Tcp(t) => (t.uri(), t.tls.then_some(t)),
+        // Not dialed: the connector below reaches the socket.
+        ServerUrl::Unix(_) => ("http://recast.socket".to_string(), None),
+    };
+    let mut endpoint = Endpoint::from_shared(uri)
         .map_err(|e| RemoteError::InvalidUrl {
             url: url.to_string(),
             reason: e.to_string(),
@@ -215,27 +252,48 @@ pub async fn connect(cfg: &RemoteConfig, url: &str) -> Result<(ServerUrl, Channe
         .initial_stream_window_size(16 << 20)
         .initial_connection_window_size(64 << 20)
         .max_frame_size(1 << 20);
-    if parsed.tls {
-        endpoint = endpoint
-            .tls_config(tls_config(&parsed, cfg)?)
-            .map_err(|e| {
-                RemoteError::Config(format!("TLS settings for {url}: {}", describe(&e)))
-            })?;
+    if let Some(t) = tls {
+        endpoint = endpoint.tls_config(tls_config(t, cfg)?).map_err(|e| {
+            RemoteError::Config(format!("TLS settings for {url}: {}", describe(&e)))
+        })?;
     }
-    let channel = endpoint.connect().await.map_err(|e| {
+    let connected = match &parsed {
+        ServerUrl::Tcp(_) => endpoint.connect().await,
+        ServerUrl::Unix(path) => {
+            let path = path.clone();
+            endpoint
+                .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                    let path = path.clone();
+                    async move {
+                        let stream = tokio::net::UnixStream::connect(path).await?;
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                    }
+                }))
+                .await
+        }
+    };
+    let channel = connected.map_err(|e| {
         // rustls reports a refused certificate as invalid data.
-        let tls_failure = parsed.tls
+        let tls_failure = tls.is_some()
             && io_cause(&e).is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData);
         if tls_failure {
-            RemoteError::Tls {
+            return RemoteError::Tls {
                 url: url.to_string(),
                 reason: describe(&e),
-            }
-        } else {
-            RemoteError::Unreachable {
-                url: url.to_string(),
-                reason: describe(&e),
-            }
+            };
+        }
+        let mut reason = describe(&e);
+        if matches!(parsed, ServerUrl::Unix(_))
+            && io_cause(&e).is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+        {
+            reason.push_str(
+                " (the socket belongs to another user: each user has an embedded server \
+                 of their own; unset RECAST_REMOTE to use yours)",
+            );
+        }
+        RemoteError::Unreachable {
+            url: url.to_string(),
+            reason,
         }
     })?;
     Ok((parsed, channel))
@@ -245,15 +303,18 @@ pub async fn connect(cfg: &RemoteConfig, url: &str) -> Result<(ServerUrl, Channe
 mod tests {
     use super::*;
 
-    fn ok(url: &str) -> ServerUrl {
-        parse_url(url).unwrap()
+    fn ok(url: &str) -> TcpUrl {
+        match parse_url(url).unwrap() {
+            ServerUrl::Tcp(t) => t,
+            ServerUrl::Unix(p) => panic!("{url}: a socket {}", p.display()),
+        }
     }
 
     #[test]
     fn parses_plain_and_tls_urls() {
         assert_eq!(
             ok("grpc://127.0.0.1:8980"),
-            ServerUrl {
+            TcpUrl {
                 tls: false,
                 host: "127.0.0.1".into(),
                 port: 8980
@@ -268,6 +329,11 @@ mod tests {
         assert!(ok("grpc://localhost:1").is_loopback());
         assert!(!ok("grpcs://remote.example").is_loopback());
         assert_eq!(ok("grpcs://h:1").uri(), "https://h:1");
+        for url in ["unix:/run/r.sock", "unix:///run/r.sock"] {
+            let u = parse_url(url).unwrap();
+            assert_eq!(u, ServerUrl::Unix(PathBuf::from("/run/r.sock")));
+            assert!(u.is_loopback());
+        }
     }
 
     #[test]
@@ -276,7 +342,7 @@ mod tests {
             "127.0.0.1:8980",
             "http://h:1",
             "https://h:1",
-            "unix:///tmp/sock",
+            "unix:relative.sock",
             "grpc://h",
             "grpc://h:0",
             "grpc://h:99999",

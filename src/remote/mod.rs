@@ -66,6 +66,19 @@ pub enum Compression {
     Never,
 }
 
+/// `url`, or `url#HASH` where headers (credentials) are sent.
+fn caps_key(url: &str, headers: &[(String, String)]) -> String {
+    if headers.is_empty() {
+        return url.to_string();
+    }
+    let mut text = String::new();
+    for (k, v) in headers {
+        text.push_str(&format!("{}\0{v}\0", k.to_ascii_lowercase()));
+    }
+    let hex = crate::cas::Digest::of_bytes(text.as_bytes()).hex();
+    format!("{url}#{}", &hex[..16])
+}
+
 /// A connection to one REAPI server (and one instance on it).
 #[derive(Clone)]
 pub struct Client {
@@ -76,6 +89,10 @@ pub struct Client {
 
 struct Inner {
     url: String,
+    /// The URL, and a hash of the credentials sent, under which the
+    /// capabilities are cached: what a server allows (updating its action
+    /// cache) may differ between the tokens of one URL.
+    caps_key: String,
     server: ServerUrl,
     instance: String,
     channel: Channel,
@@ -104,6 +121,7 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 url: url.to_string(),
+                caps_key: caps_key(url, &cfg.headers),
                 server,
                 instance: cfg.instance.clone(),
                 channel,
@@ -137,6 +155,7 @@ impl Client {
         Client {
             inner: Arc::new(Inner {
                 url: i.url.clone(),
+                caps_key: i.caps_key.clone(),
                 server: i.server.clone(),
                 instance: i.instance.clone(),
                 channel: i.channel.clone(),
@@ -172,7 +191,7 @@ impl Client {
                 let i = &self.inner;
                 if let Some(c) = capabilities::load_cached(
                     &i.cache_dir,
-                    &i.url,
+                    &i.caps_key,
                     &i.instance,
                     crate::fsutil::now_secs(),
                 ) {
@@ -206,7 +225,7 @@ impl Client {
         let i = &self.inner;
         capabilities::store_cached(
             &i.cache_dir,
-            &i.url,
+            &i.caps_key,
             &i.instance,
             &caps,
             crate::fsutil::now_secs(),

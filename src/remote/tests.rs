@@ -589,14 +589,14 @@ async fn grpcs_with_a_custom_ca_and_client_certificate() {
 async fn zstd_round_trip_against_the_embedded_server() {
     let dir = tempfile::tempdir().unwrap();
     let opts = crate::server::ServeOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
+        listen: crate::server::Listen::Tcp("127.0.0.1:0".parse().unwrap()),
         dir: dir.path().join("server"),
         max_size: 1 << 30,
         workers: 1,
         platform: vec![],
         sandbox: Default::default(),
         tls: None,
-        auth_token: None,
+        tokens: None,
         idle_timeout: None,
     };
     let (addr, server) = crate::server::spawn(opts).await.unwrap();

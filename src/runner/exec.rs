@@ -43,7 +43,7 @@ pub fn run(
     jail: Option<&Jail>,
 ) -> Result<Finished, RunError> {
     let open = |p: &Path| {
-        File::create(p)
+        crate::fsutil::create_private(p)
             .map_err(|e| RunError::Internal(format!("cannot create {}: {e}", p.display())))
     };
     let out = open(stdout)?;

@@ -40,7 +40,7 @@ impl Scratch {
                 p.display()
             ))
         };
-        fs::create_dir_all(work_dir).map_err(|e| internal(work_dir, e))?;
+        crate::fsutil::create_private_dir_all(work_dir).map_err(|e| internal(work_dir, e))?;
         // pid + counter + random: unique across workers of this process,
         // across processes sharing a work dir, and across restarts.
         let name = format!(
@@ -50,7 +50,13 @@ impl Scratch {
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
         let dir = work_dir.join(name);
-        fs::create_dir(&dir).map_err(|e| internal(&dir, e))?;
+        {
+            use std::os::unix::fs::DirBuilderExt as _;
+            fs::DirBuilder::new()
+                .mode(crate::fsutil::PRIVATE_DIR)
+                .create(&dir)
+                .map_err(|e| internal(&dir, e))?;
+        }
         let scratch = Scratch {
             root: dir.join("root"),
             stdout: dir.join("stdout"),

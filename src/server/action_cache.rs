@@ -249,6 +249,7 @@ impl ActionCache for ActionCacheService {
         &self,
         request: tonic::Request<reapi::GetActionResultRequest>,
     ) -> Result<tonic::Response<reapi::ActionResult>, tonic::Status> {
+        super::auth::require(&request, super::auth::Scope::Read)?;
         let req = request.into_inner();
         let (store, ac) = (self.store.clone(), self.ac.clone());
         let result = blocking(move || get_action_result(&*store, &ac, &req)).await;
@@ -260,6 +261,7 @@ impl ActionCache for ActionCacheService {
         &self,
         request: tonic::Request<reapi::UpdateActionResultRequest>,
     ) -> Result<tonic::Response<reapi::ActionResult>, tonic::Status> {
+        super::auth::require(&request, super::auth::Scope::WriteAc)?;
         let req = request.into_inner();
         let ac = self.ac.clone();
         let result = blocking(move || update_action_result(&ac, &req)).await?;

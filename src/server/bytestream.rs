@@ -437,6 +437,7 @@ impl ByteStream for ByteStreamService {
         &self,
         request: tonic::Request<ReadRequest>,
     ) -> Result<tonic::Response<Self::ReadStream>, tonic::Status> {
+        super::auth::require(&request, super::auth::Scope::Read)?;
         let req = request.into_inner();
         tracing::debug!(resource = %req.resource_name, offset = req.read_offset, "ByteStream.Read");
         let store = self.store.clone();
@@ -455,6 +456,7 @@ impl ByteStream for ByteStreamService {
         &self,
         request: tonic::Request<tonic::Streaming<WriteRequest>>,
     ) -> Result<tonic::Response<WriteResponse>, tonic::Status> {
+        super::auth::require(&request, super::auth::Scope::WriteCas)?;
         let committed_size = write(self.store.clone(), &self.uploads, request.into_inner())
             .await
             .inspect_err(|e| tracing::info!(error = %e, "ByteStream.Write failed"))?;
@@ -465,6 +467,7 @@ impl ByteStream for ByteStreamService {
         &self,
         request: tonic::Request<QueryWriteStatusRequest>,
     ) -> Result<tonic::Response<QueryWriteStatusResponse>, tonic::Status> {
+        super::auth::require(&request, super::auth::Scope::Read)?;
         let req = request.into_inner();
         let (store, uploads) = (self.store.clone(), self.uploads.clone());
         let resp = blocking(move || query_write_status(&*store, &uploads, &req)).await?;

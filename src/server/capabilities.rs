@@ -13,8 +13,9 @@ use crate::proto::{reapi, semver};
 pub const MAX_BATCH_TOTAL_SIZE: i64 = 4 * 1024 * 1024;
 
 /// The capabilities of every instance of this server (instances are not
-/// distinguished: one CAS, one action cache).
-pub fn server_capabilities() -> reapi::ServerCapabilities {
+/// distinguished: one CAS, one action cache), as told to a caller who may
+/// (`ac_update`) or may not update the action cache.
+pub fn server_capabilities(ac_update: bool) -> reapi::ServerCapabilities {
     use reapi::compressor::Value as Compressor;
     use reapi::digest_function::Value as DigestFunction;
     let sha256 = DigestFunction::Sha256 as i32;
@@ -28,7 +29,7 @@ pub fn server_capabilities() -> reapi::ServerCapabilities {
         cache_capabilities: Some(reapi::CacheCapabilities {
             digest_functions: vec![sha256],
             action_cache_update_capabilities: Some(reapi::ActionCacheUpdateCapabilities {
-                update_enabled: true,
+                update_enabled: ac_update,
             }),
             cache_priority_capabilities: None,
             max_batch_total_size_bytes: MAX_BATCH_TOTAL_SIZE,
@@ -61,19 +62,50 @@ impl Capabilities for CapabilitiesService {
         &self,
         request: tonic::Request<reapi::GetCapabilitiesRequest>,
     ) -> Result<tonic::Response<reapi::ServerCapabilities>, tonic::Status> {
+        super::auth::require(&request, super::auth::Scope::Read)?;
         tracing::debug!(instance = %request.get_ref().instance_name, "GetCapabilities");
-        Ok(tonic::Response::new(server_capabilities()))
+        let ac_update = super::auth::scopes_of(&request).allows(super::auth::Scope::WriteAc);
+        Ok(tonic::Response::new(server_capabilities(ac_update)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::auth::{Scope, Scopes};
+
+    fn asked_with(scopes: Option<Scopes>) -> tonic::Request<reapi::GetCapabilitiesRequest> {
+        let mut req = tonic::Request::new(Default::default());
+        if let Some(s) = scopes {
+            req.extensions_mut().insert(s);
+        }
+        req
+    }
+
+    #[tokio::test]
+    async fn each_caller_is_told_whether_it_may_update_the_action_cache() {
+        let ro = Scopes::of(&[Scope::Read, Scope::WriteCas, Scope::Execute]);
+        let caps = CapabilitiesService
+            .get_capabilities(asked_with(Some(ro)))
+            .await
+            .unwrap()
+            .into_inner();
+        let update = caps
+            .cache_capabilities
+            .unwrap()
+            .action_cache_update_capabilities;
+        assert!(!update.unwrap().update_enabled);
+        let e = CapabilitiesService
+            .get_capabilities(asked_with(None))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    }
 
     #[tokio::test]
     async fn advertises_sha256_zstd_and_api_2_0_to_2_3() {
         let caps = CapabilitiesService
-            .get_capabilities(tonic::Request::new(Default::default()))
+            .get_capabilities(asked_with(Some(Scopes::ALL)))
             .await
             .unwrap()
             .into_inner();

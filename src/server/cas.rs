@@ -274,6 +274,7 @@ impl ContentAddressableStorage for CasService {
         &self,
         request: tonic::Request<reapi::FindMissingBlobsRequest>,
     ) -> Resp<reapi::FindMissingBlobsResponse> {
+        super::auth::require(&request, super::auth::Scope::Read)?;
         let req = request.into_inner();
         let store = self.store.clone();
         let resp = blocking(move || find_missing(&*store, &req)).await?;
@@ -288,6 +289,7 @@ impl ContentAddressableStorage for CasService {
         &self,
         request: tonic::Request<reapi::BatchUpdateBlobsRequest>,
     ) -> Resp<reapi::BatchUpdateBlobsResponse> {
+        super::auth::require(&request, super::auth::Scope::WriteCas)?;
         let req = request.into_inner();
         tracing::debug!(blobs = req.requests.len(), "BatchUpdateBlobs");
         let store = self.store.clone();
@@ -300,6 +302,7 @@ impl ContentAddressableStorage for CasService {
         &self,
         request: tonic::Request<reapi::BatchReadBlobsRequest>,
     ) -> Resp<reapi::BatchReadBlobsResponse> {
+        super::auth::require(&request, super::auth::Scope::Read)?;
         let req = request.into_inner();
         tracing::debug!(blobs = req.digests.len(), "BatchReadBlobs");
         let store = self.store.clone();
@@ -315,6 +318,7 @@ impl ContentAddressableStorage for CasService {
         &self,
         request: tonic::Request<reapi::GetTreeRequest>,
     ) -> Resp<Self::GetTreeStream> {
+        super::auth::require(&request, super::auth::Scope::Read)?;
         let req = request.into_inner();
         let store = self.store.clone();
         let pages = blocking(move || get_tree(&*store, &req)).await?;

@@ -1,5 +1,5 @@
 use super::*;
-use crate::server::test_util::Fixture;
+use crate::server::test_util::{Fixture, granted};
 
 fn update_req(blobs: &[(&reapi::Digest, Vec<u8>, i32)]) -> reapi::BatchUpdateBlobsRequest {
     reapi::BatchUpdateBlobsRequest {
@@ -203,13 +203,13 @@ async fn handlers_map_errors_to_codes() {
     let f = Fixture::new();
     let svc = CasService::new(f.store.clone());
     let e = svc
-        .get_tree(tonic::Request::new(reapi::GetTreeRequest::default()))
+        .get_tree(granted(reapi::GetTreeRequest::default()))
         .await
         .err()
         .unwrap();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     let resp = svc
-        .find_missing_blobs(tonic::Request::new(reapi::FindMissingBlobsRequest {
+        .find_missing_blobs(granted(reapi::FindMissingBlobsRequest {
             blob_digests: vec![Digest::of_bytes(b"q").to_proto()],
             ..Default::default()
         }))

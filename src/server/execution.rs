@@ -439,6 +439,7 @@ impl Execution for ExecutionService {
         &self,
         request: tonic::Request<reapi::ExecuteRequest>,
     ) -> Result<tonic::Response<Self::ExecuteStream>, tonic::Status> {
+        super::auth::require(&request, super::auth::Scope::Execute)?;
         let rx = self.exec.execute(request.into_inner()).await?;
         Ok(tonic::Response::new(operations::follow(rx)))
     }
@@ -449,6 +450,7 @@ impl Execution for ExecutionService {
         &self,
         request: tonic::Request<reapi::WaitExecutionRequest>,
     ) -> Result<tonic::Response<Self::WaitExecutionStream>, tonic::Status> {
+        super::auth::require(&request, super::auth::Scope::Execute)?;
         let rx = self.exec.wait(&request.into_inner().name)?;
         Ok(tonic::Response::new(operations::follow(rx)))
     }

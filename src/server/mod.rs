@@ -9,6 +9,7 @@
 //! `cas::store` implementations; running a command is `runner`'s business.
 
 pub mod action_cache;
+pub mod auth;
 pub mod bytestream;
 pub mod capabilities;
 pub mod cas;
@@ -58,11 +59,29 @@ pub const MAX_ACTION_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 /// After SIGTERM/SIGINT, how long requests in progress may still finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Where the server listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listen {
+    /// A TCP address; port 0 picks a free port.
+    Tcp(SocketAddr),
+    /// A Unix socket: only its owner's calls are served (see [`auth`]).
+    Unix(PathBuf),
+}
+
+/// Where the accepted bearer tokens come from.
+#[derive(Clone, Debug)]
+pub enum TokenSource {
+    /// One token with every scope (`--auth-token-file`).
+    Single(String),
+    /// A file of tokens and scopes, re-read when it changes (`--auth-tokens`).
+    File(PathBuf),
+}
+
 /// What `recast serve` was asked for.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
-    /// Address to bind; port 0 picks a free port.
-    pub listen: SocketAddr,
+    /// Where to listen.
+    pub listen: Listen,
     /// State directory: the CAS, the action cache, the workers' scratch space.
     pub dir: PathBuf,
     /// CAS size bound in bytes; least recently used blobs go first.
@@ -76,8 +95,8 @@ pub struct ServeOptions {
     pub sandbox: crate::runner::Sandbox,
     /// Serve over TLS (`grpcs://`).
     pub tls: Option<TlsFiles>,
-    /// Refuse calls without `authorization: Bearer <token>`.
-    pub auth_token: Option<String>,
+    /// Refuse calls without an accepted `authorization: Bearer <token>`.
+    pub tokens: Option<TokenSource>,
     /// Stop after this long without a call while no action is running
     /// (the embedded default's servers; `None`: serve until stopped).
     pub idle_timeout: Option<Duration>,
@@ -100,42 +119,6 @@ impl std::fmt::Debug for TlsFiles {
     }
 }
 
-/// Checks every call's bearer token, when the server has one (constant
-/// time in the token's bytes).
-/// Every call also marks the server as in use (the idle timeout).
-#[derive(Clone)]
-struct AuthGate(Option<std::sync::Arc<Vec<u8>>>, Arc<Activity>);
-
-impl tonic::service::Interceptor for AuthGate {
-    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        self.1.touch();
-        let Some(want) = &self.0 else {
-            return Ok(req);
-        };
-        let given = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("")
-            .as_bytes();
-        let want = want.as_slice();
-        let same = given.len() == want.len()
-            && given
-                .iter()
-                .zip(want)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if same {
-            Ok(req)
-        } else {
-            Err(tonic::Status::unauthenticated(
-                "missing or wrong bearer token: send `authorization: Bearer TOKEN` (recast: --remote-header or RECAST_REMOTE_HEADERS)",
-            ))
-        }
-    }
-}
-
 /// When the server last saw a call.
 pub struct Activity {
     started: std::time::Instant,
@@ -151,7 +134,7 @@ impl Activity {
         }
     }
 
-    fn touch(&self) {
+    pub(crate) fn touch(&self) {
         let now = self.started.elapsed().as_millis() as u64;
         self.last
             .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
@@ -239,11 +222,11 @@ impl Services {
     }
 
     /// The tonic router with every service, size limits raised and
-    /// compressed requests accepted; TLS and the token check as asked.
+    /// compressed requests accepted; TLS and the caller checks as asked.
     pub async fn serve<I, IO, IE, F>(
         &self,
         tls: Option<&TlsFiles>,
-        auth_token: Option<&str>,
+        policy: auth::Policy,
         incoming: I,
         shutdown: F,
     ) -> anyhow::Result<()>
@@ -280,10 +263,10 @@ impl Services {
                 .tls_config(cfg)
                 .context("the server's TLS certificate or key")?;
         }
-        let gate = AuthGate(
-            auth_token.map(|t| std::sync::Arc::new(t.as_bytes().to_vec())),
-            self.activity.clone(),
-        );
+        let gate = auth::Gate {
+            policy: Arc::new(policy),
+            activity: self.activity.clone(),
+        };
         builder
             .layer(tonic::service::InterceptorLayer::new(gate))
             // Large windows and frames: ByteStream moves 1 MiB chunks, and
@@ -317,27 +300,27 @@ impl Services {
 }
 
 /// Opens the state, binds, and serves in a background task until
-/// `shutdown` completes. Returns the bound address once connections are
-/// accepted (the listener is bound before this returns).
+/// `shutdown` completes. Returns where it listens once connections are
+/// accepted (the listener is bound before this returns): for TCP the bound
+/// address (port 0 resolved).
 pub async fn spawn_until<F>(
     opts: ServeOptions,
     shutdown: F,
-) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>)>
+) -> anyhow::Result<(Listen, tokio::task::JoinHandle<anyhow::Result<()>>)>
 where
     F: Future<Output = ()> + Send + 'static,
 {
     let services = Services::open(&opts).await?;
-    let listener = tokio::net::TcpListener::bind(opts.listen)
-        .await
-        .with_context(|| format!("binding {}", opts.listen))?;
-    let addr = listener.local_addr()?;
-    // Small messages (Execute, GetActionResult) must not wait for Nagle.
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
-        if let Ok(c) = &conn {
-            let _ = c.set_nodelay(true);
-        }
-        conn
-    });
+    let policy = auth::Policy {
+        owner: rustix::process::geteuid().as_raw(),
+        tokens: match &opts.tokens {
+            None => None,
+            Some(TokenSource::Single(t)) => Some(auth::Tokens::single(t)),
+            Some(TokenSource::File(p)) => Some(auth::Tokens::File(
+                auth::TokenFile::open(p).map_err(anyhow::Error::msg)?,
+            )),
+        },
+    };
     let idle = services.clone();
     let idle_timeout = opts.idle_timeout;
     let shutdown = async move {
@@ -349,17 +332,76 @@ where
             None => shutdown.await,
         }
     };
-    let handle = tokio::spawn(async move {
-        services
-            .serve(
-                opts.tls.as_ref(),
-                opts.auth_token.as_deref(),
-                incoming,
-                shutdown,
-            )
-            .await
-    });
-    Ok((addr, handle))
+    match &opts.listen {
+        Listen::Tcp(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
+            let bound = listener.local_addr()?;
+            // Small messages (Execute, GetActionResult) must not wait for Nagle.
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
+                if let Ok(c) = &conn {
+                    let _ = c.set_nodelay(true);
+                }
+                conn
+            });
+            let handle = tokio::spawn(async move {
+                services
+                    .serve(opts.tls.as_ref(), policy, incoming, shutdown)
+                    .await
+            });
+            Ok((Listen::Tcp(bound), handle))
+        }
+        Listen::Unix(path) => {
+            let listener = bind_unix(path)?;
+            let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+            let handle = tokio::spawn(async move {
+                services
+                    .serve(opts.tls.as_ref(), policy, incoming, shutdown)
+                    .await
+            });
+            Ok((opts.listen.clone(), handle))
+        }
+    }
+}
+
+/// Binds a Unix socket at `path`, replacing a stale one, and makes it
+/// 0600. (The peer check in [`auth::Gate`] holds whatever the mode.)
+fn bind_unix(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            // A socket nobody answers on is left from a server that died.
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                anyhow::bail!(
+                    "{}: another server is listening there; stop it first",
+                    path.display()
+                );
+            }
+            std::fs::remove_file(path)
+                .with_context(|| format!("removing the stale socket {}", path.display()))?;
+        }
+        Ok(_) => anyhow::bail!(
+            "{} exists and is not a socket; choose another --listen unix:PATH",
+            path.display()
+        ),
+        Err(_) => {}
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("binding the Unix socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("making {} private", path.display()))?;
+    Ok(listener)
+}
+
+impl std::fmt::Display for Listen {
+    /// The URL a client dials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Tcp(a) => write!(f, "{a}"),
+            Listen::Unix(p) => write!(f, "{}", p.display()),
+        }
+    }
 }
 
 /// As [`spawn_until`] with no shutdown signal: for in-process tests, which
@@ -367,12 +409,16 @@ where
 pub async fn spawn(
     opts: ServeOptions,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>)> {
-    spawn_until(opts, std::future::pending()).await
+    match spawn_until(opts, std::future::pending()).await? {
+        (Listen::Tcp(addr), handle) => Ok((addr, handle)),
+        (Listen::Unix(p), _) => anyhow::bail!("spawn serves TCP; {} is a socket", p.display()),
+    }
 }
 
 /// `recast serve`: serves until SIGTERM or SIGINT. Prints exactly
-/// `listening on grpc://HOST:PORT` as the first stdout line once the port
-/// accepts connections; scripts and the on-demand starter wait for it.
+/// `listening on grpc://HOST:PORT` (or `unix:PATH`) as the first stdout
+/// line once it accepts connections; scripts and the on-demand starter
+/// wait for it.
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     // Handlers first: a stop request right after the line is printed must
@@ -380,14 +426,18 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let scheme = if opts.tls.is_some() { "grpcs" } else { "grpc" };
+    let scheme = match (&opts.listen, opts.tls.is_some()) {
+        (Listen::Unix(_), _) => "unix:",
+        (_, true) => "grpcs://",
+        (_, false) => "grpc://",
+    };
     let (addr, mut handle) = spawn_until(opts, async {
         let _ = stop_rx.await;
     })
     .await?;
     {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on {scheme}://{addr}")?;
+        writeln!(out, "listening on {scheme}{addr}")?;
         out.flush()?;
     }
     tracing::info!(%addr, "serving");

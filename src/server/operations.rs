@@ -229,8 +229,9 @@ fn unknown(name: &str) -> tonic::Status {
 impl Operations for OperationsService {
     async fn list_operations(
         &self,
-        _request: tonic::Request<ListOperationsRequest>,
+        request: tonic::Request<ListOperationsRequest>,
     ) -> Result<tonic::Response<ListOperationsResponse>, tonic::Status> {
+        super::auth::require(&request, super::auth::Scope::Execute)?;
         Ok(tonic::Response::new(ListOperationsResponse {
             operations: self.table.list(),
             next_page_token: String::new(),
@@ -241,6 +242,7 @@ impl Operations for OperationsService {
         &self,
         request: tonic::Request<GetOperationRequest>,
     ) -> Result<tonic::Response<Operation>, tonic::Status> {
+        super::auth::require(&request, super::auth::Scope::Execute)?;
         let name = request.into_inner().name;
         let op = self.table.get(&name).ok_or_else(|| unknown(&name))?;
         Ok(tonic::Response::new(op))
@@ -250,6 +252,7 @@ impl Operations for OperationsService {
         &self,
         request: tonic::Request<DeleteOperationRequest>,
     ) -> Result<tonic::Response<()>, tonic::Status> {
+        super::auth::require(&request, super::auth::Scope::Execute)?;
         let name = request.into_inner().name;
         if !self.table.remove(&name) {
             return Err(unknown(&name));
@@ -259,8 +262,9 @@ impl Operations for OperationsService {
 
     async fn cancel_operation(
         &self,
-        _request: tonic::Request<CancelOperationRequest>,
+        request: tonic::Request<CancelOperationRequest>,
     ) -> Result<tonic::Response<()>, tonic::Status> {
+        super::auth::require(&request, super::auth::Scope::Execute)?;
         Err(tonic::Status::unimplemented(
             "this server does not cancel executions",
         ))
@@ -270,6 +274,7 @@ impl Operations for OperationsService {
         &self,
         request: tonic::Request<WaitOperationRequest>,
     ) -> Result<tonic::Response<Operation>, tonic::Status> {
+        super::auth::require(&request, super::auth::Scope::Execute)?;
         let req = request.into_inner();
         let mut rx = self
             .table
@@ -374,7 +379,7 @@ mod tests {
         let svc = OperationsService::new(table.clone());
         let t = table.create(Digest::of_bytes(b"a"), Stage::Queued);
         let get = |name: &str| {
-            svc.get_operation(tonic::Request::new(GetOperationRequest {
+            svc.get_operation(crate::server::test_util::granted(GetOperationRequest {
                 name: name.into(),
             }))
         };
@@ -385,7 +390,7 @@ mod tests {
         );
 
         let waited = svc
-            .wait_operation(tonic::Request::new(WaitOperationRequest {
+            .wait_operation(crate::server::test_util::granted(WaitOperationRequest {
                 name: t.name().into(),
                 timeout: Some(prost_types::Duration {
                     seconds: 0,
@@ -398,7 +403,7 @@ mod tests {
         assert!(!waited.done, "timed out while still queued");
         t.finish(Default::default());
         let waited = svc
-            .wait_operation(tonic::Request::new(WaitOperationRequest {
+            .wait_operation(crate::server::test_util::granted(WaitOperationRequest {
                 name: t.name().into(),
                 timeout: None,
             }))
@@ -406,7 +411,7 @@ mod tests {
             .unwrap()
             .into_inner();
         assert!(waited.done);
-        svc.delete_operation(tonic::Request::new(DeleteOperationRequest {
+        svc.delete_operation(crate::server::test_util::granted(DeleteOperationRequest {
             name: t.name().into(),
         }))
         .await

@@ -18,14 +18,14 @@ use crate::proto::reapi::execution_client::ExecutionClient;
 async fn start() -> (tempfile::TempDir, tonic::transport::Channel) {
     let dir = tempfile::tempdir().unwrap();
     let (addr, _handle) = spawn(ServeOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
+        listen: crate::server::Listen::Tcp("127.0.0.1:0".parse().unwrap()),
         dir: dir.path().join("server"),
         max_size: 1 << 30,
         workers: 1,
         platform: vec![("Pool".into(), "test".into())],
         sandbox: Default::default(),
         tls: None,
-        auth_token: None,
+        tokens: None,
         idle_timeout: None,
     })
     .await

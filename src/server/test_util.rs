@@ -52,3 +52,11 @@ impl Fixture {
         t.root
     }
 }
+
+/// A request as the gate passes it on for a caller with every scope.
+pub fn granted<T>(msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.extensions_mut()
+        .insert(crate::server::auth::Scopes::ALL);
+    req
+}

@@ -1,14 +1,19 @@
 //! The embedded default: a per-user `recast serve`, started on demand in the
 //! background and reused, as sccache starts its server.
 //!
-//! State lives in the cache dir: `server/` (the server's CAS and action
-//! cache), `serve.json` (pid and URL of the running server), `serve.log`
+//! State lives in the cache dir, which is the user's alone (0700):
+//! `server/` (the server's CAS and action cache), `serve.sock` (where it
+//! listens), `serve.json` (pid and URL of the running server), `serve.log`
 //! (its stderr) and `serve.lock` (held while starting, so two compiles that
 //! start at once share one server).
+//!
+//! The server listens on a Unix socket, never on TCP: nobody can reach a
+//! socket in a directory only its owner may enter, and the server checks
+//! each caller's uid besides (`server::auth`). Another user's recast finds
+//! its own cache dir and starts its own server.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
@@ -43,13 +48,34 @@ pub fn idle_timeout(env: &crate::config::Env) -> anyhow::Result<u64> {
     }
 }
 
+/// Longest socket path used as is: `sun_path` holds 108 bytes on Linux
+/// and 104 on macOS, the terminating NUL included.
+const MAX_SOCKET_PATH: usize = 100;
+
+/// Where the embedded server of the state in `dir` listens: `serve.sock`
+/// in it, or, when that path is too long for a socket, a name derived from
+/// it in a private per-user directory under the system's temp dir.
+fn socket_path(dir: &Path) -> anyhow::Result<PathBuf> {
+    let plain = dir.join("serve.sock");
+    if plain.as_os_str().len() <= MAX_SOCKET_PATH {
+        return Ok(plain);
+    }
+    let uid = rustix::process::geteuid().as_raw();
+    let short = std::env::temp_dir().join(format!("recast-{uid}"));
+    // Another user may have made this name first, to catch our socket:
+    // the directory must be ours and private, or we stop here.
+    crate::fsutil::ensure_private_dir(&short)?;
+    let digest = crate::cas::Digest::of_bytes(dir.as_os_str().as_encoded_bytes());
+    Ok(short.join(format!("{}.sock", &digest.hex()[..16])))
+}
+
 /// URL of the running embedded server, starting one (stopping after
 /// `idle_secs` without a call) if none answers.
 pub fn ensure(dir: &Path, idle_secs: u64) -> anyhow::Result<String> {
     if let Some(url) = running(dir) {
         return Ok(url);
     }
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    crate::fsutil::ensure_private_dir(dir)?;
     let lock_path = dir.join("serve.lock");
     let _lock = crate::lock::FileLock::take(&lock_path)
         .with_context(|| format!("locking {}", lock_path.display()))?;
@@ -60,16 +86,38 @@ pub fn ensure(dir: &Path, idle_secs: u64) -> anyhow::Result<String> {
     start(dir, idle_secs)
 }
 
-/// The recorded server, if its process is alive and its port accepts.
+/// The recorded server, if its process is alive and its socket accepts.
 fn running(dir: &Path) -> Option<String> {
     let text = fs::read_to_string(state_path(dir)).ok()?;
     let state: State = serde_json::from_str(&text).ok()?;
     if !alive(state.pid) {
         return None;
     }
-    let addr: SocketAddr = state.url.strip_prefix("grpc://")?.parse().ok()?;
-    TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    let Some(path) = state.url.strip_prefix("unix:") else {
+        // An older recast's server on a TCP port, open to every local
+        // user: stop it, and start one on a socket.
+        retire(&state);
+        return None;
+    };
+    std::os::unix::net::UnixStream::connect(path).ok()?;
     Some(state.url)
+}
+
+/// Stops a server an older recast started on TCP (by its PID, and only if
+/// that process is a `recast` of ours: a PID can be reused).
+fn retire(state: &State) {
+    let Some(pid) = rustix::process::Pid::from_raw(state.pid) else {
+        return;
+    };
+    let exe = fs::read_link(format!("/proc/{}/exe", state.pid)).ok();
+    let ours = exe
+        .as_ref()
+        .and_then(|e| e.file_name())
+        .is_some_and(|n| n.to_string_lossy().starts_with("recast"));
+    if ours {
+        tracing::info!(pid = state.pid, url = %state.url, "stopping an embedded server that listens on TCP");
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
 }
 
 fn alive(pid: i32) -> bool {
@@ -81,15 +129,16 @@ fn alive(pid: i32) -> bool {
 fn start(dir: &Path, idle_secs: u64) -> anyhow::Result<String> {
     let exe = std::env::current_exe().context("finding the recast binary to start the server")?;
     let out_path = dir.join("serve.out");
-    let out =
-        File::create(&out_path).with_context(|| format!("creating {}", out_path.display()))?;
+    let out = crate::fsutil::create_private(&out_path)
+        .with_context(|| format!("creating {}", out_path.display()))?;
     let log_path = dir.join("serve.log");
-    let log =
-        File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let log = crate::fsutil::create_private(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let socket = socket_path(dir)?;
     let mut child = std::process::Command::new(&exe)
         .arg("serve")
         .arg("--listen")
-        .arg("127.0.0.1:0")
+        .arg(format!("unix:{}", socket.display()))
         .arg("--dir")
         .arg(dir.join("server"))
         .arg("--idle-timeout")
@@ -108,7 +157,7 @@ fn start(dir: &Path, idle_secs: u64) -> anyhow::Result<String> {
                 pid: child.id() as i32,
                 url: url.clone(),
             };
-            crate::fsutil::write_atomic(&state_path(dir), &serde_json::to_vec(&state)?)?;
+            crate::fsutil::write_private(&state_path(dir), &serde_json::to_vec(&state)?, false)?;
             return Ok(url);
         }
         if let Some(status) = child.try_wait()? {

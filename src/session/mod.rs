@@ -18,9 +18,20 @@ pub async fn connect(args: &RemoteArgs, sources: &config::Sources) -> anyhow::Re
     connect_to(&cfg, &sources.env).await
 }
 
+/// recast's state directory (`RECAST_CACHE_DIR`, else the XDG cache),
+/// made private to this user: created 0700, a looser one tightened, one
+/// owned by someone else refused with what to do.
+pub fn cache_dir(env: &Env) -> anyhow::Result<std::path::PathBuf> {
+    let dir = config::cache_dir(env)?;
+    crate::fsutil::ensure_private_dir(&dir)?;
+    Ok(dir)
+}
+
 /// Connects to the server `cfg` names (resolved already), starting the
 /// embedded server if it names none.
 pub async fn connect_to(cfg: &config::RemoteConfig, env: &Env) -> anyhow::Result<Client> {
+    // The client keeps server capabilities there.
+    crate::fsutil::ensure_private_dir(&cfg.cache_dir)?;
     let url = match &cfg.endpoint {
         Endpoint::Url(url) => url.clone(),
         Endpoint::Embedded => {

@@ -97,7 +97,7 @@ impl FileIndex {
         if !self.dirty {
             return Ok(());
         }
-        crate::fsutil::write_atomic(path, &serde_json::to_vec(&self.files)?)?;
+        crate::fsutil::write_private(path, &serde_json::to_vec(&self.files)?, false)?;
         self.dirty = false;
         Ok(())
     }

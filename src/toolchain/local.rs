@@ -22,7 +22,7 @@ use super::manifest::{Manifest, SCHEMA};
 use super::{FileSource, HostFs};
 use crate::cas::Digest;
 use crate::cas::tree;
-use crate::fsutil::write_atomic;
+use crate::fsutil::write_private;
 
 /// What to package.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,7 +135,7 @@ fn remember(fs: &dyn FileSource, path: &Path, req: &Request, bundle: &Bundle) {
     };
     match serde_json::to_vec(&record) {
         Ok(bytes) => {
-            if let Err(e) = write_atomic(path, &bytes) {
+            if let Err(e) = write_private(path, &bytes, false) {
                 tracing::warn!("cannot save {}: {e}", path.display());
             }
         }

@@ -178,11 +178,7 @@ fn patched(
         None => None,
         Some(patched) => {
             let d = Digest::of_bytes(&patched);
-            crate::fsutil::write_atomic(&copy, &patched)
-                .and_then(|()| {
-                    use std::os::unix::fs::PermissionsExt as _;
-                    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))
-                })
+            crate::fsutil::write_private(&copy, &patched, true)
                 .map_err(|e| format!("{}: {e}", copy.display()))?;
             Some((d, copy))
         }
@@ -192,7 +188,7 @@ fn patched(
         loader: result.as_ref().and(named),
     })
     .expect("a record serializes");
-    if let Err(e) = crate::fsutil::write_atomic(&record, &bytes) {
+    if let Err(e) = crate::fsutil::write_private(&record, &bytes, false) {
         tracing::debug!("cannot store {}: {e}", record.display());
     }
     Ok(result)

@@ -195,7 +195,7 @@ async fn fetch_large(
     tmp: &Path,
     d: &Digest,
 ) -> Result<(), TransferError> {
-    std::fs::create_dir_all(tmp).map_err(|e| StoreError::Io {
+    crate::fsutil::create_private_dir_all(tmp).map_err(|e| StoreError::Io {
         path: tmp.to_path_buf(),
         source: e,
     })?;

@@ -151,7 +151,7 @@ impl Mark {
 /// Remembers `mark` of the compile of hit-path key `key`.
 pub fn mark(cache_dir: &Path, key: &Digest, mark: Mark) {
     let path = keyed_path(cache_dir, key, mark.suffix());
-    if let Err(e) = crate::fsutil::write_atomic(&path, b"") {
+    if let Err(e) = crate::fsutil::write_private(&path, b"", false) {
         tracing::debug!("cannot store {}: {e}", path.display());
     }
 }
@@ -178,7 +178,7 @@ fn keyed_path(cache_dir: &Path, key: &Digest, suffix: &str) -> PathBuf {
 /// record, so it is logged, not returned.
 pub fn save(path: &Path, value: &impl Serialize) {
     let bytes = serde_json::to_vec(value).expect("a record serializes");
-    if let Err(e) = crate::fsutil::write_atomic(path, &bytes) {
+    if let Err(e) = crate::fsutil::write_private(path, &bytes, false) {
         tracing::debug!("cannot store {}: {e}", path.display());
     }
 }

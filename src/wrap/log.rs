@@ -23,12 +23,7 @@ pub fn warn(cache_dir: &Path, message: &str) {
         message.replace('\n', " ")
     );
     let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(cache_dir)?;
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path(cache_dir))?
-            .write_all(line.as_bytes())
+        crate::fsutil::append_private(&path(cache_dir))?.write_all(line.as_bytes())
     };
     let _ = write();
 }

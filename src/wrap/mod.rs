@@ -170,6 +170,12 @@ pub fn main(argv: Vec<OsString>, name: OsString, args_from: usize) -> ExitCode {
         return ExitCode::from(127);
     };
     let (wrap, remote, platform, cache_dir) = match settings(&env) {
+        // A state dir that is not ours (or cannot be made private) is never
+        // written to: the compile runs here, and `recast doctor` says why.
+        Ok(s) if let Err(e) = crate::fsutil::ensure_private_dir(&s.3) => {
+            tracing::warn!("{e}; compiling locally");
+            return local::exec(&inv);
+        }
         Ok(s) => s,
         Err(e) => {
             // A broken configuration must not break the build; it is said

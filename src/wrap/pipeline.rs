@@ -608,7 +608,7 @@ async fn upload_toolchain(ctx: &Ctx, client: &Client, bundle: &Bundle) -> Result
         .await
         .map_err(|e| Failure::of(&e))?;
     tracing::debug!(blobs = sent.blobs, bytes = sent.bytes, "toolchain uploaded");
-    let _ = crate::fsutil::write_atomic(&marker, bundle.manifest.name.as_bytes());
+    let _ = crate::fsutil::write_private(&marker, bundle.manifest.name.as_bytes(), false);
     drop(lock);
     Ok(())
 }
@@ -871,7 +871,8 @@ async fn cache_only(ctx: &Ctx, inv: &Invocation, job: &dyn Job, p: &Planned, key
     }
 }
 
-/// Puts a local compile's result in the action cache. Under a moved
+/// Puts a local compile's result in the action cache, where the server
+/// lets this caller write it. Under a moved
 /// action, only a result that does not name this checkout's project root
 /// is published (it is then what the moved action gives from any
 /// checkout); one that does marks the compile as seeing its location.
@@ -893,6 +894,16 @@ async fn publish(
         && landing.local.iter().any(|o| names(o, root))
     {
         depcache::mark(&ctx.cache_dir, key, Mark::Located);
+        return;
+    }
+    // A server that does not let this caller update its action cache
+    // (`update_enabled = false`: a read-only token) is not asked to; `recast
+    // doctor` says so once. The answer is cached: this costs no call.
+    if !client
+        .capabilities()
+        .await
+        .is_ok_and(|c| c.ac_update_enabled)
+    {
         return;
     }
     match remote::publish(client, action, started, streams).await {

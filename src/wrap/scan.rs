@@ -36,7 +36,7 @@ pub fn run(
     }
     let since = depcache::now_ns();
     let tmp_dir = cache.join("tmp");
-    std::fs::create_dir_all(&tmp_dir).map_err(|_| "scan_failed")?;
+    crate::fsutil::create_private_dir_all(&tmp_dir).map_err(|_| "scan_failed")?;
     let mut texts = Vec::with_capacity(spec.runs.len());
     for args in &spec.runs {
         texts.push(run_once(inv, cwd, &tmp_dir, args, spec.depfile_args)?);

@@ -181,14 +181,7 @@ pub fn record(cache_dir: &Path, event: &Event) {
     let mut line = serde_json::to_vec(event).expect("an event serializes");
     line.push(b'\n');
     let p = path(cache_dir);
-    let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(cache_dir)?;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&p)?;
-        f.write_all(&line)
-    };
+    let write = || -> std::io::Result<()> { crate::fsutil::append_private(&p)?.write_all(&line) };
     if let Err(e) = write() {
         tracing::debug!("cannot record stats in {}: {e}", p.display());
     }

@@ -72,7 +72,13 @@ impl Server {
         let log = dir.with_extension("log");
         let stderr = std::fs::File::create(&log).unwrap();
         let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--dir"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--allow-unauthenticated",
+                "--dir",
+            ])
             .arg(dir)
             .args(extra)
             .env_remove(vars::REMOTE)

@@ -36,6 +36,30 @@ pub fn stats(cache: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// A top-level count of `recast stats --json`. A key that is not there
+/// fails the test: a renamed field must not read as 0.
+pub fn count(stats: &serde_json::Value, key: &str) -> u64 {
+    stats
+        .get(key)
+        .unwrap_or_else(|| panic!("`recast stats --json` has no {key:?}: {stats}"))
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key:?} is not a count: {stats}"))
+}
+
+/// A count inside one of the stats' maps (`local_reasons`,
+/// `fallback_causes`), which list only what happened: a missing entry is
+/// 0, a missing map fails the test.
+pub fn reason(stats: &serde_json::Value, map: &str, key: &str) -> u64 {
+    let m = stats
+        .get(map)
+        .and_then(|m| m.as_object())
+        .unwrap_or_else(|| panic!("`recast stats --json` has no map {map:?}: {stats}"));
+    m.get(key).map_or(0, |v| {
+        v.as_u64()
+            .unwrap_or_else(|| panic!("{map}.{key} is not a count: {stats}"))
+    })
+}
+
 /// A command whose recast children use `cache` and `url`.
 pub fn with_recast(cmd: &mut Command, cache: &Path, url: &str) {
     cmd.env("RECAST_CACHE_DIR", cache)

@@ -31,9 +31,9 @@ impl DiskActionCache {
         let tmp = ac.join("tmp");
         for shard in 0..=255u8 {
             let p = ac.join(format!("{shard:02x}"));
-            fs::create_dir_all(&p).map_err(|e| io_err(&p, e))?;
+            crate::fsutil::create_private_dir_all(&p).map_err(|e| io_err(&p, e))?;
         }
-        fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
+        crate::fsutil::create_private_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
         clear_dir(&tmp)?;
         Ok(DiskActionCache {
             ac,
@@ -75,7 +75,7 @@ impl DiskActionCache {
             .tmp
             .join(format!("{}-{}-{n}", action.hex(), std::process::id()));
         let dest = self.path(action);
-        let res = write_new(&tmp, &result.encode_to_vec(), 0o444)
+        let res = write_new(&tmp, &result.encode_to_vec(), 0o400)
             .and_then(|()| fs::rename(&tmp, &dest).map_err(|e| io_err(&dest, e)));
         if res.is_err() {
             let _ = fs::remove_file(&tmp);

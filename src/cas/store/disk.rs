@@ -28,6 +28,12 @@ use sha2::{Digest as _, Sha256};
 
 use super::lru::LruIndex;
 use super::{BlobSink, BlobStore, StoreError, io_err};
+
+/// Mode of a stored blob: read-only, so an action cannot write through a
+/// hard link into the store, and its owner's alone, as the whole store is.
+pub const BLOB_MODE: u32 = 0o400;
+/// Mode of a blob's executable copy.
+pub const EXEC_BLOB_MODE: u32 = 0o500;
 use crate::cas::Digest;
 
 /// How often, at most, a blob's atime is refreshed on disk. The in-memory
@@ -68,7 +74,7 @@ impl DiskStore {
     /// rebuilds the index from the blobs found, oldest use first.
     pub fn open(dir: &Path, max_size: u64) -> Result<DiskStore, StoreError> {
         let cas = dir.join("cas");
-        fs::create_dir_all(&cas).map_err(|e| io_err(&cas, e))?;
+        crate::fsutil::create_private_dir_all(&cas).map_err(|e| io_err(&cas, e))?;
         spread_subdirs(&cas);
         // Earlier versions kept uploads in progress in `tmp/`.
         let old_tmp = dir.join("tmp");
@@ -79,7 +85,7 @@ impl DiskStore {
         }
         for shard in 0..=255u8 {
             let p = cas.join(format!("{shard:02x}"));
-            fs::create_dir_all(&p).map_err(|e| io_err(&p, e))?;
+            crate::fsutil::create_private_dir_all(&p).map_err(|e| io_err(&p, e))?;
         }
 
         let inner = Inner {
@@ -95,7 +101,7 @@ impl DiskStore {
         let empty = inner.blob_path(&Digest::EMPTY);
         if !empty.exists() {
             let t = inner.new_tmp(&Digest::EMPTY);
-            write_new(&t, b"", 0o444)?;
+            write_new(&t, b"", BLOB_MODE)?;
             fs::rename(&t, &empty).map_err(|e| io_err(&empty, e))?;
         }
         let store = DiskStore {
@@ -361,7 +367,7 @@ impl Inner {
             }
             return Err(io_err(&src, e));
         }
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o555))
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(EXEC_BLOB_MODE))
             .map_err(|e| io_err(&tmp, e))?;
         let mut index = self.lock();
         match index.get(d) {
@@ -454,7 +460,7 @@ impl BlobStore for DiskStore {
             return Ok(());
         }
         let tmp = self.inner.new_tmp(d);
-        if let Err(e) = write_new(&tmp, data, 0o444) {
+        if let Err(e) = write_new(&tmp, data, BLOB_MODE) {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
@@ -466,7 +472,7 @@ impl BlobStore for DiskStore {
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o444)
+            .mode(BLOB_MODE)
             .open(&tmp)
             .map_err(|e| io_err(&tmp, e))?;
         Ok(Box::new(DiskSink {
@@ -480,7 +486,11 @@ impl BlobStore for DiskStore {
     }
 
     fn link_or_copy(&self, d: &Digest, dest: &Path, executable: bool) -> Result<(), StoreError> {
-        let mode = if executable { 0o555 } else { 0o444 };
+        let mode = if executable {
+            EXEC_BLOB_MODE
+        } else {
+            BLOB_MODE
+        };
         if *d == Digest::EMPTY {
             // Nothing to share; a fresh empty file costs the same as a link.
             return write_new(dest, b"", mode);

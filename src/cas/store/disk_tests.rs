@@ -52,7 +52,7 @@ fn write_read_open_and_find_missing() {
     assert!(s.read(&other).unwrap().is_none());
     assert!(s.open(&other).unwrap().is_none());
     let mode = fs::metadata(s.blob_path(&d)).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o444, "blobs are read-only");
+    assert_eq!(mode & 0o777, 0o400, "blobs are read-only, and private");
 }
 
 #[test]
@@ -212,9 +212,9 @@ fn link_or_copy_modes_never_change_shared_files() {
     s.link_or_copy(&d, &exec, true).unwrap();
     s.link_or_copy(&d, &exec2, true).unwrap();
     let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode(&plain), 0o444);
-    assert_eq!(mode(&exec), 0o555);
-    assert_eq!(mode(&s.blob_path(&d)), 0o444, "stored blob keeps its mode");
+    assert_eq!(mode(&plain), 0o400);
+    assert_eq!(mode(&exec), 0o500);
+    assert_eq!(mode(&s.blob_path(&d)), 0o400, "stored blob keeps its mode");
     let ino = |p: &Path| fs::metadata(p).unwrap().ino();
     assert_eq!(ino(&plain), ino(&s.blob_path(&d)), "hard link");
     assert_eq!(ino(&exec), ino(&exec2), "executables share their own copy");
