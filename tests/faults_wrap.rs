@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::projects::count;
 use common::{BIN, Server, recast_with_cache, run_ok, tempdir};
 
 fn runs() -> u64 {
@@ -43,7 +44,7 @@ fn report(
     before: &serde_json::Value,
     now: &serde_json::Value,
 ) {
-    let d = |k: &str| now[k].as_u64().unwrap_or(0) - before[k].as_u64().unwrap_or(0);
+    let d = |k: &str| count(now, k) - count(before, k);
     eprintln!(
         "{what} kill {run} after {after_ms} ms: {} compiles, {} remote, {} hits, {} fallbacks {}",
         d("compiles"),

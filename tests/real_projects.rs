@@ -19,12 +19,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::projects::{copy_dir, stats};
+use common::projects::{copy_dir, count, stats};
 use common::{BIN, Server, recast_with_cache, run_ok, tempdir};
-
-fn count(s: &serde_json::Value, key: &str) -> u64 {
-    s[key].as_u64().unwrap_or(0)
-}
 
 /// Every file under `dir` whose name ends with one of `suffixes`, by path
 /// relative to `dir`.

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::projects::{
-    cargo_ws, libraries, publish_rustc_and_linker, stats, target_libraries, vendor_dir,
+    cargo_ws, count, libraries, publish_rustc_and_linker, stats, target_libraries, vendor_dir,
 };
 use common::{BIN, Server, free_port, recast_with_cache, run_ok, tempdir};
 
@@ -169,7 +169,7 @@ fn a_server_killed_mid_build_still_gives_the_same_libraries() {
     let mut build = cmd.spawn().unwrap();
     // Kill the server once a few libraries came back from it.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while stats(&cache)["remote_executions"].as_u64().unwrap_or(0) < 3 {
+    while count(&stats(&cache), "remote_executions") < 3 {
         assert!(
             std::time::Instant::now() < deadline,
             "no remote execution started"

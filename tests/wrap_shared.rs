@@ -51,8 +51,14 @@ enum Mode {
 
 /// One compiler's compile from a terminal and from a pipe through recast
 /// (in `mode`'s order): the second is a hit, and each shows what the
-/// compiler alone shows.
-fn terminal_and_pipe(mode: Mode, compiler: &[&str], source: (&str, &str), args: &[&str]) {
+/// compiler alone shows and writes the `output` it writes.
+fn terminal_and_pipe(
+    mode: Mode,
+    compiler: &[&str],
+    source: (&str, &str),
+    args: &[&str],
+    output: &str,
+) {
     let server = Server::start();
     let tmp = tempdir();
     let cache = tmp.path().join("cache");
@@ -80,8 +86,25 @@ fn terminal_and_pipe(mode: Mode, compiler: &[&str], source: (&str, &str), args: 
     ];
     let plain: Vec<&str> = compiler.iter().chain(args).copied().collect();
     let wrapped: Vec<&str> = [BIN].iter().chain(&plain).copied().collect();
+    let out = dir.join(output);
     let local_tty = in_pty(&dir, &plain, &env);
+    let want = fs::read(&out).unwrap();
+    fs::remove_file(&out).unwrap();
     let local_pipe = piped(&dir, &plain, &env);
+    assert!(
+        fs::read(&out).unwrap() == want,
+        "{compiler:?} is deterministic"
+    );
+    // Each wrapped compile must write the output anew.
+    let fresh = || {
+        fs::remove_file(&out).unwrap();
+    };
+    let same = |how: &str| {
+        assert!(
+            fs::read(&out).unwrap() == want,
+            "{compiler:?} {how}: {output} is not the compiler's"
+        );
+    };
     assert!(
         local_tty.windows(2).any(|w| w == b"\x1b["),
         "{compiler:?} colors a terminal: {}",
@@ -89,7 +112,9 @@ fn terminal_and_pipe(mode: Mode, compiler: &[&str], source: (&str, &str), args: 
     );
     assert!(!local_pipe.stderr.is_empty(), "{compiler:?} warns");
     let terminal = || {
+        fresh();
         let remote_tty = in_pty(&dir, &wrapped, &env);
+        same("in a terminal");
         assert_eq!(
             String::from_utf8_lossy(&remote_tty),
             String::from_utf8_lossy(&local_tty),
@@ -97,7 +122,9 @@ fn terminal_and_pipe(mode: Mode, compiler: &[&str], source: (&str, &str), args: 
         );
     };
     let pipe = || {
+        fresh();
         let remote_pipe = piped(&dir, &wrapped, &env);
+        same("through a pipe");
         assert_eq!(remote_pipe.status.code(), local_pipe.status.code());
         assert_eq!(
             String::from_utf8_lossy(&remote_pipe.stderr),
@@ -132,6 +159,7 @@ fn gcc_from_a_terminal_and_from_a_pipe_share_a_hit() {
         &["gcc"],
         ("w.c", WARNS_C),
         &["-Wall", "-c", "w.c"],
+        "w.o",
     );
 }
 
@@ -145,6 +173,7 @@ fn clang_from_a_terminal_and_from_a_pipe_share_a_hit() {
         &["clang"],
         ("w.c", WARNS_C),
         &["-Wall", "-c", "w.c"],
+        "w.o",
     );
 }
 
@@ -178,6 +207,7 @@ fn rustc_warns(mode: Mode) {
             "--emit=link",
             "w.rs",
         ],
+        "libw.rlib",
     );
 }
 
@@ -194,6 +224,7 @@ fn cache_only_from_a_pipe_then_a_terminal_share_a_hit_with_colors() {
         &["gcc"],
         ("w.c", WARNS_C),
         &["-Wall", "-c", "w.c"],
+        "w.o",
     );
     rustc_warns(Mode::CacheOnly);
 }

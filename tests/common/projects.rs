@@ -128,6 +128,15 @@ pub fn zstd_project(at: &Path) -> PathBuf {
     dir
 }
 
+/// How many C sources the zstd project at `proj` compiles (its Makefile's
+/// wildcards), read from the tree rather than assumed.
+pub fn zstd_sources(proj: &Path) -> u64 {
+    ["lib/common", "lib/decompress"]
+        .iter()
+        .map(|sub| files(proj, sub, "c").len() as u64)
+        .sum()
+}
+
 /// Every file under `dir/sub` with `ext`, by path relative to `dir`.
 pub fn files(dir: &Path, sub: &str, ext: &str) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
