@@ -137,6 +137,48 @@ pub fn zstd_sources(proj: &Path) -> u64 {
         .sum()
 }
 
+/// The units cargo compiled (not fresh), from the stdout of a build run
+/// with `--message-format=json`: one `compiler-artifact` message each, by
+/// the files it made.
+pub fn compiled_units(cargo_stdout: &[u8]) -> Vec<Vec<String>> {
+    String::from_utf8_lossy(cargo_stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["fresh"] == false)
+        .map(|m| {
+            m["filenames"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f.as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        // In the order they were built: parallel jobs reorder them.
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// A `RUSTC_WRAPPER` for a plain build that only counts: it appends a
+/// line to `<at>.log` for each rustc invocation cargo or a build script
+/// makes, then runs it as it was. Returns the script and its log.
+pub fn counting_wrapper(at: &Path) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let log = at.with_extension("log");
+    fs::write(
+        at,
+        format!("#!/bin/sh\necho x >> '{}'\nexec \"$@\"\n", log.display()),
+    )
+    .unwrap();
+    fs::set_permissions(at, fs::Permissions::from_mode(0o755)).unwrap();
+    (at.to_path_buf(), log)
+}
+
+/// How many lines the file at `path` holds (0 if it is not there).
+pub fn lines(path: &Path) -> u64 {
+    fs::read_to_string(path).map_or(0, |t| t.lines().count() as u64)
+}
+
 /// Every file under `dir/sub` with `ext`, by path relative to `dir`.
 pub fn files(dir: &Path, sub: &str, ext: &str) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
