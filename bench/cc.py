@@ -12,6 +12,10 @@ built with a small Makefile, `make -j2`, -O2. For each tool, in one run:
   per-file hit   one `-c` of a single file, repeated: the wrapper's own
                  overhead on a hit (median)
 
+recast runs twice: against a `recast serve` on TCP (every hit a call),
+and as `recast-embed`, with nothing configured (the embedded server on a
+socket, whose store the wrapper reads hits from without a call).
+
 plus recast's very first build (the toolchain upload included), and
 sccache-dist (scheduler and one bubblewrap build server on 127.0.0.1)
 with an empty local cache: every compile distributed, its toolchain
@@ -209,6 +213,20 @@ def main():
         run_tool("recast", f"{recast} gcc", [recast, "gcc"], env, fresh_recast)
         results["recast"]["first"] = first
         server.stop()
+
+        # recast with nothing configured: its embedded server on a socket,
+        # whose store the wrapper reads hits from without a call.
+        embedded = tmp / "recast-embedded"
+        env = dict(base, RECAST_CACHE_DIR=str(embedded),
+                   RECAST_CONFIG=str(tmp / "none.toml"))
+        build(proj, f"{recast} gcc", env)
+
+        def fresh_embedded(e):
+            RecastServer.clear_results(embedded / "server")
+            shutil.rmtree(embedded / "deps", ignore_errors=True)
+        run_tool("recast-embed", f"{recast} gcc", [recast, "gcc"], env, fresh_embedded)
+        subprocess.run([recast, "stop-server"], env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -230,11 +248,13 @@ def main():
     print(f"recast cold / plain gcc:        {rc['cold'] / g:5.2f}   (aim ≤ 1.10)")
     if "sccache-dist" in results:
         print(f"recast cold / sccache-dist cold: {rc['cold'] / results['sccache-dist']['cold']:5.2f}")
-    for peer in ["ccache", "sccache"]:
-        if peer in results:
-            p = results[peer]
-            print(f"recast hit / {peer} hit:{'':<{10 - len(peer)}}{rc['hit'] / p['hit']:5.2f}"
-                  f"   warm build {rc['warm'] / p['warm']:5.2f}")
+    for name in ["recast", "recast-embed"]:
+        rc = results[name]
+        for peer in ["ccache", "sccache"]:
+            if peer in results:
+                p = results[peer]
+                print(f"{name} hit / {peer} hit:{'':<{10 - len(peer)}}{rc['hit'] / p['hit']:5.2f}"
+                      f"   warm build {rc['warm'] / p['warm']:5.2f}")
 
 
 if __name__ == "__main__":

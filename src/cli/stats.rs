@@ -41,6 +41,16 @@ pub fn run(args: StatsArgs, sources: &config::Sources) -> anyhow::Result<ExitCod
         s.counts.cache_hits,
         pct(s.counts.cache_hits)
     );
+    if s.counts.cache_hits > 0 {
+        println!(
+            "  from this machine's store {:>8}  (no call to the server)",
+            s.local_hits
+        );
+        println!(
+            "  from the server           {:>8}",
+            s.counts.cache_hits - s.local_hits.min(s.counts.cache_hits)
+        );
+    }
     println!(
         "remote executions   {:>10}  {:5.1} %",
         s.counts.remote_executions,

@@ -272,6 +272,11 @@ impl Client {
         &self,
         digests: &[Digest],
     ) -> Result<HashMap<Digest, Vec<u8>>, RemoteError> {
+        if digests.is_empty() {
+            // Nothing to ask: not even the capabilities (a hit read from
+            // the local store makes no call at all).
+            return Ok(HashMap::new());
+        }
         let caps = self.capabilities().await?;
         let mut out = HashMap::new();
         if digests.contains(&Digest::EMPTY) {
@@ -373,6 +378,9 @@ impl Client {
         &self,
         items: Vec<(Digest, PathBuf)>,
     ) -> Result<(), RemoteError> {
+        if items.is_empty() {
+            return Ok(());
+        }
         let caps = self.capabilities().await?;
         let (small, large): (Vec<_>, Vec<_>) = items
             .into_iter()

@@ -7,6 +7,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -226,6 +227,44 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
+/// Finds the socket to dial, when a connection is needed (it may start
+/// the server that listens there).
+pub type FindSocket = Arc<dyn Fn() -> std::io::Result<PathBuf> + Send + Sync>;
+
+/// A connector that dials the socket `find` names, on a blocking thread.
+fn unix_connector(
+    find: FindSocket,
+) -> impl tower::Service<
+    tonic::transport::Uri,
+    Response = hyper_util::rt::TokioIo<tokio::net::UnixStream>,
+    Error = std::io::Error,
+    Future = impl Send,
+> + Send
++ Clone
++ 'static {
+    tower::service_fn(move |_: tonic::transport::Uri| {
+        let find = find.clone();
+        async move {
+            let path = tokio::task::spawn_blocking(move || find())
+                .await
+                .map_err(std::io::Error::other)??;
+            let stream = tokio::net::UnixStream::connect(path).await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+        }
+    })
+}
+
+/// A channel to a Unix socket that `find` names, dialed at the first call
+/// that needs it (and again after a broken connection).
+pub fn lazy_unix(cfg: &RemoteConfig, find: FindSocket) -> Channel {
+    Endpoint::from_static("http://recast.socket")
+        .connect_timeout(CONNECT_TIMEOUT.max(cfg.timeout.min(Duration::from_secs(60))))
+        .initial_stream_window_size(16 << 20)
+        .initial_connection_window_size(64 << 20)
+        .max_frame_size(1 << 20)
+        .connect_with_connector_lazy(unix_connector(find))
+}
+
 /// Dials the server and returns the shared channel.
 pub async fn connect(cfg: &RemoteConfig, url: &str) -> Result<(ServerUrl, Channel), RemoteError> {
     let parsed = parse_url(url)?;
@@ -262,13 +301,7 @@ pub async fn connect(cfg: &RemoteConfig, url: &str) -> Result<(ServerUrl, Channe
         ServerUrl::Unix(path) => {
             let path = path.clone();
             endpoint
-                .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-                    let path = path.clone();
-                    async move {
-                        let stream = tokio::net::UnixStream::connect(path).await?;
-                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-                    }
-                }))
+                .connect_with_connector(unix_connector(Arc::new(move || Ok(path.clone()))))
                 .await
         }
     };

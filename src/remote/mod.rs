@@ -28,7 +28,7 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tonic::transport::Channel;
@@ -100,7 +100,14 @@ struct Inner {
     cache_dir: PathBuf,
     caps: tokio::sync::OnceCell<ServerCaps>,
     compression: Compression,
+    /// The server's own store, when it is on this machine and ours (the
+    /// embedded server): results read from it need no call.
+    local: Option<crate::cas::store::StoreReader>,
 }
+
+/// Most bytes a result read from the local store may hold in all; larger
+/// ones are the server's to send.
+const LOCAL_RESULT_LIMIT: u64 = 64 << 20;
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -112,12 +119,39 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// Connects to `url` (`grpc://` or `grpcs://`) with the settings in
-    /// `cfg`. Fails fast, naming the URL, when nothing answers.
+    /// Connects to `url` (`grpc://`, `grpcs://` or `unix:`) with the
+    /// settings in `cfg`. Fails fast, naming the URL, when nothing answers.
     pub async fn connect(cfg: &RemoteConfig, url: &str) -> Result<Client, RemoteError> {
+        let (server, channel) = channel::connect(cfg, url).await?;
+        Client::with_channel(cfg, url, server, channel, None)
+    }
+
+    /// A client of the embedded server listening at `url` (a socket),
+    /// whose store is `store` (its `--dir`): results found there are read
+    /// directly, and the socket is dialed (`find` may start the server
+    /// first) only when a call is needed. A hit read from the store makes
+    /// no call, and needs no server.
+    pub fn embedded(
+        cfg: &RemoteConfig,
+        url: &str,
+        store: &Path,
+        find: channel::FindSocket,
+    ) -> Result<Client, RemoteError> {
+        let server = channel::parse_url(url)?;
+        let channel = channel::lazy_unix(cfg, find);
+        let local = Some(crate::cas::store::StoreReader::new(store));
+        Client::with_channel(cfg, url, server, channel, local)
+    }
+
+    fn with_channel(
+        cfg: &RemoteConfig,
+        url: &str,
+        server: ServerUrl,
+        channel: Channel,
+        local: Option<crate::cas::store::StoreReader>,
+    ) -> Result<Client, RemoteError> {
         resource::validate_instance(&cfg.instance).map_err(RemoteError::Config)?;
         let md = CallMetadata::new(&cfg.headers, uuid::Uuid::new_v4().to_string(), cfg.timeout)?;
-        let (server, channel) = channel::connect(cfg, url).await?;
         Ok(Client {
             inner: Arc::new(Inner {
                 url: url.to_string(),
@@ -129,6 +163,7 @@ impl Client {
                 cache_dir: cfg.cache_dir.clone(),
                 caps: tokio::sync::OnceCell::new(),
                 compression: Compression::Auto,
+                local,
             }),
             action: None,
         })
@@ -141,6 +176,20 @@ impl Client {
             inner: self.inner.clone(),
             action: Some(*action),
         }
+    }
+
+    /// The result of `action` read from the server's own store on this
+    /// machine, with every output and stream inlined and checked against
+    /// its digest; `None` when there is no such store or it lacks a part
+    /// (then ask the server).
+    pub fn local_result(
+        &self,
+        action: &crate::cas::Digest,
+    ) -> Option<crate::proto::reapi::ActionResult> {
+        self.inner
+            .local
+            .as_ref()?
+            .inlined(action, LOCAL_RESULT_LIMIT)
     }
 
     /// `msg` with headers, metadata and the default deadline.
@@ -163,6 +212,7 @@ impl Client {
                 cache_dir: i.cache_dir.clone(),
                 caps,
                 compression,
+                local: i.local.clone(),
             }),
             action: self.action,
         }

@@ -34,6 +34,12 @@ fn state_path(dir: &Path) -> PathBuf {
     dir.join("serve.json")
 }
 
+/// The embedded server's `--dir` (its CAS and action cache) for the
+/// state in `dir`.
+pub fn store_dir(dir: &Path) -> PathBuf {
+    dir.join("server")
+}
+
 /// How long the embedded server waits without a call before it stops.
 const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 3600;
 
@@ -56,6 +62,8 @@ const MAX_SOCKET_PATH: usize = 100;
 /// in it, or, when that path is too long for a socket, a name derived from
 /// it in a private per-user directory under the system's temp dir.
 fn socket_path(dir: &Path) -> anyhow::Result<PathBuf> {
+    // `recast serve --listen unix:PATH` wants it absolute.
+    let dir = std::path::absolute(dir)?;
     let plain = dir.join("serve.sock");
     if plain.as_os_str().len() <= MAX_SOCKET_PATH {
         return Ok(plain);
@@ -67,6 +75,12 @@ fn socket_path(dir: &Path) -> anyhow::Result<PathBuf> {
     crate::fsutil::ensure_private_dir(&short)?;
     let digest = crate::cas::Digest::of_bytes(dir.as_os_str().as_encoded_bytes());
     Ok(short.join(format!("{}.sock", &digest.hex()[..16])))
+}
+
+/// The URL the embedded server of the state in `dir` listens at, whether
+/// or not it runs.
+pub fn url(dir: &Path) -> anyhow::Result<String> {
+    Ok(format!("unix:{}", socket_path(dir)?.display()))
 }
 
 /// URL of the running embedded server, starting one (stopping after
@@ -140,7 +154,7 @@ fn start(dir: &Path, idle_secs: u64) -> anyhow::Result<String> {
         .arg("--listen")
         .arg(format!("unix:{}", socket.display()))
         .arg("--dir")
-        .arg(dir.join("server"))
+        .arg(store_dir(dir))
         .arg("--idle-timeout")
         .arg(idle_secs.to_string())
         .stdin(Stdio::null())

@@ -6,7 +6,8 @@
 
 pub mod embedded;
 
-use anyhow::Context as _;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::config::{self, Endpoint, Env, RemoteArgs};
 use crate::remote::Client;
@@ -32,15 +33,23 @@ pub fn cache_dir(env: &Env) -> anyhow::Result<std::path::PathBuf> {
 pub async fn connect_to(cfg: &config::RemoteConfig, env: &Env) -> anyhow::Result<Client> {
     // The client keeps server capabilities there.
     crate::fsutil::ensure_private_dir(&cfg.cache_dir)?;
-    let url = match &cfg.endpoint {
-        Endpoint::Url(url) => url.clone(),
+    match &cfg.endpoint {
+        Endpoint::Url(url) => Ok(Client::connect(cfg, url).await?),
         Endpoint::Embedded => {
+            // Its store is ours: hits are read from it without a call, and
+            // the server is found, or started, at the first call that
+            // needs it.
             let dir = cfg.cache_dir.clone();
             let idle = embedded::idle_timeout(env)?;
-            tokio::task::spawn_blocking(move || embedded::ensure(&dir, idle))
-                .await
-                .context("starting the embedded server")??
+            let url = embedded::url(&dir)?;
+            let store = embedded::store_dir(&dir);
+            let find = Arc::new(move || {
+                let url = embedded::ensure(&dir, idle).map_err(|e| {
+                    std::io::Error::other(format!("starting the embedded server: {e:#}"))
+                })?;
+                Ok(PathBuf::from(url.strip_prefix("unix:").unwrap_or(&url)))
+            });
+            Ok(Client::embedded(cfg, &url, &store, find)?)
         }
-    };
-    Ok(Client::connect(cfg, &url).await?)
+    }
 }

@@ -677,6 +677,7 @@ fn hit(ctx: &Ctx, f: remote::Finished) -> Flow {
         code: 0,
         event: Event {
             hit: true,
+            local_hit: f.local,
             down: f.down,
             saved_ms: f.original.saturating_sub(ctx.started.elapsed()).as_millis() as u64,
             ..Event::default()

@@ -170,6 +170,8 @@ pub struct Finished {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub cached: bool,
+    /// A hit read from the server's store on this machine, with no call.
+    pub local: bool,
     pub up: u64,
     pub down: u64,
     /// For a hit: the original run's duration.
@@ -376,21 +378,30 @@ pub async fn lookup_digest(
     landing: &Landing,
 ) -> Result<Option<Finished>, Failure> {
     let t = Instant::now();
-    let Some(result) = client
-        .for_action(digest)
-        .get_action_result_inline(digest, outputs)
-        .await
-        .map_err(|e| Failure::of(&e))?
-    else {
-        return Ok(None);
+    let local = client.local_result(digest);
+    let from_store = local.is_some();
+    let result = match local {
+        Some(r) => r,
+        None => {
+            let asked = client
+                .for_action(digest)
+                .get_action_result_inline(digest, outputs)
+                .await
+                .map_err(|e| Failure::of(&e))?;
+            let Some(r) = asked else {
+                return Ok(None);
+            };
+            r
+        }
     };
-    tracing::debug!(elapsed = ?t.elapsed(), "GetActionResult");
+    tracing::debug!(elapsed = ?t.elapsed(), local = from_store, "GetActionResult");
     match land(client, &result, outputs, landing).await {
         Ok((stdout, stderr, down)) => Ok(Some(Finished {
             code: result.exit_code,
             stdout,
             stderr,
             cached: true,
+            local: from_store,
             up: 0,
             down,
             original: original_duration(&result),
@@ -430,6 +441,7 @@ pub async fn execute(client: &Client, p: &Prepared, looked_up: bool) -> Result<F
                     stdout,
                     stderr,
                     cached: outcome.cached,
+                    local: false,
                     up: outcome.uploaded.bytes,
                     down,
                     original: original_duration(result),

@@ -28,6 +28,9 @@ pub struct Event {
     /// Answered from the action cache.
     #[serde(default, skip_serializing_if = "is_false")]
     pub hit: bool,
+    /// A hit read from the server's store on this machine, with no call.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub local_hit: bool,
     /// The compiler failed on the server (a genuine error, replayed or
     /// confirmed here).
     #[serde(default, skip_serializing_if = "is_false")]
@@ -101,6 +104,9 @@ pub struct Stats {
     pub remote_false_failures: u64,
     /// Compiles run with the workers' build of the compiler (registry).
     pub registry_toolchains: u64,
+    /// Cache hits read from the server's store on this machine without a
+    /// call (part of `cache_hits`; the rest came from the server).
+    pub local_hits: u64,
     /// Host units built here and again, as twins, for the workers.
     pub twin_builds: u64,
     /// Host-unit crate files the workers' compiles got as twins.
@@ -143,6 +149,7 @@ impl Stats {
         self.counts.add(e);
         self.remote_false_failures += u64::from(e.false_failure);
         self.registry_toolchains += u64::from(e.registry);
+        self.local_hits += u64::from(e.local_hit);
         self.twin_builds += u64::from(e.twin);
         self.twin_swaps += e.swaps;
         if let Some(r) = &e.local {

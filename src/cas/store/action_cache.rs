@@ -43,10 +43,7 @@ impl DiskActionCache {
     }
 
     fn path(&self, action: &Digest) -> PathBuf {
-        let hex = action.hex();
-        self.ac
-            .join(&hex[..2])
-            .join(format!("{hex}-{}", action.size()))
+        super::reader::result_path_in(&self.ac, action)
     }
 
     /// The stored result, or `None`. An entry that no longer decodes is

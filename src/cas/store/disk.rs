@@ -147,8 +147,7 @@ impl Inner {
     }
 
     fn blob_path(&self, d: &Digest) -> PathBuf {
-        let hex = d.hex();
-        self.cas.join(&hex[..2]).join(format!("{hex}-{}", d.size()))
+        super::reader::blob_path_in(&self.cas, d)
     }
 
     fn exec_path(&self, d: &Digest) -> PathBuf {

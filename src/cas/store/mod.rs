@@ -13,6 +13,7 @@
 mod action_cache;
 mod disk;
 mod lru;
+mod reader;
 
 use std::fs;
 use std::io::{self, Read};
@@ -22,6 +23,7 @@ use super::Digest;
 
 pub use action_cache::DiskActionCache;
 pub use disk::{DiskStore, VerifyReport};
+pub use reader::StoreReader;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
