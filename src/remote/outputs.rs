@@ -50,6 +50,17 @@ struct Wanted {
     symlinks: BTreeMap<String, String>,
 }
 
+impl Wanted {
+    /// Every file's bytes came with the result, and they are few.
+    fn all_inline(&self) -> bool {
+        let mut bytes = 0;
+        self.files.iter().all(|f| {
+            bytes += f.digest.size();
+            f.inline.is_some() || f.digest == Digest::EMPTY
+        }) && bytes <= WRITE_HERE
+    }
+}
+
 /// A symlink to create: temp path, final path, target.
 type Link = (PathBuf, PathBuf, String);
 
@@ -341,9 +352,13 @@ pub async fn write_outputs_in(
     for (root, result) in groups {
         let wanted = client.wanted(&result).await?;
         let server = client.url().to_string();
-        let prepared = tokio::task::spawn_blocking(move || prepare(&server, &root, wanted))
-            .await
-            .expect("output preparation panicked");
+        let prepared = if wanted.all_inline() {
+            prepare(&server, &root, wanted)
+        } else {
+            tokio::task::spawn_blocking(move || prepare(&server, &root, wanted))
+                .await
+                .expect("output preparation panicked")
+        };
         match prepared {
             Ok((p, l)) => {
                 placed.extend(p);
@@ -364,20 +379,31 @@ pub async fn write_outputs_in(
         .filter(|p| p.digest != Digest::EMPTY && p.inline.is_none())
         .map(|p| (p.digest, p.tmp.clone()))
         .collect();
+    let downloads_none = downloads.is_empty();
     if let Err(e) = client.download_to_files(downloads).await {
         cleanup(&placed, &links);
         return Err(e);
     }
     let server = client.url().to_string();
-    tokio::task::spawn_blocking(move || {
+    let finish = move || {
         check_all(&server, &placed, check.as_deref())
             .and_then(|()| commit(&placed, &links))
             .inspect_err(|_| cleanup(&placed, &links))
-    })
-    .await
-    .expect("output commit panicked")?;
+    };
+    if stats.bytes <= WRITE_HERE && downloads_none {
+        finish()?;
+    } else {
+        tokio::task::spawn_blocking(finish)
+            .await
+            .expect("output commit panicked")?;
+    }
     Ok(stats)
 }
+
+/// Most bytes of outputs, all of them inline, written on the calling
+/// thread: a blocking-pool thread costs more than a few small writes (a
+/// hit's object file).
+const WRITE_HERE: u64 = 1 << 20;
 
 /// Runs `check` over every placed file's bytes (inline or downloaded).
 fn check_all(server: &str, placed: &[Placed], check: Option<&Check>) -> Result<(), RemoteError> {
