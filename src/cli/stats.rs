@@ -42,14 +42,9 @@ pub fn run(args: StatsArgs, sources: &config::Sources) -> anyhow::Result<ExitCod
         pct(s.counts.cache_hits)
     );
     if s.counts.cache_hits > 0 {
-        println!(
-            "  from this machine's store {:>8}  (no call to the server)",
-            s.local_hits
-        );
-        println!(
-            "  from the server           {:>8}",
-            s.counts.cache_hits - s.local_hits.min(s.counts.cache_hits)
-        );
+        let server = s.counts.cache_hits - s.local_hits.min(s.counts.cache_hits);
+        println!("  {:<28}{:>8}", "read here, no call", s.local_hits);
+        println!("  {:<28}{:>8}", "from the server", server);
     }
     println!(
         "remote executions   {:>10}  {:5.1} %",

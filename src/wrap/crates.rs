@@ -47,7 +47,7 @@ pub fn record(cache_dir: &Path, outputs: &[PathBuf], deps: &[PathBuf]) {
             stamp,
             deps: deps.to_vec(),
         };
-        depcache::save(&record_path(cache_dir, out), &rec);
+        depcache::save(cache_dir, &record_path(cache_dir, out), &rec);
     }
 }
 

@@ -124,7 +124,7 @@ pub fn store_fast(cache_dir: &Path, key: &Digest, fast: &Fast) {
     {
         return;
     }
-    save(&fast_path(cache_dir, key), fast);
+    save(cache_dir, &fast_path(cache_dir, key), fast);
 }
 
 /// What is remembered of a compile (by its hit-path key) beyond its
@@ -152,8 +152,21 @@ impl Mark {
 pub fn mark(cache_dir: &Path, key: &Digest, mark: Mark) {
     let path = keyed_path(cache_dir, key, mark.suffix());
     if let Err(e) = crate::fsutil::write_private(&path, b"", false) {
-        tracing::debug!("cannot store {}: {e}", path.display());
+        unsaved(cache_dir, &path, &e);
     }
+}
+
+/// A record that could not be written costs only the record (the next
+/// compile does the work again), but says so where warnings go: a full
+/// disk or a read-only cache dir should not pass unseen.
+fn unsaved(cache_dir: &Path, path: &Path, e: &std::io::Error) {
+    super::log::warn(
+        cache_dir,
+        &format!(
+            "cannot store {}: {e}; recast works on, but slower",
+            path.display()
+        ),
+    );
 }
 
 /// Whether [`mark`] said `mark` of `key`.
@@ -174,12 +187,12 @@ fn keyed_path(cache_dir: &Path, key: &Digest, suffix: &str) -> PathBuf {
         .join(format!("{}.{suffix}", &hex[2..40]))
 }
 
-/// Writes `value` as JSON to `path`, atomically; failing costs only the
-/// record, so it is logged, not returned.
-pub fn save(path: &Path, value: &impl Serialize) {
+/// Writes `value` as JSON to `path` (under `cache_dir`), atomically;
+/// failing costs only the record, so it is a warning, not an error.
+pub fn save(cache_dir: &Path, path: &Path, value: &impl Serialize) {
     let bytes = serde_json::to_vec(value).expect("a record serializes");
     if let Err(e) = crate::fsutil::write_private(path, &bytes, false) {
-        tracing::debug!("cannot store {}: {e}", path.display());
+        unsaved(cache_dir, path, &e);
     }
 }
 
@@ -245,7 +258,7 @@ pub fn see(path: &Path, since_ns: i128) -> std::io::Result<(Seen, bool)> {
 
 /// Remembers `entry` under `key`; failing costs only the next scan.
 pub fn store(cache_dir: &Path, key: &Digest, entry: &Entry) {
-    save(&entry_path(cache_dir, key), entry);
+    save(cache_dir, &entry_path(cache_dir, key), entry);
 }
 
 pub use crate::fsutil::now_ns;
@@ -253,6 +266,19 @@ pub use crate::fsutil::now_ns;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_that_cannot_be_written_is_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        // A file where the records' directory should be.
+        std::fs::write(dir.path().join("deps"), b"in the way").unwrap();
+        mark(dir.path(), &Digest::of_bytes(b"k"), Mark::Located);
+        let log = std::fs::read_to_string(super::super::log::path(dir.path())).unwrap();
+        assert!(
+            log.contains("cannot store") && log.contains("deps"),
+            "{log}"
+        );
+    }
 
     #[test]
     fn keys_separate_their_parts() {

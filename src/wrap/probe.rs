@@ -205,7 +205,7 @@ pub async fn layout(
             }
         }
     }
-    depcache::save(&path, &Answer { layout, at: now() });
+    depcache::save(cache_dir, &path, &Answer { layout, at: now() });
     layout.ok_or_else(|| silent(client, platform))
 }
 

@@ -181,7 +181,7 @@ pub(crate) fn ask(
     }
     let text = super::local::ask(program, args, &ctx.cwd).ok_or("not_relocatable")?;
     let v = read(&text).ok_or("not_relocatable")?;
-    depcache::save(&path, &v);
+    depcache::save(&ctx.cache_dir, &path, &v);
     Ok(v)
 }
 

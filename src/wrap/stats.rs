@@ -190,7 +190,10 @@ pub fn record(cache_dir: &Path, event: &Event) {
     let p = path(cache_dir);
     let write = || -> std::io::Result<()> { crate::fsutil::append_private(&p)?.write_all(&line) };
     if let Err(e) = write() {
-        tracing::debug!("cannot record stats in {}: {e}", p.display());
+        super::log::warn(
+            cache_dir,
+            &format!("cannot record stats in {}: {e}", p.display()),
+        );
     }
 }
 

@@ -71,7 +71,7 @@ pub fn record(cache_dir: &Path, outputs: &[PathBuf], state: &State) {
             stamp,
             state: state.clone(),
         };
-        depcache::save(&record_path(cache_dir, out), &rec);
+        depcache::save(cache_dir, &record_path(cache_dir, out), &rec);
     }
 }
 
