@@ -1,5 +1,6 @@
 //! Reaching the server: the remote configuration resolved (flag > env >
-//! file > the embedded default), the embedded per-user server started when
+//! file > the embedded default), the embedded per-user server (its store
+//! read directly, the server started when a call first needs it) when
 //! nothing is configured, and a connected [`Client`]. Used by the commands
 //! (`cli`) and the compiler wrapper (`wrap`) alike, so neither reaches into
 //! the other.
@@ -16,6 +17,9 @@ use crate::remote::Client;
 /// default) and connects to it.
 pub async fn connect(args: &RemoteArgs, sources: &config::Sources) -> anyhow::Result<Client> {
     let cfg = config::resolve(args, &sources.env, &sources.file)?;
+    // The client keeps server capabilities there. (The compiler wrapper
+    // makes it private itself, before anything else.)
+    crate::fsutil::ensure_private_dir(&cfg.cache_dir)?;
     connect_to(&cfg, &sources.env).await
 }
 
@@ -28,11 +32,10 @@ pub fn cache_dir(env: &Env) -> anyhow::Result<std::path::PathBuf> {
     Ok(dir)
 }
 
-/// Connects to the server `cfg` names (resolved already), starting the
-/// embedded server if it names none.
+/// Connects to the server `cfg` names (resolved already), or to the
+/// embedded server if it names none; the caller has made `cfg.cache_dir`
+/// private ([`cache_dir`], or the wrapper's own check).
 pub async fn connect_to(cfg: &config::RemoteConfig, env: &Env) -> anyhow::Result<Client> {
-    // The client keeps server capabilities there.
-    crate::fsutil::ensure_private_dir(&cfg.cache_dir)?;
     match &cfg.endpoint {
         Endpoint::Url(url) => Ok(Client::connect(cfg, url).await?),
         Endpoint::Embedded => {
