@@ -414,10 +414,9 @@ fn another_user_can_neither_run_commands_through_the_embedded_server_nor_read_it
     // The other user cannot reach the socket, nor read any of the state.
     let theirs = other.home().join("cache");
     let marker = other.home().join("ran");
-    let attack = [
+    // The command it runs on its own server at the end; here, on the owner's.
+    let own = [
         "run",
-        "--remote",
-        &url,
         "--output",
         "ran",
         "--",
@@ -425,6 +424,10 @@ fn another_user_can_neither_run_commands_through_the_embedded_server_nor_read_it
         "-c",
         "id -u > ran",
     ];
+    let attack: Vec<&str> = ["run", "--remote", &url]
+        .into_iter()
+        .chain(own[1..].iter().copied())
+        .collect();
     let out = other.recast(&theirs, &attack);
     fails_saying(&out, &["permission denied", "another user"]);
     assert!(!marker.exists());
@@ -448,15 +451,6 @@ fn another_user_can_neither_run_commands_through_the_embedded_server_nor_read_it
 
     // With a cache dir of its own, the other user gets a server of its
     // own, running as itself.
-    let own = [
-        "run",
-        "--output",
-        "ran",
-        "--",
-        "/bin/sh",
-        "-c",
-        "id -u > ran",
-    ];
     let out = other.recast(&theirs, &own);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(fs::read_to_string(&marker).unwrap(), format!("{OTHER}\n"));
