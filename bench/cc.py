@@ -12,9 +12,16 @@ built with a small Makefile, `make -j2`, -O2. For each tool, in one run:
   per-file hit   one `-c` of a single file, repeated: the wrapper's own
                  overhead on a hit (median)
 
-recast runs twice: against a `recast serve` on TCP (every hit a call),
-and as `recast-embed`, with nothing configured (the embedded server on a
-socket, whose store the wrapper reads hits from without a call).
+recast runs three times: against a `recast serve` on TCP with its local
+tier (hits read here), the same with the tier off (`recast-call`: every
+hit a call), and as `recast-embed`, with nothing configured (the embedded
+server on a socket, whose store the wrapper reads hits from without a
+call). Per-file hits are timed idle and again while a plain `make -j2` of
+a copy keeps both cores busy.
+
+The growth curve: a generated project of N files (--growth, 10 and 2,000
+by default), cold and warm builds and a per-file hit at each N, for
+ccache and recast-embed.
 
 plus recast's very first build (the toolchain upload included), and
 sccache-dist (scheduler and one bubblewrap build server on 127.0.0.1)
@@ -90,12 +97,47 @@ def build(proj, cc, env):
     return timed(["make", "-j2", f"CC={cc}"], proj, env)
 
 
-def per_file(proj, cc_argv, env, n):
-    src = "lib/common/entropy_common.c"
+def per_file(proj, cc_argv, env, n, src="lib/common/entropy_common.c"):
     argv = cc_argv + ["-O2", "-Ilib", "-Ilib/common", "-c", src, "-o", "one.o"]
     subprocess.run(argv, cwd=proj, env=env, check=True)
     times = [timed(argv, proj, env) for _ in range(n)]
     return statistics.median(times)
+
+
+class Busy:
+    """Both cores kept busy: plain `make -j2` of a copy of the project,
+    cleaned and built again until stopped."""
+
+    def __init__(self, proj, env):
+        self.proc = subprocess.Popen(
+            ["sh", "-c", "while :; do make -s clean; make -s -j2 CC=gcc; done"],
+            cwd=proj, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        time.sleep(1.0)
+
+    def stop(self):
+        os.killpg(self.proc.pid, 15)
+        self.proc.wait()
+
+
+def generated(at, n):
+    """A C project of `n` translation units sharing one header (the
+    growth curve: a hit must cost the same at 10 files and at 2,000)."""
+    (at / ".git").mkdir(parents=True)
+    src = at / "lib" / "gen"
+    src.mkdir(parents=True)
+    (at / "lib" / "common").mkdir(parents=True)
+    (at / "lib" / "gen" / "gen.h").write_text(
+        "#include <stddef.h>\nstatic inline int mix(int a, int b) { return a * 31 + b; }\n")
+    for i in range(n):
+        (src / f"f{i}.c").write_text(
+            f'#include "gen.h"\nint f{i}(const int *v, size_t n) {{\n'
+            f"  int acc = {i};\n  for (size_t k = 0; k < n; k++) acc = mix(acc, v[k] ^ {i});\n"
+            f"  return acc;\n}}\n")
+    (at / "Makefile").write_text(MAKEFILE.replace(
+        "$(wildcard lib/common/*.c) $(wildcard lib/compress/*.c) $(wildcard lib/decompress/*.c)",
+        "$(wildcard lib/gen/*.c)"))
+    return at
 
 
 class RecastServer:
@@ -140,6 +182,8 @@ def main():
     ap.add_argument("--recast", required=True)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--hits", type=int, default=30)
+    ap.add_argument("--growth", type=int, nargs="*", default=[10, 2000],
+                    help="project sizes of the growth curve (none: skip it)")
     args = ap.parse_args()
     recast = str(Path(args.recast).resolve())
     peers = Path(os.environ.get("RECAST_PEERS_DIR", Path.home() / ".cache/recast-peers"))
@@ -155,6 +199,8 @@ def main():
         for k in ["RECAST_REMOTE", "RECAST_MODE", "RECAST_PROJECT_ROOT"]:
             base.pop(k, None)
 
+        busy_proj = project(tmp / "busy")
+
         def run_tool(name, cc, cc_argv, env, fresh):
             cold, warm, hit = [], [], []
             first = None
@@ -163,14 +209,19 @@ def main():
                 cold.append(build(proj, cc, env))
                 warm.append(build(proj, cc, env))
             hit = per_file(proj, cc_argv, env, args.hits)
+            busy = Busy(busy_proj, base)
+            try:
+                hit_busy = per_file(proj, cc_argv, env, args.hits)
+            finally:
+                busy.stop()
             results[name] = dict(cold=statistics.median(cold),
-                                 warm=statistics.median(warm), hit=hit)
+                                 warm=statistics.median(warm), hit=hit, hit_busy=hit_busy)
             return first
 
         # plain gcc
         times = [build(proj, "gcc", base) for _ in range(args.runs)]
         results["gcc"] = dict(cold=statistics.median(times), warm=None,
-                              hit=per_file(proj, ["gcc"], base, 5))
+                              hit=per_file(proj, ["gcc"], base, 5), hit_busy=None)
 
         if ccache:
             env = dict(base, CCACHE_DIR=str(tmp / "ccache"), CCACHE_NOHASHDIR="1")
@@ -207,11 +258,16 @@ def main():
 
         def fresh_recast(e):
             # Keep the server and its CAS (the toolchain stays uploaded),
-            # drop the results and the client's scan cache.
+            # drop the results, the local tier and the client's scan cache.
             RecastServer.clear_results(state)
-            shutil.rmtree(tmp / "recast-client" / "deps", ignore_errors=True)
+            for sub in ["deps", "tier"]:
+                shutil.rmtree(tmp / "recast-client" / sub, ignore_errors=True)
+        # A server on TCP: hits read from the local tier...
         run_tool("recast", f"{recast} gcc", [recast, "gcc"], env, fresh_recast)
         results["recast"]["first"] = first
+        # ...and without it, every hit a call.
+        run_tool("recast-call", f"{recast} gcc", [recast, "gcc"],
+                 dict(env, RECAST_TIER_SIZE="0"), fresh_recast)
         server.stop()
 
         # recast with nothing configured: its embedded server on a socket,
@@ -227,17 +283,40 @@ def main():
         run_tool("recast-embed", f"{recast} gcc", [recast, "gcc"], env, fresh_embedded)
         subprocess.run([recast, "stop-server"], env=env, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
+
+        growth = {}
+        for n in args.growth:
+            gen = generated(tmp / f"gen{n}", n)
+            tools = {}
+            if ccache:
+                tools["ccache"] = (["ccache", "gcc"],
+                                   dict(base, CCACHE_DIR=str(tmp / f"gen-ccache{n}"),
+                                        CCACHE_NOHASHDIR="1"))
+            tools["recast-embed"] = ([recast, "gcc"],
+                                     dict(base, RECAST_CACHE_DIR=str(tmp / f"gen-recast{n}"),
+                                          RECAST_CONFIG=str(tmp / "none.toml")))
+            for name, (argv, e) in tools.items():
+                cc = " ".join(argv)
+                cold = build(gen, cc, e)
+                warm = statistics.median([build(gen, cc, e) for _ in range(args.runs)])
+                hit = per_file(gen, argv, e, args.hits, src=f"lib/gen/f{n // 2}.c")
+                growth[(name, n)] = dict(cold=cold, warm=warm, hit=hit)
+            subprocess.run([recast, "stop-server"], env=tools["recast-embed"][1],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            shutil.rmtree(gen, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"\nzstd library, {nfiles} files, make -j2, -O2; medians of {args.runs} runs "
           f"({args.hits} for per-file hits)\n")
-    print(f"{'tool':<14}{'cold build':>14}{'warm build':>14}{'per-file hit':>16}")
+    print(f"{'tool':<14}{'cold build':>14}{'warm build':>14}{'per-file hit':>16}"
+          f"{'hit, cores busy':>18}")
     none = "       —   "
     for name, r in results.items():
         warm = fmt(r["warm"]) if r["warm"] is not None else none
         hit = fmt(r["hit"]) if r["hit"] is not None else none
-        print(f"{name:<14}{fmt(r['cold']):>14}{warm:>14}{hit:>16}")
+        busy = fmt(r["hit_busy"]) if r.get("hit_busy") is not None else none
+        print(f"{name:<14}{fmt(r['cold']):>14}{warm:>14}{hit:>16}{busy:>18}")
     rc = results["recast"]
     print(f"\nrecast first build ever (toolchain upload included): {fmt(rc['first'])}")
     if "sccache-dist" in results:
@@ -248,13 +327,26 @@ def main():
     print(f"recast cold / plain gcc:        {rc['cold'] / g:5.2f}   (aim ≤ 1.10)")
     if "sccache-dist" in results:
         print(f"recast cold / sccache-dist cold: {rc['cold'] / results['sccache-dist']['cold']:5.2f}")
-    for name in ["recast", "recast-embed"]:
+    for name in ["recast", "recast-call", "recast-embed"]:
         rc = results[name]
         for peer in ["ccache", "sccache"]:
             if peer in results:
                 p = results[peer]
-                print(f"{name} hit / {peer} hit:{'':<{10 - len(peer)}}{rc['hit'] / p['hit']:5.2f}"
-                      f"   warm build {rc['warm'] / p['warm']:5.2f}")
+                print(f"{name} / {peer}:{'':<{22 - len(name) - len(peer)}}"
+                      f"hit {rc['hit'] / p['hit']:5.2f} (aim ≤ 0.65)   "
+                      f"busy {rc['hit_busy'] / p['hit_busy']:5.2f} (aim ≤ 1.0)   "
+                      f"warm build {rc['warm'] / p['warm']:5.2f} (aim ≤ 0.65)")
+    if growth:
+        print(f"\ngenerated project, N files sharing one header; warm: median of {args.runs}\n")
+        print(f"{'tool':<14}{'N':>6}{'cold build':>14}{'warm build':>14}{'per-file hit':>16}")
+        for (name, n), r in sorted(growth.items()):
+            print(f"{name:<14}{n:>6}{fmt(r['cold']):>14}{fmt(r['warm']):>14}{fmt(r['hit']):>16}")
+        sizes = sorted(args.growth)
+        if len(sizes) > 1:
+            lo, hi = sizes[0], sizes[-1]
+            for name in sorted({name for name, _ in growth}):
+                ratio = growth[(name, hi)]["hit"] / growth[(name, lo)]["hit"]
+                print(f"{name}: hit at N={hi} / hit at N={lo}: {ratio:5.2f}   (aim ≈ 1.00)")
 
 
 if __name__ == "__main__":

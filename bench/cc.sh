@@ -6,9 +6,9 @@
 #   bash bench/cc.sh                 # 3 runs
 #   bash bench/cc.sh --runs 5 --hits 50
 #
-# sccache 0.19 is used when installed under
-# ${RECAST_PEERS_DIR:-~/.cache/recast-peers}/sccache (see bench/toolchain.sh).
+# sccache 0.19 is installed (once) by bench/sccache.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
+bash bench/sccache.sh
 exec python3 bench/cc.py --recast target/release/recast "$@"

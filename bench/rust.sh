@@ -7,8 +7,9 @@
 #   bash bench/rust.sh --runs 5
 #
 # Needs the vendored crates (bash scripts/peers/install.sh); sccache 0.19 is
-# used when installed under ${RECAST_PEERS_DIR:-~/.cache/recast-peers}/sccache.
+# installed (once) by bench/sccache.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
+bash bench/sccache.sh
 exec python3 bench/rust.py --recast target/release/recast "$@"

@@ -78,6 +78,9 @@ pub mod vars {
     /// Log filter in `tracing` syntax (e.g. `debug`, `recast::remote=trace`).
     /// Wrapped compiles log nothing to stderr unless it is set.
     pub const LOG: &str = "RECAST_LOG";
+    /// Bound on the local result tier kept in front of a remote server
+    /// (`512M`, `5G`; `0` keeps none).
+    pub const TIER_SIZE: &str = "RECAST_TIER_SIZE";
     /// Tests only: when `1`, a test whose peer server is missing fails
     /// instead of skipping. CI sets it.
     pub const REQUIRE_PEERS: &str = "RECAST_REQUIRE_PEERS";
@@ -150,6 +153,8 @@ pub struct FileConfig {
     pub trim_paths: Option<bool>,
     /// As `RECAST_CONFIRM_ERRORS`.
     pub confirm_errors: Option<bool>,
+    /// As `RECAST_TIER_SIZE`.
+    pub tier_size: Option<String>,
 }
 
 /// How wrapped compiles run.
@@ -189,6 +194,8 @@ pub struct WrapConfig {
     pub trim_paths: bool,
     /// A remote compile error is confirmed by a local compile.
     pub confirm_errors: bool,
+    /// Bytes of results kept on this machine in front of a remote server.
+    pub tier_size: u64,
 }
 
 /// Wrapper settings: env > file > default (wrappers take no flags: the
@@ -229,7 +236,47 @@ pub fn resolve_wrap(env: &Env, file: &FileConfig) -> Result<WrapConfig, ConfigEr
             Some(v) => truthy(v),
             None => file.confirm_errors.unwrap_or(true),
         },
+        tier_size: match pick(vars::TIER_SIZE, &file.tier_size) {
+            Some(v) => parse_size(&v).map_err(|message| ConfigError::BadSize {
+                var: vars::TIER_SIZE,
+                message,
+            })?,
+            None => crate::cas::store::DEFAULT_TIER_SIZE,
+        },
     })
+}
+
+/// `1024`, `512K`, `10G`, `1.5GiB`, `20gb` → bytes (binary multiples).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let unit = unit.trim().to_ascii_lowercase();
+    let unit = unit.strip_suffix('b').unwrap_or(&unit);
+    let unit = unit.strip_suffix('i').unwrap_or(unit);
+    let shift = match unit {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return Err(format!("{s:?}: unknown unit (use K, M, G or T)")),
+    };
+    let bad = || format!("{s:?} is not a size such as 1048576, 512M or 20G");
+    if num.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(n) = num.parse::<u64>() {
+        return n.checked_mul(1u64 << shift).ok_or_else(bad);
+    }
+    let f: f64 = num.parse().map_err(|_| bad())?;
+    let bytes = f * (1u64 << shift) as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
 }
 
 /// `1`, `true`, `yes` (and `on`): a boolean setting given in the environment.
@@ -337,6 +384,8 @@ pub enum ConfigError {
     BadMode(String),
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
+    #[error("{var}: {message}")]
+    BadSize { var: &'static str, message: String },
 }
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -670,6 +719,19 @@ mod tests {
             resolve_wrap(&e, &file),
             Err(ConfigError::BadMode("fast".into()))
         );
+    }
+
+    #[test]
+    fn the_tier_bound_from_env_then_file_then_default() {
+        let w = resolve_wrap(&Env::default(), &FileConfig::default()).unwrap();
+        assert_eq!(w.tier_size, crate::cas::store::DEFAULT_TIER_SIZE);
+        let file = parse_file("tier_size = \"512M\"\n").unwrap();
+        let w = resolve_wrap(&Env::default(), &file).unwrap();
+        assert_eq!(w.tier_size, 512 << 20);
+        let w = resolve_wrap(&env(&[(vars::TIER_SIZE, "0")]), &file).unwrap();
+        assert_eq!(w.tier_size, 0);
+        let err = resolve_wrap(&env(&[(vars::TIER_SIZE, "lots")]), &file).unwrap_err();
+        assert!(err.to_string().starts_with("RECAST_TIER_SIZE: "), "{err}");
     }
 
     #[test]

@@ -34,7 +34,7 @@ fn recast_cc() -> String {
 
 #[test]
 fn make_builds_zstd_remotely_byte_identical_and_a_copy_elsewhere_only_hits() {
-    let server = Server::start();
+    let mut server = Server::start();
     let tmp = tempdir();
     let cache = tmp.path().join("cache");
     let plain = zstd_project(&tmp.path().join("plain"));
@@ -81,11 +81,103 @@ fn make_builds_zstd_remotely_byte_identical_and_a_copy_elsewhere_only_hits() {
     make(&proj, &recast_cc(), &cache, &server.url());
     let s = stats(&cache);
     assert_eq!(count(&s, "remote_executions"), n + dependents as u64, "{s}");
+    let want = files(&plain, "obj", "o");
+    assert_same("objects after the edit", &files(&proj, "obj", "o"), &want);
+    // The copy's hits were read from the local tier (written when the
+    // project's results came from the server), with no call.
+    assert_eq!(count(&s, "local_hits"), n, "{s}");
+
+    // A rotten blob in the tier is a miss there: that one result comes
+    // from the server, and the tier is written whole again.
+    let tier = cache.join("tier");
+    let victim = tier_blob_of(&tier, &want["obj/decompress/zstd_decompress.o"]);
+    let mut perms = fs::metadata(&victim).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+    fs::set_permissions(&victim, perms).unwrap();
+    let mut bytes = fs::read(&victim).unwrap();
+    bytes[100] ^= 1;
+    fs::write(&victim, &bytes).unwrap();
+    fs::remove_dir_all(proj.join("obj")).unwrap();
+    make(&proj, &recast_cc(), &cache, &server.url());
     assert_same(
-        "objects after the edit",
+        "objects past a rotten tier",
         &files(&proj, "obj", "o"),
-        &files(&plain, "obj", "o"),
+        &want,
     );
+    let s = stats(&cache);
+    assert_eq!(count(&s, "cache_hits"), 2 * n, "{s}");
+    assert_eq!(count(&s, "local_hits"), 2 * n - 1, "{s}");
+    let healed = fs::read(&victim).unwrap();
+    assert!(
+        healed == want["obj/decompress/zstd_decompress.o"],
+        "the tier kept a rotten blob"
+    );
+
+    // A tier with a small bound stays within it.
+    let small = tmp.path().join("small-cache");
+    let bound = 128 << 10;
+    fs::remove_dir_all(proj.join("obj")).unwrap();
+    let mut cmd = Command::new("make");
+    cmd.args(["-j2", "--no-print-directory"])
+        .arg(format!("CC={}", recast_cc()))
+        .current_dir(&proj);
+    with_recast(&mut cmd, &small, &server.url());
+    run_ok(cmd.env("RECAST_TIER_SIZE", bound.to_string()));
+    assert_same("objects, small tier", &files(&proj, "obj", "o"), &want);
+    let s = stats(&small);
+    assert_eq!(count(&s, "cache_hits"), n, "{s}");
+    assert_eq!(count(&s, "local_hits"), 0, "{s}");
+    let kept = du(&small.join("tier/cas")) + du(&small.join("tier/ac"));
+    let all: u64 = want.values().map(|o| o.len() as u64).sum();
+    assert!(
+        all > bound,
+        "the test needs more than {bound} bytes of objects"
+    );
+    assert!(
+        kept > 0 && kept <= bound,
+        "{kept} bytes kept, bound {bound}"
+    );
+
+    // With the server gone, every compile is still a hit, read here.
+    server.stop();
+    fs::remove_dir_all(proj.join("obj")).unwrap();
+    make(&proj, &recast_cc(), &cache, &server.url());
+    assert_same("objects, server stopped", &files(&proj, "obj", "o"), &want);
+    let s = stats(&cache);
+    assert_eq!(count(&s, "local_hits"), 3 * n - 1, "{s}");
+    assert_eq!(count(&s, "cache_hits"), 3 * n, "{s}");
+    assert_eq!(count(&s, "fallbacks"), 0, "{s}");
+}
+
+/// The file in the tier at `tier` that holds `bytes`.
+fn tier_blob_of(tier: &Path, bytes: &[u8]) -> std::path::PathBuf {
+    for shard in fs::read_dir(tier.join("cas")).unwrap() {
+        for f in fs::read_dir(shard.unwrap().path()).unwrap() {
+            let path = f.unwrap().path();
+            if fs::read(&path).unwrap() == bytes {
+                return path;
+            }
+        }
+    }
+    panic!("no blob in {} holds those bytes", tier.display());
+}
+
+/// Bytes in the files under `dir`, recursively.
+fn du(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|e| e.unwrap())
+        .map(|e| {
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                du(&e.path())
+            } else {
+                meta.len()
+            }
+        })
+        .sum()
 }
 
 #[test]

@@ -27,7 +27,7 @@ pub struct ServeArgs {
     pub dir: Option<PathBuf>,
     /// CAS size bound; least recently used blobs are evicted past it.
     /// Accepts suffixes K, M, G, T (powers of 1024), e.g. 10G.
-    #[arg(long, value_name = "BYTES", default_value = "20G", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", default_value = "20G", value_parser = crate::config::parse_size)]
     pub max_size: u64,
     /// Actions run at once [default: number of cores].
     #[arg(long, value_name = "N")]
@@ -234,39 +234,6 @@ async fn resolve(listen: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("--listen {listen:?} resolves to no address"))
 }
 
-/// `1024`, `512K`, `10G`, `1.5GiB`, `20gb` → bytes (binary multiples).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let unit = unit.trim().to_ascii_lowercase();
-    let unit = unit.strip_suffix('b').unwrap_or(&unit);
-    let unit = unit.strip_suffix('i').unwrap_or(unit);
-    let shift = match unit {
-        "" => 0,
-        "k" => 10,
-        "m" => 20,
-        "g" => 30,
-        "t" => 40,
-        _ => return Err(format!("{s:?}: unknown unit (use K, M, G or T)")),
-    };
-    let bad = || format!("{s:?} is not a size such as 1048576, 512M or 20G");
-    if num.is_empty() {
-        return Err(bad());
-    }
-    if let Ok(n) = num.parse::<u64>() {
-        return n.checked_mul(1u64 << shift).ok_or_else(bad);
-    }
-    let f: f64 = num.parse().map_err(|_| bad())?;
-    let bytes = f * (1u64 << shift) as f64;
-    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
-        return Err(bad());
-    }
-    Ok(bytes as u64)
-}
-
 /// `KEY=VALUE` → the pair; the key must not be empty.
 pub fn parse_property(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
@@ -280,6 +247,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
+    use crate::config::parse_size;
 
     #[derive(Parser)]
     struct Cli {

@@ -95,5 +95,24 @@ pub fn run(args: StatsArgs, sources: &config::Sources) -> anyhow::Result<ExitCod
         "time saved          {:>10.1} s",
         s.time_saved_ms as f64 / 1000.0
     );
+    // The local tier in front of a remote server, if one was ever used.
+    let tier = crate::session::tier_dir(&dir);
+    if let Some(bytes) = std::fs::read_to_string(tier.join("size"))
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+    {
+        let bound = config::resolve_wrap(&sources.env, &sources.file)
+            .map(|w| format!(" of {}", mib(w.tier_size)))
+            .unwrap_or_default();
+        println!(
+            "local tier          {:>10}{bound}  ({})",
+            mib(bytes),
+            tier.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }

@@ -94,7 +94,7 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "PATH")]
     pub dir: Option<PathBuf>,
     /// Local store size bound (K, M, G, T suffixes).
-    #[arg(long, value_name = "BYTES", default_value = "10G", value_parser = super::serve::parse_size)]
+    #[arg(long, value_name = "BYTES", default_value = "10G", value_parser = crate::config::parse_size)]
     pub cache_size: u64,
     /// How actions are isolated.
     #[arg(long, value_enum, default_value_t = SandboxArg::Auto)]

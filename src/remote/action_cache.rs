@@ -34,7 +34,7 @@ impl Client {
             inline_output_files: files.to_vec(),
             ..Default::default()
         };
-        let client = self.ac_client();
+        let client = self.ac_client().await?;
         match retry(CallKind::Read, "GetActionResult", || {
             let mut c = client.clone();
             let req = self.inner.md.request(req.clone(), Some(action));
@@ -60,7 +60,7 @@ impl Client {
             action_result: Some(result),
             ..Default::default()
         };
-        let client = self.ac_client();
+        let client = self.ac_client().await?;
         retry(CallKind::Write, "UpdateActionResult", || {
             let mut c = client.clone();
             let req = self.inner.md.request(req.clone(), Some(action));

@@ -168,7 +168,7 @@ impl Client {
                 *outcome.lock().unwrap() = Some(r);
             })
         };
-        let mut client = self.bytestream_client();
+        let mut client = self.bytestream_client().await?;
         let answer = client.write(self.request(ReceiverStream::new(rx))).await;
         // The producer stops on its own once the stream is gone.
         producer.await.expect("upload reader panicked");
@@ -260,7 +260,7 @@ impl Client {
         tx: &mpsc::Sender<Vec<u8>>,
     ) -> Result<(), RemoteError> {
         let name = resource::read_name(&self.inner.instance, digest, compressed);
-        let mut client = self.bytestream_client();
+        let mut client = self.bytestream_client().await?;
         let mut offset: i64 = 0;
         let mut attempt = 1;
         loop {

@@ -130,7 +130,7 @@ impl Client {
             blob_digests: chunk.iter().map(Digest::to_proto).collect(),
             ..Default::default()
         };
-        let client = self.cas_client();
+        let client = self.cas_client().await?;
         let resp = retry(CallKind::Read, "FindMissingBlobs", || {
             let mut c = client.clone();
             let req = self.request(req.clone());
@@ -231,7 +231,7 @@ impl Client {
             requests,
             ..Default::default()
         };
-        let client = self.cas_client();
+        let client = self.cas_client().await?;
         let resp = retry(CallKind::Write, "BatchUpdateBlobs", || {
             let mut c = client.clone();
             let req = self.request(req.clone());
@@ -322,7 +322,7 @@ impl Client {
             },
             ..Default::default()
         };
-        let client = self.cas_client();
+        let client = self.cas_client().await?;
         let resp = retry(CallKind::Read, "BatchReadBlobs", || {
             let mut c = client.clone();
             let req = self.request(req.clone());
@@ -418,7 +418,7 @@ impl Client {
     pub async fn get_tree(&self, root: &Digest) -> Result<Vec<reapi::Directory>, RemoteError> {
         let mut out = Vec::new();
         let mut token = String::new();
-        let client = self.cas_client();
+        let client = self.cas_client().await?;
         loop {
             let req = reapi::GetTreeRequest {
                 instance_name: self.inner.instance.clone(),

@@ -150,7 +150,7 @@ impl Client {
         skip_cache_lookup: bool,
         action_timeout: Option<Duration>,
     ) -> Result<reapi::ExecuteResponse, RemoteError> {
-        let mut client = self.exec_client();
+        let mut client = self.exec_client().await?;
         let md = &self.inner.md;
         let deadline = md.timeout() + action_timeout.unwrap_or_default();
         let mut name: Option<String> = None;

@@ -95,14 +95,20 @@ struct Inner {
     caps_key: String,
     server: ServerUrl,
     instance: String,
-    channel: Channel,
+    /// The connection: made at construction ([`Client::connect`]), or at
+    /// the first call that needs it (with `dial`'s settings).
+    channel: Arc<tokio::sync::OnceCell<Channel>>,
+    dial: Option<RemoteConfig>,
     md: CallMetadata,
     cache_dir: PathBuf,
     caps: tokio::sync::OnceCell<ServerCaps>,
     compression: Compression,
-    /// The server's own store, when it is on this machine and ours (the
-    /// embedded server): results read from it need no call.
+    /// Results on this machine, read with no call: the embedded server's
+    /// own store, or the local tier in front of a remote server.
     local: Option<crate::cas::store::StoreReader>,
+    /// The local tier, kept up to date with what the server answers
+    /// (none for the embedded server, whose store is read directly).
+    tier: Option<Arc<crate::cas::store::Tier>>,
 }
 
 /// Most bytes a result read from the local store may hold in all; larger
@@ -123,7 +129,24 @@ impl Client {
     /// settings in `cfg`. Fails fast, naming the URL, when nothing answers.
     pub async fn connect(cfg: &RemoteConfig, url: &str) -> Result<Client, RemoteError> {
         let (server, channel) = channel::connect(cfg, url).await?;
-        Client::with_channel(cfg, url, server, channel, None)
+        Client::with_channel(cfg, url, server, Some(channel), None)
+    }
+
+    /// A client of the server at `url` that dials it at the first call
+    /// that needs it (failing then as [`Client::connect`] would), with the
+    /// local tier `tier` in front: a result kept there is read with no
+    /// call, and needs no server.
+    pub fn with_tier(
+        cfg: &RemoteConfig,
+        url: &str,
+        tier: Option<crate::cas::store::Tier>,
+    ) -> Result<Client, RemoteError> {
+        let server = channel::parse_url(url)?;
+        let mut client = Client::with_channel(cfg, url, server, None, None)?;
+        let inner = Arc::get_mut(&mut client.inner).expect("a new client is not shared");
+        inner.local = tier.as_ref().map(|t| t.reader());
+        inner.tier = tier.map(Arc::new);
+        Ok(client)
     }
 
     /// A client of the embedded server listening at `url` (a socket),
@@ -140,14 +163,14 @@ impl Client {
         let server = channel::parse_url(url)?;
         let channel = channel::lazy_unix(cfg, find);
         let local = Some(crate::cas::store::StoreReader::new(store));
-        Client::with_channel(cfg, url, server, channel, local)
+        Client::with_channel(cfg, url, server, Some(channel), local)
     }
 
     fn with_channel(
         cfg: &RemoteConfig,
         url: &str,
         server: ServerUrl,
-        channel: Channel,
+        channel: Option<Channel>,
         local: Option<crate::cas::store::StoreReader>,
     ) -> Result<Client, RemoteError> {
         resource::validate_instance(&cfg.instance).map_err(RemoteError::Config)?;
@@ -158,12 +181,14 @@ impl Client {
                 caps_key: caps_key(url, &cfg.headers),
                 server,
                 instance: cfg.instance.clone(),
-                channel,
+                dial: channel.is_none().then(|| cfg.clone()),
+                channel: Arc::new(tokio::sync::OnceCell::new_with(channel)),
                 md,
                 cache_dir: cfg.cache_dir.clone(),
                 caps: tokio::sync::OnceCell::new(),
                 compression: Compression::Auto,
                 local,
+                tier: None,
             }),
             action: None,
         })
@@ -192,6 +217,26 @@ impl Client {
             .inlined(action, LOCAL_RESULT_LIMIT)
     }
 
+    /// The local tier, if results are kept on this machine.
+    pub fn tier(&self) -> Option<&crate::cas::store::Tier> {
+        self.inner.tier.as_deref()
+    }
+
+    /// The connection, dialed now if it was left for the first call.
+    async fn channel(&self) -> Result<Channel, RemoteError> {
+        let i = &self.inner;
+        i.channel
+            .get_or_try_init(|| async {
+                let cfg = i.dial.as_ref().ok_or_else(|| RemoteError::Unreachable {
+                    url: i.url.clone(),
+                    reason: "no connection settings".into(),
+                })?;
+                channel::connect(cfg, &i.url).await.map(|(_, c)| c)
+            })
+            .await
+            .cloned()
+    }
+
     /// `msg` with headers, metadata and the default deadline.
     fn request<T>(&self, msg: T) -> tonic::Request<T> {
         self.inner.md.request(msg, self.action.as_ref())
@@ -208,11 +253,13 @@ impl Client {
                 server: i.server.clone(),
                 instance: i.instance.clone(),
                 channel: i.channel.clone(),
+                dial: i.dial.clone(),
                 md: i.md.clone(),
                 cache_dir: i.cache_dir.clone(),
                 caps,
                 compression,
                 local: i.local.clone(),
+                tier: i.tier.clone(),
             }),
             action: self.action,
         }
@@ -256,8 +303,8 @@ impl Client {
     /// Asks the server for its capabilities, bypassing every cache (and
     /// refreshing the one on disk).
     pub async fn fetch_capabilities(&self) -> Result<ServerCaps, RemoteError> {
-        let client = CapabilitiesClient::new(self.inner.channel.clone())
-            .max_decoding_message_size(MAX_MESSAGE);
+        let client =
+            CapabilitiesClient::new(self.channel().await?).max_decoding_message_size(MAX_MESSAGE);
         let req = crate::proto::reapi::GetCapabilitiesRequest {
             instance_name: self.inner.instance.clone(),
         };
@@ -302,27 +349,27 @@ impl Client {
         RemoteError::protocol(&self.inner.url, message)
     }
 
-    fn cas_client(&self) -> ContentAddressableStorageClient<Channel> {
-        ContentAddressableStorageClient::new(self.inner.channel.clone())
+    async fn cas_client(&self) -> Result<ContentAddressableStorageClient<Channel>, RemoteError> {
+        Ok(ContentAddressableStorageClient::new(self.channel().await?)
             .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE))
     }
 
-    fn bytestream_client(&self) -> ByteStreamClient<Channel> {
-        ByteStreamClient::new(self.inner.channel.clone())
+    async fn bytestream_client(&self) -> Result<ByteStreamClient<Channel>, RemoteError> {
+        Ok(ByteStreamClient::new(self.channel().await?)
             .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE))
     }
 
-    fn ac_client(&self) -> ActionCacheClient<Channel> {
-        ActionCacheClient::new(self.inner.channel.clone())
+    async fn ac_client(&self) -> Result<ActionCacheClient<Channel>, RemoteError> {
+        Ok(ActionCacheClient::new(self.channel().await?)
             .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE))
     }
 
-    fn exec_client(&self) -> ExecutionClient<Channel> {
-        ExecutionClient::new(self.inner.channel.clone())
+    async fn exec_client(&self) -> Result<ExecutionClient<Channel>, RemoteError> {
+        Ok(ExecutionClient::new(self.channel().await?)
             .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE))
     }
 }

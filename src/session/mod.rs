@@ -38,21 +38,46 @@ pub fn cache_dir(env: &Env) -> anyhow::Result<std::path::PathBuf> {
 pub async fn connect_to(cfg: &config::RemoteConfig, env: &Env) -> anyhow::Result<Client> {
     match &cfg.endpoint {
         Endpoint::Url(url) => Ok(Client::connect(cfg, url).await?),
-        Endpoint::Embedded => {
-            // Its store is ours: hits are read from it without a call, and
-            // the server is found, or started, at the first call that
-            // needs it.
-            let dir = cfg.cache_dir.clone();
-            let idle = embedded::idle_timeout(env)?;
-            let url = embedded::url(&dir)?;
-            let store = embedded::store_dir(&dir);
-            let find = Arc::new(move || {
-                let url = embedded::ensure(&dir, idle).map_err(|e| {
-                    std::io::Error::other(format!("starting the embedded server: {e:#}"))
-                })?;
-                Ok(PathBuf::from(url.strip_prefix("unix:").unwrap_or(&url)))
-            });
-            Ok(Client::embedded(cfg, &url, &store, find)?)
-        }
+        Endpoint::Embedded => embedded_client(cfg, env),
     }
+}
+
+/// The client of a wrapped compile: results kept on this machine are read
+/// first, with no call, and the server is dialed (or the embedded one
+/// started) only when a call is needed. With a remote server, what it
+/// answers is kept in the local tier (`<cache>/tier`, at most `tier_size`
+/// bytes); the embedded server's own store is that tier.
+pub fn wrapper_client(
+    cfg: &config::RemoteConfig,
+    env: &Env,
+    tier_size: u64,
+) -> anyhow::Result<Client> {
+    match &cfg.endpoint {
+        Endpoint::Url(url) => {
+            let tier = (tier_size > 0)
+                .then(|| crate::cas::store::Tier::new(&tier_dir(&cfg.cache_dir), tier_size));
+            Ok(Client::with_tier(cfg, url, tier)?)
+        }
+        Endpoint::Embedded => embedded_client(cfg, env),
+    }
+}
+
+/// Where the local tier lives under the cache dir.
+pub fn tier_dir(cache_dir: &std::path::Path) -> PathBuf {
+    cache_dir.join("tier")
+}
+
+fn embedded_client(cfg: &config::RemoteConfig, env: &Env) -> anyhow::Result<Client> {
+    // Its store is ours: hits are read from it without a call, and the
+    // server is found, or started, at the first call that needs it.
+    let dir = cfg.cache_dir.clone();
+    let idle = embedded::idle_timeout(env)?;
+    let url = embedded::url(&dir)?;
+    let store = embedded::store_dir(&dir);
+    let find = Arc::new(move || {
+        let url = embedded::ensure(&dir, idle)
+            .map_err(|e| std::io::Error::other(format!("starting the embedded server: {e:#}")))?;
+        Ok(PathBuf::from(url.strip_prefix("unix:").unwrap_or(&url)))
+    });
+    Ok(Client::embedded(cfg, &url, &store, find)?)
 }

@@ -112,11 +112,13 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    /// The server connection, made on first use (the embedded server is
-    /// started if nothing is configured).
+    /// The server's client, made on first use; it dials the server (or
+    /// starts the embedded one) only when a result is not on this machine.
     pub async fn client(&self) -> anyhow::Result<&Client> {
         self.client
-            .get_or_try_init(|| async { crate::session::connect_to(&self.remote, &self.env).await })
+            .get_or_try_init(|| async {
+                crate::session::wrapper_client(&self.remote, &self.env, self.wrap.tier_size)
+            })
             .await
     }
 

@@ -649,7 +649,15 @@ async fn fast_hit(ctx: &Ctx, job: &dyn Job, key: &Digest) -> Option<Flow> {
         Some(l) => l.clone(),
         None => remote::Landing::beside(&ctx.cwd, &fast.outputs),
     };
-    let f = match remote::lookup_digest(client, &fast.action, &fast.outputs, &landing).await {
+    let f = match remote::lookup_digest(
+        client,
+        &fast.action,
+        &fast.outputs,
+        &landing,
+        remote::Ask::Both,
+    )
+    .await
+    {
         Ok(Some(f)) if f.code == 0 => f,
         Ok(_) => return None,
         Err(e) if e.cause == "location_leak" => {
@@ -731,9 +739,15 @@ fn landed_as(
 
 /// The compile's result from the action cache, else its rooted form's (outputs
 /// landed). `None`: a miss.
-async fn cached(ctx: &Ctx, job: &dyn Job, p: &Planned, key: &Digest) -> Option<Flow> {
+async fn cached(
+    ctx: &Ctx,
+    job: &dyn Job,
+    p: &Planned,
+    key: &Digest,
+    ask: remote::Ask,
+) -> Option<Flow> {
     for action in p.actions() {
-        match remote::lookup(&p.client, action).await {
+        match remote::lookup(&p.client, action, ask).await {
             Ok(Some(f)) if f.code == 0 => {
                 if let Err(e) = landed_as(ctx, job, p, action, key) {
                     return Some(Flow::fallback("local_io", e));
@@ -757,7 +771,12 @@ async fn execute(ctx: &Ctx, job: &dyn Job, p: &Planned, key: &Digest) -> Flow {
     // Execute asks the cache itself; a rooted form is asked here, after the
     // compile's own key.
     let looked_up = p.rooted_form.is_some();
-    if looked_up && let Some(flow) = cached(ctx, job, p, key).await {
+    let ask = if looked_up {
+        remote::Ask::Both
+    } else {
+        remote::Ask::Here
+    };
+    if let Some(flow) = cached(ctx, job, p, key, ask).await {
         return flow;
     }
     let finished = match remote::execute(&p.client, &p.prepared, looked_up).await {
@@ -848,7 +867,7 @@ fn unrelocatable(ctx: &Ctx, key: &Digest, f: &Failure) -> Flow {
 /// publishes the result, its warnings included, so a later hit shows what
 /// this compile showed.
 async fn cache_only(ctx: &Ctx, inv: &Invocation, job: &dyn Job, p: &Planned, key: &Digest) -> Flow {
-    if let Some(flow) = cached(ctx, job, p, key).await {
+    if let Some(flow) = cached(ctx, job, p, key, remote::Ask::Both).await {
         return flow;
     }
     let started = std::time::Instant::now();

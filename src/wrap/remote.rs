@@ -267,17 +267,23 @@ fn original_duration(result: &reapi::ActionResult) -> Duration {
 }
 
 /// Writes `result`'s outputs where `landing` says and fetches its streams.
+/// A successful result of the server is kept in the client's local tier
+/// under `keep`, its action (`None`: it came from there).
 async fn land(
     client: &Client,
     result: &reapi::ActionResult,
     outputs: &[String],
     landing: &Landing,
+    keep: Option<&Digest>,
 ) -> Result<(Vec<u8>, Vec<u8>, u64), Failure> {
-    let (stdout, stderr) = client
+    let (raw_out, raw_err) = client
         .std_streams(result)
         .await
         .map_err(|e| Failure::of(&e))?;
-    let (stdout, stderr) = (landing.unmap_text(stdout), landing.unmap_text(stderr));
+    let (stdout, stderr) = (
+        landing.unmap_text(raw_out.clone()),
+        landing.unmap_text(raw_err.clone()),
+    );
     let mut down = (stdout.len() + stderr.len()) as u64;
     if result.exit_code == 0 {
         let kept = declared_only(result, outputs).ok_or_else(|| {
@@ -292,6 +298,7 @@ async fn land(
         // is made if missing, under its file name there.
         let mut by_dir: BTreeMap<PathBuf, Vec<reapi::OutputFile>> = BTreeMap::new();
         let mut depfiles = Vec::new();
+        let mut landed = Vec::new();
         for f in kept.output_files {
             let Some(i) = outputs.iter().position(|o| *o == f.path) else {
                 continue;
@@ -306,6 +313,13 @@ async fn land(
             if (landing.unmap.is_some() || landing.relocated) && f.path.ends_with(".d") {
                 depfiles.push((local.clone(), real.join(name)));
             }
+            landed.push((
+                reapi::OutputFile {
+                    contents: Vec::new(),
+                    ..f.clone()
+                },
+                real.join(name),
+            ));
             by_dir.entry(real).or_default().push(reapi::OutputFile {
                 path: name.to_string_lossy().into_owned(),
                 ..f
@@ -329,6 +343,14 @@ async fn land(
             .await
             .map_err(|e| Failure::of(&e))?;
         down += stats.bytes;
+        if let (Some(tier), Some(action)) = (client.tier(), keep) {
+            // Before depfiles are rewritten: the tier holds the server's bytes.
+            let streams = Streams {
+                stdout: &raw_out,
+                stderr: &raw_err,
+            };
+            keep_in_tier(tier, action, result, streams, &landed);
+        }
         for (d, _) in depfiles {
             let fixed = std::fs::read(&d)
                 .map(|b| landing.unmap_text(b))
@@ -340,6 +362,62 @@ async fn land(
         tracing::debug!(elapsed = ?t.elapsed(), "outputs written");
     }
     Ok((stdout, stderr, down))
+}
+
+/// A result's stdout and stderr, as the server holds them.
+#[derive(Clone, Copy)]
+struct Streams<'a> {
+    stdout: &'a [u8],
+    stderr: &'a [u8],
+}
+
+/// Keeps a successful result in the local tier: `files` are its outputs
+/// (digests only) and where they now are on disk. A failure to keep it
+/// costs only the next hit's call, and is a line in the warnings log.
+fn keep_in_tier(
+    tier: &crate::cas::store::Tier,
+    action: &Digest,
+    result: &reapi::ActionResult,
+    streams: Streams<'_>,
+    files: &[(reapi::OutputFile, PathBuf)],
+) {
+    use crate::cas::store::TierBlob;
+    let t = Instant::now();
+    let (od, ed) = (
+        Digest::of_bytes(streams.stdout),
+        Digest::of_bytes(streams.stderr),
+    );
+    let mut blobs = vec![
+        TierBlob::Bytes(od, streams.stdout),
+        TierBlob::Bytes(ed, streams.stderr),
+    ];
+    let mut outputs = Vec::new();
+    for (f, path) in files {
+        match Digest::from_proto_opt(f.digest.as_ref()) {
+            Ok(d) => blobs.push(TierBlob::File(d, path)),
+            Err(_) => return,
+        }
+        outputs.push(f.clone());
+    }
+    let stream = |d: Digest| (d != Digest::EMPTY).then(|| d.to_proto());
+    let entry = reapi::ActionResult {
+        output_files: outputs,
+        stdout_digest: stream(od),
+        stderr_digest: stream(ed),
+        exit_code: 0,
+        execution_metadata: result.execution_metadata.clone(),
+        ..Default::default()
+    };
+    match tier.keep(action, &entry, &blobs) {
+        Ok(added) => tracing::debug!(elapsed = ?t.elapsed(), added, "kept in the local tier"),
+        Err(e) => {
+            let cache = tier.dir().parent().unwrap_or(tier.dir());
+            super::log::warn(
+                cache,
+                &format!("the local tier at {}: {e}", tier.dir().display()),
+            );
+        }
+    }
 }
 
 /// The cause (and local reason) of a relocated compile's output that
@@ -365,9 +443,18 @@ fn forbid_check(
     })
 }
 
+/// Which action caches a lookup asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ask {
+    /// The results on this machine, then the server's.
+    Both,
+    /// The results on this machine only (Execute asks the server's next).
+    Here,
+}
+
 /// The action cache only.
-pub async fn lookup(client: &Client, p: &Prepared) -> Result<Option<Finished>, Failure> {
-    lookup_digest(client, &p.digest, &p.outputs, &p.landing).await
+pub async fn lookup(client: &Client, p: &Prepared, ask: Ask) -> Result<Option<Finished>, Failure> {
+    lookup_digest(client, &p.digest, &p.outputs, &p.landing, ask).await
 }
 
 /// The action cache only, for an action known by its digest alone.
@@ -376,12 +463,14 @@ pub async fn lookup_digest(
     digest: &Digest,
     outputs: &[String],
     landing: &Landing,
+    ask: Ask,
 ) -> Result<Option<Finished>, Failure> {
     let t = Instant::now();
     let local = client.local_result(digest);
     let from_store = local.is_some();
     let result = match local {
         Some(r) => r,
+        None if ask == Ask::Here => return Ok(None),
         None => {
             let asked = client
                 .for_action(digest)
@@ -395,7 +484,8 @@ pub async fn lookup_digest(
         }
     };
     tracing::debug!(elapsed = ?t.elapsed(), local = from_store, "GetActionResult");
-    match land(client, &result, outputs, landing).await {
+    let keep = (!from_store).then_some(digest);
+    match land(client, &result, outputs, landing, keep).await {
         Ok((stdout, stderr, down)) => Ok(Some(Finished {
             code: result.exit_code,
             stdout,
@@ -434,7 +524,7 @@ pub async fn execute(client: &Client, p: &Prepared, looked_up: bool) -> Result<F
                 "Execute finished without a result",
             ));
         };
-        match land(client, result, &p.outputs, &p.landing).await {
+        match land(client, result, &p.outputs, &p.landing, Some(&p.digest)).await {
             Ok((stdout, stderr, down)) => {
                 return Ok(Finished {
                     code: result.exit_code,
@@ -532,9 +622,14 @@ pub async fn publish(
             digest
         })
     };
-    let stdout_digest = stream(&p.landing.map_text(streams.stdout));
-    let stderr_digest = stream(&p.landing.map_text(streams.stderr));
+    let (mapped_out, mapped_err) = (
+        p.landing.map_text(streams.stdout),
+        p.landing.map_text(streams.stderr),
+    );
+    let stdout_digest = stream(&mapped_out);
+    let stderr_digest = stream(&mapped_err);
     let mut files = Vec::new();
+    let mut landed = Vec::new();
     for (rel, path) in p.outputs.iter().zip(&p.landing.local) {
         let path: PathBuf = path.clone();
         let digest = crate::cas::hash::digest_file(&path)
@@ -542,13 +637,15 @@ pub async fn publish(
         let executable = std::fs::metadata(&path)
             .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
             .unwrap_or(false);
-        blobs.push(Blob::file(digest, path));
-        files.push(reapi::OutputFile {
+        let file = reapi::OutputFile {
             path: rel.clone(),
             digest: Some(digest.to_proto()),
             is_executable: executable,
             ..Default::default()
-        });
+        };
+        landed.push((file.clone(), path.clone()));
+        blobs.push(Blob::file(digest, path));
+        files.push(file);
     }
     let up = blobs.iter().map(|b| b.digest.size()).sum();
     let client = client.for_action(&p.digest);
@@ -572,9 +669,16 @@ pub async fn publish(
         ..Default::default()
     };
     client
-        .update_action_result(&p.digest, result)
+        .update_action_result(&p.digest, result.clone())
         .await
         .map_err(|e| Failure::of(&e))?;
+    if let Some(tier) = client.tier() {
+        let streams = Streams {
+            stdout: &mapped_out,
+            stderr: &mapped_err,
+        };
+        keep_in_tier(tier, &p.digest, &result, streams, &landed);
+    }
     Ok(up)
 }
 
@@ -597,6 +701,14 @@ mod tests {
         let url = fake.start().await;
         let dir = tempfile::tempdir().unwrap();
         (client_of(&url, &dir.path().join("cache")).await, dir)
+    }
+
+    /// The failure of looking up the action `hostile` serves.
+    async fn refused(client: &Client, outputs: &[String], landing: &Landing) -> Failure {
+        let action = Digest::of_bytes(b"action");
+        lookup_digest(client, &action, outputs, landing, Ask::Both)
+            .await
+            .unwrap_err()
     }
 
     /// A client of the server at `url` with its own cache dir.
@@ -674,7 +786,14 @@ mod tests {
         std::os::unix::fs::symlink(&victim, cwd.join("a.o")).unwrap();
         let outputs = vec!["a.o".to_string()];
         let landing = Landing::beside(&cwd, &outputs);
-        let got = lookup_digest(&client, &Digest::of_bytes(b"action"), &outputs, &landing).await;
+        let got = lookup_digest(
+            &client,
+            &Digest::of_bytes(b"action"),
+            &outputs,
+            &landing,
+            Ask::Both,
+        )
+        .await;
         let f = got.unwrap().unwrap();
         assert_eq!(f.code, 0);
         assert_eq!(std::fs::read(cwd.join("a.o")).unwrap(), obj);
@@ -697,9 +816,7 @@ mod tests {
         let (client, dir) = hostile(result, &[b"one", b"two"]).await;
         let outputs = vec!["a.o".to_string()];
         let landing = Landing::beside(dir.path(), &outputs);
-        let err = lookup_digest(&client, &Digest::of_bytes(b"action"), &outputs, &landing)
-            .await
-            .unwrap_err();
+        let err = refused(&client, &outputs, &landing).await;
         assert_eq!(err.cause, "missing_outputs", "{}", err.message);
         assert!(!dir.path().join("a.o").exists());
     }
@@ -727,9 +844,7 @@ mod tests {
         let client = client_of(&url, &dir.path().join("cache2")).await;
         let outputs = vec!["a.o".to_string()];
         let landing = Landing::beside(&cwd, &outputs);
-        let err = lookup_digest(&client, &Digest::of_bytes(b"action"), &outputs, &landing)
-            .await
-            .unwrap_err();
+        let err = refused(&client, &outputs, &landing).await;
         assert_eq!(err.cause, "bad_blob", "{}", err.message);
         assert_eq!(
             std::fs::read_dir(&cwd).unwrap().count(),
@@ -748,9 +863,7 @@ mod tests {
         let (client, dir) = hostile(result, &[b"obj"]).await;
         let outputs = vec!["a.o".to_string()];
         let landing = Landing::beside(dir.path(), &outputs);
-        let err = lookup_digest(&client, &Digest::of_bytes(b"action"), &outputs, &landing)
-            .await
-            .unwrap_err();
+        let err = refused(&client, &outputs, &landing).await;
         assert_eq!(err.cause, "protocol", "{}", err.message);
         assert!(
             err.message.contains("more than recast replays"),

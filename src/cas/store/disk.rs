@@ -340,6 +340,15 @@ impl Inner {
             let Some((victim, slot)) = index.pop_oldest_except(keep) else {
                 break;
             };
+            // Read since we last saw it, by a client reading the store
+            // directly (`StoreReader` stamps the atime): a second chance.
+            let read = fs::symlink_metadata(self.blob_path(&victim))
+                .map(|m| epoch_secs(newest(&m)))
+                .unwrap_or(0);
+            if read > slot.stamped {
+                index.insert(victim, slot.size, slot.exec_variant, read);
+                continue;
+            }
             let _ = fs::remove_file(self.blob_path(&victim));
             if slot.exec_variant {
                 let _ = fs::remove_file(self.exec_path(&victim));
@@ -634,11 +643,10 @@ fn spread_subdirs(dir: &Path) {
     }
 }
 
-/// Sets a file's atime to now without opening it (blobs are read-only, and
-/// relatime mounts would not record a plain read). Best effort.
-fn set_atime_now(path: &Path) {
-    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, UTIME_NOW, UTIME_OMIT, utimensat};
-    let times = Timestamps {
+/// File times that set the atime to now and leave the mtime.
+pub(super) fn atime_now() -> rustix::fs::Timestamps {
+    use rustix::fs::{Timespec, Timestamps, UTIME_NOW, UTIME_OMIT};
+    Timestamps {
         last_access: Timespec {
             tv_sec: 0,
             tv_nsec: UTIME_NOW,
@@ -647,8 +655,14 @@ fn set_atime_now(path: &Path) {
             tv_sec: 0,
             tv_nsec: UTIME_OMIT,
         },
-    };
-    let _ = utimensat(CWD, path, &times, AtFlags::empty());
+    }
+}
+
+/// Sets a file's atime to now without opening it (blobs are read-only, and
+/// relatime mounts would not record a plain read). Best effort.
+fn set_atime_now(path: &Path) {
+    use rustix::fs::{AtFlags, CWD, utimensat};
+    let _ = utimensat(CWD, path, &atime_now(), AtFlags::empty());
 }
 
 #[cfg(test)]

@@ -181,6 +181,30 @@ fn lru_eviction_order_under_a_size_bound() {
 }
 
 #[test]
+fn a_blob_read_directly_by_another_process_is_not_the_first_evicted() {
+    let (dir, s) = store(30);
+    let a = put(&s, &[b'a'; 10]);
+    let b = put(&s, &[b'b'; 10]);
+    put(&s, &[b'c'; 10]);
+    // A wrapper answered a hit from `a`'s file, with no call: the server
+    // never heard of it, but the reader stamped the file's atime.
+    let later = SystemTime::now() + std::time::Duration::from_secs(120);
+    let f = File::open(s.blob_path(&a)).unwrap();
+    f.set_times(fs::FileTimes::new().set_accessed(later))
+        .unwrap();
+    drop(f);
+    let reader = super::super::StoreReader::new(dir.path());
+    assert!(reader.blob(&a).is_some());
+    put(&s, &[b'd'; 10]);
+    assert!(
+        s.blob_path(&a).exists(),
+        "the blob read directly was evicted"
+    );
+    assert!(!s.blob_path(&b).exists(), "the unread one survived");
+    assert_eq!(s.total_size(), 30);
+}
+
+#[test]
 fn restart_rebuilds_lru_order_from_file_times() {
     let dir = tempfile::tempdir().unwrap();
     let (old, new);

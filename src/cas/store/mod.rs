@@ -1,7 +1,10 @@
 //! Blob stores: the CAS and the action cache on local disk.
 //!
 //! One trait, [`BlobStore`], with a file per implementation (`disk.rs`
-//! today; its LRU bookkeeping is the pure `lru.rs`). Stores are synchronous
+//! today; its LRU bookkeeping is the pure `lru.rs`). Beside them, read and
+//! written by short processes with no index: `reader.rs` (a result and its
+//! blobs, found by path) and `tier.rs` (the local result tier in front of
+//! a remote server). Stores are synchronous
 //! `std::fs` code with no tokio, tonic or processes: the gRPC server calls
 //! them from blocking tasks and the runner calls them directly. They verify
 //! every digest they accept, so a blob read back is always what its digest
@@ -14,6 +17,7 @@ mod action_cache;
 mod disk;
 mod lru;
 mod reader;
+mod tier;
 
 use std::fs;
 use std::io::{self, Read};
@@ -24,6 +28,7 @@ use super::Digest;
 pub use action_cache::DiskActionCache;
 pub use disk::{DiskStore, VerifyReport};
 pub use reader::StoreReader;
+pub use tier::{Cleaned, DEFAULT_TIER_SIZE, Tier, TierBlob};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -6,9 +6,12 @@
 //! grow with the size of the store. A [`StoreReader`] opens nothing: it
 //! reads the result file of one action and the blob files it names, checks
 //! every blob against its digest, and hands back a result with all of them
-//! inlined, or nothing. It never writes, so the server that owns the store
-//! (and its LRU index) sees nothing change; a blob the server evicted
-//! meanwhile is simply a miss here.
+//! inlined, or nothing. It changes nothing but the atime of what it read
+//! (now and then, [`STAMP_SECS`]), and removes a blob that is not what its
+//! name says. The server that owns the store takes a
+//! blob whose atime moved past its own record as used when it next evicts,
+//! and the tier's clean-up orders by it. A blob evicted meanwhile is simply
+//! a miss here.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -47,7 +50,7 @@ impl StoreReader {
 
     /// The stored result of `action`, as stored (digests only).
     pub fn result(&self, action: &Digest) -> Option<reapi::ActionResult> {
-        let bytes = fs::read(result_path_in(&self.dir.join("ac"), action)).ok()?;
+        let bytes = read_used(&result_path_in(&self.dir.join("ac"), action))?;
         reapi::ActionResult::decode(bytes.as_slice()).ok()
     }
 
@@ -56,10 +59,14 @@ impl StoreReader {
         if *d == Digest::EMPTY {
             return Some(Vec::new());
         }
-        let bytes = fs::read(blob_path_in(&self.dir.join("cas"), d)).ok()?;
+        let path = blob_path_in(&self.dir.join("cas"), d);
+        let bytes = read_used(&path)?;
         let actual = Digest::from_raw(Sha256::digest(&bytes).into(), bytes.len() as u64);
         if actual != *d {
-            tracing::warn!(digest = %d, %actual, "a stored blob does not match its digest");
+            // Removed, so that it reads as missing and is written again
+            // (the server that owns a store does the same when it checks).
+            tracing::warn!(digest = %d, %actual, "a stored blob does not match its digest; removed");
+            let _ = fs::remove_file(&path);
             return None;
         }
         Some(bytes)
@@ -91,6 +98,25 @@ impl StoreReader {
         }
         Some(result)
     }
+}
+
+/// How stale a file's last use may get before a read refreshes it: the
+/// LRU order of the tier's clean-up and of the embedded server's eviction
+/// is this coarse, and a hit pays one `futimens` per file this often.
+pub(super) const STAMP_SECS: u64 = 300;
+
+/// A file's bytes; its atime is set to now if its last use is older than
+/// [`STAMP_SECS`], so the stores' eviction sees a hit read here as a use.
+fn read_used(path: &Path) -> Option<Vec<u8>> {
+    let mut f = fs::File::open(path).ok()?;
+    let meta = f.metadata().ok()?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::io::Read::read_to_end(&mut f, &mut bytes).ok()?;
+    let now = super::tier::now_secs();
+    if now.saturating_sub(super::tier::newest_secs(&meta)) > STAMP_SECS {
+        let _ = rustix::fs::futimens(&f, &super::disk::atime_now());
+    }
+    Some(bytes)
 }
 
 #[cfg(test)]
@@ -144,9 +170,8 @@ mod tests {
         fs::set_permissions(&path, perms).unwrap();
         fs::write(&path, b"\x7fELF objecT").unwrap();
         assert!(reader.blob(&od).is_none());
-        assert!(reader.inlined(&action, 1 << 20).is_none());
-        // An evicted one neither.
-        fs::remove_file(&path).unwrap();
+        // It is removed, so that it is written again.
+        assert!(!path.exists());
         assert!(reader.inlined(&action, 1 << 20).is_none());
     }
 }
