@@ -18,6 +18,7 @@ use std::time::Instant;
 use crate::action::Features;
 use crate::config::{RemoteArgs, vars};
 use crate::remote::{Client, RemoteError};
+use crate::wrap::Cause;
 
 use super::platform::{self as cli_platform, Resolved};
 
@@ -207,7 +208,10 @@ async fn test_action(
             ),
         ),
         Err(f)
-            if f.cause == "status_failed_precondition" || f.cause == "status_invalid_argument" =>
+            if matches!(
+                f.cause,
+                Cause::Status(tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument)
+            ) =>
         {
             refused(resolved, &f.message, report)
         }

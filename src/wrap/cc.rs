@@ -68,24 +68,24 @@ impl family::Driver for Driver {
             Driver::Plain(f) => (None, &raw[..], *f),
             Driver::Zig => match raw.first().map(String::as_str) {
                 Some(sub @ ("cc" | "c++")) => (Some(sub.to_string()), &raw[1..], CFamily::Clang),
-                _ => return Err("not_a_compile"),
+                _ => return Err(Reason::NotACompile),
             },
         };
         let cwd = ctx.cwd.clone();
         let expanded =
             args::expand(rest, &|f| std::fs::read_to_string(cwd.join(f))).map_err(|e| {
                 tracing::debug!("response file: {e}");
-                "response_file"
+                Reason::ResponseFile
             })?;
         let c = gcc::parse(&inv.argv0.to_string_lossy(), &expanded, cfamily).map_err(|l| {
             tracing::debug!("local: {l}");
-            l.as_str()
+            Reason::Parsed(l.as_str())
         })?;
         let zig = matches!(self, Driver::Zig);
         // Without -target, zig compiles for this machine: its CPU and its
         // C library, found by running this machine's `cc`.
         if zig && c.target.as_deref().is_none_or(|t| t == "native") {
-            return Err("zig_native_target");
+            return Err(Reason::ZigNativeTarget);
         }
         let names = COMPILER_ENV.iter().chain(LOCALE_ENV.iter()).chain(if zig {
             &ZIG_ENV[..]
@@ -100,12 +100,12 @@ impl family::Driver for Driver {
 }
 
 /// The arguments as strings; a compile with other bytes runs here.
-pub(crate) fn utf8_args(inv: &Invocation) -> Result<Vec<String>, &'static str> {
+pub(crate) fn utf8_args(inv: &Invocation) -> Result<Vec<String>, Reason> {
     inv.args
         .iter()
         .map(|a| a.to_str().map(str::to_string))
         .collect::<Option<Vec<_>>>()
-        .ok_or("non_utf8_argument")
+        .ok_or(Reason::NonUtf8Argument)
 }
 
 struct CcJob {
@@ -187,7 +187,7 @@ impl Job for CcJob {
             .collect();
         for e in &c.extra_inputs {
             if !paths::opened(&ctx.cwd, e).is_file() {
-                return Err("extra_input_not_a_file");
+                return Err(Reason::ExtraInputNotAFile);
             }
             extra.push(e.clone());
         }
@@ -246,17 +246,17 @@ impl Job for CcJob {
     fn relocation(&self, site: &RelocationSite<'_>) -> Result<Relocation, Reason> {
         if self.zig {
             // zig finds its library from /proc/self/exe: the worker's path.
-            return Err("not_relocatable");
+            return Err(Reason::NotRelocatable);
         }
         if matches!(site.tools[0], Tool::Registry { .. }) {
             // Its answers (exec prefix, include directories) would be this
             // machine's compiler's, not the workers'.
-            return Err("relocated_registry_toolchain");
+            return Err(Reason::RelocatedRegistryToolchain);
         }
         match site.tools[0].manifest().identity.family {
             Family::Gcc => self.relocation_gcc(site),
             Family::Clang => self.relocation_clang(site),
-            _ => Err("not_relocatable"),
+            _ => Err(Reason::NotRelocatable),
         }
     }
 
@@ -284,7 +284,7 @@ impl CcJob {
             .iter()
             .any(|(k, _)| k == "GCC_EXEC_PREFIX" || k == "COMPILER_PATH")
         {
-            return Err("not_relocatable");
+            return Err(Reason::NotRelocatable);
         }
         let root = site.tools[0].manifest().root;
         let exec_prefix = relocate::ask(
@@ -320,7 +320,7 @@ impl CcJob {
                 r.tail.push(relocate::rel(&site.map.arg(&d)));
             }
         }
-        let exec_prefix = exec_prefix.first().ok_or("not_relocatable")?;
+        let exec_prefix = exec_prefix.first().ok_or(Reason::NotRelocatable)?;
         r.env.push((
             "GCC_EXEC_PREFIX".into(),
             relocate::rel(&site.map.arg(exec_prefix)),
@@ -342,7 +342,7 @@ impl CcJob {
             &["-print-resource-dir".into()],
             |t| t.lines().next().map(|l| vec![l.trim().to_string()]),
         )?;
-        let resource = resource.first().ok_or("not_relocatable")?;
+        let resource = resource.first().ok_or(Reason::NotRelocatable)?;
         let mut r = Relocation::default();
         r.lead.push("-no-canonical-prefixes".into());
         r.lead.push("-resource-dir".into());

@@ -80,8 +80,7 @@ pub(crate) fn by_name(name: &str) -> Option<&'static Row> {
     FAMILIES.iter().find(|row| row.names.contains(&tool))
 }
 
-/// Why a compile runs here: a stats key (`linking`, `host_unit`, …).
-pub(crate) type Reason = &'static str;
+pub(crate) use super::why::Reason;
 
 /// A family's entry: a command line to a [`Job`].
 pub(crate) trait Driver: Sync {
@@ -226,7 +225,7 @@ pub(crate) trait Job: Send + Sync {
     /// How this compile runs in a plain directory (the relocated layout);
     /// `Err`: it cannot, and runs here (a local reason).
     fn relocation(&self, _site: &RelocationSite<'_>) -> Result<Relocation, Reason> {
-        Err("not_relocatable")
+        Err(Reason::NotRelocatable)
     }
     /// Once the outputs are in place: `depfile` is the scan's kept text.
     fn landed(&self, _ctx: &Ctx, _depfile: Option<&str>) -> Result<(), String> {

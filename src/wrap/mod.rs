@@ -49,6 +49,7 @@ mod scan;
 pub mod stats;
 mod tool;
 mod twin;
+mod why;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -60,6 +61,7 @@ use crate::remote::Client;
 
 pub use entry::{Detected, Invocation};
 use stats::Event;
+pub(crate) use why::Cause;
 
 /// How a wrapped compile's remote side ends.
 pub(crate) enum Flow {
@@ -86,11 +88,11 @@ pub(crate) enum Flow {
 }
 
 impl Flow {
-    fn local(reason: &str) -> Flow {
+    fn local(reason: why::Reason) -> Flow {
         Flow::Local(Event::local(reason))
     }
 
-    fn fallback(cause: &str, why: impl std::fmt::Display) -> Flow {
+    fn fallback(cause: why::Cause, why: impl std::fmt::Display) -> Flow {
         tracing::info!("compiling locally ({cause}): {why}");
         Flow::Local(Event::fallback(cause))
     }
@@ -140,6 +142,19 @@ impl Ctx {
         self.env.get(key)
     }
 
+    /// The execution platform: the toolchain's host, as the configured
+    /// profile spells it.
+    pub fn platform_of(&self, tool: &tool::Tool) -> anyhow::Result<Vec<(String, String)>> {
+        let host = &tool.manifest().host;
+        let r = crate::platform::resolve_named(
+            &self.platform.profile,
+            &self.platform.properties,
+            &host.os,
+            &host.arch,
+        )?;
+        Ok(r.platform.pairs().to_vec())
+    }
+
     /// The project root: configured, else the nearest VCS root.
     pub fn project_root(&self) -> Option<PathBuf> {
         match &self.wrap.project_root {
@@ -168,7 +183,14 @@ fn settings(
 pub fn main(argv: Vec<OsString>, name: OsString, args_from: usize) -> ExitCode {
     let started = Instant::now();
     let env = Env::from_process();
-    let Some(inv) = invocation(&env, argv, name, args_from) else {
+    // The working directory and PATH, read once for the whole compile.
+    let cwd = std::env::current_dir();
+    let path: Vec<PathBuf> = env
+        .get("PATH")
+        .map(|p| std::env::split_paths(p).collect())
+        .unwrap_or_default();
+    let here = cwd.as_deref().unwrap_or(Path::new("/"));
+    let Some(inv) = invocation(here, &path, argv, name, args_from) else {
         return ExitCode::from(127);
     };
     let (wrap, remote, platform, cache_dir) = match settings(&env) {
@@ -191,16 +213,12 @@ pub fn main(argv: Vec<OsString>, name: OsString, args_from: usize) -> ExitCode {
         }
     };
     if wrap.mode == Mode::Local {
-        record(&cache_dir, &inv, Event::local("mode_local"));
+        record(&cache_dir, &inv, Event::local(why::Reason::ModeLocal));
         return local::exec(&inv);
     }
-    let Ok(cwd) = std::env::current_dir() else {
+    let Ok(cwd) = cwd else {
         return local::exec(&inv);
     };
-    let path = env
-        .get("PATH")
-        .map(|p| std::env::split_paths(p).collect())
-        .unwrap_or_default();
     let ctx = Ctx {
         env,
         wrap,
@@ -254,16 +272,17 @@ fn record(cache_dir: &Path, inv: &Invocation, event: Event) {
 
 /// The invocation `argv` names: the compiler found (a message on stderr
 /// and `None` when there is none) and its family.
-fn invocation(env: &Env, argv: Vec<OsString>, name: OsString, from: usize) -> Option<Invocation> {
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-    let path: Vec<PathBuf> = env
-        .get("PATH")
-        .map(|p| std::env::split_paths(p).collect())
-        .unwrap_or_default();
+fn invocation(
+    cwd: &Path,
+    path: &[PathBuf],
+    argv: Vec<OsString>,
+    name: OsString,
+    from: usize,
+) -> Option<Invocation> {
     let me = std::env::current_exe()
         .and_then(std::fs::canonicalize)
         .unwrap_or_default();
-    let compiler = match entry::resolve(&name, &cwd, &path, &me) {
+    let compiler = match entry::resolve(&name, cwd, path, &me) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("recast: {e}");

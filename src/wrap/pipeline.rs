@@ -21,9 +21,10 @@ use super::depcache::{self, Mark};
 use super::family::{Job, Reason, Scanned, ToolRequest};
 use super::prepare::{self, Move};
 use super::relocate::Layout;
-use super::remote::{self, Failure, Prepared, RELOCATED_LEAK};
+use super::remote::{self, Failure, Prepared};
 use super::stats::Event;
 use super::tool::{self, Tool};
+use super::why::Cause;
 use super::{Ctx, Flow, Invocation, local, probe, scan};
 use crate::action::Features;
 use crate::cas::Digest;
@@ -135,7 +136,7 @@ async fn finish(ctx: &Ctx, inv: &Invocation, job: &dyn Job, flow: Flow) -> Endin
         }
         // Never left standing by `remote_or_local`: an unmoved action
         // cannot name the moved root.
-        Flow::Location => local_end(ctx, inv, job, Event::fallback("location_leak")).await,
+        Flow::Location => local_end(ctx, inv, job, Event::fallback(Cause::LocationLeak)).await,
         Flow::Local(event) => local_end(ctx, inv, job, event).await,
     }
 }
@@ -304,13 +305,13 @@ pub async fn plan(
     job.placed(foreign).map_err(Flow::local)?;
     let platform = ctx.platform_of(&tools[0]).map_err(|e| {
         tracing::info!("{e:#}");
-        Flow::local("platform")
+        Flow::local(Reason::Platform)
     })?;
     let (client, features, layout) = server(ctx, &tools[0], &platform).await?;
     let mut rooted = Vec::new();
     if layout == Layout::Relocated {
         if fast_key.is_some_and(|k| depcache::is_marked(&ctx.cache_dir, k, Mark::Unrelocatable)) {
-            return Err(Flow::local(RELOCATED_LEAK));
+            return Err(Flow::local(Reason::RelocatedLeak));
         }
         let moved = relocated(ctx, &client, &tools).await.map_err(Flow::local)?;
         rooted = std::mem::replace(&mut tools, moved);
@@ -320,7 +321,7 @@ pub async fn plan(
             if let Some(bundle) = t.bundle()
                 && let Err(f) = upload_toolchain(ctx, &client, bundle).await
             {
-                return Err(Flow::fallback(&f.cause, f.message));
+                return Err(Flow::fallback(f.cause, f.message));
             }
         }
     }
@@ -378,9 +379,9 @@ async fn toolchains(ctx: &Ctx, requests: &[ToolRequest]) -> Result<(Vec<Tool>, D
         bundles.push(package(ctx, r).await.map_err(|e| {
             tracing::info!("cannot package {}: {e:#}", r.compiler.display());
             Flow::local(if bundles.is_empty() {
-                "toolchain"
+                Reason::Toolchain
             } else {
-                "links_no_linker"
+                Reason::LinksNoLinker
             })
         })?);
     }
@@ -413,7 +414,7 @@ async fn scan_inputs(
     {
         Ok(Ok(s)) => Ok(s),
         Ok(Err(reason)) => Err(Flow::local(reason)),
-        Err(e) => Err(Flow::fallback("internal", e)),
+        Err(e) => Err(Flow::fallback(Cause::Internal, e)),
     }
 }
 
@@ -423,7 +424,7 @@ async fn relocated(ctx: &Ctx, client: &Client, tools: &[Tool]) -> Result<Vec<Too
     // One `.r-ld` link serves every program of the action.
     let loader = tools[0].manifest().interpreter.clone();
     if tools.iter().any(|t| t.manifest().interpreter != loader) {
-        return Err("not_relocatable");
+        return Err(Reason::NotRelocatable);
     }
     let mut out = Vec::with_capacity(tools.len());
     for t in tools {
@@ -439,7 +440,7 @@ async fn relocated(ctx: &Ctx, client: &Client, tools: &[Tool]) -> Result<Vec<Too
             Ok(b) => out.push(Tool::Local(Box::new(b))),
             Err(e) => {
                 tracing::info!("cannot relocate {}: {e}", bundle.manifest.name);
-                return Err("not_relocatable");
+                return Err(Reason::NotRelocatable);
             }
         }
     }
@@ -529,11 +530,11 @@ pub async fn server(
 ) -> Result<(Client, Features, Layout), Flow> {
     let client = match ctx.client().await {
         Ok(c) => c.clone(),
-        Err(e) => return Err(Flow::fallback("unreachable", format!("{e:#}"))),
+        Err(e) => return Err(Flow::fallback(Cause::Unreachable, format!("{e:#}"))),
     };
     let caps = client.capabilities().await.map_err(|e| {
         let f = Failure::of(&e);
-        Flow::fallback(&f.cause, f.message)
+        Flow::fallback(f.cause, f.message)
     })?;
     let features = Features {
         output_paths: caps.supports_output_paths(),
@@ -542,13 +543,13 @@ pub async fn server(
     if ctx.wrap.mode == Mode::Remote {
         if !caps.exec_enabled {
             return Err(Flow::fallback(
-                "no_execution",
+                Cause::NoExecution,
                 format!("{} offers no execution", client.url()),
             ));
         }
         return match probe::layout(&ctx.cache_dir, &client, tool, platform, features).await {
             Ok(layout) => Ok((client, features, layout)),
-            Err(f) => Err(Flow::fallback(&f.cause, f.message)),
+            Err(f) => Err(Flow::fallback(f.cause, f.message)),
         };
     }
     // Cache-only: no worker runs anything; the layout a probe found
@@ -587,8 +588,8 @@ async fn upload_toolchain(ctx: &Ctx, client: &Client, bundle: &Bundle) -> Result
     let lock_path = ctx.cache_dir.join("locks").join(format!("{name}.lock"));
     let lock = tokio::task::spawn_blocking(move || crate::lock::FileLock::take(&lock_path))
         .await
-        .map_err(|e| Failure::new("internal", e))?
-        .map_err(|e| Failure::new("local_io", format!("the upload lock: {e}")))?;
+        .map_err(|e| Failure::new(Cause::Internal, e))?
+        .map_err(|e| Failure::new(Cause::LocalIo, format!("the upload lock: {e}")))?;
     if fresh(&marker) {
         return Ok(());
     }
@@ -643,7 +644,7 @@ async fn fast_hit(ctx: &Ctx, job: &dyn Job, key: &Digest) -> Option<Flow> {
     let fast = depcache::lookup_fast(&ctx.cache_dir, key)?;
     let client = match ctx.client().await {
         Ok(c) => c,
-        Err(e) => return Some(Flow::fallback("unreachable", format!("{e:#}"))),
+        Err(e) => return Some(Flow::fallback(Cause::Unreachable, format!("{e:#}"))),
     };
     let landing = match &fast.landing {
         Some(l) => l.clone(),
@@ -660,18 +661,18 @@ async fn fast_hit(ctx: &Ctx, job: &dyn Job, key: &Digest) -> Option<Flow> {
     {
         Ok(Some(f)) if f.code == 0 => f,
         Ok(_) => return None,
-        Err(e) if e.cause == "location_leak" => {
+        Err(e) if e.cause == Cause::LocationLeak => {
             depcache::mark(&ctx.cache_dir, key, Mark::Located);
             return None;
         }
-        Err(e) if e.cause == RELOCATED_LEAK => {
+        Err(e) if e.cause == Cause::RelocatedLeak => {
             depcache::mark(&ctx.cache_dir, key, Mark::Unrelocatable);
             return None;
         }
-        Err(e) => return Some(Flow::fallback(&e.cause, e.message)),
+        Err(e) => return Some(Flow::fallback(e.cause, e.message)),
     };
     if let Err(e) = job.landed(ctx, fast.depfile.as_deref()) {
-        return Some(Flow::fallback("local_io", e));
+        return Some(Flow::fallback(Cause::LocalIo, e));
     }
     tracing::debug!(elapsed = ?ctx.started.elapsed(), "fast hit");
     Some(hit(ctx, f))
@@ -750,14 +751,14 @@ async fn cached(
         match remote::lookup(&p.client, action, ask).await {
             Ok(Some(f)) if f.code == 0 => {
                 if let Err(e) = landed_as(ctx, job, p, action, key) {
-                    return Some(Flow::fallback("local_io", e));
+                    return Some(Flow::fallback(Cause::LocalIo, e));
                 }
                 return Some(hit(ctx, f));
             }
             Ok(_) => {}
-            Err(f) if f.cause == "location_leak" => return Some(Flow::Location),
-            Err(f) if f.cause == RELOCATED_LEAK => return Some(unrelocatable(ctx, key, &f)),
-            Err(f) => return Some(Flow::fallback(&f.cause, f.message)),
+            Err(f) if f.cause == Cause::LocationLeak => return Some(Flow::Location),
+            Err(f) if f.cause == Cause::RelocatedLeak => return Some(unrelocatable(ctx, key, &f)),
+            Err(f) => return Some(Flow::fallback(f.cause, f.message)),
         }
     }
     None
@@ -781,12 +782,12 @@ async fn execute(ctx: &Ctx, job: &dyn Job, p: &Planned, key: &Digest) -> Flow {
     }
     let finished = match remote::execute(&p.client, &p.prepared, looked_up).await {
         Ok(f) => f,
-        Err(f) if f.cause == "location_leak" => {
+        Err(f) if f.cause == Cause::LocationLeak => {
             tracing::debug!("{}", f.message);
             return Flow::Location;
         }
-        Err(f) if f.cause == RELOCATED_LEAK => return unrelocatable(ctx, key, &f),
-        Err(f) => return Flow::fallback(&f.cause, f.message),
+        Err(f) if f.cause == Cause::RelocatedLeak => return unrelocatable(ctx, key, &f),
+        Err(f) => return Flow::fallback(f.cause, f.message),
     };
     tracing::trace!(command = ?p.prepared.command, root = %p.prepared.inputs.tree.root, "command");
     tracing::debug!(
@@ -797,7 +798,7 @@ async fn execute(ctx: &Ctx, job: &dyn Job, p: &Planned, key: &Digest) -> Flow {
     );
     if finished.code != 0 && remote::infrastructure(finished.code, &finished.stderr) {
         return Flow::fallback(
-            "worker_failed",
+            Cause::WorkerFailed,
             format!(
                 "the compile failed on the worker with exit code {}: {}",
                 finished.code,
@@ -808,7 +809,7 @@ async fn execute(ctx: &Ctx, job: &dyn Job, p: &Planned, key: &Digest) -> Flow {
     if finished.code == 0
         && let Err(e) = landed(ctx, job, p, key)
     {
-        return Flow::fallback("local_io", e);
+        return Flow::fallback(Cause::LocalIo, e);
     }
     let mut up = finished.up;
     if finished.code == 0
@@ -860,7 +861,7 @@ async fn execute(ctx: &Ctx, job: &dyn Job, p: &Planned, key: &Digest) -> Flow {
 fn unrelocatable(ctx: &Ctx, key: &Digest, f: &Failure) -> Flow {
     tracing::info!("{}", f.message);
     depcache::mark(&ctx.cache_dir, key, Mark::Unrelocatable);
-    Flow::local(RELOCATED_LEAK)
+    Flow::local(Reason::RelocatedLeak)
 }
 
 /// Cache-only: a hit is written (then landed); a miss compiles here and
@@ -871,7 +872,7 @@ async fn cache_only(ctx: &Ctx, inv: &Invocation, job: &dyn Job, p: &Planned, key
         return flow;
     }
     let started = std::time::Instant::now();
-    let mut event = Event::local("cache_miss");
+    let mut event = Event::local(Reason::CacheMiss);
     let (code, stdout, stderr) = here_captured(ctx, inv, job, &mut event).await;
     if code == 0 {
         let streams = remote::Compiled {
@@ -937,19 +938,4 @@ fn names(path: &std::path::Path, text: &str) -> bool {
     std::fs::read(path).map_or(true, |b| {
         memchr::memmem::find(&b, text.as_bytes()).is_some()
     })
-}
-
-impl Ctx {
-    /// The execution platform: the toolchain's host, as the configured
-    /// profile spells it.
-    pub fn platform_of(&self, tool: &Tool) -> anyhow::Result<Vec<(String, String)>> {
-        let host = &tool.manifest().host;
-        let r = crate::platform::resolve_named(
-            &self.platform.profile,
-            &self.platform.properties,
-            &host.os,
-            &host.arch,
-        )?;
-        Ok(r.platform.pairs().to_vec())
-    }
 }

@@ -308,7 +308,7 @@ fn choose_map(
 
 fn input_error(e: InputsError) -> Reason {
     tracing::info!("{e}");
-    "input_tree"
+    Reason::InputTree
 }
 
 /// Output paths a job names (relative to `cwd` or absolute), made absolute.

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::depcache;
 use super::inputs::Inputs;
 use super::relocate::Layout;
-use super::remote::{Failure, Prepared};
+use super::remote::{Cause, Failure, Prepared};
 use super::tool::Tool;
 use crate::action::{self, CommandSpec, Features};
 use crate::cas::Digest;
@@ -186,7 +186,7 @@ pub async fn layout(
     }
     let Some(p) = probe_action(Some(tool), platform, features) else {
         return Err(Failure::new(
-            "probe_unavailable",
+            Cause::ProbeUnavailable,
             format!(
                 "{} has no ELF loader to probe the workers with",
                 tool.manifest().name
@@ -226,10 +226,7 @@ async fn ask(client: &Client, p: &Prepared) -> Result<Option<Layout>, Failure> {
     let outcome = outcome.map_err(|e| Failure::of(&e))?;
     if !outcome.ok() {
         let code = tonic::Code::from(outcome.status.code);
-        return Err(Failure::new(
-            format!("status_{}", remote::code_name(code).to_ascii_lowercase()),
-            outcome.status.message,
-        ));
+        return Err(Failure::new(Cause::Status(code), outcome.status.message));
     }
     let chroot = outcome.result.as_ref().is_some_and(|r| r.exit_code == 0);
     Ok(Some(if chroot {
@@ -249,7 +246,7 @@ pub async fn probe_here(
 ) -> Result<Option<Layout>, Failure> {
     let p = probe_action(None, platform, features).ok_or_else(|| {
         Failure::new(
-            "probe_unavailable",
+            Cause::ProbeUnavailable,
             "this machine has no ELF loader to probe with",
         )
     })?;
@@ -286,7 +283,7 @@ fn fresh(a: &Answer) -> bool {
 fn silent(client: &Client, platform: &[(String, String)]) -> Failure {
     let props: Vec<String> = platform.iter().map(|(k, v)| format!("{k}={v}")).collect();
     Failure::new(
-        "no_worker",
+        Cause::NoWorker,
         format!(
             "no worker of {} ran a probe with platform {} within {} s; check that a worker offers these properties (`recast doctor`)",
             client.url(),

@@ -179,8 +179,9 @@ pub(crate) fn ask(
     {
         return Ok(v);
     }
-    let text = super::local::ask(program, args, &ctx.cwd).ok_or("not_relocatable")?;
-    let v = read(&text).ok_or("not_relocatable")?;
+    let text =
+        super::local::ask(program, args, &ctx.cwd).ok_or(super::family::Reason::NotRelocatable)?;
+    let v = read(&text).ok_or(super::family::Reason::NotRelocatable)?;
     depcache::save(&ctx.cache_dir, &path, &v);
     Ok(v)
 }

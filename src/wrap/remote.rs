@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::inputs::Inputs;
+pub(crate) use super::why::Cause;
 use crate::cas::Digest;
 use crate::proto::reapi;
 use crate::remote::{self, ActionRun, Blob, Client, RemoteError};
@@ -36,10 +37,10 @@ impl Prepared {
         features: crate::action::Features,
         inputs: Inputs,
         landing: Landing,
-    ) -> Result<Prepared, &'static str> {
+    ) -> Result<Prepared, super::why::Reason> {
         let command = crate::action::build_command(spec, features).map_err(|e| {
             tracing::info!("{e}");
-            "command"
+            super::why::Reason::Command
         })?;
         let command_digest = Digest::of_message(&command).0;
         let action = crate::action::build_action(
@@ -181,14 +182,14 @@ pub struct Finished {
 /// Why the compile must run locally after all: a stats key and a message.
 #[derive(Debug)]
 pub struct Failure {
-    pub cause: String,
+    pub cause: Cause,
     pub message: String,
 }
 
 impl Failure {
-    pub fn new(cause: impl Into<String>, message: impl std::fmt::Display) -> Failure {
+    pub fn new(cause: Cause, message: impl std::fmt::Display) -> Failure {
         Failure {
-            cause: cause.into(),
+            cause,
             message: message.to_string(),
         }
     }
@@ -196,21 +197,19 @@ impl Failure {
     /// The stats key of a remote error.
     pub fn of(e: &RemoteError) -> Failure {
         let cause = match e {
-            RemoteError::Unreachable { .. } => "unreachable".to_string(),
-            RemoteError::Tls { .. } => "tls".to_string(),
-            RemoteError::Status { code, .. } => {
-                format!("status_{}", remote::code_name(*code).to_ascii_lowercase())
-            }
-            RemoteError::MissingBlobs(_) | RemoteError::NotFound { .. } => "missing_blobs".into(),
-            RemoteError::BadBlob { .. } => "bad_blob".into(),
-            RemoteError::Protocol { .. } => "protocol".into(),
-            RemoteError::Io { .. } => "local_io".into(),
+            RemoteError::Unreachable { .. } => Cause::Unreachable,
+            RemoteError::Tls { .. } => Cause::Tls,
+            RemoteError::Status { code, .. } => Cause::Status(*code),
+            RemoteError::MissingBlobs(_) | RemoteError::NotFound { .. } => Cause::MissingBlobs,
+            RemoteError::BadBlob { .. } => Cause::BadBlob,
+            RemoteError::Protocol { .. } => Cause::Protocol,
+            RemoteError::Io { .. } => Cause::LocalIo,
             RemoteError::Refused { why, .. } if why.contains(super::relocate::PROC_CWD) => {
-                RELOCATED_LEAK.into()
+                Cause::RelocatedLeak
             }
-            RemoteError::Refused { .. } => "location_leak".into(),
-            RemoteError::InvalidUrl { .. } | RemoteError::Config(_) => "config".into(),
-            RemoteError::UnsupportedDigest { .. } => "digest_function".into(),
+            RemoteError::Refused { .. } => Cause::LocationLeak,
+            RemoteError::InvalidUrl { .. } | RemoteError::Config(_) => Cause::Config,
+            RemoteError::UnsupportedDigest { .. } => Cause::DigestFunction,
         };
         Failure::new(cause, e)
     }
@@ -288,7 +287,7 @@ async fn land(
     if result.exit_code == 0 {
         let kept = declared_only(result, outputs).ok_or_else(|| {
             Failure::new(
-                "missing_outputs",
+                Cause::MissingOutputs,
                 format!("the result lacks or repeats some of {outputs:?}"),
             )
         })?;
@@ -305,11 +304,11 @@ async fn land(
             };
             let local = landing.local[i].clone();
             let (Some(parent), Some(name)) = (local.parent(), local.file_name()) else {
-                return Err(Failure::new("local_io", format!("output {}", f.path)));
+                return Err(Failure::new(Cause::LocalIo, format!("output {}", f.path)));
             };
             let real = std::fs::create_dir_all(parent)
                 .and_then(|()| std::fs::canonicalize(parent))
-                .map_err(|e| Failure::new("local_io", format!("{}: {e}", parent.display())))?;
+                .map_err(|e| Failure::new(Cause::LocalIo, format!("{}: {e}", parent.display())))?;
             if (landing.unmap.is_some() || landing.relocated) && f.path.ends_with(".d") {
                 depfiles.push((local.clone(), real.join(name)));
             }
@@ -356,7 +355,10 @@ async fn land(
                 .map(|b| landing.unmap_text(b))
                 .and_then(|b| crate::fsutil::write_atomic(&d, &b));
             if let Err(e) = fixed {
-                return Err(Failure::new("local_io", format!("{}: {e}", d.display())));
+                return Err(Failure::new(
+                    Cause::LocalIo,
+                    format!("{}: {e}", d.display()),
+                ));
             }
         }
         tracing::debug!(elapsed = ?t.elapsed(), "outputs written");
@@ -419,10 +421,6 @@ fn keep_in_tier(
         }
     }
 }
-
-/// The cause (and local reason) of a relocated compile's output that
-/// names its working directory.
-pub const RELOCATED_LEAK: &str = "relocated_output_leak";
 
 /// A check that refuses any output but `skip` whose bytes contain one of
 /// `needles`.
@@ -497,7 +495,7 @@ pub async fn lookup_digest(
             original: original_duration(&result),
         })),
         // Evicted blobs behind a cached result: a miss, not a failure.
-        Err(f) if f.cause == "missing_blobs" => Ok(None),
+        Err(f) if f.cause == Cause::MissingBlobs => Ok(None),
         Err(f) => Err(f),
     }
 }
@@ -514,13 +512,13 @@ pub async fn execute(client: &Client, p: &Prepared, looked_up: bool) -> Result<F
         if !outcome.ok() {
             let code = tonic::Code::from(outcome.status.code);
             return Err(Failure::new(
-                format!("status_{}", remote::code_name(code).to_ascii_lowercase()),
+                Cause::Status(code),
                 format!("{}: {}", remote::code_name(code), outcome.status.message),
             ));
         }
         let Some(result) = outcome.result.as_ref() else {
             return Err(Failure::new(
-                "protocol",
+                Cause::Protocol,
                 "Execute finished without a result",
             ));
         };
@@ -538,13 +536,13 @@ pub async fn execute(client: &Client, p: &Prepared, looked_up: bool) -> Result<F
                 });
             }
             // A cached result whose blobs were evicted: run it for real.
-            Err(f) if f.cause == "missing_blobs" && outcome.cached && attempt == 0 => {
+            Err(f) if f.cause == Cause::MissingBlobs && outcome.cached && attempt == 0 => {
                 run.skip_cache = true;
             }
             Err(f) => return Err(f),
         }
     }
-    Err(Failure::new("missing_blobs", "outputs vanished twice"))
+    Err(Failure::new(Cause::MissingBlobs, "outputs vanished twice"))
 }
 
 /// Runs `p` and keeps its outputs on the server: the result, with only
@@ -557,25 +555,29 @@ pub async fn execute_kept(client: &Client, p: &Prepared) -> Result<reapi::Action
         .await
         .map_err(|e| Failure::of(&e))?;
     if !outcome.ok() {
-        return Err(Failure::new("execute", outcome.status.message));
+        return Err(Failure::new(Cause::Execute, outcome.status.message));
     }
     let result = outcome
         .result
-        .ok_or_else(|| Failure::new("protocol", "Execute finished without a result"))?;
+        .ok_or_else(|| Failure::new(Cause::Protocol, "Execute finished without a result"))?;
     if result.exit_code != 0 {
         return Err(Failure::new(
-            "compile_failed",
+            Cause::CompileFailed,
             format!("exit code {}", result.exit_code),
         ));
     }
-    let result = declared_only(&result, &p.outputs)
-        .ok_or_else(|| Failure::new("missing_outputs", format!("lacks some of {:?}", p.outputs)))?;
+    let result = declared_only(&result, &p.outputs).ok_or_else(|| {
+        Failure::new(
+            Cause::MissingOutputs,
+            format!("lacks some of {:?}", p.outputs),
+        )
+    })?;
     // What would be refused on landing is refused here too: read back.
     if !p.landing.forbid.is_empty() {
         let check = forbid_check(p.landing.forbid.clone(), Vec::new());
         for f in &result.output_files {
             let digest = crate::cas::Digest::from_proto_opt(f.digest.as_ref())
-                .map_err(|e| Failure::new("protocol", e))?;
+                .map_err(|e| Failure::new(Cause::Protocol, e))?;
             let bytes = client
                 .read_blob(&digest)
                 .await
@@ -633,7 +635,7 @@ pub async fn publish(
     for (rel, path) in p.outputs.iter().zip(&p.landing.local) {
         let path: PathBuf = path.clone();
         let digest = crate::cas::hash::digest_file(&path)
-            .map_err(|e| Failure::new("local_io", format!("{}: {e}", path.display())))?;
+            .map_err(|e| Failure::new(Cause::LocalIo, format!("{}: {e}", path.display())))?;
         let executable = std::fs::metadata(&path)
             .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
             .unwrap_or(false);
@@ -817,7 +819,7 @@ mod tests {
         let outputs = vec!["a.o".to_string()];
         let landing = Landing::beside(dir.path(), &outputs);
         let err = refused(&client, &outputs, &landing).await;
-        assert_eq!(err.cause, "missing_outputs", "{}", err.message);
+        assert_eq!(err.cause, Cause::MissingOutputs, "{}", err.message);
         assert!(!dir.path().join("a.o").exists());
     }
 
@@ -845,7 +847,7 @@ mod tests {
         let outputs = vec!["a.o".to_string()];
         let landing = Landing::beside(&cwd, &outputs);
         let err = refused(&client, &outputs, &landing).await;
-        assert_eq!(err.cause, "bad_blob", "{}", err.message);
+        assert_eq!(err.cause, Cause::BadBlob, "{}", err.message);
         assert_eq!(
             std::fs::read_dir(&cwd).unwrap().count(),
             0,
@@ -864,7 +866,7 @@ mod tests {
         let outputs = vec!["a.o".to_string()];
         let landing = Landing::beside(dir.path(), &outputs);
         let err = refused(&client, &outputs, &landing).await;
-        assert_eq!(err.cause, "protocol", "{}", err.message);
+        assert_eq!(err.cause, Cause::Protocol, "{}", err.message);
         assert!(
             err.message.contains("more than recast replays"),
             "{}",

@@ -46,11 +46,11 @@ impl family::Driver for Driver {
         let args =
             args::expand_rustc(&raw, &|f| std::fs::read_to_string(cwd.join(f))).map_err(|e| {
                 tracing::debug!("argfile: {e}");
-                "response_file"
+                Reason::ResponseFile
             })?;
         let r = rustc::parse(&args, &ctx.env.0).map_err(|l| {
             tracing::debug!("local: {l}");
-            l.reason.as_str()
+            Reason::Parsed(l.reason.as_str())
         })?;
         Ok(Box::new(RustJob::new(r, args, Purpose::Compile)))
     }
@@ -329,7 +329,7 @@ impl Job for RustJob {
         // linker) with everything linking needs: crt files, libc's script.
         if r.links {
             out.push(ToolRequest {
-                compiler: find_linker(ctx, r).ok_or("links_no_linker")?,
+                compiler: find_linker(ctx, r).ok_or(Reason::LinksNoLinker)?,
                 targets: Vec::new(),
                 linking: true,
                 targets_optional: false,
@@ -342,8 +342,8 @@ impl Job for RustJob {
         match self.purpose {
             // Without --target, cargo builds for this machine: a host
             // unit, which runs here (and gets a twin, `after_local`).
-            Purpose::Compile if foreign && self.r.target.is_none() => Err("host_unit"),
-            Purpose::Twin if !foreign => Err("no_twin_needed"),
+            Purpose::Compile if foreign && self.r.target.is_none() => Err(Reason::HostUnit),
+            Purpose::Twin if !foreign => Err(Reason::NoTwinNeeded),
             _ => Ok(()),
         }
     }
@@ -458,14 +458,14 @@ impl Job for RustJob {
             let sysroot = entry
                 .parent()
                 .and_then(Path::parent)
-                .ok_or("not_relocatable")?;
+                .ok_or(Reason::NotRelocatable)?;
             out.lead.push("--sysroot".into());
             out.lead
                 .push(relocate::rel(&site.map.arg(&sysroot.to_string_lossy())));
         }
         if r.links {
             // The linker (gcc's driver) as gcc runs relocated.
-            let linker = site.tools.get(1).ok_or("links_no_linker")?;
+            let linker = site.tools.get(1).ok_or(Reason::LinksNoLinker)?;
             // A registry's linker says it in its manifest; one of this
             // machine's is asked.
             let published = linker
@@ -476,7 +476,7 @@ impl Job for RustJob {
             let prefix = match published {
                 Some(p) => p,
                 None => {
-                    let program = find_linker(site.ctx, r).ok_or("links_no_linker")?;
+                    let program = find_linker(site.ctx, r).ok_or(Reason::LinksNoLinker)?;
                     let answer = relocate::ask(
                         site.ctx,
                         &program,
@@ -485,7 +485,7 @@ impl Job for RustJob {
                         &["-print-search-dirs".into()],
                         relocate::gcc_exec_prefix,
                     )?;
-                    answer.into_iter().next().ok_or("not_relocatable")?
+                    answer.into_iter().next().ok_or(Reason::NotRelocatable)?
                 }
             };
             let prefix = &prefix;
@@ -549,7 +549,7 @@ impl Job for RustJob {
     ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             self.record_crates(ctx);
-            if event.local.as_deref() == Some("host_unit") {
+            if event.local.as_deref() == Some(Reason::HostUnit.key()) {
                 event.twin = self.twin(ctx, inv).await;
             }
         })
@@ -580,7 +580,7 @@ impl RustJob {
         remaps.extend(self.trims(site.ctx));
         let covered = |p: &Path| remaps.iter().any(|(from, _)| p.starts_with(from));
         if !covered(site.cwd) {
-            return Err("rustc_paths_not_remapped");
+            return Err(Reason::RustcPathsNotRemapped);
         }
         let sources = site
             .scanned
@@ -591,7 +591,7 @@ impl RustJob {
         for s in sources {
             if !covered(&s) {
                 tracing::debug!("{} is not remapped", s.display());
-                return Err("rustc_paths_not_remapped");
+                return Err(Reason::RustcPathsNotRemapped);
             }
         }
         Ok(remaps)
@@ -746,7 +746,7 @@ struct Swapped {
     dropped: Vec<PathBuf>,
 }
 
-fn swap_twins(cache: &Path, files: &[Seen]) -> Result<Swapped, &'static str> {
+fn swap_twins(cache: &Path, files: &[Seen]) -> Result<Swapped, Reason> {
     let mut out = Swapped::default();
     for f in files {
         if !is_crate_output(&f.path) {
@@ -754,7 +754,7 @@ fn swap_twins(cache: &Path, files: &[Seen]) -> Result<Swapped, &'static str> {
         }
         match twin::lookup(cache, &f.path) {
             twin::Lookup::Native => {}
-            twin::Lookup::Missing => return Err("no_twin"),
+            twin::Lookup::Missing => return Err(Reason::NoTwin),
             twin::Lookup::Twin(t) => {
                 out.dropped.push(f.path.clone());
                 if let Some(r) = twin::renamed(&f.path, &t)

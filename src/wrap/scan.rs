@@ -8,6 +8,7 @@
 //! it opened them ([`Seen::path`], `..` kept: `a/link/../x` is not `a/x`
 //! when `link` is a symlink).
 
+use super::family::Reason;
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -26,7 +27,7 @@ pub fn run(
     spec: &ScanSpec,
     toolchain_root: &Digest,
     env: &[(String, String)],
-) -> Result<Scanned, &'static str> {
+) -> Result<Scanned, Reason> {
     let key = key(cwd, inv, spec, toolchain_root, env);
     if let Some(e) = depcache::lookup(cache, &key) {
         return Ok(Scanned {
@@ -36,13 +37,13 @@ pub fn run(
     }
     let since = depcache::now_ns();
     let tmp_dir = cache.join("tmp");
-    crate::fsutil::create_private_dir_all(&tmp_dir).map_err(|_| "scan_failed")?;
+    crate::fsutil::create_private_dir_all(&tmp_dir).map_err(|_| Reason::ScanFailed)?;
     let mut texts = Vec::with_capacity(spec.runs.len());
     for args in &spec.runs {
         texts.push(run_once(inv, cwd, &tmp_dir, args, spec.depfile_args)?);
     }
-    let list = texts.last().ok_or("scan_failed")?;
-    let parsed = depfile::parse(list).map_err(|_| "scan_failed")?;
+    let list = texts.last().ok_or(Reason::ScanFailed)?;
+    let parsed = depfile::parse(list).map_err(|_| Reason::ScanFailed)?;
     let mut spelled = depfile::prerequisites(&parsed);
     // Some rustc versions list the depfile they were asked to write.
     spelled.retain(|s| !paths::absolute(cwd, s).starts_with(&tmp_dir));
@@ -55,7 +56,7 @@ pub fn run(
         if !seen.insert(opened.clone()) {
             continue;
         }
-        let (f, ok) = depcache::see(&opened, since).map_err(|_| "scan_failed")?;
+        let (f, ok) = depcache::see(&opened, since).map_err(|_| Reason::ScanFailed)?;
         stable &= ok;
         files.push(Seen { spelled: s, ..f });
     }
@@ -108,7 +109,7 @@ fn run_once(
     tmp_dir: &Path,
     args: &[String],
     depfile_args: fn(&Path) -> Vec<String>,
-) -> Result<String, &'static str> {
+) -> Result<String, Reason> {
     let tmp = tmp_dir.join(format!(
         "scan-{}-{}.d",
         std::process::id(),
@@ -120,7 +121,7 @@ fn run_once(
     let text = std::fs::read_to_string(&tmp);
     let _ = std::fs::remove_file(&tmp);
     match ok {
-        Ok(true) => text.map_err(|_| "scan_failed"),
-        _ => Err("scan_failed"),
+        Ok(true) => text.map_err(|_| Reason::ScanFailed),
+        _ => Err(Reason::ScanFailed),
     }
 }

@@ -76,16 +76,16 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl Event {
-    pub fn local(reason: &str) -> Event {
+    pub(crate) fn local(reason: super::why::Reason) -> Event {
         Event {
-            local: Some(reason.to_string()),
+            local: Some(reason.key().to_string()),
             ..Event::default()
         }
     }
 
-    pub fn fallback(cause: &str) -> Event {
+    pub(crate) fn fallback(cause: super::why::Cause) -> Event {
         Event {
-            fallback: Some(cause.to_string()),
+            fallback: Some(cause.key().into_owned()),
             ..Event::default()
         }
     }
@@ -246,9 +246,18 @@ mod tests {
                 ..Event::default()
             },
         );
-        record(dir.path(), &Event::local("linking"));
-        record(dir.path(), &Event::local("linking"));
-        record(dir.path(), &Event::fallback("unreachable"));
+        record(
+            dir.path(),
+            &Event::local(super::super::why::Reason::Parsed("linking")),
+        );
+        record(
+            dir.path(),
+            &Event::local(super::super::why::Reason::Parsed("linking")),
+        );
+        record(
+            dir.path(),
+            &Event::fallback(super::super::why::Cause::Unreachable),
+        );
         let s = read(dir.path()).unwrap();
         assert_eq!(s.counts.compiles, 5);
         assert_eq!((s.counts.remote_executions, s.counts.cache_hits), (1, 1));
@@ -312,7 +321,10 @@ mod tests {
                 let d = dir.path().to_path_buf();
                 std::thread::spawn(move || {
                     for _ in 0..200 {
-                        record(&d, &Event::local("linking"));
+                        record(
+                            &d,
+                            &Event::local(super::super::why::Reason::Parsed("linking")),
+                        );
                     }
                 })
             })

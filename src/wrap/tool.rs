@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use super::family::Reason;
+use super::why::Cause;
 use super::{Ctx, Flow};
 use crate::cas::Digest;
 use crate::cas::tree::{self, Entry, Node};
@@ -109,19 +110,19 @@ pub async fn for_workers(ctx: &Ctx, bundle: Bundle) -> Result<Tool, Flow> {
             let workers = w.unwrap_or_else(|| here.clone());
             (here, workers)
         }
-        (Err(e), _) | (_, Err(e)) => return Err(Flow::fallback("platform", e)),
+        (Err(e), _) | (_, Err(e)) => return Err(Flow::fallback(Cause::Platform, e)),
     };
     if here == workers {
         return Ok(Tool::Local(Box::new(bundle)));
     }
     let client: &Client = match ctx.client().await {
         Ok(c) => c,
-        Err(e) => return Err(Flow::fallback("unreachable", format!("{e:#}"))),
+        Err(e) => return Err(Flow::fallback(Cause::Unreachable, format!("{e:#}"))),
     };
     let identity = &bundle.manifest.identity;
     let found = match registry::find(client, identity, &workers).await {
         Ok(f) => f,
-        Err(e) => return Err(Flow::fallback("registry", e)),
+        Err(e) => return Err(Flow::fallback(Cause::Registry, e)),
     };
     let Some((manifest, _)) = found else {
         tracing::info!(
@@ -130,7 +131,7 @@ pub async fn for_workers(ctx: &Ctx, bundle: Bundle) -> Result<Tool, Flow> {
             client.url(),
             Manifest::name_for(identity, &workers),
         );
-        return Err(Flow::local("no_toolchain_for_workers"));
+        return Err(Flow::local(Reason::NoToolchainForWorkers));
     };
     let entries = tree_entries(client, &manifest.root).await?;
     tracing::debug!(toolchain = %manifest.name, "from the registry");
@@ -150,11 +151,11 @@ pub async fn relocated_registry(client: &Client, manifest: Manifest) -> Result<T
             manifest.name,
             client.url()
         );
-        return Err("relocated_registry_toolchain");
+        return Err(Reason::RelocatedRegistryToolchain);
     };
     let entries = tree_entries(client, &r.root)
         .await
-        .map_err(|_| "relocated_registry_toolchain")?;
+        .map_err(|_| Reason::RelocatedRegistryToolchain)?;
     let mut manifest = manifest;
     manifest.root = r.root;
     Ok(Tool::Registry {
@@ -169,14 +170,14 @@ async fn tree_entries(client: &Client, root: &Digest) -> Result<Vec<Entry>, Flow
         Ok(d) => d,
         Err(e) => {
             let f = super::remote::Failure::of(&e);
-            return Err(Flow::fallback(&f.cause, f.message));
+            return Err(Flow::fallback(f.cause, f.message));
         }
     };
     let by_digest: HashMap<Digest, crate::proto::reapi::Directory> = dirs
         .into_iter()
         .map(|d| (Digest::of_message(&d).0, d))
         .collect();
-    tree::flatten(root, &by_digest).map_err(|e| Flow::fallback("registry", e))
+    tree::flatten(root, &by_digest).map_err(|e| Flow::fallback(Cause::Registry, e))
 }
 
 /// The local files of a toolchain's programs, whose stamps say whether a
