@@ -169,9 +169,10 @@ fn recast_workspace(at: &Path) -> PathBuf {
 }
 
 /// `cargo build --release` of `ws`, through recast (the embedded server of
-/// `cache`) or not; the binary it wrote. Through recast, the C that build
-/// scripts compile with the `cc` crate (zstd-sys, ring) goes through it
-/// too, the way the README tells users to route it.
+/// `cache`) or not; the binary it wrote. Through recast, set up as the
+/// README tells users, in one step (`recast setup cargo`): the C that
+/// build scripts compile with the `cc` crate (zstd-sys, ring) goes
+/// through it too.
 fn cargo_release(ws: &Path, cache: Option<&Path>) -> Vec<u8> {
     let mut cmd = Command::new("cargo");
     cmd.args(["build", "--release", "--offline", "--locked", "--quiet"])
@@ -191,11 +192,10 @@ fn cargo_release(ws: &Path, cache: Option<&Path>) -> Vec<u8> {
         cmd.env_remove(v);
     }
     if let Some(cache) = cache {
-        cmd.env("RUSTC_WRAPPER", BIN)
-            .env("CC", format!("{BIN} cc"))
-            .env("CXX", format!("{BIN} c++"))
-            .env("CC_KNOWN_WRAPPER_CUSTOM", "recast")
-            .env("RECAST_CACHE_DIR", cache)
+        let setup = run_ok(Command::new(BIN).args(["setup", "cargo"]).arg(ws));
+        let said = String::from_utf8_lossy(&setup.stdout);
+        assert!(said.contains(".cargo/config.toml"), "{said}");
+        cmd.env("RECAST_CACHE_DIR", cache)
             .env("RECAST_CONFIG", cache.join("no-such-config.toml"))
             .env_remove("RECAST_REMOTE")
             .env_remove("RECAST_MODE")

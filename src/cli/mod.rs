@@ -13,6 +13,7 @@ mod doctor;
 mod platform;
 mod run;
 mod serve;
+mod setup;
 mod stats;
 mod toolchain;
 mod worker;
@@ -59,10 +60,12 @@ enum Command {
     Toolchain(toolchain::ToolchainArgs),
     /// Show what wrapped compiles did: hits, remote runs, local runs, fallbacks.
     Stats(stats::StatsArgs),
+    /// Set a build tool up to compile through recast (`recast setup cargo`).
+    Setup(setup::SetupArgs),
 }
 
 /// Subcommand names, so a compiler named like one is never mistaken.
-const SUBCOMMANDS: [&str; 11] = [
+const SUBCOMMANDS: [&str; 12] = [
     "serve",
     "run",
     "capabilities",
@@ -72,6 +75,7 @@ const SUBCOMMANDS: [&str; 11] = [
     "worker",
     "toolchain",
     "stats",
+    "setup",
     "help",
     "version",
 ];
@@ -132,6 +136,7 @@ async fn dispatch(command: Command, sources: &config::Sources) -> anyhow::Result
         Command::Worker(args) => worker::run(args, sources).await,
         Command::Toolchain(args) => toolchain::run(args, sources).await,
         Command::Stats(args) => stats::run(args, sources),
+        Command::Setup(args) => setup::run(args, sources),
         Command::StopServer => {
             let dir = crate::session::cache_dir(&sources.env)?;
             crate::session::embedded::stop(&dir)
