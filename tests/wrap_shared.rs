@@ -375,11 +375,24 @@ fn checkouts_without_debug_info_share_hits_unless_the_source_names_its_path() {
         assert_eq!(plain, remote, "{}", root.display());
     }
     let s = stats(&cache);
-    // s0 and s1 are shared; s2 ran moved once, named the moved root, and
-    // ran again in place in each checkout.
+    // s0 and s1 are shared; s2 ran in place in each checkout.
     assert_eq!(s["cache_hits"], 2, "{s}");
     assert_eq!(s["remote_executions"], 4, "{s}");
     assert_eq!(s["fallbacks"], 0, "{s}");
+    // The scan knew s2 expands `__FILE__` to a path in the project, so it
+    // never ran moved: s0, s1 and one s2 per checkout, and no moved s2
+    // (which would name the first checkout's root in its object).
+    assert_eq!(ac_entries(&server.dir), 4);
+}
+
+/// How many results the server's action cache holds.
+fn ac_entries(dir: &Path) -> usize {
+    fs::read_dir(dir.join("ac"))
+        .unwrap()
+        .map(|d| d.unwrap().path())
+        .filter(|d| d.file_name().is_some_and(|n| n != "tmp"))
+        .map(|d| fs::read_dir(d).unwrap().count())
+        .sum()
 }
 
 /// A crate with a module in a subdirectory, in a git checkout at `at`.

@@ -171,6 +171,8 @@ impl Job for CcJob {
     fn scan(&self, ctx: &Ctx) -> Result<ScanSpec, Reason> {
         let c = &self.c;
         let scan_args = render_all(&c.scan.args, &|p| p.to_string());
+        let mut preprocess = scan_args.clone();
+        preprocess.extend(["-E".to_string(), "-P".to_string()]);
         let mut first = scan_args.clone();
         first.extend(c.scan.dep_flags.iter().cloned());
         let mut runs = vec![self.led(first)];
@@ -197,6 +199,7 @@ impl Job for CcJob {
             depfile_args: |tmp| vec!["-MF".into(), tmp.to_string_lossy().into_owned()],
             extra,
             keep_depfile: c.depfile.is_some(),
+            preprocess: Some(self.led(preprocess)),
         })
     }
 

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::cas::Digest;
 
 /// Bumped when entries change meaning.
-pub const SCHEMA: u32 = 1;
+pub const SCHEMA: u32 = 2;
 
 /// How recent a change must be to make a file's stamp untrustworthy.
 pub const RACE_MARGIN_NS: i128 = 50_000_000;
@@ -64,7 +64,14 @@ pub struct Seen {
     pub stamp: Stamp,
     pub digest: Digest,
     pub executable: bool,
+    /// Its text names the file it is in (`__FILE__`, `__BASE_FILE__`):
+    /// a compile reading it by an absolute path sees its location.
+    #[serde(default)]
+    pub names_file: bool,
 }
+
+/// What a source or header says to name the file it is in.
+pub const FILE_MACROS: [&[u8]; 2] = [b"__FILE__", b"__BASE_FILE__"];
 
 /// What a scan found.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +80,9 @@ pub struct Entry {
     pub files: Vec<Seen>,
     /// The dependency file the compile writes (`-MD`), exactly.
     pub depfile: Option<String>,
+    /// See `Scanned::sees_location`.
+    #[serde(default)]
+    pub sees_location: bool,
 }
 
 /// A compile seen through to a result: what it takes to answer the same
@@ -238,7 +248,7 @@ pub fn lookup(cache_dir: &Path, key: &Digest) -> Option<Entry> {
 /// file changed while it was read (`since_ns`: when the scan started).
 pub fn see(path: &Path, since_ns: i128) -> std::io::Result<(Seen, bool)> {
     let before = std::fs::metadata(path)?;
-    let digest = crate::cas::hash::digest_file(path)?;
+    let (digest, names_file) = crate::cas::hash::digest_file_finding(path, &FILE_MACROS)?;
     let after = std::fs::metadata(path)?;
     let stamp = Stamp::of(&after);
     let stable = Stamp::of(&before) == stamp
@@ -251,6 +261,7 @@ pub fn see(path: &Path, since_ns: i128) -> std::io::Result<(Seen, bool)> {
             stamp,
             digest,
             executable: std::os::unix::fs::PermissionsExt::mode(&after.permissions()) & 0o111 != 0,
+            names_file,
         },
         stable,
     ))
@@ -301,6 +312,7 @@ mod tests {
             schema: SCHEMA,
             files: vec![seen.clone()],
             depfile: Some("a.o: a.h\n".into()),
+            sees_location: true,
         };
         store(&cache, &k, &e);
         assert_eq!(lookup(&cache, &k), Some(e));

@@ -117,6 +117,11 @@ pub(crate) struct ScanSpec {
     pub extra: Vec<String>,
     /// Keep the first run's depfile text in the result.
     pub keep_depfile: bool,
+    /// Arguments that make the compiler preprocess the source to its
+    /// output file (`-E -P`; the wrapper adds `-o <tmp>`), so the text
+    /// can show whether a macro naming the file (`__FILE__`) is expanded
+    /// with the project's location. `None`: the family has no such step.
+    pub preprocess: Option<Vec<String>>,
 }
 
 /// What the scan found.
@@ -124,6 +129,10 @@ pub(crate) struct ScanSpec {
 pub(crate) struct Scanned {
     pub files: Vec<Seen>,
     pub depfile: Option<String>,
+    /// The compile expands a file-naming macro to a path in the project
+    /// root: its output depends on where the project is, so it must not
+    /// be moved (see `scan::sees_location`).
+    pub sees_location: bool,
 }
 
 /// A value for the remote Command's environment.

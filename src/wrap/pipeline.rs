@@ -327,7 +327,11 @@ pub async fn plan(
     }
     let scanned = scan_inputs(ctx, inv, job, toolchain_root).await?;
     let spec = job.action(ctx, &scanned, &tools).map_err(Flow::local)?;
-    let allowed = if fast_key.is_none_or(|k| depcache::is_marked(&ctx.cache_dir, k, Mark::Located))
+    // A compile that expands `__FILE__` to a path in the project is not
+    // moved at all (known from the scan), rather than moved, run, found to
+    // name the moved root, and run again.
+    let allowed = if scanned.sees_location
+        || fast_key.is_none_or(|k| depcache::is_marked(&ctx.cache_dir, k, Mark::Located))
     {
         Move::Never
     } else {
@@ -401,14 +405,23 @@ async fn scan_inputs(
     toolchain_root: Digest,
 ) -> Result<Scanned, Flow> {
     let spec = job.scan(ctx).map_err(Flow::local)?;
-    let (cache, cwd, inv, env) = (
+    let (cache, cwd, inv, env, root) = (
         ctx.cache_dir.clone(),
         ctx.cwd.clone(),
         inv.clone(),
         job.env().to_vec(),
+        ctx.project_root(),
     );
     match tokio::task::spawn_blocking(move || {
-        scan::run(&cache, &cwd, &inv, &spec, &toolchain_root, &env)
+        scan::run(
+            &cache,
+            &cwd,
+            &inv,
+            &spec,
+            &toolchain_root,
+            &env,
+            root.as_deref(),
+        )
     })
     .await
     {

@@ -377,6 +377,7 @@ impl Job for RustJob {
             depfile_args: |tmp| vec![format!("--emit=dep-info={}", tmp.display())],
             extra,
             keep_depfile: true,
+            preprocess: None,
         })
     }
 

@@ -19,7 +19,8 @@ use crate::cas::Digest;
 use crate::invocation::depfile;
 
 /// The scan of `inv` with `spec`, keyed by everything else that decides
-/// what it reads. `Err` is a local reason.
+/// what it reads (`root`, the project root, included). `Err` is a local
+/// reason.
 pub fn run(
     cache: &Path,
     cwd: &Path,
@@ -27,12 +28,14 @@ pub fn run(
     spec: &ScanSpec,
     toolchain_root: &Digest,
     env: &[(String, String)],
+    root: Option<&Path>,
 ) -> Result<Scanned, Reason> {
-    let key = key(cwd, inv, spec, toolchain_root, env);
+    let key = key(cwd, inv, spec, toolchain_root, env, root);
     if let Some(e) = depcache::lookup(cache, &key) {
         return Ok(Scanned {
             files: e.files,
             depfile: e.depfile,
+            sees_location: e.sees_location,
         });
     }
     let since = depcache::now_ns();
@@ -60,6 +63,10 @@ pub fn run(
         stable &= ok;
         files.push(Seen { spelled: s, ..f });
     }
+    let sees_location = root.is_some_and(|r| {
+        let r = paths::normalize(&cwd.join(r));
+        sees_location(inv, cwd, &tmp_dir, spec, &files, &r)
+    });
     let entry = depcache::Entry {
         schema: depcache::SCHEMA,
         files,
@@ -67,6 +74,7 @@ pub fn run(
             .keep_depfile
             .then(|| texts.into_iter().next())
             .flatten(),
+        sees_location,
     };
     if stable {
         depcache::store(cache, &key, &entry);
@@ -74,18 +82,71 @@ pub fn run(
     Ok(Scanned {
         files: entry.files,
         depfile: entry.depfile,
+        sees_location: entry.sees_location,
     })
+}
+
+/// Whether the compile expands a macro that names its file (`__FILE__`)
+/// to a path inside the project `root`, which a move of the project would
+/// change: then its output depends on where the project is. Known before
+/// anything runs remotely, instead of from a moved compile's output:
+/// - only when a file under `root` names such a macro
+///   ([`Seen::names_file`], found while hashing it) and a file under
+///   `root` is spelled absolute (a relative spelling expands to a relative
+///   path, which moves with the project);
+/// - then the compiler preprocesses the source here (`-E -P`, the family's
+///   [`ScanSpec::preprocess`]) and the text is searched for the root: a
+///   header that defines a logging macro the source never uses, or only
+///   under a disabled `DEBUGLEVEL`, does not count.
+///
+/// A preprocess that fails says yes: the compile stays where it is.
+fn sees_location(
+    inv: &Invocation,
+    cwd: &Path,
+    tmp_dir: &Path,
+    spec: &ScanSpec,
+    files: &[Seen],
+    root: &Path,
+) -> bool {
+    let Some(args) = &spec.preprocess else {
+        return false;
+    };
+    let under = |f: &Seen| f.path.starts_with(root);
+    if !files.iter().any(|f| f.names_file && under(f))
+        || !files
+            .iter()
+            .any(|f| under(f) && Path::new(&f.spelled).is_absolute())
+    {
+        return false;
+    }
+    let tmp = tmp_dir.join(format!(
+        "pp-{}-{}.i",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let mut all = args.clone();
+    all.extend(["-o".to_string(), tmp.to_string_lossy().into_owned()]);
+    let ok = local::capture(inv, &all, cwd);
+    let text = std::fs::read(&tmp);
+    let _ = std::fs::remove_file(&tmp);
+    match (ok, text) {
+        (Ok(true), Ok(t)) => {
+            memchr::memmem::find(&t, root.as_os_str().as_encoded_bytes()).is_some()
+        }
+        _ => true,
+    }
 }
 
 /// What decides the files a compile reads: the toolchain, the compiler
 /// and its name, the working directory, every argument, the observed
-/// environment, and the family's own parts.
+/// environment, the project root, and the family's own parts.
 fn key(
     cwd: &Path,
     inv: &Invocation,
     spec: &ScanSpec,
     toolchain_root: &Digest,
     env: &[(String, String)],
+    root: Option<&Path>,
 ) -> Digest {
     let mut parts: Vec<Vec<u8>> = vec![
         inv.family.name.as_bytes().to_vec(),
@@ -93,6 +154,7 @@ fn key(
         inv.compiler.as_os_str().as_encoded_bytes().to_vec(),
         inv.argv0.as_encoded_bytes().to_vec(),
         cwd.as_os_str().as_encoded_bytes().to_vec(),
+        root.map_or(Vec::new(), |r| r.as_os_str().as_encoded_bytes().to_vec()),
     ];
     parts.extend(inv.args.iter().map(|a| a.as_encoded_bytes().to_vec()));
     parts.extend(env.iter().map(|(k, v)| format!("{k}={v}").into_bytes()));
