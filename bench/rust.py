@@ -14,6 +14,8 @@ CARGO_INCREMENTAL=0 (sccache refuses incremental builds). In one run:
 
 and sccache-dist (scheduler and one bubblewrap build server on
 127.0.0.1) with an empty local cache, its toolchain already shipped.
+recast runs against a `recast serve` on TCP (warm hits from its local
+tier) and as `recast-embed` (nothing configured: the embedded server).
 
 Prints medians of --runs runs and the ratios the issue aims at. Standard
 library only; `bench/rust.sh` builds the release binary and calls this.
@@ -109,13 +111,30 @@ def main():
         cold, warm = [], []
         for _ in range(args.runs):
             RecastServer.clear_results(state)
-            for d in ["deps", "crates", "twins"]:
+            for d in ["deps", "crates", "twins", "tier"]:
                 shutil.rmtree(client / d, ignore_errors=True)
             cold.append(build(ws, env))
             warm.append(build(ws, env))
         server.stop()
         results["recast"] = dict(cold=statistics.median(cold), warm=statistics.median(warm),
                                  first=first)
+
+        # Nothing configured: the embedded server, whose store the wrapper
+        # reads hits from without a call.
+        embedded = tmp / "recast-embedded"
+        env = dict(base, RUSTC_WRAPPER=recast, RECAST_CACHE_DIR=str(embedded),
+                   RECAST_CONFIG=str(tmp / "none.toml"))
+        build(ws, env)
+        cold, warm = [], []
+        for _ in range(args.runs):
+            RecastServer.clear_results(embedded / "server")
+            for d in ["deps", "crates", "twins"]:
+                shutil.rmtree(embedded / d, ignore_errors=True)
+            cold.append(build(ws, env))
+            warm.append(build(ws, env))
+        subprocess.run([recast, "stop-server"], env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        results["recast-embed"] = dict(cold=statistics.median(cold), warm=statistics.median(warm))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -134,8 +153,12 @@ def main():
     if "sccache-dist" in results:
         print(f"recast cold / sccache-dist cold: {rc['cold'] / results['sccache-dist']['cold']:5.2f}")
     if "sccache" in results:
-        print(f"recast warm / sccache warm:  {rc['warm'] / results['sccache']['warm']:5.2f}   (aim ≤ 0.50)")
-        print(f"recast cold / sccache cold:  {rc['cold'] / results['sccache']['cold']:5.2f}")
+        for name in ["recast", "recast-embed"]:
+            r = results[name]
+            print(f"{name} warm / sccache warm:{'':<{14 - len(name)}}"
+                  f"{r['warm'] / results['sccache']['warm']:5.2f}   (aim ≤ 0.50)")
+            print(f"{name} cold / sccache cold:{'':<{14 - len(name)}}"
+                  f"{r['cold'] / results['sccache']['cold']:5.2f}")
 
 
 if __name__ == "__main__":
