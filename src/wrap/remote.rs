@@ -297,6 +297,8 @@ async fn land(
         // is made if missing, under its file name there.
         let mut by_dir: BTreeMap<PathBuf, Vec<reapi::OutputFile>> = BTreeMap::new();
         let mut depfiles = Vec::new();
+        // Where each output lands, for the local tier (digests only).
+        let tiering = keep.is_some() && client.tier().is_some();
         let mut landed = Vec::new();
         for f in kept.output_files {
             let Some(i) = outputs.iter().position(|o| *o == f.path) else {
@@ -312,13 +314,15 @@ async fn land(
             if (landing.unmap.is_some() || landing.relocated) && f.path.ends_with(".d") {
                 depfiles.push((local.clone(), real.join(name)));
             }
-            landed.push((
-                reapi::OutputFile {
-                    contents: Vec::new(),
-                    ..f.clone()
-                },
-                real.join(name),
-            ));
+            if tiering {
+                let digest_only = reapi::OutputFile {
+                    path: f.path.clone(),
+                    digest: f.digest.clone(),
+                    is_executable: f.is_executable,
+                    ..Default::default()
+                };
+                landed.push((digest_only, real.join(name)));
+            }
             by_dir.entry(real).or_default().push(reapi::OutputFile {
                 path: name.to_string_lossy().into_owned(),
                 ..f
@@ -342,7 +346,7 @@ async fn land(
             .await
             .map_err(|e| Failure::of(&e))?;
         down += stats.bytes;
-        if let (Some(tier), Some(action)) = (client.tier(), keep) {
+        if let (true, Some(tier), Some(action)) = (tiering, client.tier(), keep) {
             // Before depfiles are rewritten: the tier holds the server's bytes.
             let streams = Streams {
                 stdout: &raw_out,
