@@ -48,6 +48,12 @@ pub enum ListingError {
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Listing {
     pub items: BTreeMap<PathBuf, Item>,
+    /// Directories this listing found to be real (no symlink) while
+    /// resolving paths: a compile's hundreds of headers share a few
+    /// ancestors, each looked at once. Never saved: it holds only for the
+    /// moment the listing is built.
+    #[serde(skip)]
+    real_dirs: std::collections::HashSet<PathBuf>,
 }
 
 impl Listing {
@@ -199,6 +205,10 @@ impl Listing {
                 continue;
             }
             let next = done.join(&c);
+            if self.real_dirs.contains(&next) {
+                done = next;
+                continue;
+            }
             let meta = fs
                 .symlink_metadata(&next)
                 .map_err(|source| ListingError::Io {
@@ -206,6 +216,9 @@ impl Listing {
                     source,
                 })?;
             if meta.kind != Kind::Symlink {
+                if meta.kind == Kind::Dir {
+                    self.real_dirs.insert(next.clone());
+                }
                 done = next;
                 continue;
             }
@@ -373,6 +386,50 @@ mod tests {
         assert!(matches!(
             l.items.get(&real),
             Some(Item::File { size: 1, .. })
+        ));
+    }
+
+    /// Counts the metadata calls a listing makes.
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    impl FileSource for Counting {
+        fn symlink_metadata(&self, path: &Path) -> std::io::Result<crate::toolchain::Meta> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            HostFs.symlink_metadata(path)
+        }
+        fn read_link(&self, path: &Path) -> std::io::Result<PathBuf> {
+            HostFs.read_link(path)
+        }
+        fn read(&self, path: &Path) -> std::io::Result<crate::toolchain::FileBytes> {
+            HostFs.read(path)
+        }
+        fn read_dir(&self, path: &Path) -> std::io::Result<Vec<std::ffi::OsString>> {
+            HostFs.read_dir(path)
+        }
+    }
+
+    #[test]
+    fn shared_ancestors_are_looked_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let inc = dir.path().join("a/b/include");
+        std::fs::create_dir_all(&inc).unwrap();
+        for h in ["x.h", "y.h", "z.h"] {
+            std::fs::write(inc.join(h), b"int x;").unwrap();
+        }
+        let fs = Counting(std::sync::atomic::AtomicUsize::new(0));
+        let mut l = Listing::new();
+        l.add_path(&fs, &inc.join("x.h")).unwrap();
+        let first = fs.0.load(std::sync::atomic::Ordering::Relaxed);
+        // Every component, then the file itself once more.
+        assert_eq!(first, inc.join("x.h").components().count() - 1 + 1);
+        l.add_path(&fs, &inc.join("y.h")).unwrap();
+        l.add_path(&fs, &inc.join("z.h")).unwrap();
+        let more = fs.0.load(std::sync::atomic::Ordering::Relaxed) - first;
+        // The file, and its final stat: no ancestor again.
+        assert_eq!(more, 2 * 2);
+        assert!(matches!(
+            l.items.get(&inc.join("z.h")),
+            Some(Item::File { .. })
         ));
     }
 
