@@ -68,8 +68,7 @@ pub fn digest_file_finding(path: &Path, needles: &[&[u8]]) -> io::Result<(Digest
 
 /// Hashes one file without loading it whole.
 pub fn digest_file(path: &Path) -> io::Result<Digest> {
-    let file = File::open(path)?;
-    digest_reader(file)
+    digest_file_finding(path, &[]).map(|(d, _)| d)
 }
 
 /// Hashes many files on all cores; results come back in the input order.

@@ -279,10 +279,11 @@ async fn land(
         .std_streams(result)
         .await
         .map_err(|e| Failure::of(&e))?;
-    let (stdout, stderr) = (
-        landing.unmap_text(raw_out.clone()),
-        landing.unmap_text(raw_err.clone()),
-    );
+    // A result kept in the local tier keeps the server's streams; only
+    // then are they copied before being mapped back.
+    let tiering = keep.is_some() && client.tier().is_some() && result.exit_code == 0;
+    let raw = tiering.then(|| (raw_out.clone(), raw_err.clone()));
+    let (stdout, stderr) = (landing.unmap_text(raw_out), landing.unmap_text(raw_err));
     let mut down = (stdout.len() + stderr.len()) as u64;
     if result.exit_code == 0 {
         let kept = declared_only(result, outputs).ok_or_else(|| {
@@ -298,7 +299,6 @@ async fn land(
         let mut by_dir: BTreeMap<PathBuf, Vec<reapi::OutputFile>> = BTreeMap::new();
         let mut depfiles = Vec::new();
         // Where each output lands, for the local tier (digests only).
-        let tiering = keep.is_some() && client.tier().is_some();
         let mut landed = Vec::new();
         for f in kept.output_files {
             let Some(i) = outputs.iter().position(|o| *o == f.path) else {
@@ -346,11 +346,11 @@ async fn land(
             .await
             .map_err(|e| Failure::of(&e))?;
         down += stats.bytes;
-        if let (true, Some(tier), Some(action)) = (tiering, client.tier(), keep) {
+        if let (Some((raw_out, raw_err)), Some(tier), Some(action)) = (&raw, client.tier(), keep) {
             // Before depfiles are rewritten: the tier holds the server's bytes.
             let streams = Streams {
-                stdout: &raw_out,
-                stderr: &raw_err,
+                stdout: raw_out,
+                stderr: raw_err,
             };
             keep_in_tier(tier, action, result, streams, &landed);
         }

@@ -343,7 +343,7 @@ impl Inner {
             // Read since we last saw it, by a client reading the store
             // directly (`StoreReader` stamps the atime): a second chance.
             let read = fs::symlink_metadata(self.blob_path(&victim))
-                .map(|m| epoch_secs(newest(&m)))
+                .map(|m| newest_secs(&m))
                 .unwrap_or(0);
             if read > slot.stamped {
                 index.insert(victim, slot.size, slot.exec_variant, read);
@@ -615,6 +615,11 @@ fn newest(meta: &fs::Metadata) -> SystemTime {
     let m = meta.modified().unwrap_or(UNIX_EPOCH);
     let a = meta.accessed().unwrap_or(UNIX_EPOCH);
     m.max(a)
+}
+
+/// [`newest`], in seconds since the epoch: when a file was last used.
+pub(super) fn newest_secs(meta: &fs::Metadata) -> u64 {
+    epoch_secs(newest(meta))
 }
 
 fn epoch_secs(t: SystemTime) -> u64 {

@@ -28,7 +28,7 @@ use super::Digest;
 pub use action_cache::DiskActionCache;
 pub use disk::{DiskStore, VerifyReport};
 pub use reader::StoreReader;
-pub use tier::{Cleaned, DEFAULT_TIER_SIZE, Tier, TierBlob};
+pub use tier::{DEFAULT_TIER_SIZE, Tier, TierBlob};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -112,8 +112,8 @@ fn read_used(path: &Path) -> Option<Vec<u8>> {
     let meta = f.metadata().ok()?;
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     std::io::Read::read_to_end(&mut f, &mut bytes).ok()?;
-    let now = super::tier::now_secs();
-    if now.saturating_sub(super::tier::newest_secs(&meta)) > STAMP_SECS {
+    let now = crate::fsutil::now_secs();
+    if now.saturating_sub(super::disk::newest_secs(&meta)) > STAMP_SECS {
         let _ = rustix::fs::futimens(&f, &super::disk::atime_now());
     }
     Some(bytes)

@@ -30,7 +30,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
@@ -92,10 +92,6 @@ impl Tier {
 
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    pub fn max_size(&self) -> u64 {
-        self.max_size
     }
 
     /// A reader of this tier.
@@ -196,7 +192,9 @@ impl Tier {
     }
 
     /// Deletes the least recently used files down to 90% of the bound, and
-    /// a crash's temp files; counts what is left.
+    /// a crash's temp files; counts what is left. (Writers do this
+    /// themselves past the bound; this is the same, asked for.)
+    #[cfg(test)]
     pub fn clean(&self) -> Result<Cleaned, StoreError> {
         let lock_path = self.dir.join("lock");
         let _lock = crate::lock::FileLock::take(&lock_path).map_err(|e| io_err(&lock_path, e))?;
@@ -263,7 +261,7 @@ impl Tier {
                         out.push(Stored {
                             path: f.path(),
                             size: meta.len(),
-                            used: newest_secs(&meta),
+                            used: super::disk::newest_secs(&meta),
                         });
                     }
                 }
@@ -277,22 +275,6 @@ struct Stored {
     path: PathBuf,
     size: u64,
     used: u64,
-}
-
-/// The later of a file's atime and mtime, in seconds since the epoch.
-pub(super) fn newest_secs(meta: &fs::Metadata) -> u64 {
-    let m = meta.modified().unwrap_or(UNIX_EPOCH);
-    let a = meta.accessed().unwrap_or(UNIX_EPOCH);
-    m.max(a)
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// Seconds since the epoch, now.
-pub(super) fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Creates `path` read-only with what `src` holds.

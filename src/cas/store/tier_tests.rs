@@ -1,4 +1,5 @@
 use super::*;
+use std::time::SystemTime;
 
 fn result_of(outputs: &[(&str, Digest)], stderr: Option<Digest>) -> reapi::ActionResult {
     reapi::ActionResult {
