@@ -81,6 +81,10 @@ pub mod vars {
     /// Bound on the local result tier kept in front of a remote server
     /// (`512M`, `5G`; `0` keeps none).
     pub const TIER_SIZE: &str = "RECAST_TIER_SIZE";
+    /// Whether wrapped compiles reach a remote server through this user's
+    /// warm front (one process that keeps the connection open): `auto`
+    /// (default: for a server that is not on this machine), `on`, `off`.
+    pub const FRONT: &str = "RECAST_FRONT";
     /// Tests only: when `1`, a test whose peer server is missing fails
     /// instead of skipping. CI sets it.
     pub const REQUIRE_PEERS: &str = "RECAST_REQUIRE_PEERS";
@@ -155,6 +159,8 @@ pub struct FileConfig {
     pub confirm_errors: Option<bool>,
     /// As `RECAST_TIER_SIZE`.
     pub tier_size: Option<String>,
+    /// As `RECAST_FRONT`.
+    pub front: Option<String>,
 }
 
 /// How wrapped compiles run.
@@ -180,6 +186,28 @@ impl std::str::FromStr for Mode {
     }
 }
 
+/// Whether wrapped compiles reach a remote server through the warm front.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Front {
+    /// For a server that is not on this machine, where a connection costs
+    /// round trips; a server on loopback is dialed directly.
+    Auto,
+    On,
+    Off,
+}
+
+impl std::str::FromStr for Front {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Front, ConfigError> {
+        match s.trim() {
+            "auto" => Ok(Front::Auto),
+            "1" | "on" | "true" | "yes" => Ok(Front::On),
+            "0" | "off" | "false" | "no" => Ok(Front::Off),
+            other => Err(ConfigError::BadFront(other.to_string())),
+        }
+    }
+}
+
 /// Settings of wrapped compiles.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WrapConfig {
@@ -196,6 +224,8 @@ pub struct WrapConfig {
     pub confirm_errors: bool,
     /// Bytes of results kept on this machine in front of a remote server.
     pub tier_size: u64,
+    /// Whether a remote server is reached through the warm front.
+    pub front: Front,
 }
 
 /// Wrapper settings: env > file > default (wrappers take no flags: the
@@ -242,6 +272,10 @@ pub fn resolve_wrap(env: &Env, file: &FileConfig) -> Result<WrapConfig, ConfigEr
                 message,
             })?,
             None => crate::cas::store::DEFAULT_TIER_SIZE,
+        },
+        front: match pick(vars::FRONT, &file.front) {
+            Some(v) => v.parse()?,
+            None => Front::Auto,
         },
     })
 }
@@ -386,6 +420,8 @@ pub enum ConfigError {
     File { path: PathBuf, message: String },
     #[error("{var}: {message}")]
     BadSize { var: &'static str, message: String },
+    #[error("RECAST_FRONT={0:?}: the front setting is `auto`, `on` or `off`")]
+    BadFront(String),
 }
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -722,7 +758,7 @@ mod tests {
     }
 
     #[test]
-    fn the_tier_bound_from_env_then_file_then_default() {
+    fn the_tier_bound_and_the_front_from_env_then_file_then_default() {
         let w = resolve_wrap(&Env::default(), &FileConfig::default()).unwrap();
         assert_eq!(w.tier_size, crate::cas::store::DEFAULT_TIER_SIZE);
         let file = parse_file("tier_size = \"512M\"\n").unwrap();
@@ -732,6 +768,13 @@ mod tests {
         assert_eq!(w.tier_size, 0);
         let err = resolve_wrap(&env(&[(vars::TIER_SIZE, "lots")]), &file).unwrap_err();
         assert!(err.to_string().starts_with("RECAST_TIER_SIZE: "), "{err}");
+        assert_eq!(w.front, Front::Auto);
+        let file = parse_file("front = \"off\"\n").unwrap();
+        assert_eq!(resolve_wrap(&env(&[]), &file).unwrap().front, Front::Off);
+        let w = resolve_wrap(&env(&[(vars::FRONT, "on")]), &file).unwrap();
+        assert_eq!(w.front, Front::On);
+        let err = resolve_wrap(&env(&[(vars::FRONT, "sometimes")]), &file).unwrap_err();
+        assert!(err.to_string().contains("`auto`, `on` or `off`"), "{err}");
     }
 
     #[test]

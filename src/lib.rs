@@ -8,6 +8,7 @@ pub mod action;
 pub mod cas;
 pub mod cli;
 pub mod config;
+pub mod front;
 pub mod fsutil;
 pub mod invocation;
 pub mod lock;

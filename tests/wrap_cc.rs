@@ -20,12 +20,41 @@ use common::projects::{
 use common::{BIN, Server, free_port, recast_with_cache, run_ok, tempdir};
 
 fn make(dir: &Path, cc: &str, cache: &Path, url: &str) -> Output {
+    make_with(dir, cc, cache, url, &[])
+}
+
+fn make_with(dir: &Path, cc: &str, cache: &Path, url: &str, env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new("make");
     cmd.args(["-j2", "--no-print-directory"])
         .arg(format!("CC={cc}"))
         .current_dir(dir);
     with_recast(&mut cmd, cache, url);
+    cmd.envs(env.iter().copied());
     run_ok(&mut cmd)
+}
+
+/// Calls through the warm front, which stops by itself if a failed test
+/// leaves it running.
+const FRONT: &[(&str, &str)] = &[("RECAST_FRONT", "on"), ("RECAST_IDLE_TIMEOUT", "300")];
+
+/// The pid in a front's `front.json`, and the one front dir of `cache`.
+fn the_front(cache: &Path) -> (std::path::PathBuf, i32) {
+    let dirs: Vec<_> = fs::read_dir(cache.join("fronts"))
+        .expect("a fronts dir")
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "one front per server: {dirs:?}");
+    let state: serde_json::Value =
+        serde_json::from_slice(&fs::read(dirs[0].join("front.json")).unwrap()).unwrap();
+    let pid = state["pid"].as_i64().unwrap() as i32;
+    (dirs[0].clone(), pid)
+}
+
+fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
 }
 
 fn recast_cc() -> String {
@@ -78,9 +107,14 @@ fn make_builds_zstd_remotely_byte_identical_and_a_copy_elsewhere_only_hits() {
         fs::write(dir.join(header), text).unwrap();
     }
     make(&plain, "gcc", &cache, &server.url());
-    make(&proj, &recast_cc(), &cache, &server.url());
+    // These go through the warm front: uploads, Execute's stream and the
+    // outputs' reads forwarded over its one connection.
+    make_with(&proj, &recast_cc(), &cache, &server.url(), FRONT);
     let s = stats(&cache);
     assert_eq!(count(&s, "remote_executions"), n + dependents as u64, "{s}");
+    assert_eq!(count(&s, "fallbacks"), 0, "{s}");
+    let (front_dir, front_pid) = the_front(&cache);
+    assert!(alive(front_pid), "the front stays up for the next build");
     let want = files(&plain, "obj", "o");
     assert_same("objects after the edit", &files(&proj, "obj", "o"), &want);
     // The copy's hits were read from the local tier (written when the
@@ -122,11 +156,52 @@ fn make_builds_zstd_remotely_byte_identical_and_a_copy_elsewhere_only_hits() {
         .arg(format!("CC={}", recast_cc()))
         .current_dir(&proj);
     with_recast(&mut cmd, &small, &server.url());
-    run_ok(cmd.env("RECAST_TIER_SIZE", bound.to_string()));
+    run_ok(
+        cmd.env("RECAST_TIER_SIZE", bound.to_string())
+            .envs(FRONT.iter().copied()),
+    );
     assert_same("objects, small tier", &files(&proj, "obj", "o"), &want);
     let s = stats(&small);
     assert_eq!(count(&s, "cache_hits"), n, "{s}");
     assert_eq!(count(&s, "local_hits"), 0, "{s}");
+    // Hits from the server through a front of this cache dir's own.
+    let (small_front, small_pid) = the_front(&small);
+    assert_ne!(small_pid, front_pid);
+
+    // A front that died is started again by the next compile that needs
+    // it; the build only ever sees hits.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(small_pid).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    while alive(small_pid) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    fs::remove_dir_all(proj.join("obj")).unwrap();
+    make_with(
+        &proj,
+        &recast_cc(),
+        &small,
+        &server.url(),
+        &[FRONT, &[("RECAST_TIER_SIZE", "0")]].concat(),
+    );
+    assert_same("objects, front restarted", &files(&proj, "obj", "o"), &want);
+    let s = stats(&small);
+    assert_eq!(count(&s, "cache_hits"), 2 * n, "{s}");
+    assert_eq!(count(&s, "fallbacks"), 0, "{s}");
+    let (again, new_pid) = the_front(&small);
+    assert_eq!(again, small_front);
+    assert!(new_pid != small_pid && alive(new_pid), "{new_pid}");
+
+    // stop-server stops the fronts too.
+    let mut stop = recast_with_cache(&small, ["stop-server"]);
+    let out = run_ok(&mut stop);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("stopped the front at unix:"), "{said}");
+    assert!(!alive(new_pid), "the front outlived stop-server");
+    assert!(!small_front.join("front.json").exists());
+    assert!(alive(front_pid), "another cache dir's front was stopped");
     let kept = du(&small.join("tier/cas")) + du(&small.join("tier/ac"));
     let all: u64 = want.values().map(|o| o.len() as u64).sum();
     assert!(
@@ -147,6 +222,10 @@ fn make_builds_zstd_remotely_byte_identical_and_a_copy_elsewhere_only_hits() {
     assert_eq!(count(&s, "local_hits"), 3 * n - 1, "{s}");
     assert_eq!(count(&s, "cache_hits"), 3 * n, "{s}");
     assert_eq!(count(&s, "fallbacks"), 0, "{s}");
+    let mut stop = recast_with_cache(&cache, ["stop-server"]);
+    run_ok(&mut stop);
+    assert!(!alive(front_pid), "the front outlived stop-server");
+    assert!(!front_dir.join("front.json").exists());
 }
 
 /// The file in the tier at `tier` that holds `bytes`.

@@ -10,6 +10,7 @@
 
 mod capabilities;
 mod doctor;
+mod front;
 mod platform;
 mod run;
 mod serve;
@@ -48,8 +49,11 @@ enum Command {
     Run(run::RunArgs),
     /// Show what a server supports.
     Capabilities(capabilities::CapabilitiesArgs),
-    /// Stop the embedded per-user server started on demand.
+    /// Stop the embedded per-user server and the warm fronts started on demand.
     StopServer,
+    /// Keep a warm connection to a remote server for this user's compiles
+    /// (started on demand; see RECAST_FRONT).
+    Front(front::FrontArgs),
     /// Show the platform properties recast sends, and the server profiles.
     Platform(platform::PlatformArgs),
     /// Check a server: connection, capabilities, auth, and a worker for this platform.
@@ -65,8 +69,9 @@ enum Command {
 }
 
 /// Subcommand names, so a compiler named like one is never mistaken.
-const SUBCOMMANDS: [&str; 12] = [
+const SUBCOMMANDS: [&str; 13] = [
     "serve",
+    "front",
     "run",
     "capabilities",
     "stop-server",
@@ -94,7 +99,10 @@ pub fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     init_logging("warn");
-    if !matches!(cli.command, Command::Serve(_) | Command::Worker(_)) {
+    if !matches!(
+        cli.command,
+        Command::Serve(_) | Command::Worker(_) | Command::Front(_)
+    ) {
         quiet_on_closed_pipe();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -123,6 +131,7 @@ pub fn main() -> ExitCode {
 async fn dispatch(command: Command, sources: &config::Sources) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => serve::run(args, sources).await,
+        Command::Front(args) => front::run(args, sources).await,
         Command::Run(args) => {
             let client = connect(&args.remote, sources).await?;
             run::run(args, client, sources).await

@@ -232,16 +232,32 @@ fn io_reason(e: &std::io::Error) -> String {
 pub type FindSocket = Arc<dyn Fn() -> std::io::Result<PathBuf> + Send + Sync>;
 
 /// A connector that dials the socket `find` names, on a blocking thread.
-fn unix_connector(
-    find: FindSocket,
-) -> impl tower::Service<
-    tonic::transport::Uri,
-    Response = hyper_util::rt::TokioIo<tokio::net::UnixStream>,
-    Error = std::io::Error,
-    Future = impl Send,
-> + Send
-+ Clone
-+ 'static {
+/// What tonic dials with: a service from the URI to a stream of type `S`.
+trait Connector<S>:
+    tower::Service<
+        tonic::transport::Uri,
+        Response = hyper_util::rt::TokioIo<S>,
+        Error = std::io::Error,
+        Future: Send,
+    > + Send
+    + Clone
+    + 'static
+{
+}
+
+impl<S, C> Connector<S> for C where
+    C: tower::Service<
+            tonic::transport::Uri,
+            Response = hyper_util::rt::TokioIo<S>,
+            Error = std::io::Error,
+            Future: Send,
+        > + Send
+        + Clone
+        + 'static
+{
+}
+
+fn unix_connector(find: FindSocket) -> impl Connector<tokio::net::UnixStream> {
     tower::service_fn(move |_: tonic::transport::Uri| {
         let find = find.clone();
         async move {
@@ -250,6 +266,93 @@ fn unix_connector(
                 .map_err(std::io::Error::other)??;
             let stream = tokio::net::UnixStream::connect(path).await?;
             Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+        }
+    })
+}
+
+/// A TCP stream that acknowledges what it reads at once.
+///
+/// Servers that leave Nagle's algorithm on (NativeLink 1.6 does not set
+/// `TCP_NODELAY` on the sockets it accepts) hold a call's trailers until
+/// the segment before them is acknowledged, and Linux delays that ACK by up
+/// to 40 ms: every call would cost 40 ms on loopback. Asking for a quick
+/// ACK after each read sends the pending ACK then, so the trailers follow
+/// within a round trip. One `setsockopt` per read; other systems keep their
+/// own ACK timing.
+struct QuickAck(tokio::net::TcpStream);
+
+impl tokio::io::AsyncRead for QuickAck {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.0).poll_read(cx, buf);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if matches!(polled, std::task::Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            let _ = rustix::net::sockopt::set_tcp_quickack(&self.0, true);
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let _ = before;
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for QuickAck {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// How often an idle connection is probed: execute streams can stay quiet
+/// for minutes, and TCP keepalive finds a dead peer. HTTP/2 pings are
+/// avoided because common servers (grpc-go, grpc-java) answer pings more
+/// often than every 5 minutes with GOAWAY "too_many_pings".
+const KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// A connector that dials `host:port` over TCP with `TCP_NODELAY`,
+/// keepalive and [`QuickAck`] (tonic layers TLS over it for grpcs://).
+fn tcp_connector(host: String, port: u16) -> impl Connector<QuickAck> {
+    tower::service_fn(move |_: tonic::transport::Uri| {
+        let host = host.clone();
+        async move {
+            let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            stream.set_nodelay(true)?;
+            rustix::net::sockopt::set_socket_keepalive(&stream, true)?;
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            rustix::net::sockopt::set_tcp_keepidle(&stream, KEEPALIVE)?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(QuickAck(stream)))
         }
     })
 }
@@ -265,8 +368,23 @@ pub fn lazy_unix(cfg: &RemoteConfig, find: FindSocket) -> Channel {
         .connect_with_connector_lazy(unix_connector(find))
 }
 
-/// Dials the server and returns the shared channel.
-pub async fn connect(cfg: &RemoteConfig, url: &str) -> Result<(ServerUrl, Channel), RemoteError> {
+/// A channel to the TCP server at `url`, dialed at the first call (and
+/// again after a broken connection): the warm front's upstream.
+pub fn lazy(cfg: &RemoteConfig, url: &str) -> Result<Channel, RemoteError> {
+    let (parsed, endpoint) = endpoint(cfg, url)?;
+    match parsed {
+        ServerUrl::Tcp(t) => {
+            Ok(endpoint.connect_with_connector_lazy(tcp_connector(t.host, t.port)))
+        }
+        ServerUrl::Unix(_) => Err(RemoteError::InvalidUrl {
+            url: url.to_string(),
+            reason: "a front forwards to a TCP server (grpc:// or grpcs://)".into(),
+        }),
+    }
+}
+
+/// The parsed URL and the endpoint to dial it with `cfg`'s settings.
+fn endpoint(cfg: &RemoteConfig, url: &str) -> Result<(ServerUrl, Endpoint), RemoteError> {
     let parsed = parse_url(url)?;
     let (uri, tls) = match &parsed {
         ServerUrl::Tcp(t) => (t.uri(), t.tls.then_some(t)),
@@ -279,12 +397,6 @@ pub async fn connect(cfg: &RemoteConfig, url: &str) -> Result<(ServerUrl, Channe
             reason: e.to_string(),
         })?
         .connect_timeout(CONNECT_TIMEOUT.min(cfg.timeout))
-        .tcp_nodelay(true)
-        // Execute streams can stay quiet for minutes. TCP keepalive finds a
-        // dead peer; HTTP/2 pings are avoided because common servers (grpc-go,
-        // grpc-java) answer pings more often than every 5 minutes with
-        // GOAWAY "too_many_pings".
-        .tcp_keepalive(Some(Duration::from_secs(60)))
         // Large windows and frames: downloads of hundreds of MB over a fast
         // link would otherwise stall on HTTP/2's 64 KiB window and 16 KiB
         // frames. (Uploads depend on the server's settings.)
@@ -296,8 +408,19 @@ pub async fn connect(cfg: &RemoteConfig, url: &str) -> Result<(ServerUrl, Channe
             RemoteError::Config(format!("TLS settings for {url}: {}", describe(&e)))
         })?;
     }
+    Ok((parsed, endpoint))
+}
+
+/// Dials the server and returns the shared channel.
+pub async fn connect(cfg: &RemoteConfig, url: &str) -> Result<(ServerUrl, Channel), RemoteError> {
+    let (parsed, endpoint) = endpoint(cfg, url)?;
+    let tls = matches!(&parsed, ServerUrl::Tcp(t) if t.tls);
     let connected = match &parsed {
-        ServerUrl::Tcp(_) => endpoint.connect().await,
+        ServerUrl::Tcp(t) => {
+            endpoint
+                .connect_with_connector(tcp_connector(t.host.clone(), t.port))
+                .await
+        }
         ServerUrl::Unix(path) => {
             let path = path.clone();
             endpoint
@@ -307,8 +430,8 @@ pub async fn connect(cfg: &RemoteConfig, url: &str) -> Result<(ServerUrl, Channe
     };
     let channel = connected.map_err(|e| {
         // rustls reports a refused certificate as invalid data.
-        let tls_failure = tls.is_some()
-            && io_cause(&e).is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData);
+        let tls_failure =
+            tls && io_cause(&e).is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData);
         if tls_failure {
             return RemoteError::Tls {
                 url: url.to_string(),

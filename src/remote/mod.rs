@@ -135,14 +135,18 @@ impl Client {
     /// A client of the server at `url` that dials it at the first call
     /// that needs it (failing then as [`Client::connect`] would), with the
     /// local tier `tier` in front: a result kept there is read with no
-    /// call, and needs no server.
+    /// call, and needs no server. With `front`, calls go to the socket it
+    /// finds (this user's warm front, which forwards them to `url` over a
+    /// connection it keeps open) instead of a connection of this process.
     pub fn with_tier(
         cfg: &RemoteConfig,
         url: &str,
         tier: Option<crate::cas::store::Tier>,
+        front: Option<channel::FindSocket>,
     ) -> Result<Client, RemoteError> {
         let server = channel::parse_url(url)?;
-        let mut client = Client::with_channel(cfg, url, server, None, None)?;
+        let channel = front.map(|find| channel::lazy_unix(cfg, find));
+        let mut client = Client::with_channel(cfg, url, server, channel, None)?;
         let inner = Arc::get_mut(&mut client.inner).expect("a new client is not shared");
         inner.local = tier.as_ref().map(|t| t.reader());
         inner.tier = tier.map(Arc::new);

@@ -367,7 +367,7 @@ where
 
 /// Binds a Unix socket at `path`, replacing a stale one, and makes it
 /// 0600. (The peer check in [`auth::Gate`] holds whatever the mode.)
-fn bind_unix(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
+pub(crate) fn bind_unix(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
     use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {

@@ -30,8 +30,26 @@ struct State {
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 
-fn state_path(dir: &Path) -> PathBuf {
-    dir.join("serve.json")
+/// A background process of this user's, started on demand and found
+/// again by later runs: the embedded server (`serve`) or a warm front
+/// (`front`). Its files in `dir` are named after it: `NAME.json` (pid and
+/// URL), `NAME.sock`, `NAME.lock` (held while starting), `NAME.out` (its
+/// stdout, whose first line says where it listens) and `NAME.log`.
+pub(crate) struct Daemon<'a> {
+    pub dir: &'a Path,
+    pub name: &'static str,
+}
+
+const SERVER: &str = "serve";
+
+impl<'a> Daemon<'a> {
+    fn server(dir: &'a Path) -> Daemon<'a> {
+        Daemon { dir, name: SERVER }
+    }
+
+    fn file(&self, ext: &str) -> PathBuf {
+        self.dir.join(format!("{}.{ext}", self.name))
+    }
 }
 
 /// The embedded server's `--dir` (its CAS and action cache) for the
@@ -62,19 +80,7 @@ const MAX_SOCKET_PATH: usize = 100;
 /// in it, or, when that path is too long for a socket, a name derived from
 /// it in a private per-user directory under the system's temp dir.
 fn socket_path(dir: &Path) -> anyhow::Result<PathBuf> {
-    // `recast serve --listen unix:PATH` wants it absolute.
-    let dir = std::path::absolute(dir)?;
-    let plain = dir.join("serve.sock");
-    if plain.as_os_str().len() <= MAX_SOCKET_PATH {
-        return Ok(plain);
-    }
-    let uid = rustix::process::geteuid().as_raw();
-    let short = std::env::temp_dir().join(format!("recast-{uid}"));
-    // Another user may have made this name first, to catch our socket:
-    // the directory must be ours and private, or we stop here.
-    crate::fsutil::ensure_private_dir(&short)?;
-    let digest = crate::cas::Digest::of_bytes(dir.as_os_str().as_encoded_bytes());
-    Ok(short.join(format!("{}.sock", &digest.hex()[..16])))
+    Daemon::server(dir).socket_path()
 }
 
 /// The URL the embedded server of the state in `dir` listens at, whether
@@ -86,23 +92,59 @@ pub fn url(dir: &Path) -> anyhow::Result<String> {
 /// URL of the running embedded server, starting one (stopping after
 /// `idle_secs` without a call) if none answers.
 pub fn ensure(dir: &Path, idle_secs: u64) -> anyhow::Result<String> {
-    if let Some(url) = running(dir) {
-        return Ok(url);
-    }
-    crate::fsutil::ensure_private_dir(dir)?;
-    let lock_path = dir.join("serve.lock");
-    let _lock = crate::lock::FileLock::take(&lock_path)
-        .with_context(|| format!("locking {}", lock_path.display()))?;
-    // Someone else may have started it while we waited for the lock.
-    if let Some(url) = running(dir) {
-        return Ok(url);
-    }
-    start(dir, idle_secs)
+    let store = store_dir(dir);
+    let args = [
+        "serve".as_ref(),
+        "--dir".as_ref(),
+        store.as_os_str(),
+        "--idle-timeout".as_ref(),
+        idle_secs.to_string().as_ref(),
+    ]
+    .map(std::ffi::OsStr::to_os_string);
+    Daemon::server(dir).ensure(&args)
 }
 
-/// The recorded server, if its process is alive and its socket accepts.
-fn running(dir: &Path) -> Option<String> {
-    let text = fs::read_to_string(state_path(dir)).ok()?;
+impl Daemon<'_> {
+    /// Where it listens: `NAME.sock` in its dir, or, when that path is too
+    /// long for a socket, a name derived from it in a private per-user
+    /// directory under the system's temp dir.
+    pub fn socket_path(&self) -> anyhow::Result<PathBuf> {
+        // `--listen unix:PATH` wants it absolute.
+        let dir = std::path::absolute(self.dir)?;
+        let plain = dir.join(format!("{}.sock", self.name));
+        if plain.as_os_str().len() <= MAX_SOCKET_PATH {
+            return Ok(plain);
+        }
+        let uid = rustix::process::geteuid().as_raw();
+        let short = std::env::temp_dir().join(format!("recast-{uid}"));
+        // Another user may have made this name first, to catch our socket:
+        // the directory must be ours and private, or we stop here.
+        crate::fsutil::ensure_private_dir(&short)?;
+        let digest = crate::cas::Digest::of_bytes(plain.as_os_str().as_encoded_bytes());
+        Ok(short.join(format!("{}.sock", &digest.hex()[..16])))
+    }
+
+    /// URL of the running process, starting `recast ARGS --listen
+    /// unix:SOCKET` if none answers.
+    pub fn ensure(&self, args: &[std::ffi::OsString]) -> anyhow::Result<String> {
+        if let Some(url) = running(&self.file("json")) {
+            return Ok(url);
+        }
+        crate::fsutil::ensure_private_dir(self.dir)?;
+        let lock_path = self.file("lock");
+        let _lock = crate::lock::FileLock::take(&lock_path)
+            .with_context(|| format!("locking {}", lock_path.display()))?;
+        // Someone else may have started it while we waited for the lock.
+        if let Some(url) = running(&self.file("json")) {
+            return Ok(url);
+        }
+        self.start(args)
+    }
+}
+
+/// The recorded process, if it is alive and its socket accepts.
+fn running(state_path: &Path) -> Option<String> {
+    let text = fs::read_to_string(state_path).ok()?;
     let state: State = serde_json::from_str(&text).ok()?;
     if !alive(state.pid) {
         return None;
@@ -140,55 +182,62 @@ fn alive(pid: i32) -> bool {
         .is_some_and(|p| rustix::process::test_kill_process(p).is_ok())
 }
 
-fn start(dir: &Path, idle_secs: u64) -> anyhow::Result<String> {
-    let exe = std::env::current_exe().context("finding the recast binary to start the server")?;
-    let out_path = dir.join("serve.out");
-    let out = crate::fsutil::create_private(&out_path)
-        .with_context(|| format!("creating {}", out_path.display()))?;
-    let log_path = dir.join("serve.log");
-    let log = crate::fsutil::create_private(&log_path)
-        .with_context(|| format!("creating {}", log_path.display()))?;
-    let socket = socket_path(dir)?;
-    let mut child = std::process::Command::new(&exe)
-        .arg("serve")
-        .arg("--listen")
-        .arg(format!("unix:{}", socket.display()))
-        .arg("--dir")
-        .arg(store_dir(dir))
-        .arg("--idle-timeout")
-        .arg(idle_secs.to_string())
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(log)
-        // Its own process group: a Ctrl-C in the build does not stop it.
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("starting {} serve", exe.display()))?;
-    let deadline = Instant::now() + STARTUP_TIMEOUT;
-    loop {
-        if let Some(url) = read_listening_line(&out_path)? {
-            let state = State {
-                pid: child.id() as i32,
-                url: url.clone(),
-            };
-            crate::fsutil::write_private(&state_path(dir), &serde_json::to_vec(&state)?, false)?;
-            return Ok(url);
+impl Daemon<'_> {
+    fn start(&self, args: &[std::ffi::OsString]) -> anyhow::Result<String> {
+        let what = match self.name {
+            SERVER => "the embedded server",
+            _ => "the recast front",
+        };
+        let exe = std::env::current_exe()
+            .with_context(|| format!("finding the recast binary to start {what}"))?;
+        let out_path = self.file("out");
+        let out = crate::fsutil::create_private(&out_path)
+            .with_context(|| format!("creating {}", out_path.display()))?;
+        let log_path = self.file("log");
+        let log = crate::fsutil::create_private(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        let socket = self.socket_path()?;
+        let mut child = std::process::Command::new(&exe)
+            .args(args)
+            .arg("--listen")
+            .arg(format!("unix:{}", socket.display()))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(log)
+            // Its own process group: a Ctrl-C in the build does not stop it.
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting {} {}", exe.display(), self.name))?;
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Some(url) = read_listening_line(&out_path)? {
+                let state = State {
+                    pid: child.id() as i32,
+                    url: url.clone(),
+                };
+                crate::fsutil::write_private(
+                    &self.file("json"),
+                    &serde_json::to_vec(&state)?,
+                    false,
+                )?;
+                return Ok(url);
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "{what} exited at start ({status}); see {}",
+                    log_path.display()
+                );
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!(
+                    "{what} did not start within {:?}; see {}",
+                    STARTUP_TIMEOUT,
+                    log_path.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
-        if let Some(status) = child.try_wait()? {
-            bail!(
-                "the embedded server exited at start ({status}); see {}",
-                log_path.display()
-            );
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            bail!(
-                "the embedded server did not start within {:?}; see {}",
-                STARTUP_TIMEOUT,
-                log_path.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -208,40 +257,65 @@ fn read_listening_line(path: &Path) -> io::Result<Option<String>> {
         .map(str::to_string))
 }
 
-/// `recast stop-server`.
+/// `recast stop-server`: the embedded server, and every warm front.
 pub fn stop(dir: &Path) -> anyhow::Result<ExitCode> {
-    let path = state_path(dir);
-    let Ok(text) = fs::read_to_string(&path) else {
-        eprintln!(
+    let server = Daemon::server(dir);
+    match server.stop()? {
+        Some(url) => eprintln!("recast: stopped the embedded server at {url}"),
+        None => eprintln!(
             "recast: no embedded server is running (no {})",
-            path.display()
-        );
-        return Ok(ExitCode::SUCCESS);
-    };
-    let state: State =
-        serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
-    if let Some(pid) = rustix::process::Pid::from_raw(state.pid)
-        && alive(state.pid)
-    {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while alive(state.pid) && Instant::now() < deadline {
-            // The server is not our child once we are a later process: poll.
-            reap(state.pid);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if alive(state.pid) {
-            bail!(
-                "the embedded server (pid {pid}) did not stop within 10 s of SIGTERM; \
-                 stop it with `kill -KILL {pid}`, then remove {}",
-                path.display(),
-                pid = state.pid,
-            );
-        }
-        eprintln!("recast: stopped the embedded server at {}", state.url);
+            server.file("json").display()
+        ),
     }
-    let _ = fs::remove_file(&path);
+    let fronts = super::front::fronts_dir(dir);
+    for entry in fs::read_dir(&fronts).into_iter().flatten().flatten() {
+        let front_dir = entry.path();
+        let front = Daemon {
+            dir: &front_dir,
+            name: super::front::NAME,
+        };
+        if let Some(url) = front.stop()? {
+            eprintln!("recast: stopped the front at {url}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+impl Daemon<'_> {
+    /// Stops the recorded process, if it runs: SIGTERM, then up to 10 s for
+    /// it to go. Returns its URL if it was running.
+    fn stop(&self) -> anyhow::Result<Option<String>> {
+        let path = self.file("json");
+        let Ok(text) = fs::read_to_string(&path) else {
+            return Ok(None);
+        };
+        let state: State =
+            serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+        let mut stopped = None;
+        if let Some(pid) = rustix::process::Pid::from_raw(state.pid)
+            && alive(state.pid)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while alive(state.pid) && Instant::now() < deadline {
+                // It is not our child once we are a later process: poll.
+                reap(state.pid);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if alive(state.pid) {
+                bail!(
+                    "pid {pid} ({}) did not stop within 10 s of SIGTERM; \
+                     stop it with `kill -KILL {pid}`, then remove {}",
+                    state.url,
+                    path.display(),
+                    pid = state.pid,
+                );
+            }
+            stopped = Some(state.url);
+        }
+        let _ = fs::remove_file(&path);
+        Ok(stopped)
+    }
 }
 
 fn reap(pid: i32) {

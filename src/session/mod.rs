@@ -6,6 +6,7 @@
 //! the other.
 
 pub mod embedded;
+pub mod front;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,18 +46,25 @@ pub async fn connect_to(cfg: &config::RemoteConfig, env: &Env) -> anyhow::Result
 /// The client of a wrapped compile: results kept on this machine are read
 /// first, with no call, and the server is dialed (or the embedded one
 /// started) only when a call is needed. With a remote server, what it
-/// answers is kept in the local tier (`<cache>/tier`, at most `tier_size`
-/// bytes); the embedded server's own store is that tier.
+/// answers is kept in the local tier (`<cache>/tier`, at most
+/// `wrap.tier_size` bytes), and calls go through this user's warm front
+/// for that server when `wrap.front` asks for one ([`front::wanted`]); the
+/// embedded server's own store is that tier.
 pub fn wrapper_client(
     cfg: &config::RemoteConfig,
     env: &Env,
-    tier_size: u64,
+    wrap: &config::WrapConfig,
 ) -> anyhow::Result<Client> {
     match &cfg.endpoint {
         Endpoint::Url(url) => {
-            let tier = (tier_size > 0)
-                .then(|| crate::cas::store::Tier::new(&tier_dir(&cfg.cache_dir), tier_size));
-            Ok(Client::with_tier(cfg, url, tier)?)
+            let tier = (wrap.tier_size > 0)
+                .then(|| crate::cas::store::Tier::new(&tier_dir(&cfg.cache_dir), wrap.tier_size));
+            let front = front::wanted(wrap.front, url)
+                .then(|| -> anyhow::Result<_> {
+                    Ok(front::finder(cfg, url, embedded::idle_timeout(env)?))
+                })
+                .transpose()?;
+            Ok(Client::with_tier(cfg, url, tier, front)?)
         }
         Endpoint::Embedded => embedded_client(cfg, env),
     }

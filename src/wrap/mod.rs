@@ -119,7 +119,7 @@ impl Ctx {
     pub async fn client(&self) -> anyhow::Result<&Client> {
         self.client
             .get_or_try_init(|| async {
-                crate::session::wrapper_client(&self.remote, &self.env, self.wrap.tier_size)
+                crate::session::wrapper_client(&self.remote, &self.env, &self.wrap)
             })
             .await
     }

@@ -66,7 +66,8 @@ pub fn with_recast(cmd: &mut Command, cache: &Path, url: &str) {
         .env("RECAST_CONFIG", cache.join("no-such-config.toml"))
         .env("RECAST_REMOTE", url)
         .env_remove("RECAST_MODE")
-        .env_remove("RECAST_PROJECT_ROOT");
+        .env_remove("RECAST_PROJECT_ROOT")
+        .env_remove("RECAST_FRONT");
 }
 
 /// zstd's library sources inside the `zstd-sys` crate in cargo's registry.
