@@ -208,8 +208,29 @@ pub async fn serve(opts: FrontOptions) -> anyhow::Result<()> {
             _ = int.recv() => break,
         };
         let peer = stream.peer_cred().map(|c| c.uid());
+        let mut builder =
+            hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+        builder
+            .initial_stream_window_size(16 << 20)
+            .initial_connection_window_size(64 << 20)
+            .max_frame_size(1 << 20);
+        let io = hyper_util::rt::TokioIo::new(stream);
         if peer.as_ref().ok() != Some(&owner) {
+            // Told why, as the embedded server tells it, and never forwarded.
             tracing::warn!(?peer, "refusing a connection from another user");
+            let service =
+                hyper::service::service_fn(move |_: http::Request<hyper::body::Incoming>| {
+                    let refusal = tonic::Status::permission_denied(format!(
+                        "this recast front belongs to uid {owner} and forwards calls for its \
+                         owner only"
+                    ));
+                    std::future::ready(Ok::<_, Infallible>(
+                        refusal.into_http::<tonic::body::Body>(),
+                    ))
+                });
+            tokio::spawn(async move {
+                let _ = builder.serve_connection(io, service).await;
+            });
             continue;
         }
         let upstream = upstream.clone();
@@ -219,14 +240,7 @@ pub async fn serve(opts: FrontOptions) -> anyhow::Result<()> {
             let service = hyper::service::service_fn(move |req| {
                 forward(upstream.clone(), url.clone(), activity.clone(), req)
             });
-            let served =
-                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .initial_stream_window_size(16 << 20)
-                    .initial_connection_window_size(64 << 20)
-                    .max_frame_size(1 << 20)
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            if let Err(e) = served {
+            if let Err(e) = builder.serve_connection(io, service).await {
                 tracing::debug!(error = %e, "a caller's connection ended");
             }
         });

@@ -7,7 +7,9 @@
 //! - The embedded server answers its owner only: a second Unix user (uid
 //!   65534, run through `setuid` by this root test) can neither run a
 //!   command through it nor read its state, and is told why; given its
-//!   own cache dir, it gets a server of its own.
+//!   own cache dir, it gets a server of its own. Nor can it call through
+//!   the owner's warm front for a remote server: its socket is private,
+//!   and opened by hand it answers PERMISSION_DENIED.
 //! - Everything recast creates under a umask of 000 is private (0700 and
 //!   0600, blobs 0400), and a state dir loosened by hand is tightened again.
 //! - A TCP `recast serve` without authentication refuses to start unless
@@ -463,6 +465,85 @@ fn another_user_can_neither_run_commands_through_the_embedded_server_nor_read_it
 }
 
 #[test]
+fn another_user_cannot_call_through_the_owners_front() {
+    if !can_switch_user() {
+        return;
+    }
+    let server = Server::start();
+    let other = Elsewhere::new();
+    let cache = other.root.join("owner/cache");
+    let proj = other.root.join("owner/proj");
+    fs::create_dir_all(proj.join(".git")).unwrap();
+    fs::write(
+        proj.join("add.c"),
+        "int add(int a, int b) { return a + b; }\n",
+    )
+    .unwrap();
+    // The owner's compile starts a front for the server, under a umask of 000.
+    let mut cmd = recast_with_cache(&cache, ["gcc", "-c", "add.c", "-o", "add.o"]);
+    cmd.current_dir(&proj)
+        .env("RECAST_REMOTE", server.url())
+        .env("RECAST_FRONT", "on")
+        .env("RECAST_IDLE_TIMEOUT", "300");
+    // SAFETY: umask is async-signal-safe and touches nothing else.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0);
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(count(&stats(&cache), "remote_executions"), 1);
+    let fronts: Vec<PathBuf> = fs::read_dir(cache.join("fronts"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(fronts.len(), 1, "{fronts:?}");
+    let socket = fronts[0].join("front.sock");
+    assert!(socket.exists());
+    assert_eq!(open_to_others(&cache), Vec::<String>::new());
+
+    // The other user can neither reach the socket...
+    let marker = other.home().join("ran");
+    let url = format!("unix:{}", socket.display());
+    let attack = [
+        "run",
+        "--remote",
+        &url,
+        "--output",
+        "ran",
+        "--",
+        "/bin/sh",
+        "-c",
+        "id -u > ran",
+    ];
+    let theirs = other.home().join("cache");
+    let out = other.recast(&theirs, &attack);
+    fails_saying(&out, &["permission denied"]);
+    // ...nor, with every directory and the socket opened by hand, get a
+    // call forwarded: the front checks who is calling.
+    for dir in [cache.clone(), cache.join("fronts"), fronts[0].clone()] {
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    fs::set_permissions(&socket, fs::Permissions::from_mode(0o777)).unwrap();
+    let out = other.recast(&theirs, &attack);
+    fails_saying(&out, &["PERMISSION_DENIED", "front belongs to uid 0"]);
+    assert!(!marker.exists());
+    let log = fs::read_to_string(fronts[0].join("front.log")).unwrap();
+    assert!(
+        log.contains("refusing a connection from another user"),
+        "{log}"
+    );
+    let out = recast_with_cache(&cache, ["stop-server"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stopped the front"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
 fn a_tcp_server_without_authentication_refuses_to_start_unless_told() {
     let tmp = tempdir();
     let out = Command::new(BIN)
@@ -598,16 +679,20 @@ fn scoped_tokens_let_developers_execute_and_hit_but_never_write_the_action_cache
     );
     let plain = fs::read(proj.join("plain.o")).unwrap();
     let cache = tmp.path().join("cache");
-    let compile = || {
+    let compile = |extra: &[(&str, &str)]| {
         let _ = fs::remove_file(proj.join("lib.o"));
         let mut cmd = recast_with_cache(&cache, ["gcc", "-O2", "-c", "lib.c", "-o", "lib.o"]);
         cmd.current_dir(&proj)
             .env("RECAST_REMOTE", &url)
-            .env("RECAST_REMOTE_HEADERS", dev);
+            .env("RECAST_REMOTE_HEADERS", dev)
+            .envs(extra.iter().copied());
         run_ok(&mut cmd);
         fs::read(proj.join("lib.o")).unwrap()
     };
-    assert!(compile() == plain, "the remote object differs from gcc's");
+    assert!(
+        compile(&[]) == plain,
+        "the remote object differs from gcc's"
+    );
     let s = stats(&cache);
     assert_eq!(count(&s, "remote_executions"), 1, "{s}");
     assert_eq!(count(&s, "fallbacks"), 0, "{s}");
@@ -655,8 +740,20 @@ fn scoped_tokens_let_developers_execute_and_hit_but_never_write_the_action_cache
     });
     assert_eq!(ac_entries(&server.dir), 2, "the compile's and CI's own");
 
-    // The honest compile afterwards is a hit with gcc's bytes.
-    assert!(compile() == plain, "a forged result reached the compile");
+    // The honest compile afterwards is a hit with gcc's bytes, asked of
+    // the server (no local tier) through the warm front, which forwards
+    // the developer's token with each call.
+    let through_front = [
+        ("RECAST_TIER_SIZE", "0"),
+        ("RECAST_FRONT", "on"),
+        ("RECAST_IDLE_TIMEOUT", "300"),
+    ];
+    assert!(
+        compile(&through_front) == plain,
+        "a forged result reached the compile"
+    );
+    assert!(cache.join("fronts").is_dir(), "no front was started");
+    run_ok(&mut recast_with_cache(&cache, ["stop-server"]));
     let s = stats(&cache);
     assert_eq!(count(&s, "cache_hits"), 1, "{s}");
     assert_eq!(count(&s, "remote_executions"), 1, "{s}");
