@@ -85,6 +85,10 @@ pub mod vars {
     /// warm front (one process that keeps the connection open): `auto`
     /// (default: for a server that is not on this machine), `on`, `off`.
     pub const FRONT: &str = "RECAST_FRONT";
+    /// How a compile's toolchain gets to a server that lacks much of it:
+    /// `auto` (default: in the background for a server not on this
+    /// machine, while compiles run here), `background`, `wait`.
+    pub const TOOLCHAIN_UPLOAD: &str = "RECAST_TOOLCHAIN_UPLOAD";
     /// Tests only: when `1`, a test whose peer server is missing fails
     /// instead of skipping. CI sets it.
     pub const REQUIRE_PEERS: &str = "RECAST_REQUIRE_PEERS";
@@ -161,6 +165,8 @@ pub struct FileConfig {
     pub tier_size: Option<String>,
     /// As `RECAST_FRONT`.
     pub front: Option<String>,
+    /// As `RECAST_TOOLCHAIN_UPLOAD`.
+    pub toolchain_upload: Option<String>,
 }
 
 /// How wrapped compiles run.
@@ -208,6 +214,31 @@ impl std::str::FromStr for Front {
     }
 }
 
+/// How a toolchain the server lacks gets there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ToolchainUpload {
+    /// In the background for a server not on this machine, inline for one
+    /// on loopback (where hundreds of megabytes take a second or two).
+    Auto,
+    /// In a process of its own while compiles run here, until the server
+    /// holds it.
+    Background,
+    /// By the compile that needs it, which waits.
+    Wait,
+}
+
+impl std::str::FromStr for ToolchainUpload {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<ToolchainUpload, ConfigError> {
+        match s.trim() {
+            "auto" => Ok(ToolchainUpload::Auto),
+            "background" => Ok(ToolchainUpload::Background),
+            "wait" => Ok(ToolchainUpload::Wait),
+            other => Err(ConfigError::BadToolchainUpload(other.to_string())),
+        }
+    }
+}
+
 /// Settings of wrapped compiles.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WrapConfig {
@@ -226,6 +257,8 @@ pub struct WrapConfig {
     pub tier_size: u64,
     /// Whether a remote server is reached through the warm front.
     pub front: Front,
+    /// How a toolchain the server lacks gets there.
+    pub toolchain_upload: ToolchainUpload,
 }
 
 /// Wrapper settings: env > file > default (wrappers take no flags: the
@@ -276,6 +309,10 @@ pub fn resolve_wrap(env: &Env, file: &FileConfig) -> Result<WrapConfig, ConfigEr
         front: match pick(vars::FRONT, &file.front) {
             Some(v) => v.parse()?,
             None => Front::Auto,
+        },
+        toolchain_upload: match pick(vars::TOOLCHAIN_UPLOAD, &file.toolchain_upload) {
+            Some(v) => v.parse()?,
+            None => ToolchainUpload::Auto,
         },
     })
 }
@@ -422,6 +459,8 @@ pub enum ConfigError {
     BadSize { var: &'static str, message: String },
     #[error("RECAST_FRONT={0:?}: the front setting is `auto`, `on` or `off`")]
     BadFront(String),
+    #[error("RECAST_TOOLCHAIN_UPLOAD={0:?}: the setting is `auto`, `background` or `wait`")]
+    BadToolchainUpload(String),
 }
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -758,7 +797,7 @@ mod tests {
     }
 
     #[test]
-    fn the_tier_bound_and_the_front_from_env_then_file_then_default() {
+    fn the_tier_bound_the_front_and_the_upload_from_env_then_file_then_default() {
         let w = resolve_wrap(&Env::default(), &FileConfig::default()).unwrap();
         assert_eq!(w.tier_size, crate::cas::store::DEFAULT_TIER_SIZE);
         let file = parse_file("tier_size = \"512M\"\n").unwrap();
@@ -775,6 +814,14 @@ mod tests {
         assert_eq!(w.front, Front::On);
         let err = resolve_wrap(&env(&[(vars::FRONT, "sometimes")]), &file).unwrap_err();
         assert!(err.to_string().contains("`auto`, `on` or `off`"), "{err}");
+        assert_eq!(w.toolchain_upload, ToolchainUpload::Auto);
+        let w = resolve_wrap(&env(&[(vars::TOOLCHAIN_UPLOAD, "background")]), &file).unwrap();
+        assert_eq!(w.toolchain_upload, ToolchainUpload::Background);
+        let file = parse_file("toolchain_upload = \"wait\"\n").unwrap();
+        let w = resolve_wrap(&env(&[]), &file).unwrap();
+        assert_eq!(w.toolchain_upload, ToolchainUpload::Wait);
+        let err = resolve_wrap(&env(&[(vars::TOOLCHAIN_UPLOAD, "later")]), &file).unwrap_err();
+        assert!(err.to_string().contains("`background` or `wait`"), "{err}");
     }
 
     #[test]

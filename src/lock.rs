@@ -16,18 +16,33 @@ impl FileLock {
     /// Waits for the lock on `path`, creating the file (and its directory)
     /// if needed.
     pub fn take(path: &Path) -> io::Result<FileLock> {
-        if let Some(dir) = path.parent() {
-            crate::fsutil::create_private_dir_all(dir)?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(crate::fsutil::PRIVATE_FILE)
-            .open(path)?;
+        let file = open(path)?;
         file.lock()?;
         Ok(FileLock(file))
     }
+
+    /// The lock on `path` if nobody holds it now; `None` if someone does.
+    pub fn try_take(path: &Path) -> io::Result<Option<FileLock>> {
+        let file = open(path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(FileLock(file))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
+
+/// The lock file at `path`, created (with its directory) if needed.
+fn open(path: &Path) -> io::Result<File> {
+    if let Some(dir) = path.parent() {
+        crate::fsutil::create_private_dir_all(dir)?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(crate::fsutil::PRIVATE_FILE)
+        .open(path)
 }
 
 impl Drop for FileLock {
@@ -56,6 +71,10 @@ mod tests {
         assert!(
             rx.recv_timeout(std::time::Duration::from_millis(100))
                 .is_err()
+        );
+        assert!(
+            FileLock::try_take(&path).unwrap().is_none(),
+            "held, yet taken"
         );
         drop(first);
         rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();

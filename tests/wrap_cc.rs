@@ -260,6 +260,87 @@ fn du(dir: &Path) -> u64 {
 }
 
 #[test]
+fn a_toolchain_the_server_lacks_goes_up_in_the_background_while_compiles_run_here() {
+    let server = Server::start();
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let proj = tmp.path().join("proj");
+    fs::create_dir_all(proj.join(".git")).unwrap();
+    for (name, k) in [("a", 3), ("b", 5)] {
+        fs::write(
+            proj.join(format!("{name}.c")),
+            format!("int {name}(int x) {{ return x * {k}; }}\n"),
+        )
+        .unwrap();
+        run_ok(
+            Command::new("gcc")
+                .args(["-O2", "-c", &format!("{name}.c"), "-o"])
+                .arg(format!("{name}.plain.o"))
+                .current_dir(&proj),
+        );
+    }
+    let compile = |name: &str| {
+        let out = proj.join(format!("{name}.o"));
+        let _ = fs::remove_file(&out);
+        let mut cmd = recast_with_cache(
+            &cache,
+            [
+                "gcc",
+                "-O2",
+                "-c",
+                &format!("{name}.c"),
+                "-o",
+                &format!("{name}.o"),
+            ],
+        );
+        cmd.current_dir(&proj)
+            .env("RECAST_REMOTE", server.url())
+            .env("RECAST_TOOLCHAIN_UPLOAD", "background");
+        run_ok(&mut cmd);
+        let plain = fs::read(proj.join(format!("{name}.plain.o"))).unwrap();
+        assert!(
+            fs::read(&out).unwrap() == plain,
+            "{name}.o differs from gcc's"
+        );
+    };
+    // The first compile finds gcc's toolchain missing (over 100 MB): it
+    // starts the upload in a process of its own and compiles here.
+    compile("a");
+    let s = stats(&cache);
+    assert_eq!(reason(&s, "local_reasons", "toolchain_uploading"), 1, "{s}");
+    assert_eq!(count(&s, "remote_executions"), 0, "{s}");
+    let uploads = cache.join("uploads");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let done = || {
+        fs::read_dir(cache.join("uploaded")).is_ok_and(|mut d| d.next().is_some())
+            && !fs::read_dir(&uploads)
+                .unwrap()
+                .any(|e| e.unwrap().path().extension().is_some_and(|x| x == "json"))
+    };
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the background upload did not finish: {:?}",
+            fs::read_dir(&uploads)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let log: String = fs::read_dir(&uploads)
+        .unwrap()
+        .map(|e| fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(log.contains("recast: uploaded gcc"), "{log}");
+    // Once the server holds it, compiles run there.
+    compile("b");
+    let s = stats(&cache);
+    assert_eq!(count(&s, "remote_executions"), 1, "{s}");
+    assert_eq!(count(&s, "fallbacks"), 0, "{s}");
+}
+
+#[test]
 fn cmake_launcher_builds_the_same_objects_as_cmake_alone() {
     if common::peer("cmake").is_none() {
         return;

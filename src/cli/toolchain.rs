@@ -50,6 +50,16 @@ pub enum ToolchainCommand {
     Show(ShowArgs),
     /// Remove a toolchain from the server's registry.
     Rm(ShowArgs),
+    /// Send a toolchain upload a compile left for the background (started
+    /// by compiles themselves; see RECAST_TOOLCHAIN_UPLOAD).
+    #[command(hide = true)]
+    PushPending(PushPendingArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PushPendingArgs {
+    /// The upload's description, `<cache>/uploads/NAME.json`.
+    pub file: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -148,6 +158,11 @@ pub async fn run(args: ToolchainArgs, sources: &config::Sources) -> anyhow::Resu
         ToolchainCommand::List(a) => list_cmd(a, sources).await,
         ToolchainCommand::Show(a) => show_cmd(a, false, sources).await,
         ToolchainCommand::Rm(a) => show_cmd(a, true, sources).await,
+        ToolchainCommand::PushPending(a) => {
+            let client = crate::session::connect(&RemoteArgs::default(), sources).await?;
+            crate::wrap::upload::push_pending(&a.file, &client).await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

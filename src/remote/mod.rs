@@ -269,6 +269,12 @@ impl Client {
         }
     }
 
+    /// Whether the server is on this machine (a loopback address or a
+    /// socket), where bandwidth is free.
+    pub fn is_loopback(&self) -> bool {
+        self.inner.server.is_loopback()
+    }
+
     /// The URL the client was given.
     pub fn url(&self) -> &str {
         &self.inner.url

@@ -49,6 +49,7 @@ mod scan;
 pub mod stats;
 mod tool;
 mod twin;
+pub mod upload;
 mod why;
 
 use std::ffi::OsString;

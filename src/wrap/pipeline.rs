@@ -318,10 +318,8 @@ pub async fn plan(
     }
     if ctx.wrap.mode == Mode::Remote {
         for t in &tools {
-            if let Some(bundle) = t.bundle()
-                && let Err(f) = upload_toolchain(ctx, &client, bundle).await
-            {
-                return Err(Flow::fallback(f.cause, f.message));
+            if let Some(bundle) = t.bundle() {
+                super::upload::ensure(ctx, &client, bundle).await?;
             }
         }
     }
@@ -569,62 +567,6 @@ pub async fn server(
     // before keeps the keys those of the server's remote compiles.
     let layout = probe::known_layout(&ctx.cache_dir, &client, platform).unwrap_or(Layout::Rooted);
     Ok((client, features, layout))
-}
-
-/// How long a toolchain is taken to be on a server after its upload.
-const UPLOADED_TTL_SECS: u64 = 3600;
-
-/// Puts `bundle` on the server once: parallel compiles (`make -j`, cargo)
-/// would otherwise each find the same hundreds of megabytes missing and
-/// send them side by side. The first takes a lock and uploads; the others
-/// wait, then see its marker. A marker is trusted for an hour; if the
-/// server evicts the blobs sooner, Execute names them missing and the
-/// action's own upload sends them again.
-async fn upload_toolchain(ctx: &Ctx, client: &Client, bundle: &Bundle) -> Result<(), Failure> {
-    let server = Digest::of_bytes(format!("{}\n{}", client.url(), client.instance()).as_bytes());
-    let name = format!(
-        "{}-{}",
-        &server.hex()[..16],
-        &bundle.manifest.root.hex()[..32]
-    );
-    let marker = ctx.cache_dir.join("uploaded").join(&name);
-    let fresh = |p: &std::path::Path| {
-        std::fs::metadata(p)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age.as_secs() < UPLOADED_TTL_SECS)
-    };
-    if fresh(&marker) {
-        return Ok(());
-    }
-    let lock_path = ctx.cache_dir.join("locks").join(format!("{name}.lock"));
-    let lock = tokio::task::spawn_blocking(move || crate::lock::FileLock::take(&lock_path))
-        .await
-        .map_err(|e| Failure::new(Cause::Internal, e))?
-        .map_err(|e| Failure::new(Cause::LocalIo, format!("the upload lock: {e}")))?;
-    if fresh(&marker) {
-        return Ok(());
-    }
-    let mut blobs: Vec<crate::remote::Blob> = bundle
-        .files
-        .iter()
-        .map(|(p, d)| crate::remote::Blob::file(*d, bundle.source_of(p)))
-        .collect();
-    for (d, bytes) in &bundle.tree.directories {
-        blobs.push(crate::remote::Blob {
-            digest: *d,
-            source: crate::remote::BlobSource::Bytes(bytes.clone()),
-        });
-    }
-    let sent = client
-        .upload_missing(blobs)
-        .await
-        .map_err(|e| Failure::of(&e))?;
-    tracing::debug!(blobs = sent.blobs, bytes = sent.bytes, "toolchain uploaded");
-    let _ = crate::fsutil::write_private(&marker, bundle.manifest.name.as_bytes(), false);
-    drop(lock);
-    Ok(())
 }
 
 /// The key of the hit path: everything that decides the action digest

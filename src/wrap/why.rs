@@ -44,6 +44,9 @@ pub enum Reason {
     ScanFailed,
     /// The compiler's toolchain could not be packaged.
     Toolchain,
+    /// The server lacks much of the toolchain, and its upload is going on
+    /// in the background.
+    ToolchainUploading,
     /// A rustc unit that links, with no linker to package.
     LinksNoLinker,
     /// The input root could not be built.
@@ -79,6 +82,7 @@ impl Reason {
             Reason::RustcPathsNotRemapped => "rustc_paths_not_remapped",
             Reason::ScanFailed => "scan_failed",
             Reason::Toolchain => "toolchain",
+            Reason::ToolchainUploading => "toolchain_uploading",
             Reason::LinksNoLinker => "links_no_linker",
             Reason::InputTree => "input_tree",
             Reason::Command => "command",
@@ -206,6 +210,7 @@ mod tests {
             Reason::RustcPathsNotRemapped,
             Reason::ScanFailed,
             Reason::Toolchain,
+            Reason::ToolchainUploading,
             Reason::LinksNoLinker,
             Reason::InputTree,
             Reason::Command,

@@ -192,6 +192,9 @@ where
         vars::PROJECT_ROOT,
         vars::PLATFORM,
         vars::PLATFORM_PROFILE,
+        vars::FRONT,
+        vars::TOOLCHAIN_UPLOAD,
+        vars::TIER_SIZE,
     ] {
         cmd.env_remove(v);
     }

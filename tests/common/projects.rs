@@ -67,7 +67,8 @@ pub fn with_recast(cmd: &mut Command, cache: &Path, url: &str) {
         .env("RECAST_REMOTE", url)
         .env_remove("RECAST_MODE")
         .env_remove("RECAST_PROJECT_ROOT")
-        .env_remove("RECAST_FRONT");
+        .env_remove("RECAST_FRONT")
+        .env_remove("RECAST_TOOLCHAIN_UPLOAD");
 }
 
 /// zstd's library sources inside the `zstd-sys` crate in cargo's registry.
