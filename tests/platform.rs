@@ -188,6 +188,15 @@ fn doctor_passes_against_the_embedded_server() {
     assert!(text.contains("ok    capabilities: REAPI"), "{text}");
     assert!(text.contains("SHA256"), "{text}");
     assert!(text.contains("ok    test action ran on a worker"), "{text}");
+    // The link, measured, and the mode the model picks from it: on
+    // loopback a miss's link time is far below a compile's.
+    assert!(text.contains("ok    link: a new connection "), "{text}");
+    assert!(text.contains("(a 2 MiB random blob each way)"), "{text}");
+    assert!(text.contains("model a compile: "), "{text}");
+    assert!(
+        text.contains("advice remote execution (the default) pays"),
+        "{text}"
+    );
     assert!(text.contains("all checks passed"), "{text}");
 }
 

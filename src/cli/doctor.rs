@@ -7,7 +7,9 @@
 //! does, and queues rather than refuses what no worker matches), and the
 //! wrapper's own probe (this machine's loader, not cached) with that
 //! platform, which proves a worker matches and tells the layout compiles
-//! get there: rooted or relocated. Authentication failures are recognised
+//! get there: rooted or relocated. Then the link: a new connection, a
+//! call, a blob each way, and the model of which mode pays for this
+//! machine (`advise`), with the figures it used. Authentication failures are recognised
 //! wherever they happen. Exit 0 when everything passed, 1 otherwise. The
 //! checks are the library's calls; this file only strings them together
 //! and prints.
@@ -129,7 +131,271 @@ pub async fn run(args: DoctorArgs, sources: &crate::config::Sources) -> anyhow::
     };
     declared_keys(&caps, &resolved, &mut report);
     test_action(&client, &resolved, features, &mut report).await;
+    link(&client, &args.remote, sources, &mut report).await;
     Ok(finish(report))
+}
+
+/// The link to the server, measured: a new connection, a call on a warm
+/// one, and a blob each way.
+#[derive(Clone, Copy, Debug)]
+struct Link {
+    /// Dialing a new connection (TCP, TLS, HTTP/2) and one call on it.
+    connect_ms: f64,
+    /// One small call on a warm connection (median).
+    rtt_ms: f64,
+    /// Bytes per second each way.
+    up_bps: f64,
+    down_bps: f64,
+}
+
+/// Bytes of the blob timed each way.
+const PROBE_BYTES: usize = 2 << 20;
+
+async fn measure_link(
+    client: &Client,
+    remote: &RemoteArgs,
+    sources: &crate::config::Sources,
+) -> anyhow::Result<Link> {
+    let probe = crate::cas::Digest::of_bytes(uuid::Uuid::new_v4().as_bytes());
+    let started = Instant::now();
+    let fresh = super::connect(remote, sources).await?;
+    fresh.find_missing(&[probe]).await?;
+    let connect_ms = ms(started);
+    let mut calls = Vec::new();
+    for _ in 0..7 {
+        let t = Instant::now();
+        client.find_missing(&[probe]).await?;
+        calls.push(ms(t));
+    }
+    calls.sort_by(f64::total_cmp);
+    let rtt_ms = calls[calls.len() / 2];
+    // Random bytes: compression cannot shrink them.
+    let mut state = uuid::Uuid::new_v4().as_u128() as u64 | 1;
+    let bytes: Vec<u8> = (0..PROBE_BYTES)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let digest = crate::cas::Digest::of_bytes(&bytes);
+    let transfers = async {
+        let t = Instant::now();
+        client
+            .upload(vec![crate::remote::Blob {
+                digest,
+                source: crate::remote::BlobSource::Bytes(bytes),
+            }])
+            .await?;
+        let up_ms = ms(t);
+        let t = Instant::now();
+        let back = client.read_blob(&digest).await?;
+        let down_ms = ms(t);
+        anyhow::ensure!(
+            back.len() == PROBE_BYTES,
+            "the blob read back is not the one sent"
+        );
+        Ok::<_, anyhow::Error>((up_ms, down_ms))
+    };
+    // What a transfer took beyond its round trip (at least a tenth of it,
+    // so a link faster than the clock still gives a figure).
+    let rate = |total: f64| PROBE_BYTES as f64 / ((total - rtt_ms).max(total / 10.0) / 1000.0);
+    let (up_bps, down_bps) = match transfers.await {
+        Ok((up, down)) => (rate(up), rate(down)),
+        Err(e) => {
+            // A read-only token, say: the model then counts round trips only.
+            println!(
+                "note  link: throughput not measured ({e:#}); the model counts round trips only"
+            );
+            (f64::INFINITY, f64::INFINITY)
+        }
+    };
+    Ok(Link {
+        connect_ms,
+        rtt_ms,
+        up_bps,
+        down_bps,
+    })
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Which mode pays, by the model in [`advise`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pays {
+    RemoteExecution,
+    CacheOnly,
+    Local,
+}
+
+/// What a compile costs over the link, and which mode pays. A hit from
+/// the server costs a round trip and its outputs coming down; a remote
+/// miss three round trips (what is missing, the upload, Execute with its
+/// outputs inlined) and its inputs going up and outputs down. Remote
+/// execution pays when a miss's link time is at most a compile's own
+/// time here (then workers beyond this machine's cores make the build
+/// faster); cache-only when a hit still beats compiling here; else local.
+#[derive(Clone, Copy, Debug)]
+struct Model {
+    hit_ms: f64,
+    miss_link_ms: f64,
+    compile_ms: f64,
+    pays: Pays,
+}
+
+fn advise(link: Link, up_bytes: f64, down_bytes: f64, compile_ms: f64) -> Model {
+    let down = down_bytes / link.down_bps * 1000.0;
+    let hit_ms = link.rtt_ms + down;
+    let miss_link_ms = 3.0 * link.rtt_ms + up_bytes / link.up_bps * 1000.0 + down;
+    let pays = if miss_link_ms <= compile_ms {
+        Pays::RemoteExecution
+    } else if hit_ms < compile_ms {
+        Pays::CacheOnly
+    } else {
+        Pays::Local
+    };
+    Model {
+        hit_ms,
+        miss_link_ms,
+        compile_ms,
+        pays,
+    }
+}
+
+/// A compile's bytes each way: this cache's own mean over its remote
+/// compiles, else a C compile's typical 200 KiB of sources and headers up
+/// and 40 KiB of object down.
+fn compile_bytes(sources: &crate::config::Sources) -> (f64, f64, &'static str) {
+    let stats = crate::config::cache_dir(&sources.env)
+        .ok()
+        .and_then(|d| crate::wrap::stats::read(&d).ok());
+    if let Some(s) = stats
+        && s.counts.remote_executions > 0
+    {
+        let answered = (s.counts.remote_executions + s.counts.cache_hits) as f64;
+        return (
+            s.bytes_uploaded as f64 / s.counts.remote_executions as f64,
+            s.bytes_downloaded as f64 / answered,
+            "this cache's compiles",
+        );
+    }
+    (200.0 * 1024.0, 40.0 * 1024.0, "a typical C compile")
+}
+
+/// How long a compile takes here: `cc -O2 -c` of a generated C file of a
+/// few hundred lines (the median of three), or 300 ms without `cc`.
+fn reference_compile() -> (f64, &'static str) {
+    let Ok(dir) = tempfile_dir() else {
+        return (300.0, "assumed (no scratch directory)");
+    };
+    let src = dir.join("reference.c");
+    let mut text = String::from("#include <stdio.h>\n#include <string.h>\n");
+    for i in 0..120 {
+        text.push_str(&format!(
+            "int f{i}(const char *s, int n) {{ int h = {i}; for (int k = 0; k < n; k++) \
+             h = h * 31 + s[k] + (int)strlen(s + k); printf(\"%d\\n\", h); return h; }}\n"
+        ));
+    }
+    let mut times = Vec::new();
+    if std::fs::write(&src, text).is_ok() {
+        for _ in 0..3 {
+            let t = Instant::now();
+            let ok = std::process::Command::new("cc")
+                .args(["-O2", "-c", "reference.c", "-o", "reference.o"])
+                .current_dir(&dir)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                break;
+            }
+            times.push(ms(t));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    if times.len() < 3 {
+        return (300.0, "assumed (no working cc here)");
+    }
+    times.sort_by(f64::total_cmp);
+    (times[1], "a reference `cc -O2 -c` here")
+}
+
+fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "recast-doctor-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    crate::fsutil::create_private_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Measures the link, and says which mode pays for this machine, with the
+/// figures it used.
+async fn link(
+    client: &Client,
+    remote: &RemoteArgs,
+    sources: &crate::config::Sources,
+    report: &mut Report,
+) {
+    let link = match measure_link(client, remote, sources).await {
+        Ok(l) => l,
+        Err(e) => {
+            report.fail(&format!("link: {e:#}"), &connect_todo());
+            return;
+        }
+    };
+    let mbit = |bps: f64| bps * 8.0 / 1e6;
+    report.ok(&format!(
+        "link: a new connection {:.1} ms, a call {:.1} ms, up {:.0} Mbit/s, down {:.0} Mbit/s \
+         (a {} MiB random blob each way)",
+        link.connect_ms,
+        link.rtt_ms,
+        mbit(link.up_bps),
+        mbit(link.down_bps),
+        PROBE_BYTES >> 20
+    ));
+    let (up, down, whose) = compile_bytes(sources);
+    let (compile_ms, how) = reference_compile();
+    let m = advise(link, up, down, compile_ms);
+    println!(
+        "model a compile: {:.0} KiB up, {:.0} KiB down ({whose}); {:.0} ms to compile ({how})",
+        up / 1024.0,
+        down / 1024.0,
+        m.compile_ms
+    );
+    println!(
+        "      a hit from the server {:.1} ms (a call and the outputs down; one seen here \
+         before is read from the local tier with no call); a remote miss adds {:.1} ms of \
+         link (three calls, inputs up, outputs down)",
+        m.hit_ms, m.miss_link_ms
+    );
+    let advice = match m.pays {
+        Pays::RemoteExecution => format!(
+            "remote execution (the default) pays: a miss's link time is no more than a compile \
+             here, so workers beyond this machine's cores make builds faster, and hits cost \
+             {:.0} ms",
+            m.hit_ms
+        ),
+        Pays::CacheOnly => format!(
+            "cache-only pays ({}=cache-only): a miss would spend longer on the link than \
+             compiling here, but a hit ({:.0} ms) still beats a compile ({:.0} ms)",
+            vars::MODE,
+            m.hit_ms,
+            m.compile_ms
+        ),
+        Pays::Local => format!(
+            "local pays ({}=local): even a hit ({:.0} ms) costs more than compiling here \
+             ({:.0} ms)",
+            vars::MODE,
+            m.hit_ms,
+            m.compile_ms
+        ),
+    };
+    println!("advice {advice}");
 }
 
 fn finish(report: Report) -> ExitCode {
@@ -284,5 +550,40 @@ fn refused(resolved: &Resolved, message: &str, report: &mut Report) {
             &what,
             "no worker takes this platform: `recast platform show` prints it; choose the server's profile with --platform-profile",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(rtt_ms: f64, mbit: f64) -> Link {
+        Link {
+            connect_ms: 2.0 * rtt_ms,
+            rtt_ms,
+            up_bps: mbit * 1e6 / 8.0,
+            down_bps: mbit * 1e6 / 8.0,
+        }
+    }
+
+    #[test]
+    fn the_model_picks_remote_near_cache_only_far_and_local_farther() {
+        let (up, down) = (200.0 * 1024.0, 40.0 * 1024.0);
+        // A LAN: a miss adds ~20 ms to a 300 ms compile.
+        let m = advise(link(1.0, 1000.0), up, down, 300.0);
+        assert_eq!(m.pays, Pays::RemoteExecution, "{m:?}");
+        assert!((m.hit_ms - 1.33).abs() < 0.1, "{m:?}");
+        // An office 40 ms from the cloud: 3 calls and 200 KiB up at
+        // 100 Mbit/s is 139 ms, less than the compile.
+        let m = advise(link(40.0, 100.0), up, down, 300.0);
+        assert_eq!(m.pays, Pays::RemoteExecution, "{m:?}");
+        assert!((m.miss_link_ms - 139.6).abs() < 1.0, "{m:?}");
+        // The same link with 100 ms compiles: a hit still pays.
+        assert_eq!(
+            advise(link(40.0, 100.0), up, down, 100.0).pays,
+            Pays::CacheOnly
+        );
+        // Home at 80 ms and 2 Mbit/s against 60 ms compiles: nothing pays.
+        assert_eq!(advise(link(80.0, 2.0), up, down, 60.0).pays, Pays::Local);
     }
 }
