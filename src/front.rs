@@ -95,9 +95,14 @@ impl Drop for Open {
     }
 }
 
-/// A response body that keeps its call counted as open until it ends.
+/// A response body that keeps its call counted as open until it ends, and
+/// ends a call whose connection to the server broke midway with trailers
+/// saying UNAVAILABLE (which the caller retries) rather than a reset
+/// stream (which it would read as CANCELLED or UNKNOWN, and give up).
 struct Counted {
     body: tonic::body::Body,
+    url: Arc<str>,
+    ended: bool,
     _open: Open,
 }
 
@@ -109,11 +114,31 @@ impl http_body::Body for Counted {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+        use std::task::Poll;
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match std::pin::Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(Some(Err(broke))) => {
+                self.ended = true;
+                tracing::warn!(url = %self.url, error = %broke, "a forwarded call broke");
+                let status = tonic::Status::unavailable(format!(
+                    "the recast front's connection to {} broke mid-call: {}",
+                    self.url,
+                    broke.message()
+                ));
+                let mut trailers = http::HeaderMap::new();
+                Poll::Ready(Some(match status.add_header(&mut trailers) {
+                    Ok(()) => Ok(http_body::Frame::trailers(trailers)),
+                    Err(e) => Err(e),
+                }))
+            }
+            other => other,
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.ended || self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
@@ -147,7 +172,12 @@ async fn forward(
                 .into_http()
         }
     };
-    Ok(response.map(|body| Counted { body, _open: open }))
+    Ok(response.map(|body| Counted {
+        body,
+        url,
+        ended: false,
+        _open: open,
+    }))
 }
 
 /// Binds, prints `listening on unix:PATH` as its first stdout line (the

@@ -111,6 +111,16 @@ fn objects(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 fn make(dir: &Path, cc: &str, cache: &Path, url: &str) -> std::process::Child {
+    make_with(dir, cc, cache, url, &[])
+}
+
+fn make_with(
+    dir: &Path,
+    cc: &str,
+    cache: &Path,
+    url: &str,
+    env: &[(&str, &str)],
+) -> std::process::Child {
     let _ = fs::remove_dir_all(dir.join("obj"));
     let mut cmd = Command::new("make");
     cmd.args(["-j2", "--no-print-directory"])
@@ -119,6 +129,7 @@ fn make(dir: &Path, cc: &str, cache: &Path, url: &str) -> std::process::Child {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     with_recast(&mut cmd, cache, url);
+    cmd.envs(env.iter().copied());
     cmd.spawn().unwrap()
 }
 
@@ -361,6 +372,42 @@ fn connections_cut_mid_transfer_mean_local_compiles_and_no_partial_file() {
     }
     let s = stats(&cache);
     assert!(s["fallbacks"].as_u64().unwrap() >= 8, "{s}");
+    // Through the warm front, every result asked of the server (no local
+    // tier), once the server holds them: the front's one connection is cut
+    // again and again, the calls on it fail together and are tried again
+    // (UNAVAILABLE, not a reset stream) or compiled here, and the build
+    // still gives gcc's objects.
+    assert_done(
+        make(&proj, &format!("{BIN} gcc"), &cache, &server.url()),
+        "make, straight to the server",
+    );
+    assert_eq!(objects(&proj), want);
+    let hits_before = stats(&cache)["cache_hits"].as_u64().unwrap();
+    for limit in [300 << 10, 40 << 10] {
+        let port = cutting_proxy(server.addr, limit);
+        let url = format!("grpc://127.0.0.1:{port}");
+        assert_done(
+            make_with(
+                &proj,
+                &format!("{BIN} gcc"),
+                &cache,
+                &url,
+                &[
+                    ("RECAST_FRONT", "on"),
+                    ("RECAST_TIER_SIZE", "0"),
+                    ("RECAST_IDLE_TIMEOUT", "120"),
+                ],
+            ),
+            "make via the front and the proxy",
+        );
+        assert_eq!(objects(&proj), want, "through the front, cut after {limit}");
+    }
+    let s = stats(&cache);
+    assert!(
+        s["cache_hits"].as_u64().unwrap() > hits_before,
+        "no hit came through the front: {s}"
+    );
+    run_ok(&mut recast_with_cache(&cache, ["stop-server"]));
 
     // A download cut halfway: `recast run` fails clearly, no partial file.
     let root = tmp.path().join("root");

@@ -114,11 +114,22 @@ impl RemoteError {
     }
 
     pub(crate) fn status(server: &str, call: &'static str, s: &tonic::Status) -> RemoteError {
+        use tonic::Code;
+        // A connection that broke mid-call reaches us as a status tonic
+        // made from the h2 or I/O error, which it keeps as the source (a
+        // server's own answer has none), labelled UNKNOWN, CANCELLED or
+        // INTERNAL. It is UNAVAILABLE: the call may well succeed again.
+        let broke = std::error::Error::source(s).is_some()
+            && matches!(s.code(), Code::Unknown | Code::Cancelled | Code::Internal);
         RemoteError::Status {
             server: server.to_string(),
             call,
-            code: s.code(),
-            message: s.message().to_string(),
+            code: if broke { Code::Unavailable } else { s.code() },
+            message: if broke {
+                format!("the connection broke: {}", s.message())
+            } else {
+                s.message().to_string()
+            },
         }
     }
 
@@ -140,6 +151,21 @@ impl RemoteError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_that_broke_mid_call_is_unavailable_and_a_servers_unknown_is_not() {
+        let broke = tonic::Status::from_error(Box::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset by peer",
+        )));
+        assert_eq!(broke.code(), tonic::Code::Unknown);
+        let e = RemoteError::status("grpc://h:1", "Execute", &broke);
+        assert_eq!(e.code(), Some(tonic::Code::Unavailable), "{e}");
+        assert!(e.to_string().contains("the connection broke"), "{e}");
+        let answered = tonic::Status::unknown("the server's own unknown");
+        let e = RemoteError::status("grpc://h:1", "Execute", &answered);
+        assert_eq!(e.code(), Some(tonic::Code::Unknown), "{e}");
+    }
 
     #[test]
     fn messages_name_the_server_and_what_to_do() {
