@@ -19,6 +19,10 @@ use crate::cas::Digest;
 use crate::proto::longrunning::{Operation, operation};
 use crate::proto::reapi;
 use crate::proto::rpc;
+/// How often Execute is tried again after sending the inputs it named
+/// missing.
+const MISSING_ROUNDS: usize = 3;
+
 /// How often a broken Execute/WaitExecution stream is picked up again.
 const MAX_STREAM_BREAKS: u32 = 5;
 
@@ -230,19 +234,25 @@ impl Client {
         blobs: &HashMap<Digest, Blob>,
     ) -> Result<(reapi::ExecuteResponse, UploadStats), RemoteError> {
         let run = || self.execute_with_timeout(action, skip_cache_lookup, action_timeout);
-        match run().await {
-            Err(RemoteError::MissingBlobs(missing))
-                if missing.iter().all(|d| blobs.contains_key(d)) =>
-            {
-                tracing::debug!(count = missing.len(), "server lacks inputs; uploading");
-                let stats = self
-                    .upload(missing.iter().map(|d| blobs[d].clone()).collect())
-                    .await?;
-                let resp = run().await?;
-                Ok((resp, stats))
+        let mut sent = UploadStats::default();
+        // A server under eviction pressure may name one missing blob at a
+        // time, or lose another while we send the first: a few rounds.
+        for _ in 0..MISSING_ROUNDS {
+            match run().await {
+                Err(RemoteError::MissingBlobs(missing))
+                    if missing.iter().all(|d| blobs.contains_key(d)) =>
+                {
+                    tracing::debug!(count = missing.len(), "server lacks inputs; uploading");
+                    let stats = self
+                        .upload(missing.iter().map(|d| blobs[d].clone()).collect())
+                        .await?;
+                    sent.blobs += stats.blobs;
+                    sent.bytes += stats.bytes;
+                }
+                other => return other.map(|r| (r, sent)),
             }
-            other => other.map(|r| (r, UploadStats::default())),
         }
+        run().await.map(|r| (r, sent))
     }
 }
 

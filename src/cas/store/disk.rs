@@ -340,12 +340,16 @@ impl Inner {
             let Some((victim, slot)) = index.pop_oldest_except(keep) else {
                 break;
             };
-            // Read since we last saw it, by a client reading the store
-            // directly (`StoreReader` stamps the atime): a second chance.
+            // Read well after we last saw it, by a client reading the
+            // store directly (`StoreReader` stamps the atime): a second
+            // chance. A file time within our own stamping interval of the
+            // record says nothing new: actions reading their hard-linked
+            // inputs move it too, and a second chance for those would put
+            // them ahead of blobs used after them.
             let read = fs::symlink_metadata(self.blob_path(&victim))
                 .map(|m| newest_secs(&m))
                 .unwrap_or(0);
-            if read > slot.stamped {
+            if read > slot.stamped + STAMP_INTERVAL_SECS {
                 index.insert(victim, slot.size, slot.exec_variant, read);
                 continue;
             }
