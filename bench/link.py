@@ -10,7 +10,7 @@ link's bandwidth) plus its own transmission time (bytes / rate), plus the
 one-way delay. A new connection's first bytes leave one round trip after
 it opens, as the TCP handshake would make them. Order is kept. With --cut P, each new connection is, with
 probability P, cut (both sides reset) or stalled (nothing forwarded for
-30 s, then cut) after a random number of bytes.
+30 s, or --stall, then cut) after a random number of bytes.
 
 Profiles (round trip, bandwidth each way):
   lan     1 ms, 1 Gbit/s
@@ -65,7 +65,8 @@ class Link:
     that sleeps (time.sleep: microseconds, where an event loop's timers
     round to milliseconds) until each chunk is due."""
 
-    def __init__(self, upstream, profile="office", rtt=None, rate=None, cut=0.0, seed=1):
+    def __init__(self, upstream, profile="office", rtt=None, rate=None, cut=0.0, seed=1,
+                 stall=30.0):
         base_rtt, base_rate = PROFILES[profile]
         self.delay = (base_rtt if rtt is None else rtt) / 2
         rate = base_rate if rate is None else rate
@@ -73,6 +74,7 @@ class Link:
         self.down = Direction(rate)
         self.upstream = upstream
         self.cut = cut
+        self.stall = stall
         self.random = random.Random(seed)
         self.connections = 0
         self.cuts = 0
@@ -168,8 +170,8 @@ class Link:
                         budget[0] -= len(data)
                         if budget[0] < 0:
                             if budget[1]:
-                                # A stall: nothing more for 30 s, then cut.
-                                done.wait(30)
+                                # A stall: nothing more for a while, then cut.
+                                done.wait(self.stall)
                             close_both()
                             break
                     at = direction.schedule(len(data), time.monotonic(), self.delay, not_before)

@@ -18,6 +18,10 @@ For each profile, medians of --runs:
     down the link; plain local `make -j2` for reference
   cold build through the front (every compile executed on the server; the
     toolchain already there)
+  losses: warm builds (no local tier) through a link that cuts or stalls
+    --loss of its connections (2% by default; a stall lasts 5 s, then
+    cuts), direct and through the front: builds failed and objects that
+    differ from plain gcc's (both must be 0)
 
 and the ratios the issue aims at: seen here / ccache (at most 2), server
 through the front / one round trip (at most 1 RTT + 3 ms; the proxy's own
@@ -34,6 +38,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -47,6 +52,8 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--hits", type=int, default=15)
     ap.add_argument("--profiles", default="lan,office,home")
+    ap.add_argument("--loss", type=float, default=0.02,
+                    help="share of connections cut or stalled in the loss rows")
     args = ap.parse_args()
     recast = str(Path(args.recast).resolve())
     profiles = args.profiles.split(",")
@@ -104,6 +111,14 @@ def main():
             server.stop()
 
 
+def objects(proj, env):
+    """Every object of the last build, by path (the plain build's with
+    env set: it builds them first)."""
+    if env is not None:
+        build(proj, "gcc", env)
+    return {p.relative_to(proj): p.read_bytes() for p in sorted((proj / "obj").rglob("*.o"))}
+
+
 def measure(name, rtt, link, url, recast, proj, base, tmp, args, plain, ccache, emulation):
     def env(tag, **extra):
         return dict(base, RECAST_CACHE_DIR=str(tmp / f"{name}-{tag}"), RECAST_REMOTE=url,
@@ -148,6 +163,32 @@ def measure(name, rtt, link, url, recast, proj, base, tmp, args, plain, ccache, 
     cold_up = statistics.median(c[1] for c in colds)
     cold_down = statistics.median(c[2] for c in colds)
 
+    # Losses: warm builds through a copy of the link that cuts or stalls
+    # (5 s) a share of its connections. Nothing may fail or differ.
+    lossy = Link(link.upstream, name, cut=args.loss, stall=5.0, seed=7)
+    lossy_url = f"grpc://127.0.0.1:{lossy.port}"
+    want = objects(proj, base)
+    loss_rows = []
+    try:
+        for front_setting in ("off", "on"):
+            failed = differ = 0
+            times = []
+            for run in range(args.runs):
+                e = dict(env(f"loss-{front_setting}-{run}", RECAST_FRONT=front_setting,
+                             RECAST_TIER_SIZE="0"), RECAST_REMOTE=lossy_url)
+                subprocess.run(["make", "clean"], cwd=proj, env=e, check=True,
+                               stdout=subprocess.DEVNULL)
+                t = time.monotonic()
+                done = subprocess.run(["make", "-j2", f"CC={recast} gcc"], cwd=proj, env=e,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                times.append(time.monotonic() - t)
+                failed += done.returncode != 0
+                differ += done.returncode == 0 and objects(proj, None) != want
+            loss_rows.append((front_setting, statistics.median(times), failed, differ))
+    finally:
+        cuts, conns = lossy.cuts, lossy.connections
+        lossy.stop()
+
     kib = 1024
     print(f"\n== {name}: {rtt * 1000:.0f} ms round trip ==")
     print(f"  per-file hit   ccache          {fmt(ccache)}")
@@ -164,6 +205,11 @@ def measure(name, rtt, link, url, recast, proj, base, tmp, args, plain, ccache, 
     print(f"  cold make -j2  front           {fmt(cold)}   "
           f"up {cold_up / kib:7.0f} KiB  down {cold_down / kib:7.0f} KiB   "
           f"{cold / plain:5.2f}x plain")
+    for front_setting, t, failed, differ in loss_rows:
+        label = "front" if front_setting == "on" else "direct"
+        print(f"  {args.loss:.0%} cut     {label:15} {fmt(t)}   builds failed {failed}, "
+              f"objects differing {differ} (aim 0, 0)")
+    print(f"                 ({cuts} of {conns} connections cut or stalled)")
     sys.stdout.flush()
 
 
