@@ -403,8 +403,13 @@ async fn upload_cmd(args: UploadArgs, sources: &config::Sources) -> anyhow::Resu
     let progress = move |sent: u64, total: u64| {
         if tty && total > 0 {
             let rate = sent as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            let left = if rate > 0.0 {
+                format!(", {:.0} s left", total.saturating_sub(sent) as f64 / rate)
+            } else {
+                String::new()
+            };
             eprint!(
-                "\rrecast: uploading {} / {} ({}/s)   ",
+                "\rrecast: uploading {} / {} ({}/s{left})   ",
                 human(sent),
                 human(total),
                 human(rate as u64)
