@@ -14,8 +14,9 @@ bench/rust.py) with `RUSTC_WRAPPER=recast RECAST_TRIM_PATHS=1 cargo build`
 
 For each: cold (every compile a miss: the run's own -D or --cfg makes
 every key new; the toolchain stays on the server), warm (clean and the
-same flags again: every compile a hit), and for zstd one `-c` repeated
-(the per-file hit). A cold build with any compile run here is an error.
+same flags again: every compile a hit, read from the local tier; and
+again with the tier off, every hit asked of the server), and for zstd one
+`-c` repeated (the per-file hit, from the tier and from the server). A cold build with any compile run here is an error.
 Plain gcc and cargo are the baseline. Prints medians of --runs runs and ratios.
 Standard library only; `bench/relocated.sh` builds the release binary and
 calls this.
@@ -169,7 +170,7 @@ def measure(proj, recast, env, runs, hits):
     """cold (new keys), warm (the same again) and per-file hit medians;
     exits if a cold build did not run every compile remotely."""
     proj.wrapped(recast, env, "first")  # toolchain upload, probe, relocated copies
-    cold, warm = [], []
+    cold, warm, served = [], [], []
     for run in range(runs):
         subprocess.run([recast, "stats", "--zero"], env=env, check=True,
                        stdout=subprocess.DEVNULL)
@@ -180,8 +181,11 @@ def measure(proj, recast, env, runs, hits):
         if local or s["fallbacks"] or (proj.units and s["remote_executions"] < proj.units):
             sys.exit(f"{proj.name}: not every compile ran remotely: {s}")
         warm.append(proj.wrapped(recast, env, run))
+        # The same, every result asked of the server (no local tier).
+        served.append(proj.wrapped(recast, dict(env, RECAST_TIER_SIZE="0"), run))
     return dict(cold=statistics.median(cold), warm=statistics.median(warm),
-                hit=proj.hit(recast, env, hits))
+                served=statistics.median(served), hit=proj.hit(recast, env, hits),
+                hit_served=proj.hit(recast, dict(env, RECAST_TIER_SIZE="0"), hits))
 
 
 def main():
@@ -209,7 +213,7 @@ def main():
             proj.plain(base)  # the page cache, cargo's own state
             times = [proj.plain(base) for _ in range(args.runs)]
             results[(proj.name, "local")] = dict(cold=statistics.median(times), warm=None,
-                                                 hit=None)
+                                                 served=None, hit=None, hit_served=None)
 
         servers = [
             ("rooted", lambda d: RecastServer(recast, d)),
@@ -236,14 +240,17 @@ def main():
 
     print(f"\nmedians of {args.runs} runs ({args.hits} for per-file hits); "
           "cold: every compile a miss, the toolchain on the server\n")
+    print("warm and per-file hit: from the local tier, then asked of the server (no tier)\n")
     print(f"{'project':<18}{'server':<13}{'layout':<11}{'cold build':>13}"
-          f"{'warm build':>13}{'per-file hit':>15}")
+          f"{'warm build':>13}{'warm, server':>14}{'per-file hit':>15}{'hit, server':>14}")
     none = "       —   "
+
+    def cell(v):
+        return fmt(v) if v is not None else none
     for (proj, name), r in results.items():
         layout = layouts.get(name, "—")
-        warm = fmt(r["warm"]) if r["warm"] is not None else none
-        hit = fmt(r["hit"]) if r["hit"] is not None else none
-        print(f"{proj:<18}{name:<13}{layout:<11}{fmt(r['cold']):>13}{warm:>13}{hit:>15}")
+        print(f"{proj:<18}{name:<13}{layout:<11}{fmt(r['cold']):>13}{cell(r['warm']):>13}"
+              f"{cell(r['served']):>14}{cell(r['hit']):>15}{cell(r['hit_served']):>14}")
     print()
     for proj in dict.fromkeys(p for p, _ in results):
         local = results[(proj, "local")]["cold"]
@@ -255,7 +262,8 @@ def main():
             line = f"{proj:<18}{name:<11} cold / local {r['cold'] / local:5.2f}"
             if name != "rooted" and rooted:
                 line += (f"   / rooted: cold {r['cold'] / rooted['cold']:5.2f}"
-                         f"  warm {r['warm'] / rooted['warm']:5.2f}")
+                         f"  warm {r['warm'] / rooted['warm']:5.2f}"
+                         f"  warm from the server {r['served'] / rooted['served']:5.2f}")
                 if r["hit"] and rooted["hit"]:
                     line += f"  hit {r['hit'] / rooted['hit']:5.2f}"
             print(line)
