@@ -32,7 +32,7 @@ use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tonic::codegen::http;
@@ -54,26 +54,10 @@ pub struct FrontOptions {
     pub idle_timeout: Option<Duration>,
 }
 
-/// Calls open now, and when the last one ended (ms since `started`).
+/// When the front last saw a call begin or end, and how many are open.
 struct Activity {
-    started: Instant,
+    seen: crate::server::Activity,
     open: AtomicU64,
-    last: AtomicU64,
-}
-
-impl Activity {
-    fn touch(&self) {
-        let ms = self.started.elapsed().as_millis() as u64;
-        self.last.store(ms, Ordering::Relaxed);
-    }
-
-    fn idle_for(&self) -> Duration {
-        if self.open.load(Ordering::Relaxed) > 0 {
-            return Duration::ZERO;
-        }
-        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
-        self.started.elapsed().saturating_sub(last)
-    }
 }
 
 /// Ends a call's activity when dropped: the call finished, failed, or its
@@ -83,14 +67,14 @@ struct Open(Arc<Activity>);
 impl Open {
     fn new(a: &Arc<Activity>) -> Open {
         a.open.fetch_add(1, Ordering::Relaxed);
-        a.touch();
+        a.seen.touch();
         Open(a.clone())
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0.touch();
+        self.0.seen.touch();
         self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -194,9 +178,8 @@ pub async fn serve(opts: FrontOptions) -> anyhow::Result<()> {
     let listener = crate::server::bind_unix(&opts.listen)?;
     let owner = rustix::process::geteuid().as_raw();
     let activity = Arc::new(Activity {
-        started: Instant::now(),
+        seen: crate::server::Activity::new(),
         open: AtomicU64::new(0),
-        last: AtomicU64::new(0),
     });
     {
         let mut out = std::io::stdout().lock();
@@ -211,13 +194,8 @@ pub async fn serve(opts: FrontOptions) -> anyhow::Result<()> {
             let Some(timeout) = timeout else {
                 return std::future::pending().await;
             };
-            let step = (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
-            loop {
-                tokio::time::sleep(step).await;
-                if activity.idle_for() >= timeout {
-                    return;
-                }
-            }
+            let open = || activity.open.load(Ordering::Relaxed) > 0;
+            activity.seen.idle(timeout, open).await
         }
     };
     tokio::pin!(idle);

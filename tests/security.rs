@@ -297,6 +297,11 @@ impl Elsewhere {
 fn as_owner_umask_000(cache: &Path, args: &[&str], cwd: &Path) -> Output {
     let mut cmd = recast_with_cache(cache, args);
     cmd.current_dir(cwd);
+    umask_000(&mut cmd)
+}
+
+/// Runs `cmd` under a umask of 000.
+fn umask_000(cmd: &mut Command) -> Output {
     // SAFETY: umask is async-signal-safe and touches nothing else.
     unsafe {
         cmd.pre_exec(|| {
@@ -485,14 +490,7 @@ fn another_user_cannot_call_through_the_owners_front() {
         .env("RECAST_REMOTE", server.url())
         .env("RECAST_FRONT", "on")
         .env("RECAST_IDLE_TIMEOUT", "300");
-    // SAFETY: umask is async-signal-safe and touches nothing else.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::umask(0);
-            Ok(())
-        });
-    }
-    let out = cmd.output().unwrap();
+    let out = umask_000(&mut cmd);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(count(&stats(&cache), "remote_executions"), 1);
     let fronts: Vec<PathBuf> = fs::read_dir(cache.join("fronts"))

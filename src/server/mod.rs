@@ -127,7 +127,7 @@ pub struct Activity {
 }
 
 impl Activity {
-    fn new() -> Activity {
+    pub(crate) fn new() -> Activity {
         Activity {
             started: std::time::Instant::now(),
             last: std::sync::atomic::AtomicU64::new(0),
@@ -145,6 +145,21 @@ impl Activity {
         self.started
             .elapsed()
             .saturating_sub(Duration::from_millis(last))
+    }
+
+    /// Resolves once nothing touched it for `timeout`; while `busy` says
+    /// work is under way (a call or an action in flight), that counts as a
+    /// touch, so long work never looks idle.
+    pub(crate) async fn idle(&self, timeout: Duration, busy: impl Fn() -> bool) {
+        let step = (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+        loop {
+            tokio::time::sleep(step).await;
+            if busy() {
+                self.touch();
+            } else if self.idle_for() >= timeout {
+                return;
+            }
+        }
     }
 }
 
@@ -209,16 +224,11 @@ impl Services {
     /// action (a call in flight, such as an Execute stream, keeps its
     /// operation unfinished, so a long action never looks idle).
     pub async fn idle(&self, timeout: Duration) {
-        let step = (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
-        loop {
-            tokio::time::sleep(step).await;
-            let busy = self.executor.operations().list().iter().any(|op| !op.done);
-            if busy {
-                self.activity.touch();
-            } else if self.activity.idle_for() >= timeout {
-                return;
-            }
-        }
+        self.activity
+            .idle(timeout, || {
+                self.executor.operations().list().iter().any(|op| !op.done)
+            })
+            .await
     }
 
     /// The tonic router with every service, size limits raised and

@@ -121,7 +121,7 @@ pub(crate) async fn ensure(ctx: &Ctx, client: &Client, bundle: &Bundle) -> Resul
         return Ok(());
     }
     let blobs = blobs_of(bundle);
-    let mut missing: Vec<Blob> = if background {
+    let missing: Vec<Blob> = if background {
         let digests: Vec<Digest> = blobs.iter().map(|b| b.digest).collect();
         let missing: std::collections::HashSet<Digest> = client
             .find_missing(&digests)
@@ -147,7 +147,7 @@ pub(crate) async fn ensure(ctx: &Ctx, client: &Client, bundle: &Bundle) -> Resul
             files: Vec::new(),
             dirs: Vec::new(),
         };
-        start(ctx, &name, pending, std::mem::take(&mut missing))
+        start(ctx, &name, pending, missing)
             .map_err(|e| fail(Failure::new(Cause::LocalIo, format!("{e:#}"))))?;
         // The uploader takes the lock once we let it go.
         drop(lock);
