@@ -56,7 +56,7 @@ enum Command {
     Front(front::FrontArgs),
     /// Show the platform properties recast sends, and the server profiles.
     Platform(platform::PlatformArgs),
-    /// Check a server: connection, capabilities, auth, and a worker for this platform.
+    /// Check a server: connection, capabilities, auth, a worker for this platform, and the link (which mode pays).
     Doctor(doctor::DoctorArgs),
     /// Execute actions for a Remote Workers API scheduler (BuildGrid).
     Worker(worker::WorkerArgs),
