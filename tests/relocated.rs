@@ -6,8 +6,9 @@
 //! the bubblewrap entrypoint, in a namespace that holds only the action's
 //! directory, `/proc` and `/dev`, so nothing of the host can be used.
 //!
-//! Each compile — C with `-g` (gcc, clang), C++ (g++, clang++), a Rust
-//! rlib and a linked Rust binary (remapped, as rustc must be to run
+//! Each compile — C with `-g` (gcc, clang, `zig cc` for glibc and musl,
+//! debug and optimized), C++ (g++, clang++, `zig c++` with libc++), a
+//! Rust rlib and a linked Rust binary (remapped, as rustc must be to run
 //! relocated) — gives the bytes of a local compile, and again is a hit;
 //! zstd builds with make and CMake, and the cargo workspace with its build
 //! scripts and proc-macros, remote and byte-identical.
@@ -160,6 +161,54 @@ fn cases(p: &Path) -> Vec<Case> {
             });
         }
     }
+    // zig from PyPI's wheel: static, its library found through
+    // `ZIG_LIB_DIR`; glibc and musl targets, a debug build (UBSan's file
+    // names), and C++ against zig's libc++.
+    if let Some(zig) = common::peer("zig") {
+        let zig = zig.to_string_lossy().into_owned();
+        let zig_case = |name, sub: &str, flags: &[&str], src: &str, obj: &str| {
+            let mut argv = s(&[&zig, sub]);
+            argv.extend(s(flags));
+            argv.extend(s(&["-c", src, "-o", obj]));
+            Case {
+                name,
+                dir: build.clone(),
+                argv,
+                outputs: vec![build.join(obj)],
+            }
+        };
+        let gnu = format!("{}-linux-gnu", std::env::consts::ARCH);
+        out.extend([
+            zig_case(
+                "zig cc -g",
+                "cc",
+                &["-target", &gnu, "-O2", "-g"],
+                "../src/a.c",
+                "z-a.o",
+            ),
+            zig_case(
+                "zig cc debug",
+                "cc",
+                &["-target", &gnu, "-g"],
+                "../src/a.c",
+                "z-d.o",
+            ),
+            zig_case(
+                "zig cc aarch64 musl",
+                "cc",
+                &["-target", "aarch64-linux-musl", "-O2"],
+                "../src/a.c",
+                "z-m.o",
+            ),
+            zig_case(
+                "zig c++ libc++ -g",
+                "c++",
+                &["-target", &gnu, "-O2", "-g"],
+                "../src/v.cc",
+                "z-v.o",
+            ),
+        ]);
+    }
     if common::peer("clang").is_some() {
         out.push(Case {
             name: "clang -g",
@@ -195,6 +244,10 @@ fn run_case(c: &Case, wrapped: Option<(&Path, &str)>) -> Vec<Vec<u8>> {
         }
     };
     cmd.current_dir(&c.dir);
+    // zig's caches, local and wrapped alike, inside the test's directory.
+    let zig_cache = c.dir.join("../zig-cache");
+    cmd.env("ZIG_GLOBAL_CACHE_DIR", &zig_cache)
+        .env("ZIG_LOCAL_CACHE_DIR", &zig_cache);
     if let Some((cache, url)) = wrapped {
         with_recast(&mut cmd, cache, url);
     }

@@ -78,7 +78,10 @@ pub struct ServeArgs {
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn run(args: ServeArgs, sources: &config::Sources) -> anyhow::Result<ExitCode> {
     let dir = match args.dir {
-        Some(d) => d,
+        // Actions run in directories under it, each as its own working
+        // directory: a relative name would be resolved twice.
+        Some(d) => std::path::absolute(&d)
+            .with_context(|| format!("--dir {}: cannot make it absolute", d.display()))?,
         None => {
             let cache = config::cache_dir(&sources.env)?;
             crate::fsutil::ensure_private_dir(&cache)?;

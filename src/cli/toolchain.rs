@@ -22,7 +22,7 @@ use crate::config::{self, Env, RemoteArgs};
 use crate::remote::UploadStats;
 use crate::toolchain::archive::{self, ArchiveFs};
 use crate::toolchain::bundle::{self, Bundle};
-use crate::toolchain::family::ProbeOptions;
+use crate::toolchain::family::{Family, ProbeOptions};
 use crate::toolchain::index::FileIndex;
 use crate::toolchain::inspect::{self, ClosureOptions};
 use crate::toolchain::local::{self, Request};
@@ -499,13 +499,25 @@ async fn relocated_too(
                     .await
                     .with_context(|| format!("uploading the relocated {}", manifest.name))?;
                 let compiler = Path::new("/").join(&manifest.entry);
-                let gcc_exec_prefix = (manifest.identity.family
-                    == crate::toolchain::family::Family::Gcc)
+                let family = manifest.identity.family;
+                let gcc_exec_prefix = (family == Family::Gcc)
                     .then(|| gcc_exec_prefix(&compiler))
+                    .flatten();
+                let zig_lib_dir = (family == Family::Zig)
+                    .then(|| zig_lib_dir(&compiler))
                     .flatten();
                 manifest.relocated = Some(crate::toolchain::manifest::RelocatedTree {
                     root: relocated.manifest.root,
                     gcc_exec_prefix,
+                    zig_lib_dir,
+                    interpreter: (relocated.manifest.interpreter != manifest.interpreter)
+                        .then(|| relocated.manifest.interpreter.clone())
+                        .flatten(),
+                    library_path: if relocated.manifest.library_path != manifest.library_path {
+                        relocated.manifest.library_path.clone()
+                    } else {
+                        Vec::new()
+                    },
                 });
                 Ok(sent)
             }
@@ -532,6 +544,20 @@ fn gcc_exec_prefix(gcc: &Path) -> Option<String> {
         .output()
         .ok()?;
     crate::toolchain::relocate::gcc_exec_prefix(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// zig's library directory (`zig env`, run from `/` so that it is
+/// absolute), as a tree path.
+fn zig_lib_dir(zig: &Path) -> Option<String> {
+    let out = std::process::Command::new(zig)
+        .arg("env")
+        .current_dir("/")
+        .env_remove("ZIG_LIB_DIR")
+        .output()
+        .ok()?;
+    let env =
+        crate::toolchain::family::parse_zig_env(&String::from_utf8_lossy(&out.stdout)).ok()?;
+    env.lib_dir.strip_prefix('/').map(str::to_string)
 }
 
 async fn list_cmd(args: ListArgs, sources: &config::Sources) -> anyhow::Result<ExitCode> {

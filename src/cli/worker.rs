@@ -137,7 +137,9 @@ pub async fn run(args: WorkerArgs, sources: &config::Sources) -> anyhow::Result<
     };
     let cfg = config::resolve(&remote, &sources.env, &sources.file)?;
     let dir = match args.dir {
-        Some(d) => d,
+        // Actions run in directories under it: see `recast serve --dir`.
+        Some(d) => std::path::absolute(&d)
+            .with_context(|| format!("--dir {}: cannot make it absolute", d.display()))?,
         None => cfg.cache_dir.join("worker"),
     };
     let client = Client::connect(&cfg, &args.scheduler)

@@ -72,6 +72,15 @@ pub struct RelocatedTree {
     /// gcc's exec prefix (`/usr/lib/gcc/`), for `GCC_EXEC_PREFIX`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gcc_exec_prefix: Option<String>,
+    /// zig's library directory, as a tree path, for `ZIG_LIB_DIR`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zig_lib_dir: Option<String>,
+    /// Its loader and library directories, where they differ from the
+    /// toolchain's: a static toolchain (zig) runs its launcher's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interpreter: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub library_path: Vec<String>,
 }
 
 /// A binary's platform, in target-lexicon's names.

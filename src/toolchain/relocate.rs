@@ -46,21 +46,34 @@ struct Patched {
 /// Patched copies are kept under `<cache>/relocated/`.
 pub fn relocate(cache: &Path, bundle: &Bundle, shell: &Path) -> Result<Bundle, String> {
     let dir = cache.join("relocated");
-    let loader = bundle
-        .manifest
-        .interpreter
-        .as_deref()
-        .map(|l| format!("/{l}"))
-        .ok_or_else(|| format!("{} names no ELF loader", bundle.manifest.name))?;
-    let mut listing: Listing = bundle.listing.clone();
-    let mut files: BTreeMap<PathBuf, Digest> = bundle.files.clone();
     let closure = inspect::closure(
         &HostFs,
         &[shell.to_path_buf()],
         &inspect::ClosureOptions::default(),
     )
     .map_err(|e| format!("the launcher {}: {e}", shell.display()))?;
+    // A statically linked toolchain (zig) names no loader: the launcher's
+    // is the one `.r-ld` leads to.
+    let interpreter = match &bundle.manifest.interpreter {
+        Some(l) => l.clone(),
+        None => closure
+            .loaded
+            .iter()
+            .find(|l| matches!(l.why, inspect::Why::Interpreter { .. }))
+            .and_then(|l| super::listing::tree_path(&l.path))
+            .ok_or_else(|| {
+                format!(
+                    "neither {} nor the launcher {} names an ELF loader",
+                    bundle.manifest.name,
+                    shell.display()
+                )
+            })?,
+    };
+    let loader = format!("/{interpreter}");
+    let mut listing: Listing = bundle.listing.clone();
+    let mut files: BTreeMap<PathBuf, Digest> = bundle.files.clone();
     let mut manifest = bundle.manifest.clone();
+    manifest.interpreter = Some(interpreter);
     // The launcher's libraries are found through the library path too,
     // never in the worker's own directories.
     for d in super::bundle::library_dirs(&closure) {

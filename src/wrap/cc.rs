@@ -248,8 +248,7 @@ impl Job for CcJob {
 
     fn relocation(&self, site: &RelocationSite<'_>) -> Result<Relocation, Reason> {
         if self.zig {
-            // zig finds its library from /proc/self/exe: the worker's path.
-            return Err(Reason::NotRelocatable);
+            return self.relocation_zig(site);
         }
         if matches!(site.tools[0], Tool::Registry { .. }) {
             // Its answers (exec prefix, include directories) would be this
@@ -370,6 +369,60 @@ impl CcJob {
             ));
         }
         r.lead.extend(self.relocated_maps(site));
+        Ok(r)
+    }
+
+    /// zig from a plain directory. zig would take its library from
+    /// `/proc/self/exe`, the worker's real path; `ZIG_LIB_DIR` names it
+    /// through `/proc/self/cwd` and the root link instead, so every path
+    /// zig hands its clang (`-isystem` for clang's and the libc's headers)
+    /// is absolute and mapped back to this machine's by one more prefix
+    /// map. A path no map reaches (UBSan's file names in a debug build)
+    /// keeps `/proc/self/cwd`, which the landing refuses, so such a
+    /// compile runs here from then on. The flags follow the user's (after
+    /// the subcommand); a user's own prefix maps would then lose to ours,
+    /// so such a compile stays rooted or runs here.
+    fn relocation_zig(&self, site: &RelocationSite<'_>) -> Result<Relocation, Reason> {
+        if !self.c.prefix_maps.is_empty() || self.env.iter().any(|(k, _)| k == "ZIG_LIB_DIR") {
+            return Err(Reason::NotRelocatable);
+        }
+        let lib_dir = match site.tools[0] {
+            Tool::Local(_) => {
+                let root = site.tools[0].manifest().root;
+                let said = relocate::ask(
+                    site.ctx,
+                    &site.inv.compiler,
+                    &root,
+                    "zig-lib-dir",
+                    &["env".into()],
+                    |t| {
+                        let env = crate::toolchain::family::parse_zig_env(t).ok()?;
+                        Some(vec![env.lib_dir])
+                    },
+                )?;
+                let said = said.first().ok_or(Reason::NotRelocatable)?;
+                paths::absolute(site.cwd, said)
+                    .to_string_lossy()
+                    .into_owned()
+            }
+            Tool::Registry { ref manifest, .. } => manifest
+                .relocated
+                .as_ref()
+                .and_then(|r| r.zig_lib_dir.as_ref())
+                .map(|d| format!("/{d}"))
+                .ok_or(Reason::RelocatedRegistryToolchain)?,
+        };
+        let mut r = Relocation::default();
+        r.tail.extend(self.relocated_maps(site));
+        r.tail.push(format!(
+            "-ffile-prefix-map={}/{}/=/",
+            relocate::PROC_CWD,
+            relocate::ROOT
+        ));
+        r.env.push((
+            "ZIG_LIB_DIR".into(),
+            relocate::proc_abs(&site.map.arg(&lib_dir)),
+        ));
         Ok(r)
     }
 

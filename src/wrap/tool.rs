@@ -158,6 +158,12 @@ pub async fn relocated_registry(client: &Client, manifest: Manifest) -> Result<T
         .map_err(|_| Reason::RelocatedRegistryToolchain)?;
     let mut manifest = manifest;
     manifest.root = r.root;
+    if let Some(loader) = r.interpreter {
+        manifest.interpreter = Some(loader);
+    }
+    if !r.library_path.is_empty() {
+        manifest.library_path = r.library_path;
+    }
     Ok(Tool::Registry {
         manifest: Box::new(manifest),
         entries,
