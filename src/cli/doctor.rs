@@ -20,6 +20,8 @@ use std::time::Instant;
 use crate::action::Features;
 use crate::config::{RemoteArgs, vars};
 use crate::remote::{Client, RemoteError};
+use crate::toolchain::manifest::{HostDesc, Manifest};
+use crate::toolchain::registry;
 use crate::wrap::Cause;
 
 use super::platform::{self as cli_platform, Resolved};
@@ -35,6 +37,11 @@ pub struct DoctorArgs {
     /// Extra platform property (repeatable); replaces the profile's values of KEY.
     #[arg(long = "platform", value_name = "KEY=VALUE")]
     pub platform: Vec<String>,
+    /// Also check a compiler (a path or a name on PATH): whether the
+    /// workers can run it as it is, or which toolchain from the server's
+    /// registry they get instead (a macOS compiler and Linux workers).
+    #[arg(long, value_name = "PATH")]
+    pub compiler: Option<std::path::PathBuf>,
 }
 
 /// The report: one line per check, problems with what to do.
@@ -131,6 +138,9 @@ pub async fn run(args: DoctorArgs, sources: &crate::config::Sources) -> anyhow::
     };
     declared_keys(&caps, &resolved, &mut report);
     test_action(&client, &resolved, features, &mut report).await;
+    if let Some(compiler) = &args.compiler {
+        compiler_check(&client, sources, compiler, &mut report).await;
+    }
     link(&client, &args.remote, sources, &mut report).await;
     Ok(finish(report))
 }
@@ -482,6 +492,84 @@ async fn test_action(
             refused(resolved, &f.message, report)
         }
         Err(f) => report.fail(&format!("test action: {}", f.message), &connect_todo()),
+    }
+}
+
+/// What the workers run `compiler` with: itself when it runs on their
+/// platform, else its twin (same family and version, built for them) from
+/// the server's registry — or nothing, and every compile runs here.
+async fn compiler_check(
+    client: &Client,
+    sources: &crate::config::Sources,
+    compiler: &std::path::Path,
+    report: &mut Report,
+) {
+    let bundle = match super::toolchain::bundle_of(compiler).await {
+        Ok(b) => b,
+        Err(e) => {
+            report.fail(
+                &format!("compiler {}: {e:#}", compiler.display()),
+                "compiles with it run here; `recast toolchain package --compiler …` shows the same",
+            );
+            return;
+        }
+    };
+    let m = &bundle.manifest;
+    let platforms = crate::config::resolve_wrap(&sources.env, &sources.file)
+        .map_err(|e| e.to_string())
+        .and_then(|w| {
+            let declared = |t: &Option<String>| t.as_deref().map(HostDesc::from_triple).transpose();
+            let here = declared(&w.host_platform)?.unwrap_or_else(|| m.host.clone());
+            let workers = declared(&w.worker_platform)?.unwrap_or_else(|| here.clone());
+            Ok((here, workers))
+        });
+    let (here, workers) = match platforms {
+        Ok(p) => p,
+        Err(e) => {
+            report.fail(
+                &format!("compiler {}: {e}", m.name),
+                &format!("fix {} / {}", vars::HOST_PLATFORM, vars::WORKER_PLATFORM),
+            );
+            return;
+        }
+    };
+    if here == workers {
+        report.ok(&format!(
+            "compiler: {} runs on the workers ({workers}) as it is",
+            m.name
+        ));
+        return;
+    }
+    let twin = Manifest::name_for(&m.identity, &workers);
+    match registry::find(client, &m.identity, &workers).await {
+        Ok(Some((found, _))) => report.ok(&format!(
+            "compiler: {} runs on {here}, the workers on {workers}: they get {} from the registry{}",
+            m.name,
+            found.name,
+            if found.relocated.is_some() {
+                ", with its relocated variant"
+            } else {
+                " (with no relocated variant: on workers that run actions in a plain \
+                 directory its compiles run here until it is uploaded again with this recast)"
+            }
+        )),
+        Ok(None) => report.fail(
+            &format!(
+                "compiler: {} runs on {here}, the workers on {workers}, and {} has no {twin}: \
+                 every compile with it runs here",
+                m.name,
+                client.url()
+            ),
+            &format!(
+                "on a {workers} machine, publish {} {} built for it: `recast toolchain upload \
+                 --compiler …` (for zig, the same version's {workers} build)",
+                m.identity.family, m.identity.version
+            ),
+        ),
+        Err(e) => report.fail(
+            &format!("compiler: looking up {twin} in the registry: {e}"),
+            &connect_todo(),
+        ),
     }
 }
 

@@ -220,9 +220,22 @@ fn inspect_cmd(args: InspectArgs) -> anyhow::Result<ExitCode> {
         ..ClosureOptions::default()
     };
     let closure = inspect::closure(&HostFs, std::slice::from_ref(&path), &opts)?;
+    // What the compiler is, where its files say so without running it
+    // (zig, even a build for another machine).
+    let identity = crate::toolchain::family::identity_from_files(&HostFs, &path);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&closure)?);
+        let mut value = serde_json::to_value(&closure)?;
+        if let (Some(id), Some(map)) = (&identity, value.as_object_mut()) {
+            map.insert("identity".into(), serde_json::to_value(id)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
+        if let Some(id) = &identity {
+            println!(
+                "{} {} for {}, read from its files",
+                id.family, id.version, id.host
+            );
+        }
         print!("{}", closure.render_tree());
     }
     Ok(if closure.missing.is_empty() {

@@ -93,6 +93,17 @@ pub struct HostDesc {
     pub os: String,
 }
 
+impl HostDesc {
+    /// A target triple (`aarch64-apple-darwin`) as manifests name hosts.
+    pub fn from_triple(triple: &str) -> Result<HostDesc, String> {
+        let t = crate::platform::parse_triple(triple).map_err(|e| e.to_string())?;
+        Ok(HostDesc {
+            arch: t.architecture.to_string(),
+            os: t.operating_system.to_string(),
+        })
+    }
+}
+
 impl std::fmt::Display for HostDesc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}-{}", self.arch, self.os)
@@ -211,5 +222,21 @@ pub(crate) mod tests {
         assert_eq!(Manifest::from_json(v.to_string().as_bytes()).unwrap(), m);
         v["host"]["surprise"] = 1.into();
         assert!(Manifest::from_json(v.to_string().as_bytes()).is_err());
+    }
+
+    #[test]
+    fn triples_name_hosts_as_manifests_do() {
+        assert_eq!(
+            HostDesc::from_triple("x86_64-unknown-linux-gnu").unwrap(),
+            HostDesc {
+                arch: "x86_64".into(),
+                os: "linux".into()
+            }
+        );
+        assert_eq!(
+            HostDesc::from_triple("aarch64-apple-darwin").unwrap().os,
+            "darwin"
+        );
+        assert!(HostDesc::from_triple("not-a-triple-at-all-x").is_err());
     }
 }

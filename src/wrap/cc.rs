@@ -53,6 +53,10 @@ const ZIG_ENV: [&str; 2] = ["ZIG_LIB_DIR", "ZIG_LIBC"];
 /// directory, so no path of this machine reaches the worker.
 const ZIG_CACHE: &str = ".recast-zig-cache";
 
+/// The depfile a remote `zig cc` writes when the user asked for one
+/// (never collected).
+const ZIG_DEPFILE: &str = ".recast-zig.d";
+
 /// The C family's drivers.
 pub(crate) enum Driver {
     /// gcc or clang, invoked as themselves.
@@ -208,6 +212,13 @@ impl Job for CcJob {
         let cwd = &ctx.cwd;
         let mut args: Vec<Arg> = self.lead.iter().map(Arg::plain).collect();
         args.extend(c.remote_args.iter().cloned());
+        // zig 0.16 takes another path to the object when asked for a
+        // depfile (it skips its `ld.lld -r` pass), so the remote compile
+        // asks for one too, into the working directory; the user's depfile
+        // is still the scan's, and this one is not an output.
+        if self.zig && c.depfile.is_some() {
+            args.extend(["-MD", "-MF", ZIG_DEPFILE].map(Arg::plain));
+        }
         args.extend(self.color_flag().map(Arg::plain));
         // CPATH and friends list directories: they move with the project,
         // and through the root link when relocated.

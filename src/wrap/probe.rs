@@ -64,7 +64,8 @@ fn answer_path(cache_dir: &Path, client: &Client, platform: &[(String, String)])
 
 /// The probe action for `tool`'s loader, or `None` when there is none to
 /// run: a static toolchain (zig) borrows this machine's loader and C
-/// library when it is for this machine's platform.
+/// library when it is for this machine's platform (from the registry, for
+/// another's, [`layout`] gives its relocated variant, which has one).
 fn probe_action(
     tool: Option<&Tool>,
     platform: &[(String, String)],
@@ -83,12 +84,25 @@ fn probe_action(
                 }
                 // Everything is on the server already; the whole tree
                 // resolves the loader's links.
-                Tool::Registry { entries, .. } => (
-                    loader.clone(),
-                    entries.clone(),
-                    Vec::new(),
-                    tool.file_digest(&m.entry)?,
-                ),
+                // A loader borrowed from the launcher (a static compiler's
+                // relocated variant) verifies the launcher, not the compiler.
+                Tool::Registry { entries, .. } => {
+                    let borrowed = m
+                        .relocated
+                        .as_ref()
+                        .is_some_and(|r| r.interpreter.is_some());
+                    let subject = if borrowed {
+                        super::relocate::SHELL.trim_start_matches('/')
+                    } else {
+                        &m.entry
+                    };
+                    (
+                        loader.clone(),
+                        entries.clone(),
+                        Vec::new(),
+                        tool.file_digest(subject)?,
+                    )
+                }
             }
         }
         (Some(Tool::Registry { .. }), None) => return None,
@@ -184,6 +198,27 @@ pub async fn layout(
     if let Some(a) = last.as_ref().filter(|a| fresh(a)) {
         return a.layout.ok_or_else(|| silent(client, platform));
     }
+    // A static toolchain from the registry (zig for another machine)
+    // brings no loader; its relocated variant has its launcher's.
+    let borrowed;
+    let tool = match tool {
+        Tool::Registry { manifest, .. } if manifest.interpreter.is_none() => {
+            borrowed = super::tool::relocated_registry(client, (**manifest).clone())
+                .await
+                .map_err(|_| {
+                    Failure::new(
+                        Cause::ProbeUnavailable,
+                        format!(
+                            "{} is statically linked and {} holds no relocated variant of it to probe the workers with: upload it again with this recast",
+                            manifest.name,
+                            client.url()
+                        ),
+                    )
+                })?;
+            &borrowed
+        }
+        _ => tool,
+    };
     let Some(p) = probe_action(Some(tool), platform, features) else {
         return Err(Failure::new(
             Cause::ProbeUnavailable,

@@ -65,42 +65,57 @@ impl Tool {
             Tool::Registry { entries, .. } => {
                 let by_path: HashMap<&str, &Node> =
                     entries.iter().map(|e| (e.path.as_str(), &e.node)).collect();
-                let mut cur = path.to_string();
-                for _ in 0..40 {
-                    match by_path.get(cur.as_str())? {
-                        Node::File { digest, .. } => return Some(*digest),
-                        Node::Symlink { target } => {
-                            let dir = std::path::Path::new("/").join(&cur);
-                            let dir = dir.parent().unwrap_or(std::path::Path::new("/"));
-                            let next = crate::toolchain::listing::lexical_join(
-                                dir,
-                                std::path::Path::new(target),
-                            );
-                            cur = next.to_string_lossy().trim_start_matches('/').to_string();
-                        }
-                        Node::Directory => return None,
-                    }
-                }
-                None
+                resolve_file(&by_path, path)
             }
         }
     }
 }
 
-/// A target triple as the manifest's host names platforms.
-pub fn host_of_triple(triple: &str) -> Result<HostDesc, String> {
-    let t = crate::platform::parse_triple(triple).map_err(|e| e.to_string())?;
-    Ok(HostDesc {
-        arch: t.architecture.to_string(),
-        os: t.operating_system.to_string(),
-    })
+/// The digest of the regular file at tree path `path`, following the
+/// tree's symlinks wherever they are on the way (`bin → usr/bin`, then
+/// `usr/bin/sh → dash`).
+fn resolve_file(by_path: &HashMap<&str, &Node>, path: &str) -> Option<Digest> {
+    let mut done: Vec<String> = Vec::new();
+    let mut todo: std::collections::VecDeque<String> =
+        path.split('/').map(str::to_string).collect();
+    let mut hops = 0;
+    while let Some(c) = todo.pop_front() {
+        match c.as_str() {
+            "" | "." => continue,
+            ".." => {
+                done.pop();
+                continue;
+            }
+            _ => {}
+        }
+        done.push(c);
+        match by_path.get(done.join("/").as_str()) {
+            Some(Node::File { digest, .. }) => return todo.is_empty().then_some(*digest),
+            Some(Node::Symlink { target }) => {
+                hops += 1;
+                if hops > 40 {
+                    return None;
+                }
+                done.pop();
+                if target.starts_with('/') {
+                    done.clear();
+                }
+                for part in target.split('/').rev() {
+                    todo.push_front(part.to_string());
+                }
+            }
+            // A directory, listed or implied by the paths under it.
+            Some(Node::Directory) | None => {}
+        }
+    }
+    None
 }
 
 /// The toolchain to run `bundle`'s compiler with on the workers: itself
 /// when it runs there, else its twin from the registry; `Err` is the flow
 /// to take (a local compile, with the hint to publish the twin).
 pub async fn for_workers(ctx: &Ctx, bundle: Bundle) -> Result<Tool, Flow> {
-    let declared = |t: &Option<String>| t.as_deref().map(host_of_triple).transpose();
+    let declared = |t: &Option<String>| t.as_deref().map(HostDesc::from_triple).transpose();
     let (here, workers) = match (
         declared(&ctx.wrap.host_platform),
         declared(&ctx.wrap.worker_platform),
@@ -206,19 +221,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn triples_name_hosts_as_manifests_do() {
-        assert_eq!(
-            host_of_triple("x86_64-unknown-linux-gnu").unwrap(),
-            HostDesc {
-                arch: "x86_64".into(),
-                os: "linux".into()
-            }
-        );
-        assert_eq!(host_of_triple("aarch64-apple-darwin").unwrap().os, "darwin");
-        assert!(host_of_triple("not-a-triple-at-all-x").is_err());
-    }
-
-    #[test]
     fn registry_file_digests_follow_the_trees_symlinks() {
         let d = Digest::of_bytes(b"gcc");
         let tool = Tool::Registry {
@@ -232,5 +234,30 @@ mod tests {
         assert_eq!(tool.file_digest("usr/bin/gcc"), Some(d));
         assert_eq!(tool.file_digest("usr/bin"), None);
         assert_eq!(tool.file_digest("usr/bin/cc"), None);
+    }
+
+    /// Links on the way, not only at the end: the launcher `bin/sh` of a
+    /// merged /usr (`bin → usr/bin`, `usr/bin/sh → dash`), absolute links,
+    /// `..`, a file used as a directory, and a loop.
+    #[test]
+    fn registry_file_digests_follow_links_anywhere_on_the_path() {
+        let dash = Digest::of_bytes(b"dash");
+        let tool = Tool::Registry {
+            manifest: Box::new(crate::toolchain::manifest::tests::sample()),
+            entries: vec![
+                Entry::symlink("bin", "usr/bin"),
+                Entry::symlink("usr/bin/sh", "dash"),
+                Entry::file("usr/bin/dash", dash, true),
+                Entry::symlink("opt/sh", "/bin/sh"),
+                Entry::symlink("opt/up", "../usr/bin/../bin/dash"),
+                Entry::symlink("loop", "loop"),
+            ],
+        };
+        assert_eq!(tool.file_digest("bin/sh"), Some(dash));
+        assert_eq!(tool.file_digest("opt/sh"), Some(dash));
+        assert_eq!(tool.file_digest("opt/up"), Some(dash));
+        assert_eq!(tool.file_digest("usr/bin/dash/x"), None);
+        assert_eq!(tool.file_digest("loop"), None);
+        assert_eq!(tool.file_digest("bin/cc"), None);
     }
 }

@@ -32,7 +32,7 @@ use super::{FileSource, HostFs};
 pub use clang::{parse_clang_version, parse_resource_dir, parse_selected_gcc_installation};
 pub use gcc::{ConfiguredWith, parse_configured_with, parse_prog_name, parse_search_dirs};
 pub use rustc::{RustcVersion, parse_rustc_vv, rustc_from_sysroot};
-pub use zig::{ZigEnv, parse_zig_env, plain_triple};
+pub use zig::{ZigEnv, parse_zig_env, plain_triple, version_in_binary};
 
 /// A compiler family recast knows how to package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -272,6 +272,10 @@ pub fn probe_with(
                 Some(libc::ENOEXEC) | Some(libc::EACCES)
             ) =>
         {
+            // A zig for another machine describes itself in its files.
+            if let Some(contents) = zig::from_files(fs, compiler, opts) {
+                return Ok(contents);
+            }
             return Err(FamilyError::NotACompiler {
                 path: compiler.to_path_buf(),
                 output: format!("(could not run it: {source})"),
@@ -290,6 +294,12 @@ pub fn probe_with(
             output: text.trim().chars().take(200).collect(),
         }),
     }
+}
+
+/// A compiler's identity read from its files alone, where its family
+/// spells it there (zig: [`zig::version_in_binary`]); runs nothing.
+pub fn identity_from_files(fs: &dyn FileSource, compiler: &Path) -> Option<Identity> {
+    zig::from_files(fs, compiler, &ProbeOptions::default()).map(|c| c.identity)
 }
 
 /// Questions to one compiler, through the runner.
