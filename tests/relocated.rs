@@ -4,14 +4,18 @@
 //! --sandbox none` and on NativeLink 1.6.6, whose local worker runs each
 //! action in `<work>/<operation>/work` with the host visible — and, with
 //! the bubblewrap entrypoint, in a namespace that holds only the action's
-//! directory, `/proc` and `/dev`, so nothing of the host can be used.
+//! directory, `/proc`, `/dev` and an empty `/tmp`, so nothing of the host
+//! can be used.
 //!
 //! Each compile — C with `-g` (gcc, clang, `zig cc` for glibc and musl,
 //! debug and optimized), C++ (g++, clang++, `zig c++` with libc++), a
 //! Rust rlib and a linked Rust binary (remapped, as rustc must be to run
 //! relocated) — gives the bytes of a local compile, and again is a hit;
-//! zstd builds with make and CMake, and the cargo workspace with its build
-//! scripts and proc-macros, remote and byte-identical.
+//! zstd builds with make and CMake, remote and byte-identical. rustc
+//! without remaps (cargo as it ships) cannot run from a plain directory:
+//! it runs rooted in a user namespace that bubblewrap, shipped with the
+//! action, makes on the worker — the cargo workspace with its build
+//! scripts and proc-macros, every unit remote and byte-identical.
 
 mod common;
 
@@ -294,9 +298,12 @@ fn compiles_relocated(url: &str) -> String {
 
 /// What the probe recorded in `cache` (one server, one platform).
 fn probed_layout(cache: &Path) -> String {
+    // The layout's answer, not whether the workers make namespaces.
     let answers: Vec<serde_json::Value> = fs::read_dir(cache.join("probes"))
         .unwrap()
-        .map(|e| serde_json::from_slice(&fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.to_string_lossy().ends_with(".namespaces.json"))
+        .map(|p| serde_json::from_slice(&fs::read(p).unwrap()).unwrap())
         .collect();
     assert_eq!(answers.len(), 1, "{answers:?}");
     answers[0]["layout"].as_str().unwrap_or("none").to_string()
@@ -425,51 +432,103 @@ fn a_users_include_directories_keep_their_warnings_when_relocated() {
     assert_eq!(probed_layout(&cache), "Relocated");
 }
 
+/// rustc without remaps records this machine's paths, so it cannot run
+/// from a plain directory: on a worker that can make user namespaces it
+/// runs rooted in one, which bubblewrap (shipped with the action) makes —
+/// byte-identical, `-g` and `env!` of a local path included, then a hit;
+/// on a worker that cannot, here, and `recast doctor` says so and names
+/// the settings that make it remote.
 #[test]
-fn rustc_without_remapped_paths_compiles_here_on_relocated_workers() {
-    let server = Server::start_with(&["--sandbox", "none"]);
+fn rustc_without_remapped_paths_runs_rooted_in_a_namespace_or_here_when_workers_cannot() {
     let tmp = tempdir();
-    let cache = tmp.path().join("cache");
     let p = mixed_project(&tmp.path().join("proj"));
-    let c = Case {
-        name: "rustc rlib, not remapped",
-        dir: p.clone(),
-        argv: [
-            "rustc",
+    fs::write(
+        p.join("src/dir.rs"),
+        "pub const DIR: &str = env!(\"CARGO_MANIFEST_DIR\");\npub fn here() -> &'static str { file!() }\n",
+    )
+    .unwrap();
+    let rustc = |cache: &Path, url: Option<&str>| {
+        let args = [
             "--crate-type",
             "lib",
             "--crate-name",
-            "area",
-            "src/lib.rs",
+            "dir",
+            "-g",
+            "src/dir.rs",
             "--out-dir",
             "out",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
-        outputs: vec![p.join("out/libarea.rlib")],
+        ];
+        let mut cmd = match url {
+            Some(url) => {
+                let mut c = Command::new(BIN);
+                c.arg("rustc");
+                with_recast(&mut c, cache, url);
+                c
+            }
+            None => Command::new("rustc"),
+        };
+        cmd.args(args).env("CARGO_MANIFEST_DIR", &p).current_dir(&p);
+        let _ = fs::remove_file(p.join("out/libdir.rlib"));
+        run_ok(&mut cmd);
+        fs::read(p.join("out/libdir.rlib")).unwrap()
     };
-    let want = run_case(&c, None);
-    assert_eq!(run_case(&c, Some((&cache, &server.url()))), want);
+    let want = rustc(Path::new("/nonexistent"), None);
+
+    let server = Server::start_with(&["--sandbox", "none"]);
+    let cache = tmp.path().join("cache");
+    for round in 0..2 {
+        assert!(
+            rustc(&cache, Some(&server.url())) == want,
+            "round {round}: not a local compile's bytes"
+        );
+    }
     let s = stats(&cache);
-    assert_eq!(s["local_reasons"]["rustc_paths_not_remapped"], 1, "{s}");
+    assert_eq!(count(&s, "remote_executions"), 1, "{s}");
+    assert_eq!(count(&s, "cache_hits"), 1, "{s}");
+    assert_eq!(count(&s, "local_runs"), 0, "{s}");
+    assert_eq!(count(&s, "fallbacks"), 0, "{s}");
+    assert_eq!(probed_layout(&cache), "Relocated");
+
+    let caged = Server::start_without_namespaces(&["--sandbox", "none"]);
+    let cache = tmp.path().join("cache-caged");
+    assert!(rustc(&cache, Some(&caged.url())) == want);
+    let s = stats(&cache);
+    assert_eq!(
+        reason(&s, "local_reasons", "rustc_paths_not_remapped"),
+        1,
+        "{s}"
+    );
+    assert_eq!(count(&s, "remote_executions"), 0, "{s}");
+    let mut doctor = common::recast_with_cache(&cache, ["doctor"]);
+    doctor.env("RECAST_REMOTE", caged.url());
+    let text = String::from_utf8_lossy(&run_ok(&mut doctor).stdout).into_owned();
+    assert!(
+        text.contains("cannot make user namespaces")
+            && text.contains("--remap-path-prefix")
+            && text.contains("RECAST_TRIM_PATHS=1"),
+        "{text}"
+    );
+    let mut doctor = common::recast_with_cache(&tmp.path().join("cache"), ["doctor"]);
+    doctor.env("RECAST_REMOTE", server.url());
+    let text = String::from_utf8_lossy(&run_ok(&mut doctor).stdout).into_owned();
+    assert!(text.contains("workers make user namespaces"), "{text}");
 }
 
 /// An environment value a relocated compile sees names its working
-/// directory (`/proc/self/cwd/.r/…`); an output that embeds it is refused,
-/// the compile runs here, and later ones go straight to a local run.
+/// directory (`/proc/self/cwd/.r/…`); an output that embeds it is refused
+/// and the compile runs here. Later ones run rooted in a user namespace
+/// where the workers make one (byte-identical, then a hit), and go
+/// straight to a local run where they cannot.
 #[test]
-fn a_relocated_output_naming_its_directory_compiles_here_from_then_on() {
-    let server = Server::start_with(&["--sandbox", "none"]);
+fn a_relocated_output_naming_its_directory_runs_here_then_in_a_namespace_or_here() {
     let tmp = tempdir();
-    let cache = tmp.path().join("cache");
     let p = mixed_project(&tmp.path().join("proj"));
     fs::write(
         p.join("src/dir.rs"),
         "pub const DIR: &str = env!(\"CARGO_MANIFEST_DIR\");\n",
     )
     .unwrap();
-    let rustc = |wrapped: bool| {
+    let rustc = |cache: &Path, url: Option<&str>| {
         let args = [
             "--crate-type".to_string(),
             "lib".into(),
@@ -480,13 +539,14 @@ fn a_relocated_output_naming_its_directory_compiles_here_from_then_on() {
             "out".into(),
             format!("--remap-path-prefix={}=/p", p.display()),
         ];
-        let mut cmd = if wrapped {
-            let mut c = Command::new(BIN);
-            c.arg("rustc");
-            with_recast(&mut c, &cache, &server.url());
-            c
-        } else {
-            Command::new("rustc")
+        let mut cmd = match url {
+            Some(url) => {
+                let mut c = Command::new(BIN);
+                c.arg("rustc");
+                with_recast(&mut c, cache, url);
+                c
+            }
+            None => Command::new("rustc"),
         };
         cmd.args(args).env("CARGO_MANIFEST_DIR", &p).current_dir(&p);
         // The compile must write it anew: a stale one would compare equal.
@@ -494,18 +554,41 @@ fn a_relocated_output_naming_its_directory_compiles_here_from_then_on() {
         run_ok(&mut cmd);
         fs::read(p.join("out/libdir.rlib")).unwrap()
     };
-    let want = rustc(false);
-    for round in 0..2 {
-        assert!(
-            rustc(true) == want,
-            "round {round}: not a local compile's bytes"
-        );
+    let want = rustc(Path::new("/nonexistent"), None);
+    for (server, namespaces) in [
+        (Server::start_with(&["--sandbox", "none"]), true),
+        (
+            Server::start_without_namespaces(&["--sandbox", "none"]),
+            false,
+        ),
+    ] {
+        let cache = tmp.path().join(format!("cache-{namespaces}"));
+        for round in 0..3 {
+            assert!(
+                rustc(&cache, Some(&server.url())) == want,
+                "round {round}: not a local compile's bytes"
+            );
+        }
+        let s = stats(&cache);
+        assert_eq!(count(&s, "fallbacks"), 0, "{s}");
+        if namespaces {
+            assert_eq!(
+                reason(&s, "local_reasons", "relocated_output_leak"),
+                1,
+                "{s}"
+            );
+            assert_eq!(count(&s, "remote_executions"), 1, "{s}");
+            assert_eq!(count(&s, "cache_hits"), 1, "{s}");
+        } else {
+            assert_eq!(
+                reason(&s, "local_reasons", "relocated_output_leak"),
+                3,
+                "{s}"
+            );
+            assert_eq!(count(&s, "remote_executions"), 0, "{s}");
+            assert_eq!(count(&s, "cache_hits"), 0, "{s}");
+        }
     }
-    let s = stats(&cache);
-    assert_eq!(s["local_reasons"]["relocated_output_leak"], 2, "{s}");
-    assert_eq!(s["remote_executions"], 0, "{s}");
-    assert_eq!(s["cache_hits"], 0, "{s}");
-    assert_eq!(s["fallbacks"], 0, "{s}");
 }
 
 #[test]
@@ -580,6 +663,9 @@ fn nativelink_builds_zstd_with_make_and_cmake() {
     assert_eq!(count(&s, "fallbacks"), 0, "{s}");
 }
 
+/// `cargo build` as it ships (no remaps, no settings) on NativeLink in a
+/// namespace without the host: every unit runs there, rooted in a user
+/// namespace of its own, and the libraries are plain cargo's bytes.
 #[test]
 fn nativelink_builds_the_cargo_workspace_with_build_scripts_and_proc_macros() {
     let Some(vendor) = vendor_dir() else { return };
@@ -589,20 +675,17 @@ fn nativelink_builds_the_cargo_workspace_with_build_scripts_and_proc_macros() {
     let tmp = tempdir();
     let cache = tmp.path().join("cache");
     let ws = cargo_ws(&tmp.path().join("ws"), &vendor);
-    // rustc records its working directory and sources: remapped here (as
-    // reproducible builds and cargo's trim-paths do), it runs relocated.
-    let flags = format!(
-        "--remap-path-prefix={}=/ws --remap-path-prefix={}=/vendor",
-        ws.display(),
-        vendor.display()
-    );
+    // cargo as it ships: rustc records its working directory and sources,
+    // unremapped, so no unit can run from a plain directory; each runs
+    // rooted in a user namespace that the shipped bubblewrap makes.
     let (counter, invocations) = counting_wrapper(&tmp.path().join("count-rustc"));
     let cargo = |wrap: bool| {
         let mut cmd = Command::new("cargo");
         cmd.args(["build", "--offline", "--quiet", "--message-format=json"])
             .current_dir(&ws)
             .env("CARGO_INCREMENTAL", "0")
-            .env("RUSTFLAGS", &flags)
+            .env_remove("RUSTFLAGS")
+            .env_remove("RECAST_TRIM_PATHS")
             .env_remove("CARGO_TARGET_DIR");
         if wrap {
             cmd.env("RUSTC_WRAPPER", BIN);
@@ -650,18 +733,17 @@ fn nativelink_builds_the_cargo_workspace_with_build_scripts_and_proc_macros() {
     let app = run_ok(&mut Command::new(ws.join("target/debug/app")));
     assert!(!app.stdout.is_empty());
 
-    // After `cargo clean`, every unit is a hit; the probes run again
-    // (their actions name fresh scratch files, and a failure is never
-    // cached).
+    // After `cargo clean`, every unit and every probe that compiled is a
+    // hit; the failing probe runs again (a failure is never cached).
     clean();
     assert_eq!(cargo(true), units);
     assert_same("the workspace from hits", &libraries(&ws), &plain);
     let again = stats(&cache);
-    assert_eq!(count(&again, "cache_hits"), units, "{again}");
+    assert_eq!(count(&again, "cache_hits"), remote - errors, "{again}");
     assert_eq!(
         count(&again, "remote_executions") - remote,
-        remote - units,
-        "only the probes ran again: {again}"
+        errors,
+        "only the failing probe ran again: {again}"
     );
     assert_eq!(count(&again, "fallbacks"), 0, "{again}");
 }

@@ -469,6 +469,9 @@ async fn test_action(
                 start.elapsed().as_millis()
             ));
             report.ok(&format!("layout: {layout} ({})", layout_why(layout)));
+            if layout == crate::wrap::relocate::Layout::Relocated {
+                namespaces(client, resolved, features, report).await;
+            }
         }
         Ok(None) => report.fail(
             &format!(
@@ -573,11 +576,41 @@ async fn compiler_check(
     }
 }
 
+/// Whether the relocated kind of workers can make user namespaces, where
+/// compiles that cannot run from a plain directory run rooted.
+async fn namespaces(client: &Client, resolved: &Resolved, features: Features, report: &mut Report) {
+    let cache = crate::session::cache_dir(&crate::config::Env::from_process());
+    let answer = match cache {
+        Ok(dir) => {
+            crate::wrap::probe::namespaces_here(&dir, client, resolved.platform.pairs(), features)
+                .await
+        }
+        Err(e) => Err(format!("{e:#}")),
+    };
+    match answer {
+        Ok(()) => report.ok(
+            "namespaces: the workers make user namespaces: a compile that cannot run from a \
+             plain directory (rustc without --remap-path-prefix, as cargo runs it) runs there \
+             rooted, in one that bubblewrap (shipped with the action) makes",
+        ),
+        Err(why) => println!(
+            "note  namespaces: the workers cannot make user namespaces ({why}): rustc compiles \
+             run there only when --remap-path-prefix covers the paths they record (set \
+             RECAST_TRIM_PATHS=1, or cargo's trim-paths); others run here"
+        ),
+    }
+}
+
 /// What a layout means for compiles, for the report.
 fn layout_why(layout: crate::wrap::relocate::Layout) -> &'static str {
     match layout {
         crate::wrap::relocate::Layout::Rooted => {
             "its workers run actions with the input root as `/`: compiles keep this machine's paths"
+        }
+        crate::wrap::relocate::Layout::Namespaced => {
+            "its workers run actions in a plain directory and make user namespaces: compiles \
+             that cannot run from a plain directory run there rooted, in a namespace bubblewrap \
+             (shipped with the action) makes"
         }
         crate::wrap::relocate::Layout::Relocated => {
             "its workers run actions in a plain directory: compiles run from the shipped toolchain \

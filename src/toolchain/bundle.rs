@@ -43,7 +43,7 @@ pub enum BundleError {
 
 /// A packaged toolchain: the tree, where each file's bytes come from, and
 /// the manifest.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Bundle {
     pub manifest: Manifest,
     pub tree: MerkleTree,

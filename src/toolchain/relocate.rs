@@ -132,6 +132,96 @@ pub fn relocate(cache: &Path, bundle: &Bundle, shell: &Path) -> Result<Bundle, S
     })
 }
 
+/// A program shipped with an action to start it from a plain directory
+/// (bubblewrap, for a worker that can make user namespaces): its closure,
+/// its executables patched to [`LOADER`] as a relocated toolchain's are.
+#[derive(Clone, Debug)]
+pub struct Launcher {
+    /// The program, as a tree path (`usr/bin/bwrap`).
+    pub program: String,
+    /// Its loader, as a tree path: where `.r-ld` leads.
+    pub interpreter: String,
+    /// Its libraries' directories, as tree paths.
+    pub library_path: Vec<String>,
+    pub listing: Listing,
+    pub files: BTreeMap<PathBuf, Digest>,
+    /// The patched copies' places in the cache.
+    pub sources: BTreeMap<PathBuf, PathBuf>,
+}
+
+impl Launcher {
+    /// The launcher as a bundle beside a toolchain described by
+    /// `manifest` (whose identity it borrows; only its files count).
+    pub fn bundle(&self, manifest: &super::manifest::Manifest) -> Result<Bundle, String> {
+        let (entries, skipped) = self.listing.entries(&self.files);
+        let tree = crate::cas::tree::build(&entries).map_err(|e| e.to_string())?;
+        let mut manifest = manifest.clone();
+        manifest.root = tree.root;
+        manifest.interpreter = Some(self.interpreter.clone());
+        manifest.library_path = self.library_path.clone();
+        manifest.entry = self.program.clone();
+        manifest.programs = Vec::new();
+        manifest.path_dirs = Vec::new();
+        Ok(Bundle {
+            manifest,
+            tree,
+            files: self.files.clone(),
+            closure: None,
+            listing: self.listing.clone(),
+            skipped,
+            sources: self.sources.clone(),
+        })
+    }
+}
+
+/// `program` (this machine's) made a [`Launcher`]; patched copies are
+/// kept under `<cache>/relocated/`.
+pub fn launcher(cache: &Path, program: &Path) -> Result<Launcher, String> {
+    let dir = cache.join("relocated");
+    let closure = inspect::closure(
+        &HostFs,
+        &[program.to_path_buf()],
+        &inspect::ClosureOptions::default(),
+    )
+    .map_err(|e| format!("{}: {e}", program.display()))?;
+    let interpreter = closure
+        .loaded
+        .iter()
+        .find(|l| matches!(l.why, inspect::Why::Interpreter { .. }))
+        .and_then(|l| super::listing::tree_path(&l.path))
+        .ok_or_else(|| format!("{} names no ELF loader", program.display()))?;
+    let loader = format!("/{interpreter}");
+    let mut listing = Listing::new();
+    let mut files = BTreeMap::new();
+    let mut sources = BTreeMap::new();
+    for path in closure.files.keys() {
+        let real = listing
+            .add_path(&HostFs, path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Some(Item::File { executable, .. }) = listing.items.get(&real).cloned()
+            && !files.contains_key(&real)
+        {
+            let d = crate::cas::hash::digest_file(&real)
+                .map_err(|e| format!("{}: {e}", real.display()))?;
+            files.insert(real.clone(), d);
+            if executable && let Some((digest, copy)) = patched(&dir, &real, &d, &loader)? {
+                files.insert(real.clone(), digest);
+                sources.insert(real, copy);
+            }
+        }
+    }
+    let real = std::fs::canonicalize(program).map_err(|e| format!("{}: {e}", program.display()))?;
+    Ok(Launcher {
+        program: super::listing::tree_path(&real)
+            .ok_or_else(|| format!("{}: not a path a tree can name", real.display()))?,
+        interpreter,
+        library_path: super::bundle::library_dirs(&closure),
+        listing,
+        files,
+        sources,
+    })
+}
+
 /// The patched copy of the executable at `source` (content `original`):
 /// its digest and path, made on first use; `None` when it needs none (no
 /// interpreter, or a library). `Err`: it names another loader than

@@ -46,7 +46,7 @@ pub struct Inputs {
 /// blobs the server has. A registry toolchain's paths and `extra` win over
 /// this machine's files at the same paths.
 pub fn build(
-    tools: &[Tool],
+    tools: &[&Tool],
     files: &[Seen],
     extra: &[Entry],
     dirs: &[PathBuf],

@@ -236,8 +236,10 @@ pub struct Planned {
     pub layout: Layout,
     pub registry: bool,
     pub swaps: u64,
-    /// A relocated action's rooted form.
+    /// A relocated or namespaced action's rooted form.
     pub rooted_form: Option<RootedForm>,
+    /// A namespaced action's launcher.
+    pub launcher: Option<Tool>,
 }
 
 impl Planned {
@@ -307,14 +309,30 @@ pub async fn plan(
         tracing::info!("{e:#}");
         Flow::local(Reason::Platform)
     })?;
-    let (client, features, layout) = server(ctx, &tools[0], &platform).await?;
+    let (client, features, mut layout) = server(ctx, &tools[0], &platform).await?;
     let mut rooted = Vec::new();
+    // A compile that cannot run from a plain directory runs there rooted,
+    // in a user namespace, where the workers can make one.
+    let mut launcher: Option<Tool> = None;
     if layout == Layout::Relocated {
-        if fast_key.is_some_and(|k| depcache::is_marked(&ctx.cache_dir, k, Mark::Unrelocatable)) {
-            return Err(Flow::local(Reason::RelocatedLeak));
+        let unrelocatable =
+            fast_key.is_some_and(|k| depcache::is_marked(&ctx.cache_dir, k, Mark::Unrelocatable));
+        let moved = match unrelocatable {
+            true => Err(Reason::RelocatedLeak),
+            false => relocated(ctx, &client, &tools).await,
+        };
+        match moved {
+            Ok(moved) => rooted = std::mem::replace(&mut tools, moved),
+            Err(reason) => {
+                launcher = Some(
+                    namespaced(ctx, &client, &tools, &platform, features)
+                        .await
+                        .ok_or(Flow::local(reason))?,
+                );
+                layout = Layout::Namespaced;
+                rooted = tools.clone();
+            }
         }
-        let moved = relocated(ctx, &client, &tools).await.map_err(Flow::local)?;
-        rooted = std::mem::replace(&mut tools, moved);
     }
     if ctx.wrap.mode == Mode::Remote {
         for t in &tools {
@@ -324,7 +342,7 @@ pub async fn plan(
         }
     }
     let scanned = scan_inputs(ctx, inv, job, toolchain_root).await?;
-    let spec = job.action(ctx, &scanned, &tools).map_err(Flow::local)?;
+    let mut spec = job.action(ctx, &scanned, &tools).map_err(Flow::local)?;
     // A compile that expands `__FILE__` to a path in the project is not
     // moved at all (known from the scan), rather than moved, run, found to
     // name the moved root, and run again.
@@ -335,14 +353,45 @@ pub async fn plan(
     } else {
         Move::Allowed
     };
-    let prepared = prepare::build(
-        &site(ctx, inv, &platform, features, allowed, layout),
+    let built = prepare::build(
+        &site(ctx, inv, &platform, features, allowed, layout).with(launcher.as_ref()),
         &tools,
         &scanned,
         &spec,
         job,
-    )
-    .map_err(Flow::local)?;
+    );
+    let prepared = match built {
+        Ok(p) => p,
+        // The job cannot be relocated (rustc recording paths no remap
+        // covers): rooted in a namespace, with the unrelocated toolchains.
+        Err(reason @ (Reason::RustcPathsNotRemapped | Reason::NotRelocatable))
+            if layout == Layout::Relocated =>
+        {
+            let Some(l) = namespaced(ctx, &client, &rooted, &platform, features).await else {
+                return Err(Flow::local(reason));
+            };
+            tools = rooted.clone();
+            if ctx.wrap.mode == Mode::Remote {
+                for t in &tools {
+                    if let Some(bundle) = t.bundle() {
+                        super::upload::ensure(ctx, &client, bundle).await?;
+                    }
+                }
+            }
+            spec = job.action(ctx, &scanned, &tools).map_err(Flow::local)?;
+            layout = Layout::Namespaced;
+            launcher = Some(l);
+            prepare::build(
+                &site(ctx, inv, &platform, features, allowed, layout).with(launcher.as_ref()),
+                &tools,
+                &scanned,
+                &spec,
+                job,
+            )
+            .map_err(Flow::local)?
+        }
+        Err(reason) => return Err(Flow::local(reason)),
+    };
     let mut stamped: Vec<PathBuf> = Vec::new();
     for (r, t) in requests.iter().zip(&tools) {
         stamped.push(r.compiler.clone());
@@ -370,6 +419,7 @@ pub async fn plan(
         registry: foreign,
         swaps,
         rooted_form,
+        launcher,
     })
 }
 
@@ -458,6 +508,38 @@ async fn relocated(ctx: &Ctx, client: &Client, tools: &[Tool]) -> Result<Vec<Too
     Ok(out)
 }
 
+/// The launcher for a namespaced action over `tools` (this machine's: a
+/// registry toolchain's files may not agree with the launcher's), when
+/// this machine has bubblewrap and the server's workers can start it in a
+/// user namespace ([`probe::namespaces`]).
+async fn namespaced(
+    ctx: &Ctx,
+    client: &Client,
+    tools: &[Tool],
+    platform: &[(String, String)],
+    features: Features,
+) -> Option<Tool> {
+    if tools.iter().any(|t| t.bundle().is_none()) {
+        return None;
+    }
+    let bwrap = std::path::Path::new(super::relocate::BWRAP);
+    let cache = ctx.cache_dir.clone();
+    let launcher =
+        tokio::task::spawn_blocking(move || crate::toolchain::relocate::launcher(&cache, bwrap))
+            .await
+            .ok()?
+            .map_err(|e| tracing::info!("no launcher for namespaced actions: {e}"))
+            .ok()?;
+    if !probe::namespaces(&ctx.cache_dir, client, &launcher, platform, features).await {
+        return None;
+    }
+    let bundle = launcher
+        .bundle(tools[0].manifest())
+        .map_err(|e| tracing::info!("no launcher for namespaced actions: {e}"))
+        .ok()?;
+    Some(Tool::Local(Box::new(bundle)))
+}
+
 /// The same action with the project root where it is.
 fn replan_unmoved(
     ctx: &Ctx,
@@ -465,7 +547,8 @@ fn replan_unmoved(
     job: &dyn Job,
     mut p: Planned,
 ) -> Result<Planned, Reason> {
-    let here = site(ctx, inv, &p.platform, p.features, Move::Never, p.layout);
+    let here =
+        site(ctx, inv, &p.platform, p.features, Move::Never, p.layout).with(p.launcher.as_ref());
     p.prepared = prepare::build(&here, &p.tools, &p.scanned, &p.spec, job)?;
     let rooted = site(
         ctx,
@@ -500,6 +583,7 @@ fn site<'a>(
         features,
         allowed,
         layout,
+        launcher: None,
     }
 }
 

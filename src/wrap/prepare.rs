@@ -40,6 +40,15 @@ pub struct Site<'a> {
     pub features: Features,
     pub allowed: Move,
     pub layout: Layout,
+    /// The launcher of a namespaced action (bubblewrap, as a bundle).
+    pub launcher: Option<&'a Tool>,
+}
+
+impl<'a> Site<'a> {
+    /// The site with a namespaced action's launcher.
+    pub fn with(self, launcher: Option<&'a Tool>) -> Site<'a> {
+        Site { launcher, ..self }
+    }
 }
 
 /// The action for `spec`, laid out for `site`; `job` says how it runs
@@ -65,13 +74,25 @@ pub fn build(
         .cloned()
         .collect();
     let relocated = site.layout == Layout::Relocated;
-    let (map, verify, inputs) = match input_root(tools, &files, spec, &map, &cwd, relocated) {
+    // A namespaced action is the rooted one with its launcher beside the
+    // toolchains, started through the same links as a relocated one.
+    let launcher = match (site.layout, site.launcher) {
+        (Layout::Namespaced, Some(l)) => Some(l),
+        (Layout::Namespaced, None) => return Err(Reason::NotRelocatable),
+        _ => None,
+    };
+    let all: Vec<&Tool> = tools.iter().chain(launcher).collect();
+    let loader = match launcher {
+        Some(l) => l.manifest().interpreter.as_deref(),
+        None => tools[0].manifest().interpreter.as_deref(),
+    };
+    let links = (relocated || launcher.is_some()).then_some(loader);
+    let (map, verify, inputs) = match input_root(&all, &files, spec, &map, &cwd, links) {
         Ok(i) => (map, verify, i),
         Err(InputsError::Unmappable(why)) if verify => {
             tracing::debug!("{why}");
             let identity = PathMap::identity();
-            let i =
-                input_root(tools, &files, spec, &identity, &cwd, relocated).map_err(input_error)?;
+            let i = input_root(&all, &files, spec, &identity, &cwd, links).map_err(input_error)?;
             (identity, false, i)
         }
         Err(e) => return Err(input_error(e)),
@@ -100,7 +121,11 @@ pub fn build(
         };
         relocated_command(tools, spec, &map, args, job.relocation(&site)?)
     } else {
-        rooted_command(tools, spec, &map, args)
+        let (arguments, env) = rooted_command(tools, spec, &map, args);
+        match launcher {
+            Some(l) => namespaced_command(l, &map, &cwd, &inputs, arguments, env),
+            None => (arguments, env),
+        }
     };
     let remote_cwd = map.remote(&cwd);
     let outputs: Vec<String> = spec
@@ -143,22 +168,17 @@ pub fn build(
 /// directories and entries, and for a relocated action the working
 /// directory's links to the root and the loader.
 fn input_root(
-    tools: &[Tool],
+    tools: &[&Tool],
     files: &[Seen],
     spec: &ActionSpec,
     map: &PathMap,
     cwd: &Path,
-    relocated: bool,
+    links: Option<Option<&str>>,
 ) -> Result<inputs::Inputs, InputsError> {
     let mut extra = spec.extra.clone();
-    if relocated {
+    if let Some(loader) = links {
         let wd = map.tree_path(cwd);
-        let depth = wd.split('/').filter(|c| !c.is_empty()).count();
-        let up = if depth == 0 {
-            ".".to_string()
-        } else {
-            vec![".."; depth].join("/")
-        };
+        let up = up_to_root(&wd);
         let at = |name: &str| {
             if wd.is_empty() {
                 name.to_string()
@@ -167,7 +187,7 @@ fn input_root(
             }
         };
         extra.push(Entry::symlink(at(relocate::ROOT), up));
-        if let Some(loader) = &tools[0].manifest().interpreter {
+        if let Some(loader) = loader {
             extra.push(Entry::symlink(
                 at(relocate::LOADER),
                 format!("{}/{loader}", relocate::ROOT),
@@ -175,6 +195,62 @@ fn input_root(
         }
     }
     inputs::build(tools, files, &extra, &spec.dirs, map)
+}
+
+/// The rooted command, started on a plain-directory worker by `launcher`
+/// (bubblewrap, patched to start through `.r-ld`), which binds the input
+/// root as `/` in a user namespace: the command sees this machine's paths
+/// as on a rooted worker.
+fn namespaced_command(
+    launcher: &Tool,
+    map: &PathMap,
+    cwd: &Path,
+    inputs: &inputs::Inputs,
+    arguments: Vec<String>,
+    mut env: BTreeMap<String, String>,
+) -> (Vec<String>, BTreeMap<String, String>) {
+    let m = launcher.manifest();
+    let wd = map.tree_path(cwd);
+    let up = up_to_root(&wd);
+    let own = env.remove("LD_LIBRARY_PATH");
+    let mut wrapped = vec![relocate::rel(&format!("/{}", m.entry))];
+    wrapped.extend(relocate::namespace_args(
+        &up,
+        &format!("/{wd}"),
+        root_has(&inputs.tree, "tmp"),
+        own.as_deref(),
+    ));
+    wrapped.extend(arguments);
+    let libs: Vec<String> = m
+        .library_path
+        .iter()
+        .map(|d| relocate::rel(&format!("/{d}")))
+        .collect();
+    env.insert("LD_LIBRARY_PATH".into(), libs.join(":"));
+    (wrapped, env)
+}
+
+/// The input root, from the working directory at tree path `wd`.
+fn up_to_root(wd: &str) -> String {
+    let depth = wd.split('/').filter(|c| !c.is_empty()).count();
+    if depth == 0 {
+        ".".to_string()
+    } else {
+        vec![".."; depth].join("/")
+    }
+}
+
+/// Whether the root of `tree` has an entry called `name`.
+fn root_has(tree: &crate::cas::tree::MerkleTree, name: &str) -> bool {
+    use prost::Message as _;
+    tree.directories
+        .get(&tree.root)
+        .and_then(|b| crate::proto::reapi::Directory::decode(b.as_slice()).ok())
+        .is_some_and(|d| {
+            d.files.iter().any(|f| f.name == name)
+                || d.directories.iter().any(|f| f.name == name)
+                || d.symlinks.iter().any(|f| f.name == name)
+        })
 }
 
 /// The command of a rooted action: the toolchain's compiler at its own

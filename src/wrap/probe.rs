@@ -28,6 +28,7 @@ use crate::action::{self, CommandSpec, Features};
 use crate::cas::Digest;
 use crate::cas::tree::{self, Entry};
 use crate::remote::{self, ActionRun, Blob, Client};
+use crate::toolchain::relocate::Launcher;
 use crate::toolchain::{HostFs, inspect, listing::Listing};
 
 /// How long an answer is trusted.
@@ -116,10 +117,30 @@ fn probe_action(
         }
     };
     entries.push(Entry::file(format!("{PROBE_DIR}/probe"), subject, true));
+    let arguments = vec![loader, "--verify".into(), format!("/{PROBE_DIR}/probe")];
+    prepared(
+        entries,
+        blobs,
+        arguments,
+        Default::default(),
+        platform,
+        features,
+    )
+}
+
+/// A probe action: its input root, blobs and command.
+fn prepared(
+    entries: Vec<Entry>,
+    blobs: Vec<Blob>,
+    arguments: Vec<String>,
+    env: std::collections::BTreeMap<String, String>,
+    platform: &[(String, String)],
+    features: Features,
+) -> Option<Prepared> {
     let tree = tree::build(&entries).ok()?;
     let spec = CommandSpec {
-        arguments: vec![loader, "--verify".into(), format!("/{PROBE_DIR}/probe")],
-        env: Default::default(),
+        arguments,
+        env,
         outputs: Vec::new(),
         working_directory: String::new(),
         platform: platform.to_vec(),
@@ -244,18 +265,26 @@ pub async fn layout(
     layout.ok_or_else(|| silent(client, platform))
 }
 
-/// Runs the probe action `p`: the layout its answer means, or `None` when
-/// no worker ran it within [`PATIENCE`].
-async fn ask(client: &Client, p: &Prepared) -> Result<Option<Layout>, Failure> {
-    let run = remote::run_action(
+/// The probe action `p` on the server, never from its cache.
+async fn run(
+    client: &Client,
+    p: &Prepared,
+) -> Result<crate::remote::Outcome, crate::remote::RemoteError> {
+    remote::run_action(
         client,
         ActionRun {
             skip_cache: true,
             looked_up: false,
             ..p.run(Vec::new())
         },
-    );
-    let Ok(outcome) = tokio::time::timeout(PATIENCE, run).await else {
+    )
+    .await
+}
+
+/// Runs the probe action `p`: the layout its answer means, or `None` when
+/// no worker ran it within [`PATIENCE`].
+async fn ask(client: &Client, p: &Prepared) -> Result<Option<Layout>, Failure> {
+    let Ok(outcome) = tokio::time::timeout(PATIENCE, run(client, p)).await else {
         return Ok(None);
     };
     let outcome = outcome.map_err(|e| Failure::of(&e))?;
@@ -269,6 +298,127 @@ async fn ask(client: &Client, p: &Prepared) -> Result<Option<Layout>, Failure> {
     } else {
         Layout::Relocated
     }))
+}
+
+/// Whether the workers of `client` for `platform`, which run actions in a
+/// plain directory, can start `launcher` (bubblewrap, shipped with the
+/// action) to make the input root their `/` in a user namespace: then a
+/// compile that cannot be relocated (rustc recording its paths) runs
+/// there rooted. Asked with an action that verifies a file only the input
+/// root has, from inside such a namespace; the answer is kept for an hour
+/// (no answer within [`PATIENCE`] counts as no, for a minute).
+pub async fn namespaces(
+    cache_dir: &Path,
+    client: &Client,
+    launcher: &Launcher,
+    platform: &[(String, String)],
+    features: Features,
+) -> bool {
+    let path = answer_path(cache_dir, client, platform).with_extension("namespaces.json");
+    if let Some(a) = read(&path).filter(fresh) {
+        return a.layout == Some(Layout::Rooted);
+    }
+    let works = match namespace_action(launcher, platform, features) {
+        Some(p) => match ask_why(client, &p).await {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::info!(
+                    "{}'s workers cannot make user namespaces for rooted actions: {why}",
+                    client.url()
+                );
+                false
+            }
+        },
+        None => false,
+    };
+    if works {
+        tracing::info!(
+            "{}'s workers make user namespaces for rooted actions",
+            client.url()
+        );
+    }
+    let layout = works.then_some(Layout::Rooted).or(Some(Layout::Relocated));
+    depcache::save(cache_dir, &path, &Answer { layout, at: now() });
+    works
+}
+
+/// [`namespaces`] for `recast doctor`, uncached: `Err` says why not (this
+/// machine has no launcher to ship, or what the workers answered).
+pub async fn namespaces_here(
+    cache_dir: &Path,
+    client: &Client,
+    platform: &[(String, String)],
+    features: Features,
+) -> Result<(), String> {
+    let bwrap = Path::new(super::relocate::BWRAP);
+    let launcher = crate::toolchain::relocate::launcher(cache_dir, bwrap)
+        .map_err(|e| format!("this machine has no launcher to ship: {e}"))?;
+    let p = namespace_action(&launcher, platform, features)
+        .ok_or_else(|| format!("{} brings no C library to probe with", bwrap.display()))?;
+    ask_why(client, &p).await
+}
+
+/// Runs the probe action `p`: `Ok` when it exits 0, else why not (its
+/// first line of stderr, its status, or no answer).
+async fn ask_why(client: &Client, p: &Prepared) -> Result<(), String> {
+    let outcome = tokio::time::timeout(PATIENCE, run(client, p))
+        .await
+        .map_err(|_| format!("no worker ran the probe within {} s", PATIENCE.as_secs()))?
+        .map_err(|e| e.to_string())?;
+    if !outcome.ok() {
+        return Err(outcome.status.message);
+    }
+    let Some(result) = outcome.result.as_ref() else {
+        return Err("the probe has no result".into());
+    };
+    if result.exit_code == 0 {
+        return Ok(());
+    }
+    let stderr = client
+        .std_streams(result)
+        .await
+        .map(|(_, e)| String::from_utf8_lossy(&e).into_owned())
+        .unwrap_or_default();
+    let first = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    Err(format!("exit {}: {first}", result.exit_code))
+}
+
+/// The namespace probe: `launcher`, started from the root through the
+/// `.r` and `.r-ld` links, binds the input root as `/` and runs its loader
+/// on a file only the input root has. Exit 0 (as [`ask`] reads it:
+/// rooted) means the workers can do it.
+fn namespace_action(
+    launcher: &Launcher,
+    platform: &[(String, String)],
+    features: Features,
+) -> Option<Prepared> {
+    let (mut entries, _) = launcher.listing.entries(&launcher.files);
+    let blobs: Vec<Blob> = launcher
+        .files
+        .iter()
+        .map(|(p, d)| Blob::file(*d, launcher.sources.get(p).unwrap_or(p)))
+        .collect();
+    let libc = launcher.files.iter().find_map(|(p, d)| {
+        p.file_name()?
+            .to_string_lossy()
+            .starts_with("libc.so")
+            .then_some(*d)
+    })?;
+    entries.push(Entry::symlink(super::relocate::ROOT, "."));
+    entries.push(Entry::symlink(
+        super::relocate::LOADER,
+        format!("{}/{}", super::relocate::ROOT, launcher.interpreter),
+    ));
+    entries.push(Entry::file(format!("{PROBE_DIR}/probe"), libc, true));
+    let mut arguments = vec![super::relocate::rel(&format!("/{}", launcher.program))];
+    arguments.extend(super::relocate::namespace_args(".", "/", false, None));
+    arguments.extend([
+        format!("/{}", launcher.interpreter),
+        "--verify".into(),
+        format!("/{PROBE_DIR}/probe"),
+    ]);
+    let env = super::relocate::launcher_env(launcher);
+    prepared(entries, blobs, arguments, env, platform, features)
 }
 
 /// The probe with this machine's loader, for `recast doctor`: the layout

@@ -43,6 +43,57 @@ pub const SHELL: &str = "/bin/sh";
 /// is one the compile saw at run time on the worker, not here.
 pub const PROC_CWD: &str = "/proc/self/cwd";
 
+/// The launcher that makes the input root `/` on a worker that runs
+/// actions in a plain directory and can make user namespaces.
+pub const BWRAP: &str = "/usr/bin/bwrap";
+
+/// bubblewrap's arguments, up to `--`, for a rooted command on such a
+/// worker: `up` is the input root from the working directory (`../..`),
+/// `workdir` the command's working directory inside it (absolute); a
+/// fresh `/tmp` unless the input root has one (`has_tmp`); the command's
+/// own `LD_LIBRARY_PATH` (`own`), since the launcher's is another. Nothing
+/// of the worker's own filesystem is bound.
+pub fn namespace_args(up: &str, workdir: &str, has_tmp: bool, own: Option<&str>) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--unshare-all",
+        "--die-with-parent",
+        "--bind",
+        up,
+        "/",
+        "--dev",
+        "/dev",
+        // The worker's own /proc: a fresh one cannot be mounted inside a
+        // sandbox that already masks parts of its /proc (a worker that
+        // runs each action in bubblewrap).
+        "--ro-bind",
+        "/proc",
+        "/proc",
+    ]
+    .map(String::from)
+    .to_vec();
+    if !has_tmp {
+        args.extend(["--tmpfs".into(), "/tmp".into()]);
+    }
+    match own {
+        Some(v) => args.extend(["--setenv".into(), "LD_LIBRARY_PATH".into(), v.into()]),
+        None => args.extend(["--unsetenv".into(), "LD_LIBRARY_PATH".into()]),
+    }
+    args.extend(["--chdir".into(), workdir.into(), "--".into()]);
+    args
+}
+
+/// The launcher's environment: its libraries through the root link.
+pub fn launcher_env(
+    launcher: &crate::toolchain::relocate::Launcher,
+) -> std::collections::BTreeMap<String, String> {
+    let libs: Vec<String> = launcher
+        .library_path
+        .iter()
+        .map(|d| rel(&format!("/{d}")))
+        .collect();
+    std::collections::BTreeMap::from([("LD_LIBRARY_PATH".to_string(), libs.join(":"))])
+}
+
 /// How an action is laid out for a server's workers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Layout {
@@ -51,6 +102,10 @@ pub enum Layout {
     Rooted,
     /// Relative paths only, the toolchain started from the bundle.
     Relocated,
+    /// The rooted action on a worker of the relocated kind that can make
+    /// user namespaces: a launcher shipped with it (bubblewrap) makes the
+    /// input root `/`. For compiles that cannot be relocated.
+    Namespaced,
 }
 
 impl std::fmt::Display for Layout {
@@ -58,6 +113,7 @@ impl std::fmt::Display for Layout {
         f.write_str(match self {
             Layout::Rooted => "rooted",
             Layout::Relocated => "relocated",
+            Layout::Namespaced => "namespaced",
         })
     }
 }

@@ -21,6 +21,7 @@ use crate::toolchain::manifest::{HostDesc, Manifest};
 use crate::toolchain::registry;
 
 /// A toolchain for one action.
+#[derive(Clone)]
 pub enum Tool {
     /// Packaged from this machine's files; they are uploaded as needed.
     Local(Box<Bundle>),

@@ -68,10 +68,36 @@ impl Server {
     /// A server over an existing (or new) state dir, e.g. to restart one.
     /// The caller owns `dir`.
     pub fn start_in(dir: &Path, extra: &[&str]) -> Server {
+        Server::spawn(Command::new(BIN), dir, extra)
+    }
+
+    /// A server whose actions cannot make user namespaces, as on a worker
+    /// where they are not allowed: it runs as root of a user namespace of
+    /// its own that allows no nested one, with every capability dropped.
+    pub fn start_without_namespaces(extra: &[&str]) -> Server {
+        let tmp = tempdir();
+        let mut cmd = Command::new("unshare");
+        cmd.args([
+            "--user",
+            "--map-root-user",
+            "sh",
+            "-c",
+            "echo 0 > /proc/sys/user/max_user_namespaces && exec setpriv --inh-caps=-all --ambient-caps=-all --bounding-set=-all -- \"$@\"",
+            "sh",
+            BIN,
+        ]);
+        let mut s = Server::spawn(cmd, &tmp.path().join("server"), extra);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// `recast serve`, started by `cmd` (the binary, or a program that
+    /// ends by exec'ing it with the arguments it is given).
+    fn spawn(mut cmd: Command, dir: &Path, extra: &[&str]) -> Server {
         std::fs::create_dir_all(dir).unwrap();
         let log = dir.with_extension("log");
         let stderr = std::fs::File::create(&log).unwrap();
-        let mut child = Command::new(BIN)
+        let mut child = cmd
             .args([
                 "serve",
                 "--listen",

@@ -86,7 +86,9 @@ pub struct Options {
 /// execvp does that, inside). The script runs outside the sandbox, so it
 /// may use the host's `/bin/sh` and `/usr/bin/bwrap`; the sandbox itself
 /// holds only the action's directory (read-write, at its own path, so the
-/// outputs land where the worker collects them), `/proc` and `/dev`. No
+/// outputs land where the worker collects them), `/proc`, `/dev` and an
+/// empty `/tmp` (as any container has: bubblewrap, shipped with an
+/// action, makes its namespace's root there). No
 /// `/usr`, `/lib` or `/bin`: a command works only if the input root
 /// brings everything it runs.
 pub const HERMETIC_SCRIPT: &str = r#"#!/bin/sh
@@ -96,7 +98,7 @@ set -eu
 dir=${RECAST_NL_ACTION_DIR:?the worker config must set RECAST_NL_ACTION_DIR to action_directory}
 dir=$(cd "$dir" && pwd -P)
 cwd=$(pwd -P)
-exec /usr/bin/bwrap --unshare-all --die-with-parent \
+exec /usr/bin/bwrap --unshare-all --die-with-parent --tmpfs /tmp \
   --bind "$dir" "$dir" --proc /proc --dev /dev \
   --chdir "$cwd" --unsetenv RECAST_NL_ACTION_DIR -- "$@"
 "#;
