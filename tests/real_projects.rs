@@ -169,11 +169,13 @@ fn recast_workspace(at: &Path) -> PathBuf {
 }
 
 /// `cargo build --release` of `ws`, through recast (the embedded server of
-/// `cache`) or not; the binary it wrote. Through recast, set up as the
+/// `cache`) or not; the binary it wrote, and every crate's rlib and rmeta
+/// (a dependency that expands an upstream crate's macro records what
+/// rustc found of that crate's sources). Through recast, set up as the
 /// README tells users, in one step (`recast setup cargo`): the C that
 /// build scripts compile with the `cc` crate (zstd-sys, ring) goes
 /// through it too.
-fn cargo_release(ws: &Path, cache: Option<&Path>) -> Vec<u8> {
+fn cargo_release(ws: &Path, cache: Option<&Path>) -> BTreeMap<String, Vec<u8>> {
     let mut cmd = Command::new("cargo");
     cmd.args(["build", "--release", "--offline", "--locked", "--quiet"])
         .current_dir(ws);
@@ -202,7 +204,12 @@ fn cargo_release(ws: &Path, cache: Option<&Path>) -> Vec<u8> {
             .env_remove("RECAST_PROJECT_ROOT");
     }
     run_ok(&mut cmd);
-    fs::read(ws.join("target/release/recast")).unwrap()
+    let mut built = files(&ws.join("target/release/deps"), &[".rlib", ".rmeta"]);
+    built.insert(
+        "recast".into(),
+        fs::read(ws.join("target/release/recast")).unwrap(),
+    );
+    built
 }
 
 fn cargo_clean(ws: &Path) {
@@ -227,7 +234,7 @@ fn recast_builds_itself_through_recast_byte_identical_then_all_hits() {
     let t = std::time::Instant::now();
     let wrapped = cargo_release(&ws, Some(&cache));
     let cold_secs = t.elapsed().as_secs_f64();
-    assert!(wrapped == plain, "the binary differs from a plain build's");
+    assert_same("the binary and every crate", &wrapped, &plain);
     let cold = stats(&cache);
     let remote = count(&cold, "remote_executions");
     // Build scripts probe the compiler with crates that may not compile
@@ -253,7 +260,7 @@ fn recast_builds_itself_through_recast_byte_identical_then_all_hits() {
     let t = std::time::Instant::now();
     let again = cargo_release(&ws, Some(&cache));
     let warm_secs = t.elapsed().as_secs_f64();
-    assert!(again == plain, "the binary from the cache differs");
+    assert_same("the binary and every crate, from the cache", &again, &plain);
     let warm = stats(&cache);
     assert_eq!(
         count(&warm, "cache_hits") - count(&cold, "cache_hits"),

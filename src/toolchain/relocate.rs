@@ -311,6 +311,34 @@ fn same_file(a: &str, b: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// bubblewrap as a launcher: its closure with its loader, the binary
+    /// patched to start through `.r-ld`, the libraries as they are.
+    #[test]
+    fn bubblewrap_is_shipped_patched_with_its_closure() {
+        let bwrap = Path::new("/usr/bin/bwrap");
+        if !bwrap.is_file() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let l = launcher(dir.path(), bwrap).unwrap();
+        assert!(l.program.ends_with("bin/bwrap"), "{}", l.program);
+        assert!(l.interpreter.contains("ld-linux"), "{}", l.interpreter);
+        let real = std::fs::canonicalize(bwrap).unwrap();
+        let copy = l.sources.get(&real).expect("bwrap is patched");
+        let bytes = std::fs::read(copy).unwrap();
+        assert_eq!(interp::interp(&bytes), Some(LOADER));
+        assert_eq!(l.files[&real], Digest::of_bytes(&bytes));
+        assert!(
+            l.files
+                .keys()
+                .any(|p| p.to_string_lossy().contains("libc.so")),
+            "{:?}",
+            l.files.keys()
+        );
+        assert_eq!(l.sources.len(), 1, "only the program is patched");
+        assert!(!l.library_path.is_empty());
+    }
+
     /// This machine's shell: an ELF executable with an interpreter.
     fn shell() -> Option<(PathBuf, Digest, String)> {
         let path = std::fs::canonicalize("/bin/sh").ok()?;

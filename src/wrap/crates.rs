@@ -27,6 +27,12 @@ struct Record {
     stamp: Stamp,
     /// The files its compile took with `--extern` (absolute).
     deps: Vec<PathBuf>,
+    /// Its own source files (its dep-info's, absolute): a compile that
+    /// expands one of its macros may read them (rustc looks for an
+    /// upstream crate's sources where its metadata says they are, and what
+    /// it finds changes the metadata it writes).
+    #[serde(default)]
+    sources: Vec<PathBuf>,
 }
 
 fn record_path(cache_dir: &Path, file: &Path) -> PathBuf {
@@ -37,8 +43,8 @@ fn record_path(cache_dir: &Path, file: &Path) -> PathBuf {
 }
 
 /// Records that `outputs` (a crate's rlib, rmeta, dylib) were built from
-/// the crate files `deps`.
-pub fn record(cache_dir: &Path, outputs: &[PathBuf], deps: &[PathBuf]) {
+/// the crate files `deps` and the sources `sources`.
+pub fn record(cache_dir: &Path, outputs: &[PathBuf], deps: &[PathBuf], sources: &[PathBuf]) {
     for out in outputs {
         let Some(stamp) = depcache::stamp(out) else {
             continue;
@@ -46,6 +52,7 @@ pub fn record(cache_dir: &Path, outputs: &[PathBuf], deps: &[PathBuf]) {
         let rec = Record {
             stamp,
             deps: deps.to_vec(),
+            sources: sources.to_vec(),
         };
         depcache::save(cache_dir, &record_path(cache_dir, out), &rec);
     }
@@ -57,18 +64,30 @@ fn is_crate_file(name: &str) -> bool {
         && (name.ends_with(".rlib") || name.ends_with(".rmeta") || name.ends_with(".so"))
 }
 
-/// Every crate file `externs` lead to (themselves included), sorted; and
-/// whether the graph was known throughout. When it was not, every crate
-/// file in `dep_dirs` joins. A link (`rlibs`) needs the rlib of every
-/// crate, where cargo's pipelining recorded only its rmeta; other compiles
-/// take exactly what was recorded, since an rlib may not be written yet.
+/// What a compile loads of the crates it depends on.
+#[derive(Debug, Default)]
+pub struct Closure {
+    /// Every crate file the externs lead to (themselves included), sorted.
+    pub files: Vec<PathBuf>,
+    /// Those crates' own sources that still exist where they were, sorted.
+    pub sources: Vec<PathBuf>,
+    /// Whether the graph was known throughout.
+    pub known: bool,
+}
+
+/// Every crate file `externs` lead to, and those crates' sources. When the
+/// graph is not known, every crate file in `dep_dirs` joins. A link
+/// (`rlibs`) needs the rlib of every crate, where cargo's pipelining
+/// recorded only its rmeta; other compiles take exactly what was
+/// recorded, since an rlib may not be written yet.
 pub fn closure(
     cache_dir: &Path,
     externs: &[PathBuf],
     dep_dirs: &[PathBuf],
     rlibs: bool,
-) -> (Vec<PathBuf>, bool) {
+) -> Closure {
     let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut sources: BTreeSet<PathBuf> = BTreeSet::new();
     let mut queue: VecDeque<PathBuf> = externs.iter().cloned().collect();
     let mut known = true;
     while let Some(f) = queue.pop_front() {
@@ -80,7 +99,10 @@ pub fn closure(
             .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
             .filter(|r| depcache::stamp(&f).is_some_and(|s| s == r.stamp));
         match rec {
-            Some(r) => queue.extend(r.deps),
+            Some(r) => {
+                queue.extend(r.deps);
+                sources.extend(r.sources.into_iter().filter(|s| s.is_file()));
+            }
             None => {
                 tracing::debug!(file = %f.display(), "no crate graph record");
                 known = false;
@@ -107,7 +129,11 @@ pub fn closure(
             }
         }
     }
-    (seen.into_iter().collect(), known)
+    Closure {
+        files: seen.into_iter().collect(),
+        sources: sources.into_iter().collect(),
+        known,
+    }
 }
 
 #[cfg(test)]
@@ -133,17 +159,22 @@ mod tests {
         );
         f("build-script-x");
         use std::slice::from_ref;
-        record(&cache, from_ref(&a), from_ref(&b));
-        record(&cache, from_ref(&b), from_ref(&c));
-        record(&cache, from_ref(&c), &[]);
-        let (got, known) = closure(&cache, from_ref(&a), from_ref(&deps), false);
-        assert!(known);
-        assert_eq!(got, vec![a.clone(), b.clone(), c.clone()]);
+        // b's sources: one still there, one gone since.
+        let src = d.path().join("b.rs");
+        std::fs::write(&src, "macro_rules! m { () => {} }").unwrap();
+        let gone = d.path().join("gone.rs");
+        record(&cache, from_ref(&a), from_ref(&b), &[]);
+        record(&cache, from_ref(&b), from_ref(&c), &[src.clone(), gone]);
+        record(&cache, from_ref(&c), &[], &[]);
+        let got = closure(&cache, from_ref(&a), from_ref(&deps), false);
+        assert!(got.known);
+        assert_eq!(got.files, vec![a.clone(), b.clone(), c.clone()]);
+        assert_eq!(got.sources, vec![src]);
         // c changes: its record no longer holds, so the whole dir ships.
         std::thread::sleep(std::time::Duration::from_millis(10));
         std::fs::write(&c, "changed, longer").unwrap();
-        let (got, known) = closure(&cache, from_ref(&a), from_ref(&deps), false);
-        assert!(!known);
-        assert_eq!(got, vec![a, b, c, other]);
+        let got = closure(&cache, from_ref(&a), from_ref(&deps), false);
+        assert!(!got.known);
+        assert_eq!(got.files, vec![a, b, c, other]);
     }
 }

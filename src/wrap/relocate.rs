@@ -256,6 +256,25 @@ pub fn quote(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// bubblewrap binds the input root as `/` from the working directory,
+    /// hides a /tmp only where the root has none, and gives the command
+    /// its own library path, not the launcher's.
+    #[test]
+    fn a_namespaced_command_binds_the_root_and_keeps_the_commands_environment() {
+        let a = namespace_args("../..", "/p/build", false, None);
+        let at = |flag: &str| a.iter().position(|x| x == flag).unwrap();
+        assert_eq!(a[at("--bind") + 1..at("--bind") + 3], ["../..", "/"]);
+        assert_eq!(a[at("--tmpfs") + 1], "/tmp");
+        assert_eq!(a[at("--unsetenv") + 1], "LD_LIBRARY_PATH");
+        assert_eq!(a[a.len() - 3..], ["--chdir", "/p/build", "--"]);
+        assert!(a.contains(&"--unshare-all".to_string()));
+        let b = namespace_args(".", "/", true, Some("/opt/lib"));
+        assert!(!b.contains(&"--tmpfs".to_string()), "{b:?}");
+        assert!(!b.contains(&"--unsetenv".to_string()), "{b:?}");
+        let set = b.iter().position(|x| x == "--setenv").unwrap();
+        assert_eq!(b[set + 1..set + 3], ["LD_LIBRARY_PATH", "/opt/lib"]);
+    }
+
     #[test]
     fn absolute_paths_are_spelled_through_the_root_link() {
         assert_eq!(rel("/usr/include"), ".r/usr/include");

@@ -189,10 +189,10 @@ impl RustJob {
     }
 
     /// The crate files the compile loads (the `--extern` closure through
-    /// the crate records), never its own outputs.
-    fn crate_files(&self, ctx: &Ctx) -> Vec<PathBuf> {
+    /// the crate records), never its own outputs; and those crates' sources.
+    fn crate_files(&self, ctx: &Ctx) -> (Vec<PathBuf>, Vec<PathBuf>) {
         let r = &self.r;
-        let (files, _known) = crates::closure(
+        let c = crates::closure(
             &ctx.cache_dir,
             &extern_files(&ctx.cwd, r),
             &dependency_dirs(&ctx.cwd, r),
@@ -203,7 +203,13 @@ impl RustJob {
             .iter()
             .map(|o| paths::absolute(&ctx.cwd, &o.path))
             .collect();
-        files.into_iter().filter(|f| !own.contains(f)).collect()
+        if !c.known {
+            tracing::debug!(
+                "the crate graph is not known: every crate file of its directories goes"
+            );
+        }
+        let files = c.files.into_iter().filter(|f| !own.contains(f)).collect();
+        (files, c.sources)
     }
 
     /// With `RECAST_TRIM_PATHS`, the project root, which moves to
@@ -268,6 +274,30 @@ impl RustJob {
         }
     }
 
+    /// The crate's own source files, from the dep-info the compile wrote
+    /// (absolute; libraries left out); none without one.
+    fn sources(&self, ctx: &Ctx) -> Vec<PathBuf> {
+        let Some(dep_info) = &self.r.dep_info else {
+            return Vec::new();
+        };
+        let Ok(text) = std::fs::read_to_string(paths::absolute(&ctx.cwd, dep_info)) else {
+            return Vec::new();
+        };
+        let Ok(deps) = crate::invocation::depfile::parse(&text) else {
+            return Vec::new();
+        };
+        let mut out: Vec<PathBuf> = deps
+            .rules
+            .iter()
+            .flat_map(|r| &r.prereqs)
+            .map(|p| paths::absolute(&ctx.cwd, p))
+            .filter(|p| !is_library(p))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// After a compile here or there: which crate files its libraries were
     /// built from, for the compiles that load them.
     fn record_crates(&self, ctx: &Ctx) {
@@ -278,7 +308,12 @@ impl RustJob {
             .map(|o| paths::absolute(&ctx.cwd, &o.path))
             .filter(|p| is_crate_output(p))
             .collect();
-        crates::record(&ctx.cache_dir, &outputs, &extern_files(&ctx.cwd, &self.r));
+        crates::record(
+            &ctx.cache_dir,
+            &outputs,
+            &extern_files(&ctx.cwd, &self.r),
+            &self.sources(ctx),
+        );
     }
 }
 
@@ -350,11 +385,16 @@ impl Job for RustJob {
 
     fn scan(&self, ctx: &Ctx) -> Result<ScanSpec, Reason> {
         let r = &self.r;
-        let crate_files = self.crate_files(ctx);
+        let (crate_files, upstream) = self.crate_files(ctx);
         let natives = native_libraries(&ctx.cwd, r);
+        // The upstream crates' sources go too: rustc reads those its
+        // dependencies' metadata names (a macro's, expanded here), and
+        // whether it finds them changes the metadata it writes. Unremapped,
+        // they are where they were here.
         let mut extra: Vec<String> = crate_files
             .iter()
             .chain(&natives)
+            .chain(&upstream)
             .map(|p| p.to_string_lossy().into_owned())
             .collect();
         for i in &r.inputs {
