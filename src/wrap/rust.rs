@@ -389,8 +389,26 @@ impl Job for RustJob {
         let natives = native_libraries(&ctx.cwd, r);
         // The upstream crates' sources go too: rustc reads those its
         // dependencies' metadata names (a macro's, expanded here), and
-        // whether it finds them changes the metadata it writes. Unremapped,
-        // they are where they were here.
+        // whether it finds them changes the metadata it writes. A remapped
+        // one it finds nowhere, here or there: with trim-paths every crate
+        // recast compiles is remapped, and the user's remaps (the same
+        // RUSTFLAGS for every crate) remapped those they cover.
+        let remapped: Vec<PathBuf> = r
+            .remote_args
+            .iter()
+            .filter_map(|a| match a {
+                Arg::PrefixMap { old, .. } => Some(paths::absolute(&ctx.cwd, old)),
+                _ => None,
+            })
+            .collect();
+        let upstream: Vec<PathBuf> = if ctx.wrap.trim_paths {
+            Vec::new()
+        } else {
+            upstream
+                .into_iter()
+                .filter(|p| !remapped.iter().any(|old| p.starts_with(old)))
+                .collect()
+        };
         let mut extra: Vec<String> = crate_files
             .iter()
             .chain(&natives)
