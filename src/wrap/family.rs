@@ -69,14 +69,7 @@ pub(crate) static FAMILIES: &[Row] = &[
 
 /// The family whose driver `name` (a file name, no directory) is.
 pub(crate) fn by_name(name: &str) -> Option<&'static Row> {
-    let n = name.strip_suffix(".exe").unwrap_or(name);
-    // A version suffix: `gcc-12`, `clang++-14`, `g++-12.2`, `rustc-1.91`.
-    let base = match n.rfind('-') {
-        Some(i) if n[i + 1..].chars().all(|c| c.is_ascii_digit() || c == '.') => &n[..i],
-        _ => n,
-    };
-    // A cross prefix: `aarch64-linux-gnu-gcc`.
-    let tool = base.rsplit('-').next().unwrap_or(base);
+    let tool = crate::toolchain::family::tool_name(name);
     FAMILIES.iter().find(|row| row.names.contains(&tool))
 }
 
@@ -294,8 +287,13 @@ mod tests {
             ("make", None),
             ("gcc-ar", None),
             ("recast", None),
+            ("gcc.exe", Some("gcc")),
+            ("gcc-", None),
         ] {
             assert_eq!(by_name(n).map(|r| r.name), want, "{n}");
+            // The toolchain layer reads names by the same rule.
+            let family = crate::toolchain::family::Family::of_name(n).map(|f| f.to_string());
+            assert_eq!(family.as_deref(), want, "{n}");
         }
     }
 }

@@ -21,26 +21,10 @@ use super::fs::{ArchiveFs, Node, normalize};
 use crate::toolchain::family::{self, Contents, Family, Identity, ProbeOptions};
 use crate::toolchain::{FileSource, Kind};
 
-/// The family a compiler's file name says, if any: `gcc`, `g++`, `cc`,
-/// `c++` (with a `<triple>-` prefix or `-<ver>` suffix), `clang`,
-/// `clang++`, `rustc`.
+/// The family a compiler's file name says, if it is one an archive's
+/// toolchain is read for (gcc, clang, rustc): [`Family::of_name`].
 pub(super) fn family_of_name(name: &str) -> Option<Family> {
-    let mut n = name;
-    // `-12`, `-14.0`: a version suffix.
-    if let Some((head, tail)) = n.rsplit_once('-')
-        && !tail.is_empty()
-        && tail.chars().all(|c| c.is_ascii_digit() || c == '.')
-    {
-        n = head;
-    }
-    // `x86_64-linux-gnu-gcc` → `gcc`.
-    let base = n.rsplit('-').next().unwrap_or(n);
-    match base {
-        "gcc" | "g++" | "cc" | "c++" => Some(Family::Gcc),
-        "clang" | "clang++" => Some(Family::Clang),
-        "rustc" => Some(Family::Rustc),
-        _ => None,
-    }
+    Family::of_name(name).filter(|f| *f != Family::Zig)
 }
 
 /// `path` with every symlink resolved, or None if it dangles.

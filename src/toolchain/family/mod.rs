@@ -47,6 +47,36 @@ pub enum Family {
 impl Family {
     /// Every family, for messages that list them.
     pub const ALL: [Family; 4] = [Family::Gcc, Family::Clang, Family::Rustc, Family::Zig];
+
+    /// The family a compiler's file name says, if any ([`tool_name`]):
+    /// `cc` and `c++` are gcc's names here; what such a binary really is,
+    /// its probe says.
+    pub fn of_name(name: &str) -> Option<Family> {
+        match tool_name(name) {
+            "gcc" | "g++" | "cc" | "c++" => Some(Family::Gcc),
+            "clang" | "clang++" => Some(Family::Clang),
+            "rustc" => Some(Family::Rustc),
+            "zig" => Some(Family::Zig),
+            _ => None,
+        }
+    }
+}
+
+/// The tool a compiler's file name names: without `.exe`, a version
+/// suffix (`gcc-12`, `clang++-14`, `g++-12.2`) and a cross prefix
+/// (`aarch64-linux-gnu-gcc`). The one rule for the wrapper's table of
+/// families and for compilers found in archives.
+pub fn tool_name(name: &str) -> &str {
+    let n = name.strip_suffix(".exe").unwrap_or(name);
+    let base = match n.rsplit_once('-') {
+        Some((head, tail))
+            if !tail.is_empty() && tail.chars().all(|c| c.is_ascii_digit() || c == '.') =>
+        {
+            head
+        }
+        _ => n,
+    };
+    base.rsplit('-').next().unwrap_or(base)
 }
 
 impl std::fmt::Display for Family {
