@@ -432,6 +432,29 @@ fn a_users_include_directories_keep_their_warnings_when_relocated() {
     assert_eq!(probed_layout(&cache), "Relocated");
 }
 
+/// `rustc src/dir.rs` in `p` (with `CARGO_MANIFEST_DIR` set to it and
+/// `flags`), plain or through recast at `url` with `cache`: the rlib it
+/// wrote anew (a stale one would compare equal).
+fn dir_crate(p: &Path, flags: &[&str], cache: &Path, url: Option<&str>) -> Vec<u8> {
+    let mut cmd = match url {
+        Some(url) => {
+            let mut c = Command::new(BIN);
+            c.arg("rustc");
+            with_recast(&mut c, cache, url);
+            c
+        }
+        None => Command::new("rustc"),
+    };
+    cmd.args(["--crate-type", "lib", "--crate-name", "dir"])
+        .args(flags)
+        .args(["src/dir.rs", "--out-dir", "out"])
+        .env("CARGO_MANIFEST_DIR", p)
+        .current_dir(p);
+    let _ = fs::remove_file(p.join("out/libdir.rlib"));
+    run_ok(&mut cmd);
+    fs::read(p.join("out/libdir.rlib")).unwrap()
+}
+
 /// rustc without remaps records this machine's paths, so it cannot run
 /// from a plain directory: on a worker that can make user namespaces it
 /// runs rooted in one, which bubblewrap (shipped with the action) makes —
@@ -447,31 +470,7 @@ fn rustc_without_remapped_paths_runs_rooted_in_a_namespace_or_here_when_workers_
         "pub const DIR: &str = env!(\"CARGO_MANIFEST_DIR\");\npub fn here() -> &'static str { file!() }\n",
     )
     .unwrap();
-    let rustc = |cache: &Path, url: Option<&str>| {
-        let args = [
-            "--crate-type",
-            "lib",
-            "--crate-name",
-            "dir",
-            "-g",
-            "src/dir.rs",
-            "--out-dir",
-            "out",
-        ];
-        let mut cmd = match url {
-            Some(url) => {
-                let mut c = Command::new(BIN);
-                c.arg("rustc");
-                with_recast(&mut c, cache, url);
-                c
-            }
-            None => Command::new("rustc"),
-        };
-        cmd.args(args).env("CARGO_MANIFEST_DIR", &p).current_dir(&p);
-        let _ = fs::remove_file(p.join("out/libdir.rlib"));
-        run_ok(&mut cmd);
-        fs::read(p.join("out/libdir.rlib")).unwrap()
-    };
+    let rustc = |cache: &Path, url: Option<&str>| dir_crate(&p, &["-g"], cache, url);
     let want = rustc(Path::new("/nonexistent"), None);
 
     let server = Server::start_with(&["--sandbox", "none"]);
@@ -528,32 +527,8 @@ fn a_relocated_output_naming_its_directory_runs_here_then_in_a_namespace_or_here
         "pub const DIR: &str = env!(\"CARGO_MANIFEST_DIR\");\n",
     )
     .unwrap();
-    let rustc = |cache: &Path, url: Option<&str>| {
-        let args = [
-            "--crate-type".to_string(),
-            "lib".into(),
-            "--crate-name".into(),
-            "dir".into(),
-            "src/dir.rs".into(),
-            "--out-dir".into(),
-            "out".into(),
-            format!("--remap-path-prefix={}=/p", p.display()),
-        ];
-        let mut cmd = match url {
-            Some(url) => {
-                let mut c = Command::new(BIN);
-                c.arg("rustc");
-                with_recast(&mut c, cache, url);
-                c
-            }
-            None => Command::new("rustc"),
-        };
-        cmd.args(args).env("CARGO_MANIFEST_DIR", &p).current_dir(&p);
-        // The compile must write it anew: a stale one would compare equal.
-        let _ = fs::remove_file(p.join("out/libdir.rlib"));
-        run_ok(&mut cmd);
-        fs::read(p.join("out/libdir.rlib")).unwrap()
-    };
+    let remap = format!("--remap-path-prefix={}=/p", p.display());
+    let rustc = |cache: &Path, url: Option<&str>| dir_crate(&p, &[&remap], cache, url);
     let want = rustc(Path::new("/nonexistent"), None);
     for (server, namespaces) in [
         (Server::start_with(&["--sandbox", "none"]), true),

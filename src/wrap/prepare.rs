@@ -221,12 +221,10 @@ fn namespaced_command(
         own.as_deref(),
     ));
     wrapped.extend(arguments);
-    let libs: Vec<String> = m
-        .library_path
-        .iter()
-        .map(|d| relocate::rel(&format!("/{d}")))
-        .collect();
-    env.insert("LD_LIBRARY_PATH".into(), libs.join(":"));
+    env.insert(
+        "LD_LIBRARY_PATH".into(),
+        relocate::launcher_libraries(&m.library_path),
+    );
     (wrapped, env)
 }
 

@@ -417,7 +417,10 @@ fn namespace_action(
         "--verify".into(),
         format!("/{PROBE_DIR}/probe"),
     ]);
-    let env = super::relocate::launcher_env(launcher);
+    let env = std::collections::BTreeMap::from([(
+        "LD_LIBRARY_PATH".to_string(),
+        super::relocate::launcher_libraries(&launcher.library_path),
+    )]);
     prepared(entries, blobs, arguments, env, platform, features)
 }
 

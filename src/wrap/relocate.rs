@@ -82,16 +82,11 @@ pub fn namespace_args(up: &str, workdir: &str, has_tmp: bool, own: Option<&str>)
     args
 }
 
-/// The launcher's environment: its libraries through the root link.
-pub fn launcher_env(
-    launcher: &crate::toolchain::relocate::Launcher,
-) -> std::collections::BTreeMap<String, String> {
-    let libs: Vec<String> = launcher
-        .library_path
-        .iter()
-        .map(|d| rel(&format!("/{d}")))
-        .collect();
-    std::collections::BTreeMap::from([("LD_LIBRARY_PATH".to_string(), libs.join(":"))])
+/// A launcher's `LD_LIBRARY_PATH`: its library directories (tree paths)
+/// through the root link.
+pub fn launcher_libraries(dirs: &[String]) -> String {
+    let libs: Vec<String> = dirs.iter().map(|d| rel(&format!("/{d}"))).collect();
+    libs.join(":")
 }
 
 /// How an action is laid out for a server's workers.
