@@ -22,6 +22,7 @@
 //! input root, and creating output directories.
 
 use super::Arg;
+use crate::toolchain::family::Family;
 
 #[path = "gcc_table.rs"]
 mod table;
@@ -30,13 +31,6 @@ mod table;
 mod tests;
 
 use table::{Class, Hit, Role, Why, debug_level, language_class, suffix_class};
-
-/// Which driver's rules apply; g++ and clang++ are the same families.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CFamily {
-    Gcc,
-    Clang,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputKind {
@@ -71,7 +65,7 @@ pub enum PrefixMapKind {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CCompile {
-    pub family: CFamily,
+    pub family: Family,
     /// The source as given (relative to the cwd, or absolute).
     pub source: String,
     /// `-x LANG` in effect for the source, if any.
@@ -212,8 +206,10 @@ impl Local {
 }
 
 /// Parses `args` (argv\[0\] excluded, `@file`s expanded) for the driver
-/// `argv0` of `family`. `argv0` only matters when it is a `cpp`.
-pub fn parse(argv0: &str, args: &[String], family: CFamily) -> Result<CCompile, Local> {
+/// `argv0` of `family`: gcc's rules where gcc's and clang's drivers
+/// differ for [`Family::Gcc`], clang's otherwise (`zig cc` is clang's
+/// driver). `argv0` only matters when it is a `cpp`.
+pub fn parse(argv0: &str, args: &[String], family: Family) -> Result<CCompile, Local> {
     if is_preprocessor_driver(argv0) {
         return Err(Local::PreprocessOnly);
     }
@@ -267,7 +263,7 @@ struct Value<'a> {
 
 /// What the arguments said so far.
 struct Parser<'a> {
-    family: CFamily,
+    family: Family,
     remote: Vec<Arg>,
     scan: Vec<Arg>,
     language: Option<&'a str>,
@@ -291,7 +287,7 @@ struct Parser<'a> {
 }
 
 impl<'a> Parser<'a> {
-    fn new(family: CFamily) -> Self {
+    fn new(family: Family) -> Self {
         Parser {
             family,
             remote: Vec::new(),
@@ -649,11 +645,11 @@ impl<'a> Parser<'a> {
         // names it after the source, in the cwd.
         let dwo = match (family, kind) {
             _ if !self.split_dwarf => None,
-            (CFamily::Gcc, OutputKind::Object) => Some(replace_suffix(&output, "dwo")),
-            (CFamily::Gcc, OutputKind::Assembly) => None,
-            (CFamily::Clang, _) if !self.debug_info => None,
-            (CFamily::Clang, OutputKind::Object) => Some(replace_suffix(&output, "dwo")),
-            (CFamily::Clang, OutputKind::Assembly) => Some(format!("{stem}.dwo")),
+            (Family::Gcc, OutputKind::Object) => Some(replace_suffix(&output, "dwo")),
+            (Family::Gcc, OutputKind::Assembly) => None,
+            _ if !self.debug_info => None,
+            (_, OutputKind::Object) => Some(replace_suffix(&output, "dwo")),
+            (_, OutputKind::Assembly) => Some(format!("{stem}.dwo")),
         };
         Ok(CCompile {
             family,
@@ -703,8 +699,8 @@ impl<'a> Parser<'a> {
                 (sys, path, from_o)
             }
             (None, Some((sys, file))) => match self.family {
-                CFamily::Gcc => (sys, file.to_string(), format!("{stem}.o")),
-                CFamily::Clang => (sys, file.to_string(), from_o),
+                Family::Gcc => (sys, file.to_string(), format!("{stem}.o")),
+                _ => (sys, file.to_string(), from_o),
             },
         };
         let dep = DepOutput {

@@ -12,7 +12,7 @@ fn argv(line: &str) -> Vec<String> {
     line.split_whitespace().map(String::from).collect()
 }
 
-fn parse_line(line: &str, family: CFamily) -> Result<CCompile, Local> {
+fn parse_line(line: &str, family: Family) -> Result<CCompile, Local> {
     parse("cc", &argv(line), family)
 }
 
@@ -309,8 +309,8 @@ fn flag_table_rows_mean_what_they_say() {
     let mut failures = Vec::new();
     for (line, want) in TABLE {
         let (family, line) = match line.strip_prefix("@clang ") {
-            Some(rest) => (CFamily::Clang, rest),
-            None => (CFamily::Gcc, *line),
+            Some(rest) => (Family::Clang, rest),
+            None => (Family::Gcc, *line),
         };
         let got = parse_line(line, family);
         for check in want.split_whitespace() {
@@ -336,12 +336,12 @@ fn tuning_for_this_machines_cpu_runs_here() {
     for flag in ["-march=native", "-mcpu=native", "-mtune=native"] {
         let line = format!("-O2 {flag} -c a.c");
         assert_eq!(
-            parse_line(&line, CFamily::Gcc),
+            parse_line(&line, Family::Gcc),
             Err(Local::NativeCpu(flag.into())),
             "{line}"
         );
     }
-    assert!(parse_line("-O2 -march=x86-64-v3 -c a.c", CFamily::Gcc).is_ok());
+    assert!(parse_line("-O2 -march=x86-64-v3 -c a.c", Family::Gcc).is_ok());
 }
 
 #[test]
@@ -403,8 +403,8 @@ fn remote_args_rendered_unchanged_are_the_original_minus_dep_flags() {
     let mut checked = 0;
     for (line, _) in TABLE {
         let (family, line) = match line.strip_prefix("@clang ") {
-            Some(rest) => (CFamily::Clang, rest),
-            None => (CFamily::Gcc, *line),
+            Some(rest) => (Family::Clang, rest),
+            None => (Family::Gcc, *line),
         };
         let Ok(c) = parse_line(line, family) else {
             continue;
@@ -425,7 +425,7 @@ fn remote_args_rendered_unchanged_are_the_original_minus_dep_flags() {
 fn scan_args_drop_the_compile_mode_output_and_split_dwarf() {
     let c = parse_line(
         "-MD -g -gsplit-dwarf -Iinc -c src/a.c -o build/a.o -DX",
-        CFamily::Gcc,
+        Family::Gcc,
     )
     .unwrap();
     let identity = |p: &str| p.to_string();
@@ -440,7 +440,7 @@ fn every_path_is_marked() {
     let line = "-Iinc -isystem /sys -include pre.h --sysroot=/sr -specs=s.specs \
                 -fplugin=./p.so -fprofile-use=prof.gcda -fdebug-prefix-map=/old=new \
                 -B tools -c src/a.c -o build/a.o -DX=1 -O2";
-    let c = parse_line(line, CFamily::Gcc).unwrap();
+    let c = parse_line(line, Family::Gcc).unwrap();
     let mapped = render_all(&c.remote_args, &|p: &str| format!("<{p}>"));
     assert_eq!(
         mapped,
@@ -458,19 +458,19 @@ fn every_path_is_marked() {
 fn cpp_driver_is_preprocessing() {
     let args = argv("-c a.c");
     assert_eq!(
-        parse("/usr/bin/cpp", &args, CFamily::Gcc),
+        parse("/usr/bin/cpp", &args, Family::Gcc),
         Err(Local::PreprocessOnly)
     );
     assert_eq!(
-        parse("x86_64-linux-gnu-cpp-12", &args, CFamily::Gcc),
+        parse("x86_64-linux-gnu-cpp-12", &args, Family::Gcc),
         Err(Local::PreprocessOnly)
     );
-    assert!(parse("/usr/bin/gcc-12", &args, CFamily::Gcc).is_ok());
+    assert!(parse("/usr/bin/gcc-12", &args, Family::Gcc).is_ok());
 }
 
 #[test]
 fn dep_targets_keep_kind_and_order() {
-    let c = parse_line("-MMD -MT raw$x -MQ quoted -c a.c", CFamily::Gcc).unwrap();
+    let c = parse_line("-MMD -MT raw$x -MQ quoted -c a.c", Family::Gcc).unwrap();
     let d = c.depfile.unwrap();
     assert_eq!(
         d.targets,
@@ -542,7 +542,7 @@ fn run(dir: &Path, cc: &str, args: &[String]) {
     );
 }
 
-fn check_equivalence(cc: &str, family: CFamily) {
+fn check_equivalence(cc: &str, family: Family) {
     let source = "#include \"h.h\"\n#include <stddef.h>\nint x = H;\n";
     for args in equivalence_cases() {
         let dir = tempfile::tempdir().unwrap();
@@ -615,13 +615,13 @@ fn have(cc: &str) -> bool {
 #[test]
 fn scan_writes_the_same_depfile_as_gcc() {
     if have("gcc") {
-        check_equivalence("gcc", CFamily::Gcc);
+        check_equivalence("gcc", Family::Gcc);
     }
 }
 
 #[test]
 fn scan_writes_the_same_depfile_as_clang() {
     if have("/usr/bin/clang") {
-        check_equivalence("/usr/bin/clang", CFamily::Clang);
+        check_equivalence("/usr/bin/clang", Family::Clang);
     }
 }

@@ -181,3 +181,128 @@ fn recognise(fs: &dyn FileSource, path: &Path, req: &Request) -> Option<Bundle> 
         sources: BTreeMap::new(),
     })
 }
+
+/// What [`family`] remembers of one compiler: the real file its path
+/// led to, that file's stat, and the decision.
+#[derive(Serialize, Deserialize)]
+struct Decided {
+    real: PathBuf,
+    stamp: Stamp,
+    family: Option<family::Family>,
+}
+
+/// The family of the compiler at `compiler` (absolute) whose name says
+/// `named`: [`family::decide`], with the compiler's `--version` answer
+/// asked once per real file and stat and remembered in
+/// `<cache>/families.json` (`cache`: usually `<cache dir>/toolchains`).
+/// A file that cannot be stated, or a record that cannot be saved, costs
+/// only the question.
+pub fn family(cache: &Path, compiler: &Path, named: family::Named) -> Option<family::Family> {
+    let family::Named::Ask(_) = named else {
+        return family::decide(compiler, named, || None);
+    };
+    let ask = || {
+        family::run(compiler, &["--version".to_string()])
+            .ok()
+            .map(|out| format!("{}{}", out.stdout, out.stderr))
+    };
+    let real = std::fs::canonicalize(compiler).ok();
+    let stamp = real
+        .as_deref()
+        .and_then(|r| HostFs.symlink_metadata(r).ok())
+        .map(|m| Stamp::of(&m));
+    let (Some(real), Some(stamp)) = (real, stamp) else {
+        return family::decide(compiler, named, ask);
+    };
+    let path = cache.join("families.json");
+    let mut known: BTreeMap<PathBuf, Decided> = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    if let Some(d) = known.get(compiler)
+        && d.real == real
+        && d.stamp == stamp
+        && stamp.mtime_ns != 0
+    {
+        return d.family;
+    }
+    let decided = family::decide(compiler, named, ask);
+    known.insert(
+        compiler.to_path_buf(),
+        Decided {
+            real,
+            stamp,
+            family: decided,
+        },
+    );
+    match serde_json::to_vec(&known) {
+        Ok(bytes) => {
+            if let Err(e) = write_private(&path, &bytes, false) {
+                tracing::warn!("cannot save {}: {e}", path.display());
+            }
+        }
+        Err(e) => tracing::warn!("cannot encode the compiler families: {e}"),
+    }
+    decided
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use family::{Family, Named};
+
+    /// The real compiler `name` on PATH, or None after saying why.
+    fn on_path(name: &str) -> Option<PathBuf> {
+        let found = std::env::var_os("PATH").and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        });
+        if found.is_none() {
+            assert!(
+                !std::env::var("RECAST_REQUIRE_PEERS").is_ok_and(|v| v == "1"),
+                "{name} not on PATH (RECAST_REQUIRE_PEERS=1)"
+            );
+            eprintln!("skipping: {name} not on PATH");
+        }
+        found
+    }
+
+    #[test]
+    fn a_cc_is_what_its_binary_answers_and_a_switched_link_is_decided_again() {
+        let (Some(gcc), Some(clang)) = (on_path("gcc"), on_path("clang")) else {
+            return;
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = tmp.path().join("toolchains");
+        let cc = tmp.path().join("cc");
+        let ask = Named::Ask(Family::Gcc);
+        std::os::unix::fs::symlink(&clang, &cc).unwrap();
+        assert_eq!(family(&cache, &cc, ask), Some(Family::Clang));
+        let saved = std::fs::read_to_string(cache.join("families.json")).unwrap();
+        assert!(saved.contains("\"clang\""), "{saved}");
+        // Remembered: the same answer without asking again.
+        assert_eq!(family(&cache, &cc, ask), Some(Family::Clang));
+        // `update-alternatives` points `cc` elsewhere: decided again.
+        std::fs::remove_file(&cc).unwrap();
+        std::os::unix::fs::symlink(&gcc, &cc).unwrap();
+        assert_eq!(family(&cache, &cc, ask), Some(Family::Gcc));
+        // Not a compiler recast knows: decided as none, and remembered so.
+        let sh = tmp.path().join("c++");
+        std::os::unix::fs::symlink("/bin/true", &sh).unwrap();
+        assert_eq!(family(&cache, &sh, ask), None);
+        let saved = std::fs::read_to_string(cache.join("families.json")).unwrap();
+        assert!(saved.contains("c++"), "{saved}");
+        // A sure name needs no question and writes nothing new.
+        let before = std::fs::read(cache.join("families.json")).unwrap();
+        assert_eq!(
+            family(
+                &cache,
+                Path::new("/nonexistent/clang"),
+                Named::Sure(Family::Clang)
+            ),
+            Some(Family::Clang)
+        );
+        assert_eq!(std::fs::read(cache.join("families.json")).unwrap(), before);
+    }
+}

@@ -22,7 +22,7 @@ use super::prepare;
 use super::relocate;
 use super::tool::Tool;
 use super::{Ctx, Invocation};
-use crate::invocation::gcc::{self, CCompile, CFamily, PrefixMapKind};
+use crate::invocation::gcc::{self, CCompile, PrefixMapKind};
 use crate::invocation::{Arg, args, render_all};
 use crate::toolchain::family::Family;
 
@@ -59,8 +59,9 @@ const ZIG_DEPFILE: &str = ".recast-zig.d";
 
 /// The C family's drivers.
 pub(crate) enum Driver {
-    /// gcc or clang, invoked as themselves.
-    Plain(CFamily),
+    /// gcc or clang, invoked as themselves: the invocation's family
+    /// says whose rules apply.
+    Plain,
     /// `zig cc` / `zig c++`: clang's rules after the subcommand.
     Zig,
 }
@@ -68,10 +69,10 @@ pub(crate) enum Driver {
 impl family::Driver for Driver {
     fn parse(&self, ctx: &Ctx, inv: &Invocation) -> Result<Box<dyn Job>, Reason> {
         let raw = utf8_args(inv)?;
-        let (lead, rest, cfamily) = match self {
-            Driver::Plain(f) => (None, &raw[..], *f),
+        let (lead, rest) = match self {
+            Driver::Plain => (None, &raw[..]),
             Driver::Zig => match raw.first().map(String::as_str) {
-                Some(sub @ ("cc" | "c++")) => (Some(sub.to_string()), &raw[1..], CFamily::Clang),
+                Some(sub @ ("cc" | "c++")) => (Some(sub.to_string()), &raw[1..]),
                 _ => return Err(Reason::NotACompile),
             },
         };
@@ -81,11 +82,11 @@ impl family::Driver for Driver {
                 tracing::debug!("response file: {e}");
                 Reason::ResponseFile
             })?;
-        let c = gcc::parse(&inv.argv0.to_string_lossy(), &expanded, cfamily).map_err(|l| {
+        let c = gcc::parse(&inv.argv0.to_string_lossy(), &expanded, inv.family).map_err(|l| {
             tracing::debug!("local: {l}");
             Reason::Parsed(l.as_str())
         })?;
-        let zig = matches!(self, Driver::Zig);
+        let zig = inv.family == Family::Zig;
         // Without -target, zig compiles for this machine: its CPU and its
         // C library, found by running this machine's `cc`.
         if zig && c.target.as_deref().is_none_or(|t| t == "native") {
@@ -99,7 +100,7 @@ impl family::Driver for Driver {
         let env = names
             .filter_map(|k| ctx.var(k).map(|v| (k.to_string(), v.to_string())))
             .collect();
-        Ok(Box::new(CcJob { c, lead, env, zig }))
+        Ok(Box::new(CcJob { c, lead, env }))
     }
 }
 
@@ -117,10 +118,14 @@ struct CcJob {
     /// zig's subcommand (`cc`, `c++`), first on every command line.
     lead: Option<String>,
     env: Vec<(String, String)>,
-    zig: bool,
 }
 
 impl CcJob {
+    /// `zig cc` or `zig c++`.
+    fn zig(&self) -> bool {
+        self.c.family == Family::Zig
+    }
+
     /// `lead` then `args`.
     fn led(&self, args: Vec<String>) -> Vec<String> {
         self.lead.iter().cloned().chain(args).collect()
@@ -134,15 +139,15 @@ impl CcJob {
         });
         match (chose, self.c.family) {
             (true, _) => None,
-            (false, CFamily::Gcc) => Some("-fdiagnostics-color=always"),
-            (false, CFamily::Clang) => Some("-fcolor-diagnostics"),
+            (false, Family::Gcc) => Some("-fdiagnostics-color=always"),
+            (false, _) => Some("-fcolor-diagnostics"),
         }
     }
 }
 
 impl Job for CcJob {
     fn kind(&self) -> &'static str {
-        if self.zig { "zig-cc" } else { "cc" }
+        if self.zig() { "zig-cc" } else { "cc" }
     }
 
     fn env(&self) -> &[(String, String)] {
@@ -216,7 +221,7 @@ impl Job for CcJob {
         // depfile (it skips its `ld.lld -r` pass), so the remote compile
         // asks for one too, into the working directory; the user's depfile
         // is still the scan's, and this one is not an output.
-        if self.zig && c.depfile.is_some() {
+        if self.zig() && c.depfile.is_some() {
             args.extend(["-MD", "-MF", ZIG_DEPFILE].map(Arg::plain));
         }
         args.extend(self.color_flag().map(Arg::plain));
@@ -234,7 +239,7 @@ impl Job for CcJob {
                 (k.clone(), v)
             })
             .collect();
-        if self.zig {
+        if self.zig() {
             for var in ["ZIG_GLOBAL_CACHE_DIR", "ZIG_LOCAL_CACHE_DIR"] {
                 env.push((var.into(), EnvValue::Plain(ZIG_CACHE.into())));
             }
@@ -258,18 +263,16 @@ impl Job for CcJob {
     }
 
     fn relocation(&self, site: &RelocationSite<'_>) -> Result<Relocation, Reason> {
-        if self.zig {
-            return self.relocation_zig(site);
-        }
-        if matches!(site.tools[0], Tool::Registry { .. }) {
+        if self.c.family != Family::Zig && matches!(site.tools[0], Tool::Registry { .. }) {
             // Its answers (exec prefix, include directories) would be this
             // machine's compiler's, not the workers'.
             return Err(Reason::RelocatedRegistryToolchain);
         }
-        match site.tools[0].manifest().identity.family {
+        match self.c.family {
             Family::Gcc => self.relocation_gcc(site),
             Family::Clang => self.relocation_clang(site),
-            _ => Err(Reason::NotRelocatable),
+            Family::Zig => self.relocation_zig(site),
+            Family::Rustc => Err(Reason::NotRelocatable),
         }
     }
 
@@ -456,7 +459,7 @@ impl CcJob {
             .next()
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let mapped = if identity.family == Family::Clang && major < 17 {
+        let mapped = if self.c.family == Family::Clang && major < 17 {
             remap_greatest(&user, &remote_cwd)
         } else {
             remap_last(&user, &remote_cwd)

@@ -10,13 +10,13 @@
 //!   name on `PATH` runs, recast itself skipped.
 //! - Anything else is a recast subcommand, for clap.
 //!
-//! Which names are compilers is the family table's business
-//! (`family::FAMILIES`). Pure apart from [`resolve`], which searches `PATH`.
+//! Which names are compilers' is `toolchain::family::Family::named`'s
+//! business. Pure apart from [`resolve`], which searches `PATH`.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use super::family::{self, Row};
+use crate::toolchain::family::{Family, Named};
 
 /// A compiler invocation to wrap.
 #[derive(Clone, Debug)]
@@ -26,14 +26,17 @@ pub struct Invocation {
     /// `argv[0]` for the compiler: the name it was invoked by.
     pub argv0: OsString,
     pub args: Vec<OsString>,
-    /// Its family (`family::FAMILIES`).
-    pub(crate) family: &'static Row,
+    /// What its name says of its family.
+    pub(crate) named: Named,
+    /// Its family: what the name says until `wrap::main` has decided
+    /// (`toolchain::local::family`).
+    pub(crate) family: Family,
 }
 
 /// Whether `name` (a file name, no directory) names a compiler recast
 /// wraps.
 pub fn is_compiler(name: &str) -> bool {
-    family::by_name(name).is_some()
+    Family::named(name).is_some()
 }
 
 /// What recast's command line asks for.

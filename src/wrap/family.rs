@@ -1,15 +1,18 @@
-//! The compiler families the wrapper knows, one row each, and the seams
-//! through which a family joins the one pipeline (`pipeline`).
+//! The seams through which a compiler family joins the one pipeline
+//! (`pipeline`), and each family's driver.
 //!
 //! A family supplies what differs between compilers and nothing else:
-//! - a [`Driver`]: which names are its drivers, and how a command line
-//!   becomes a [`Job`] (its parser, in `crate::invocation`);
+//! - a [`Driver`]: how a command line becomes a [`Job`] (its parser, in
+//!   `crate::invocation`);
 //! - per job: the environment it observes, the toolchains it needs (whose
 //!   probe lives in `crate::toolchain::family`), its dependency scan
 //!   ([`ScanSpec`]), its action ([`ActionSpec`]), and what happens once
 //!   outputs land or a local run ends.
 //!
-//! Adding a family is one row in [`FAMILIES`], a parser, a probe, and a
+//! What a compiler is, `crate::toolchain::family` decides (its `Family`,
+//! from the file name where that is proof, else from what the compiler
+//! answers); everything here follows from that value. Adding a family is
+//! a `Family` variant, its arm in [`driver`], a parser, a probe, and a
 //! driver module beside `cc` and `rust`.
 
 use std::collections::BTreeMap;
@@ -25,52 +28,16 @@ use super::tool::Tool;
 use super::{Ctx, Invocation, cc, rust};
 use crate::cas::tree::Entry;
 use crate::invocation::Arg;
-use crate::invocation::gcc::CFamily;
+use crate::toolchain::family::Family;
 
-/// One compiler family.
-pub(crate) struct Row {
-    /// How logs and errors name it.
-    pub name: &'static str,
-    /// Driver names (a file name without version suffix or cross prefix:
-    /// `aarch64-linux-gnu-gcc-12` is `gcc`).
-    pub names: &'static [&'static str],
-    pub driver: &'static dyn Driver,
-}
-
-impl std::fmt::Debug for Row {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name)
+/// The driver of a family's compiles: one arm per family, so a family
+/// added to `Family` does not compile until it has one.
+pub(crate) fn driver(family: Family) -> &'static dyn Driver {
+    match family {
+        Family::Gcc | Family::Clang => &cc::Driver::Plain,
+        Family::Zig => &cc::Driver::Zig,
+        Family::Rustc => &rust::Driver,
     }
-}
-
-/// Every family, first match wins.
-pub(crate) static FAMILIES: &[Row] = &[
-    Row {
-        name: "gcc",
-        names: &["gcc", "g++", "cc", "c++"],
-        driver: &cc::Driver::Plain(CFamily::Gcc),
-    },
-    Row {
-        name: "clang",
-        names: &["clang", "clang++"],
-        driver: &cc::Driver::Plain(CFamily::Clang),
-    },
-    Row {
-        name: "zig",
-        names: &["zig"],
-        driver: &cc::Driver::Zig,
-    },
-    Row {
-        name: "rustc",
-        names: &["rustc"],
-        driver: &rust::Driver,
-    },
-];
-
-/// The family whose driver `name` (a file name, no directory) is.
-pub(crate) fn by_name(name: &str) -> Option<&'static Row> {
-    let tool = crate::toolchain::family::tool_name(name);
-    FAMILIES.iter().find(|row| row.names.contains(&tool))
 }
 
 pub(crate) use super::why::Reason;
@@ -261,39 +228,5 @@ pub(crate) trait Job: Send + Sync {
         _event: &'a mut Event,
     ) -> BoxFuture<'a, ()> {
         Box::pin(async {})
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn driver_names_find_their_family() {
-        for (n, want) in [
-            ("gcc", Some("gcc")),
-            ("g++-12", Some("gcc")),
-            ("cc", Some("gcc")),
-            ("c++", Some("gcc")),
-            ("aarch64-linux-gnu-gcc", Some("gcc")),
-            ("x86_64-linux-gnu-g++-12", Some("gcc")),
-            ("clang", Some("clang")),
-            ("clang++-14", Some("clang")),
-            ("zig", Some("zig")),
-            ("rustc", Some("rustc")),
-            ("rustc-1.91", Some("rustc")),
-            ("rustdoc", None),
-            ("ld", None),
-            ("make", None),
-            ("gcc-ar", None),
-            ("recast", None),
-            ("gcc.exe", Some("gcc")),
-            ("gcc-", None),
-        ] {
-            assert_eq!(by_name(n).map(|r| r.name), want, "{n}");
-            // The toolchain layer reads names by the same rule.
-            let family = crate::toolchain::family::Family::of_name(n).map(|f| f.to_string());
-            assert_eq!(family.as_deref(), want, "{n}");
-        }
     }
 }

@@ -59,6 +59,7 @@ use std::time::Instant;
 
 use crate::config::{self, Env, Mode, PlatformConfig, RemoteArgs, RemoteConfig, WrapConfig};
 use crate::remote::Client;
+use crate::toolchain::family::Family;
 
 pub use entry::{Detected, Invocation};
 use stats::Event;
@@ -191,7 +192,7 @@ pub fn main(argv: Vec<OsString>, name: OsString, args_from: usize) -> ExitCode {
         .map(|p| std::env::split_paths(p).collect())
         .unwrap_or_default();
     let here = cwd.as_deref().unwrap_or(Path::new("/"));
-    let Some(inv) = invocation(here, &path, argv, name, args_from) else {
+    let Some(mut inv) = invocation(here, &path, argv, name, args_from) else {
         return ExitCode::from(127);
     };
     let (wrap, remote, platform, cache_dir) = match settings(&env) {
@@ -220,6 +221,18 @@ pub fn main(argv: Vec<OsString>, name: OsString, args_from: usize) -> ExitCode {
     let Ok(cwd) = cwd else {
         return local::exec(&inv);
     };
+    // What the compiler is, decided once; every step follows from it.
+    match crate::toolchain::local::family(&cache_dir.join("toolchains"), &inv.compiler, inv.named) {
+        Some(f) => inv.family = f,
+        None => {
+            tracing::info!(
+                "{} answers as no compiler recast knows; compiling locally",
+                inv.compiler.display()
+            );
+            record(&cache_dir, &inv, Event::local(why::Reason::UnknownCompiler));
+            return local::exec(&inv);
+        }
+    }
     let ctx = Ctx {
         env,
         wrap,
@@ -265,7 +278,7 @@ pub fn main(argv: Vec<OsString>, name: OsString, args_from: usize) -> ExitCode {
 /// Records `event`, labelled with the family of the compiler `inv` runs.
 fn record(cache_dir: &Path, inv: &Invocation, event: Event) {
     let event = Event {
-        family: Some(inv.family.name.to_string()),
+        family: Some(inv.family.to_string()),
         ..event
     };
     stats::record(cache_dir, &event);
@@ -295,13 +308,15 @@ fn invocation(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     };
-    // The name it was given decides (`cc` may be clang); else the file's.
-    let family = family::by_name(&file_name(Path::new(&name)))
-        .or_else(|| family::by_name(&file_name(&compiler)))?;
+    // The name it was given speaks first (`cc` may be clang); else the
+    // file's.
+    let named = Family::named(&file_name(Path::new(&name)))
+        .or_else(|| Family::named(&file_name(&compiler)))?;
     Some(Invocation {
         compiler,
         argv0: name,
         args: argv[from..].to_vec(),
-        family,
+        named,
+        family: named.family(),
     })
 }

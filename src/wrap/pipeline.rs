@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 use super::color;
 use super::depcache::{self, Mark};
-use super::family::{Job, Reason, Scanned, ToolRequest};
+use super::family::{self, Job, Reason, Scanned, ToolRequest};
 use super::prepare::{self, Move};
 use super::relocate::Layout;
 use super::remote::{self, Failure, Prepared};
@@ -35,7 +35,7 @@ use crate::toolchain::local::{self as toolchain_local, Request};
 
 /// Runs `inv` through the pipeline to its end: replayed, or run here.
 pub async fn run(ctx: &Ctx, inv: &Invocation) -> Ending {
-    let job = match inv.family.driver.parse(ctx, inv) {
+    let job = match family::driver(inv.family).parse(ctx, inv) {
         Ok(j) => j,
         Err(reason) => {
             tracing::debug!("local: {reason}");
@@ -303,6 +303,15 @@ pub async fn plan(
 ) -> Result<Planned, Flow> {
     let requests = job.toolchains(ctx, inv).map_err(Flow::local)?;
     let (mut tools, toolchain_root) = toolchains(ctx, &requests).await?;
+    let probed = tools[0].manifest().identity.family;
+    if probed != inv.family {
+        tracing::info!(
+            "{} was decided {} but its toolchain probes as {probed}",
+            inv.compiler.display(),
+            inv.family
+        );
+        return Err(Flow::local(Reason::FamilyChanged));
+    }
     let foreign = matches!(tools[0], Tool::Registry { .. });
     job.placed(foreign).map_err(Flow::local)?;
     let platform = ctx.platform_of(&tools[0]).map_err(|e| {

@@ -149,7 +149,7 @@ fn key(
     root: Option<&Path>,
 ) -> Digest {
     let mut parts: Vec<Vec<u8>> = vec![
-        inv.family.name.as_bytes().to_vec(),
+        inv.family.to_string().into_bytes(),
         toolchain_root.to_string().into_bytes(),
         inv.compiler.as_os_str().as_encoded_bytes().to_vec(),
         inv.argv0.as_encoded_bytes().to_vec(),

@@ -19,7 +19,7 @@ const FILE: &str = "stats.jsonl";
 /// How one wrapped compile went.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
-    /// The compiler's family (`family::FAMILIES`: gcc, clang, zig, rustc).
+    /// The compiler's family, as decided (`toolchain::local::family`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
     /// Ran on the server (not answered from the cache).

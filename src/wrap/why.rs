@@ -61,6 +61,12 @@ pub enum Reason {
     CacheMiss,
     /// `RECAST_MODE=local`.
     ModeLocal,
+    /// A compiler's name that others take too (`cc`), whose binary
+    /// answers as no family recast knows.
+    UnknownCompiler,
+    /// The toolchain's probe found another family than the one decided
+    /// for the compile (a file changed between the two).
+    FamilyChanged,
 }
 
 impl Reason {
@@ -90,6 +96,8 @@ impl Reason {
             Reason::NoToolchainForWorkers => "no_toolchain_for_workers",
             Reason::CacheMiss => "cache_miss",
             Reason::ModeLocal => "mode_local",
+            Reason::UnknownCompiler => "unknown_compiler",
+            Reason::FamilyChanged => "family_changed",
         }
     }
 }

@@ -49,16 +49,57 @@ impl Family {
     pub const ALL: [Family; 4] = [Family::Gcc, Family::Clang, Family::Rustc, Family::Zig];
 
     /// The family a compiler's file name says, if any ([`tool_name`]):
-    /// `cc` and `c++` are gcc's names here; what such a binary really is,
-    /// its probe says.
+    /// [`Named::family`] of [`Family::named`].
     pub fn of_name(name: &str) -> Option<Family> {
-        match tool_name(name) {
-            "gcc" | "g++" | "cc" | "c++" => Some(Family::Gcc),
-            "clang" | "clang++" => Some(Family::Clang),
-            "rustc" => Some(Family::Rustc),
-            "zig" => Some(Family::Zig),
-            _ => None,
+        Family::named(name).map(|n| n.family())
+    }
+
+    /// What a compiler's file name says of its family ([`tool_name`]);
+    /// `None`: not a compiler's name.
+    pub fn named(name: &str) -> Option<Named> {
+        Some(match tool_name(name) {
+            "gcc" | "g++" | "cc" | "c++" => Named::Ask(Family::Gcc),
+            "clang" | "clang++" => Named::Sure(Family::Clang),
+            "rustc" => Named::Sure(Family::Rustc),
+            "zig" => Named::Sure(Family::Zig),
+            _ => return None,
+        })
+    }
+}
+
+/// What a compiler's file name says of its family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Named {
+    /// Only this family's compilers take this name (`clang`, `rustc`).
+    Sure(Family),
+    /// Usually this family's, but other compilers take the name too:
+    /// `cc` and `c++` are clang on FreeBSD and macOS, and so is macOS's
+    /// `gcc`. What the binary answers decides ([`decide`]).
+    Ask(Family),
+}
+
+impl Named {
+    /// The family the name suggests.
+    pub fn family(self) -> Family {
+        match self {
+            Named::Sure(f) | Named::Ask(f) => f,
         }
+    }
+}
+
+/// What a compiler is: the one decision, for the wrapper and the probe
+/// alike. A name that is sure decides; otherwise `version` (the
+/// compiler's `--version` output, asked only then) does, through
+/// [`detect`]. `None`: not a compiler recast knows; it runs as it would
+/// without recast.
+pub fn decide(
+    compiler: &Path,
+    named: Named,
+    version: impl FnOnce() -> Option<String>,
+) -> Option<Family> {
+    match named {
+        Named::Sure(f) => Some(f),
+        Named::Ask(_) => detect(compiler, &version()?),
     }
 }
 

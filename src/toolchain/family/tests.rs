@@ -569,3 +569,51 @@ fn rustc_from_a_hand_made_sysroot() {
     let err = rustc_from_sysroot(&fs, &s, id, &ProbeOptions::default()).unwrap_err();
     assert!(err.to_string().contains("librustc_driver"), "{err}");
 }
+
+#[test]
+fn a_compilers_name_says_its_family_or_asks_the_binary() {
+    use Named::{Ask, Sure};
+    for (n, want) in [
+        ("gcc", Some(Ask(Family::Gcc))),
+        ("g++-12", Some(Ask(Family::Gcc))),
+        ("cc", Some(Ask(Family::Gcc))),
+        ("c++", Some(Ask(Family::Gcc))),
+        ("aarch64-linux-gnu-gcc", Some(Ask(Family::Gcc))),
+        ("x86_64-linux-gnu-g++-12", Some(Ask(Family::Gcc))),
+        ("gcc.exe", Some(Ask(Family::Gcc))),
+        ("clang", Some(Sure(Family::Clang))),
+        ("clang++-14", Some(Sure(Family::Clang))),
+        ("zig", Some(Sure(Family::Zig))),
+        ("rustc", Some(Sure(Family::Rustc))),
+        ("rustc-1.91", Some(Sure(Family::Rustc))),
+        ("rustdoc", None),
+        ("ld", None),
+        ("make", None),
+        ("gcc-ar", None),
+        ("recast", None),
+        ("gcc-", None),
+    ] {
+        assert_eq!(Family::named(n), want, "{n}");
+        assert_eq!(Family::of_name(n), want.map(Named::family), "{n}");
+    }
+}
+
+#[test]
+fn a_name_others_take_is_decided_by_what_the_binary_answers() {
+    let cc = Path::new("/usr/bin/cc");
+    let apple = "Apple clang version 15.0.0 (clang-1500.3.9.4)\nTarget: arm64-apple-darwin23.4.0\nThread model: posix\n";
+    let gcc = "cc (Debian 12.2.0-14) 12.2.0\nCopyright (C) 2022 Free Software Foundation, Inc.\nThis is free software; see the source for copying conditions.  There is NO\n";
+    let tcc = "tcc version 0.9.27 (x86_64 Linux)\n";
+    let ask = Named::Ask(Family::Gcc);
+    assert_eq!(decide(cc, ask, || Some(apple.into())), Some(Family::Clang));
+    assert_eq!(decide(cc, ask, || Some(gcc.into())), Some(Family::Gcc));
+    assert_eq!(decide(cc, ask, || Some(tcc.into())), None);
+    // A compiler that cannot be asked is none recast knows.
+    assert_eq!(decide(cc, ask, || None), None);
+    // A sure name is never asked.
+    let sure = Named::Sure(Family::Clang);
+    assert_eq!(
+        decide(Path::new("/usr/bin/clang"), sure, || panic!("asked")),
+        Some(Family::Clang)
+    );
+}
