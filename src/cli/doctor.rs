@@ -461,7 +461,7 @@ async fn test_action(
     report: &mut Report,
 ) {
     let start = Instant::now();
-    match crate::wrap::probe::probe_here(client, resolved.platform.pairs(), features).await {
+    match crate::wrap::workers_layout(client, resolved.platform.pairs(), features).await {
         Ok(Some(layout)) => {
             report.ok(&format!(
                 "test action ran on a worker matching {} in {} ms",
@@ -469,7 +469,7 @@ async fn test_action(
                 start.elapsed().as_millis()
             ));
             report.ok(&format!("layout: {layout} ({})", layout_why(layout)));
-            if layout == crate::wrap::relocate::Layout::Relocated {
+            if layout == crate::wrap::Layout::Relocated {
                 namespaces(client, resolved, features, report).await;
             }
         }
@@ -582,7 +582,7 @@ async fn namespaces(client: &Client, resolved: &Resolved, features: Features, re
     let cache = crate::session::cache_dir(&crate::config::Env::from_process());
     let answer = match cache {
         Ok(dir) => {
-            crate::wrap::probe::namespaces_here(&dir, client, resolved.platform.pairs(), features)
+            crate::wrap::workers_make_namespaces(&dir, client, resolved.platform.pairs(), features)
                 .await
         }
         Err(e) => Err(format!("{e:#}")),
@@ -602,17 +602,17 @@ async fn namespaces(client: &Client, resolved: &Resolved, features: Features, re
 }
 
 /// What a layout means for compiles, for the report.
-fn layout_why(layout: crate::wrap::relocate::Layout) -> &'static str {
+fn layout_why(layout: crate::wrap::Layout) -> &'static str {
     match layout {
-        crate::wrap::relocate::Layout::Rooted => {
+        crate::wrap::Layout::Rooted => {
             "its workers run actions with the input root as `/`: compiles keep this machine's paths"
         }
-        crate::wrap::relocate::Layout::Namespaced => {
+        crate::wrap::Layout::Namespaced => {
             "its workers run actions in a plain directory and make user namespaces: compiles \
              that cannot run from a plain directory run there rooted, in a namespace bubblewrap \
              (shipped with the action) makes"
         }
-        crate::wrap::relocate::Layout::Relocated => {
+        crate::wrap::Layout::Relocated => {
             "its workers run actions in a plain directory: compiles run from the shipped toolchain \
              through relative paths; rustc compiles run there when --remap-path-prefix (or \
              RECAST_TRIM_PATHS=1) covers what they record"

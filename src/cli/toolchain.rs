@@ -514,7 +514,7 @@ async fn relocated_too(
                 let compiler = Path::new("/").join(&manifest.entry);
                 let family = manifest.identity.family;
                 let gcc_exec_prefix = (family == Family::Gcc)
-                    .then(|| gcc_exec_prefix(&compiler))
+                    .then(|| ask_exec_prefix(&compiler))
                     .flatten();
                 let zig_lib_dir = (family == Family::Zig)
                     .then(|| zig_lib_dir(&compiler))
@@ -550,13 +550,13 @@ async fn relocated_too(
 
 /// gcc's exec prefix (`-print-search-dirs`' install dir less its machine
 /// and version: `/usr/lib/gcc/`).
-fn gcc_exec_prefix(gcc: &Path) -> Option<String> {
+fn ask_exec_prefix(gcc: &Path) -> Option<String> {
     let out = std::process::Command::new(gcc)
         .arg("-print-search-dirs")
         .env("LC_ALL", "C")
         .output()
         .ok()?;
-    crate::toolchain::relocate::gcc_exec_prefix(&String::from_utf8_lossy(&out.stdout))
+    crate::toolchain::family::parse_exec_prefix(&String::from_utf8_lossy(&out.stdout))
 }
 
 /// zig's library directory (`zig env`, run from `/` so that it is

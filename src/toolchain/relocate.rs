@@ -1,5 +1,5 @@
 //! A toolchain made to run from a plain directory (the wrapper's
-//! relocated layout, `wrap::relocate`): every ELF executable's interpreter
+//! relocated layout, `wrap::layout`): every ELF executable's interpreter
 //! rewritten to [`LOADER`] (`interp`), a name the action's working
 //! directory links to the bundle's loader, and the closure of the shell
 //! that launches it added. Patched copies are made once per file and kept
@@ -20,17 +20,6 @@ use crate::cas::Digest;
 /// the kernel resolves against the working directory of the process that
 /// execs it.
 pub const LOADER: &str = ".r-ld";
-
-/// gcc's exec prefix from its `-print-search-dirs`: the `install:`
-/// directory without its `<machine>/<version>/` (`/usr/lib/gcc/`).
-pub fn gcc_exec_prefix(search_dirs: &str) -> Option<String> {
-    let install = search_dirs
-        .lines()
-        .find_map(|l| l.strip_prefix("install:"))?
-        .trim();
-    let prefix = Path::new(install).parent()?.parent()?;
-    Some(format!("{}/", prefix.display()))
-}
 
 /// What is known of one file of a toolchain: its patched copy and the
 /// loader it named, or that it needs none.

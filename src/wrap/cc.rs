@@ -17,14 +17,14 @@ use super::family::{
     self, ActionSpec, EnvValue, ExposureSpec, Job, Reason, Relocation, RelocationSite, ScanSpec,
     Scanned, ToolRequest,
 };
-use super::paths::{self, Exposure};
+use super::layout;
+use super::placement::{self, Exposure};
 use super::prepare;
-use super::relocate;
 use super::tool::Tool;
 use super::{Ctx, Invocation};
 use crate::invocation::gcc::{self, CCompile, PrefixMapKind};
 use crate::invocation::{Arg, args, render_all};
-use crate::toolchain::family::Family;
+use crate::toolchain::family::{Family, parse_exec_prefix};
 
 /// Environment variables that change what gcc or clang read or write;
 /// they join the dependency key and the remote Command.
@@ -197,7 +197,7 @@ impl Job for CcJob {
             .map(|p| p.to_string_lossy().into_owned())
             .collect();
         for e in &c.extra_inputs {
-            if !paths::opened(&ctx.cwd, e).is_file() {
+            if !placement::opened(&ctx.cwd, e).is_file() {
                 return Err(Reason::ExtraInputNotAFile);
             }
             extra.push(e.clone());
@@ -249,7 +249,7 @@ impl Job for CcJob {
         let mut dirs: Vec<PathBuf> = c
             .include_dirs
             .iter()
-            .map(|d| paths::opened(cwd, d))
+            .map(|d| placement::opened(cwd, d))
             .collect();
         dirs.push(cwd.clone());
         Ok(ActionSpec {
@@ -280,7 +280,7 @@ impl Job for CcJob {
         let (Some(dep), Some(text)) = (&self.c.depfile, depfile) else {
             return Ok(());
         };
-        let path = paths::absolute(&ctx.cwd, &dep.path);
+        let path = placement::absolute(&ctx.cwd, &dep.path);
         crate::fsutil::write_atomic(&path, text.as_bytes())
             .map_err(|e| format!("writing {}: {e}", path.display()))
     }
@@ -303,20 +303,20 @@ impl CcJob {
             return Err(Reason::NotRelocatable);
         }
         let root = site.tools[0].manifest().root;
-        let exec_prefix = relocate::ask(
+        let exec_prefix = layout::ask(
             site.ctx,
             &site.inv.compiler,
             &root,
             "exec-prefix",
             &["-print-search-dirs".into()],
-            relocate::gcc_exec_prefix,
+            |t| parse_exec_prefix(t).map(|p| vec![p]),
         )?;
         let mut r = Relocation::default();
         r.lead.push("-no-canonical-prefixes".into());
         r.lead.extend(self.relocated_maps(site));
         if !self.plain_flag("-nostdinc") {
             r.lead.push("-nostdinc".into());
-            let dirs = relocate::ask(
+            let dirs = layout::ask(
                 site.ctx,
                 &site.inv.compiler,
                 &root,
@@ -329,17 +329,17 @@ impl CcJob {
             let own = self.own_include_dirs(site);
             for d in dirs
                 .into_iter()
-                .filter(|d| !own.contains(&paths::normalize(Path::new(d))))
+                .filter(|d| !own.contains(&placement::normalize(Path::new(d))))
                 .map(canonical_if_shorter)
             {
                 r.tail.push("-isystem".into());
-                r.tail.push(relocate::rel(&site.map.arg(&d)));
+                r.tail.push(layout::rel(&site.map.arg(&d)));
             }
         }
         let exec_prefix = exec_prefix.first().ok_or(Reason::NotRelocatable)?;
         r.env.push((
             "GCC_EXEC_PREFIX".into(),
-            relocate::rel(&site.map.arg(exec_prefix)),
+            layout::rel(&site.map.arg(exec_prefix)),
         ));
         Ok(r)
     }
@@ -350,7 +350,7 @@ impl CcJob {
     /// for several that match: its version's).
     fn relocation_clang(&self, site: &RelocationSite<'_>) -> Result<Relocation, Reason> {
         let root = site.tools[0].manifest().root;
-        let resource = relocate::ask(
+        let resource = layout::ask(
             site.ctx,
             &site.inv.compiler,
             &root,
@@ -362,13 +362,13 @@ impl CcJob {
         let mut r = Relocation::default();
         r.lead.push("-no-canonical-prefixes".into());
         r.lead.push("-resource-dir".into());
-        r.lead.push(relocate::rel(&site.map.arg(resource)));
+        r.lead.push(layout::rel(&site.map.arg(resource)));
         if self.c.sysroot.is_none() {
-            r.lead.push(format!("--sysroot={}", relocate::ROOT));
+            r.lead.push(format!("--sysroot={}", layout::ROOT));
         }
         // The GCC installation clang takes libstdc++ and crt files from,
         // spelled as clang found it here (`/usr/bin/../lib/gcc/…`).
-        let gcc = relocate::ask(
+        let gcc = layout::ask(
             site.ctx,
             &site.inv.compiler,
             &root,
@@ -379,7 +379,7 @@ impl CcJob {
         if let Some(prefix) = gcc.first() {
             r.lead.push(format!(
                 "--gcc-toolchain={}",
-                relocate::rel(&site.map.arg(prefix))
+                layout::rel(&site.map.arg(prefix))
             ));
         }
         r.lead.extend(self.relocated_maps(site));
@@ -403,7 +403,7 @@ impl CcJob {
         let lib_dir = match site.tools[0] {
             Tool::Local(_) => {
                 let root = site.tools[0].manifest().root;
-                let said = relocate::ask(
+                let said = layout::ask(
                     site.ctx,
                     &site.inv.compiler,
                     &root,
@@ -415,7 +415,7 @@ impl CcJob {
                     },
                 )?;
                 let said = said.first().ok_or(Reason::NotRelocatable)?;
-                paths::absolute(site.cwd, said)
+                placement::absolute(site.cwd, said)
                     .to_string_lossy()
                     .into_owned()
             }
@@ -430,12 +430,12 @@ impl CcJob {
         r.tail.extend(self.relocated_maps(site));
         r.tail.push(format!(
             "-ffile-prefix-map={}/{}/=/",
-            relocate::PROC_CWD,
-            relocate::ROOT
+            layout::PROC_CWD,
+            layout::ROOT
         ));
         r.env.push((
             "ZIG_LIB_DIR".into(),
-            relocate::proc_abs(&site.map.arg(&lib_dir)),
+            layout::proc_abs(&site.map.arg(&lib_dir)),
         ));
         Ok(r)
     }
@@ -465,8 +465,8 @@ impl CcJob {
             remap_last(&user, &remote_cwd)
         };
         vec![
-            format!("-fdebug-prefix-map={}={mapped}", relocate::PROC_CWD),
-            format!("-ffile-prefix-map={}/=/", relocate::ROOT),
+            format!("-fdebug-prefix-map={}={mapped}", layout::PROC_CWD),
+            format!("-ffile-prefix-map={}/=/", layout::ROOT),
         ]
     }
 
@@ -483,7 +483,7 @@ impl CcJob {
             .iter()
             .map(String::as_str)
             .chain(listed)
-            .map(|d| paths::absolute(site.cwd, d))
+            .map(|d| placement::absolute(site.cwd, d))
             .collect()
     }
 
@@ -520,7 +520,7 @@ impl CcJob {
     /// What the compile shows of where it runs: debug info records the
     /// working directory and the files read, unless a debug or file prefix
     /// map rewrites them; paths in arguments, the scan and `CPATH`-style
-    /// variables decide the rest (`paths::PathMap::choose`).
+    /// variables decide the rest (`placement::PathMap::choose`).
     fn exposure(&self, scanned: &Scanned) -> Exposure {
         let c = &self.c;
         let mut paths: Vec<String> = Vec::new();

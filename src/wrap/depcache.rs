@@ -97,7 +97,7 @@ pub struct Fast {
     pub outputs: Vec<String>,
     /// Where they land here (`None`: beside the working directory).
     #[serde(default)]
-    pub landing: Option<super::remote::Landing>,
+    pub landing: Option<super::on_server::Landing>,
     /// The files the compile reads (as the scan found them).
     pub files: Vec<Seen>,
     /// The compiler and the toolchain's programs (cc1, as, …): a changed
@@ -142,7 +142,7 @@ pub fn store_fast(cache_dir: &Path, key: &Digest, fast: &Fast) {
 #[derive(Clone, Copy, Debug)]
 pub enum Mark {
     /// It sees where it runs: its project root never moves again (see
-    /// `paths`).
+    /// `placement`).
     Located,
     /// Its outputs name the relocated working directory: it runs here on
     /// servers that get the relocated layout.

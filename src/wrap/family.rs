@@ -22,7 +22,7 @@ use futures::future::BoxFuture;
 
 use super::color::ColorPolicy;
 use super::depcache::Seen;
-use super::paths::Exposure;
+use super::placement::Exposure;
 use super::stats::Event;
 use super::tool::Tool;
 use super::{Ctx, Invocation, cc, rust};
@@ -105,7 +105,7 @@ pub(crate) enum EnvValue {
     PathList(String),
 }
 
-/// How a job's command runs in the relocated layout (`relocate`), beyond
+/// How a job's command runs in the relocated layout (`layout`), beyond
 /// what every job gets: its paths through the root link, the launcher,
 /// the toolchains' `PATH` and libraries.
 #[derive(Debug, Default)]
@@ -126,7 +126,7 @@ pub(crate) struct RelocationSite<'a> {
     /// The local working directory (normalized).
     pub cwd: &'a std::path::Path,
     /// Where local paths sit in the input root.
-    pub map: &'a super::paths::PathMap,
+    pub map: &'a super::placement::PathMap,
     pub tools: &'a [Tool],
     pub scanned: &'a Scanned,
     pub ctx: &'a Ctx,
@@ -156,7 +156,7 @@ pub(crate) struct ActionSpec {
     pub when_moved: Vec<String>,
 }
 
-/// How the project root may move (see `paths`).
+/// How the project root may move (see `placement`).
 #[derive(Debug, Default)]
 pub(crate) enum ExposureSpec {
     /// It never moves.

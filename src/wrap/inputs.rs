@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::depcache::Seen;
-use super::paths::{MAPPED_ROOT, PathMap};
+use super::placement::{MAPPED_ROOT, PathMap};
 use super::tool::Tool;
 use crate::cas::Digest;
 use crate::cas::tree::{self, Entry, MerkleTree, Node};

@@ -19,15 +19,18 @@
 //! recast): why a compile ran locally is logged at `RECAST_LOG=info`, and
 //! warnings go to `<cache dir>/warnings.log` (`log`).
 //!
-//! Submodules: `entry` (argv → compiler), `family` (the table and the
-//! seams), `pipeline` (the steps every family shares), `cc` (gcc, clang,
-//! zig cc) and `rust` (rustc, with `crates` and `twin`), `scan` (the
-//! dependency scan) and `depcache` (its results, revalidated by stat),
-//! `prepare` (the action), `inputs` and `paths` (the input root and the
-//! project-root move), `tool` (this machine's toolchain or the
-//! registry's), `probe` (does the server chroot?), `remote` (one action
-//! on the server, and its outputs), `color`, `local` (running the compiler
-//! here), `log`, `stats`.
+//! Submodules: `entry` (argv → compiler), `family` (the seams, and each
+//! family's driver), `pipeline` (the steps every family shares), `cc`
+//! (gcc, clang, zig cc) and `rust` (rustc, with `crates` and `twin`),
+//! `scan` (the dependency scan) and `depcache` (its results, revalidated
+//! by stat), `prepare` (the action), `inputs` and `placement` (the input
+//! root and the project-root move), `tool` (this machine's toolchain or
+//! the registry's), `workers` (which layout the server's workers need),
+//! `layout` (the layouts' spellings), `on_server` (one action on the
+//! server, and its outputs), `color`, `process` (running the compiler
+//! here), `log`, `stats`. Names here say their floor: the server's client
+//! is `crate::remote`, the toolchain's relocated copies
+//! `crate::toolchain::relocate`, its probe `crate::toolchain::family`.
 
 mod cc;
 mod color;
@@ -36,14 +39,13 @@ mod depcache;
 pub mod entry;
 mod family;
 mod inputs;
-mod local;
+mod layout;
 pub mod log;
-pub mod paths;
+mod on_server;
 mod pipeline;
+mod placement;
 mod prepare;
-pub mod probe;
-pub mod relocate;
-mod remote;
+mod process;
 mod rust;
 mod scan;
 pub mod stats;
@@ -51,6 +53,7 @@ mod tool;
 mod twin;
 pub mod upload;
 mod why;
+mod workers;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -62,8 +65,32 @@ use crate::remote::Client;
 use crate::toolchain::family::Family;
 
 pub use entry::{Detected, Invocation};
+pub use layout::Layout;
+pub(crate) use on_server::Failure;
 use stats::Event;
 pub(crate) use why::Cause;
+
+/// The layout `client`'s workers for `platform` need, asked now with this
+/// machine's loader (for `recast doctor`); `None`: no worker answered in
+/// a second.
+pub async fn workers_layout(
+    client: &Client,
+    platform: &[(String, String)],
+    features: crate::action::Features,
+) -> Result<Option<Layout>, Failure> {
+    workers::probe_here(client, platform, features).await
+}
+
+/// Whether `client`'s plain-directory workers for `platform` make user
+/// namespaces, asked now (for `recast doctor`); `Err` says why not.
+pub async fn workers_make_namespaces(
+    cache_dir: &Path,
+    client: &Client,
+    platform: &[(String, String)],
+    features: crate::action::Features,
+) -> Result<(), String> {
+    workers::namespaces_here(cache_dir, client, platform, features).await
+}
 
 /// How a wrapped compile's remote side ends.
 pub(crate) enum Flow {
@@ -85,7 +112,7 @@ pub(crate) enum Flow {
         event: Event,
     },
     /// A moved compile's outputs named the moved project root: it must
-    /// run again where the project is (`paths`).
+    /// run again where the project is (`placement`).
     Location,
 }
 
@@ -161,7 +188,7 @@ impl Ctx {
     pub fn project_root(&self) -> Option<PathBuf> {
         match &self.wrap.project_root {
             Some(set) => set.clone(),
-            None => paths::find_project_root(&self.cwd, &|p| p.exists()),
+            None => placement::find_project_root(&self.cwd, &|p| p.exists()),
         }
     }
 }
@@ -200,7 +227,7 @@ pub fn main(argv: Vec<OsString>, name: OsString, args_from: usize) -> ExitCode {
         // written to: the compile runs here, and `recast doctor` says why.
         Ok(s) if let Err(e) = crate::fsutil::ensure_private_dir(&s.3) => {
             tracing::warn!("{e}; compiling locally");
-            return local::exec(&inv);
+            return process::exec(&inv);
         }
         Ok(s) => s,
         Err(e) => {
@@ -211,15 +238,15 @@ pub fn main(argv: Vec<OsString>, name: OsString, args_from: usize) -> ExitCode {
                 Ok(dir) => log::warn(&dir, &msg),
                 Err(_) => tracing::warn!("{msg}"),
             }
-            return local::exec(&inv);
+            return process::exec(&inv);
         }
     };
     if wrap.mode == Mode::Local {
         record(&cache_dir, &inv, Event::local(why::Reason::ModeLocal));
-        return local::exec(&inv);
+        return process::exec(&inv);
     }
     let Ok(cwd) = cwd else {
-        return local::exec(&inv);
+        return process::exec(&inv);
     };
     // What the compiler is, decided once; every step follows from it.
     match crate::toolchain::local::family(&cache_dir.join("toolchains"), &inv.compiler, inv.named) {
@@ -230,7 +257,7 @@ pub fn main(argv: Vec<OsString>, name: OsString, args_from: usize) -> ExitCode {
                 inv.compiler.display()
             );
             record(&cache_dir, &inv, Event::local(why::Reason::UnknownCompiler));
-            return local::exec(&inv);
+            return process::exec(&inv);
         }
     }
     let ctx = Ctx {
@@ -251,7 +278,7 @@ pub fn main(argv: Vec<OsString>, name: OsString, args_from: usize) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             tracing::info!("cannot start the async runtime: {e}");
-            return local::exec(&inv);
+            return process::exec(&inv);
         }
     };
     tracing::debug!(elapsed = ?ctx.started.elapsed(), "runtime");
@@ -266,11 +293,11 @@ pub fn main(argv: Vec<OsString>, name: OsString, args_from: usize) -> ExitCode {
             event,
         } => {
             record(&ctx.cache_dir, &inv, event);
-            local::replay(&stdout, &stderr, code)
+            process::replay(&stdout, &stderr, code)
         }
         pipeline::Ending::Exec(event) => {
             record(&ctx.cache_dir, &inv, event);
-            local::exec(&inv)
+            process::exec(&inv)
         }
     }
 }

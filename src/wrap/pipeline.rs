@@ -19,13 +19,13 @@ use std::path::PathBuf;
 use super::color;
 use super::depcache::{self, Mark};
 use super::family::{self, Job, Reason, Scanned, ToolRequest};
+use super::layout::Layout;
+use super::on_server::{self, Failure, Prepared};
 use super::prepare::{self, Move};
-use super::relocate::Layout;
-use super::remote::{self, Failure, Prepared};
 use super::stats::Event;
 use super::tool::{self, Tool};
 use super::why::Cause;
-use super::{Ctx, Flow, Invocation, local, probe, scan};
+use super::{Ctx, Flow, Invocation, process, scan, workers};
 use crate::action::Features;
 use crate::cas::Digest;
 use crate::config::Mode;
@@ -158,7 +158,7 @@ async fn local_end(ctx: &Ctx, inv: &Invocation, job: &dyn Job, mut event: Event)
 
 /// Runs the compile here and waits; after a success the job's records.
 async fn here(ctx: &Ctx, inv: &Invocation, job: &dyn Job, event: &mut Event) -> i32 {
-    let code = local::run(inv, &job.local_args(ctx));
+    let code = process::run(inv, &job.local_args(ctx));
     if code == 0 {
         job.after_local(ctx, inv, event).await;
     }
@@ -173,7 +173,7 @@ async fn here_captured(
     job: &dyn Job,
     event: &mut Event,
 ) -> (i32, Vec<u8>, Vec<u8>) {
-    let (code, stdout, stderr) = local::run_captured(inv, &job.captured_args(ctx));
+    let (code, stdout, stderr) = process::run_captured(inv, &job.captured_args(ctx));
     if code == 0 {
         job.after_local(ctx, inv, event).await;
     }
@@ -488,7 +488,7 @@ async fn scan_inputs(
     }
 }
 
-/// The toolchains made to run from a plain directory (`relocate`);
+/// The toolchains made to run from a plain directory (`toolchain::relocate`);
 /// `Err`: they cannot be (a registry's, or no launcher here).
 async fn relocated(ctx: &Ctx, client: &Client, tools: &[Tool]) -> Result<Vec<Tool>, Reason> {
     // One `.r-ld` link serves every program of the action.
@@ -505,7 +505,7 @@ async fn relocated(ctx: &Ctx, client: &Client, tools: &[Tool]) -> Result<Vec<Too
                 continue;
             }
         };
-        let shell = std::path::Path::new(super::relocate::SHELL);
+        let shell = std::path::Path::new(super::layout::SHELL);
         match crate::toolchain::relocate::relocate(&ctx.cache_dir, bundle, shell) {
             Ok(b) => out.push(Tool::Local(Box::new(b))),
             Err(e) => {
@@ -520,7 +520,7 @@ async fn relocated(ctx: &Ctx, client: &Client, tools: &[Tool]) -> Result<Vec<Too
 /// The launcher for a namespaced action over `tools` (this machine's: a
 /// registry toolchain's files may not agree with the launcher's), when
 /// this machine has bubblewrap and the server's workers can start it in a
-/// user namespace ([`probe::namespaces`]).
+/// user namespace ([`workers::namespaces`]).
 async fn namespaced(
     ctx: &Ctx,
     client: &Client,
@@ -531,7 +531,7 @@ async fn namespaced(
     if tools.iter().any(|t| t.bundle().is_none()) {
         return None;
     }
-    let bwrap = std::path::Path::new(super::relocate::BWRAP);
+    let bwrap = std::path::Path::new(super::layout::BWRAP);
     let cache = ctx.cache_dir.clone();
     let launcher =
         tokio::task::spawn_blocking(move || crate::toolchain::relocate::launcher(&cache, bwrap))
@@ -539,7 +539,7 @@ async fn namespaced(
             .ok()?
             .map_err(|e| tracing::info!("no launcher for namespaced actions: {e}"))
             .ok()?;
-    if !probe::namespaces(&ctx.cache_dir, client, &launcher, platform, features).await {
+    if !workers::namespaces(&ctx.cache_dir, client, &launcher, platform, features).await {
         return None;
     }
     let bundle = launcher
@@ -625,7 +625,7 @@ async fn package_with(ctx: &Ctx, r: &ToolRequest, targets: Vec<String>) -> anyho
 }
 
 /// The server, ready for this toolchain: connected, its features known,
-/// and the layout its workers need (`probe`: rooted where they make the
+/// and the layout its workers need (`workers`: rooted where they make the
 /// input root `/`, relocated elsewhere). `Err` is the flow to take instead.
 pub async fn server(
     ctx: &Ctx,
@@ -651,14 +651,14 @@ pub async fn server(
                 format!("{} offers no execution", client.url()),
             ));
         }
-        return match probe::layout(&ctx.cache_dir, &client, tool, platform, features).await {
+        return match workers::layout(&ctx.cache_dir, &client, tool, platform, features).await {
             Ok(layout) => Ok((client, features, layout)),
             Err(f) => Err(Flow::fallback(f.cause, f.message)),
         };
     }
     // Cache-only: no worker runs anything; the layout a probe found
     // before keeps the keys those of the server's remote compiles.
-    let layout = probe::known_layout(&ctx.cache_dir, &client, platform).unwrap_or(Layout::Rooted);
+    let layout = workers::known_layout(&ctx.cache_dir, &client, platform).unwrap_or(Layout::Rooted);
     Ok((client, features, layout))
 }
 
@@ -696,14 +696,14 @@ async fn fast_hit(ctx: &Ctx, job: &dyn Job, key: &Digest) -> Option<Flow> {
     };
     let landing = match &fast.landing {
         Some(l) => l.clone(),
-        None => remote::Landing::beside(&ctx.cwd, &fast.outputs),
+        None => on_server::Landing::beside(&ctx.cwd, &fast.outputs),
     };
-    let f = match remote::lookup_digest(
+    let f = match on_server::lookup_digest(
         client,
         &fast.action,
         &fast.outputs,
         &landing,
-        remote::Ask::Both,
+        on_server::Ask::Both,
     )
     .await
     {
@@ -727,7 +727,7 @@ async fn fast_hit(ctx: &Ctx, job: &dyn Job, key: &Digest) -> Option<Flow> {
 }
 
 /// A result from the action cache, its outputs in place.
-fn hit(ctx: &Ctx, f: remote::Finished) -> Flow {
+fn hit(ctx: &Ctx, f: on_server::Finished) -> Flow {
     Flow::Done {
         stdout: f.stdout,
         stderr: f.stderr,
@@ -793,10 +793,10 @@ async fn cached(
     job: &dyn Job,
     p: &Planned,
     key: &Digest,
-    ask: remote::Ask,
+    ask: on_server::Ask,
 ) -> Option<Flow> {
     for action in p.actions() {
-        match remote::lookup(&p.client, action, ask).await {
+        match on_server::lookup(&p.client, action, ask).await {
             Ok(Some(f)) if f.code == 0 => {
                 if let Err(e) = landed_as(ctx, job, p, action, key) {
                     return Some(Flow::fallback(Cause::LocalIo, e));
@@ -821,14 +821,14 @@ async fn execute(ctx: &Ctx, job: &dyn Job, p: &Planned, key: &Digest) -> Flow {
     // compile's own key.
     let looked_up = p.rooted_form.is_some();
     let ask = if looked_up {
-        remote::Ask::Both
+        on_server::Ask::Both
     } else {
-        remote::Ask::Here
+        on_server::Ask::Here
     };
     if let Some(flow) = cached(ctx, job, p, key, ask).await {
         return flow;
     }
-    let finished = match remote::execute(&p.client, &p.prepared, looked_up).await {
+    let finished = match on_server::execute(&p.client, &p.prepared, looked_up).await {
         Ok(f) => f,
         Err(f) if f.cause == Cause::LocationLeak => {
             tracing::debug!("{}", f.message);
@@ -844,7 +844,7 @@ async fn execute(ctx: &Ctx, job: &dyn Job, p: &Planned, key: &Digest) -> Flow {
         cached = finished.cached,
         "executed"
     );
-    if finished.code != 0 && remote::infrastructure(finished.code, &finished.stderr) {
+    if finished.code != 0 && on_server::infrastructure(finished.code, &finished.stderr) {
         return Flow::fallback(
             Cause::WorkerFailed,
             format!(
@@ -864,7 +864,7 @@ async fn execute(ctx: &Ctx, job: &dyn Job, p: &Planned, key: &Digest) -> Flow {
         && !finished.cached
         && let Some(form) = &p.rooted_form
     {
-        let streams = remote::Compiled {
+        let streams = on_server::Compiled {
             by: "recast: a relocated worker's result",
             stdout: &finished.stdout,
             stderr: &finished.stderr,
@@ -916,14 +916,14 @@ fn unrelocatable(ctx: &Ctx, key: &Digest, f: &Failure) -> Flow {
 /// publishes the result, its warnings included, so a later hit shows what
 /// this compile showed.
 async fn cache_only(ctx: &Ctx, inv: &Invocation, job: &dyn Job, p: &Planned, key: &Digest) -> Flow {
-    if let Some(flow) = cached(ctx, job, p, key, remote::Ask::Both).await {
+    if let Some(flow) = cached(ctx, job, p, key, on_server::Ask::Both).await {
         return flow;
     }
     let started = std::time::Instant::now();
     let mut event = Event::local(Reason::CacheMiss);
     let (code, stdout, stderr) = here_captured(ctx, inv, job, &mut event).await;
     if code == 0 {
-        let streams = remote::Compiled {
+        let streams = on_server::Compiled {
             by: "recast cache-only (local compile)",
             stdout: &stdout,
             stderr: &stderr,
@@ -951,7 +951,7 @@ async fn publish(
     action: &Prepared,
     key: &Digest,
     started: std::time::Instant,
-    streams: remote::Compiled<'_>,
+    streams: on_server::Compiled<'_>,
     event: &mut Event,
 ) {
     let landing = &action.landing;
@@ -959,7 +959,7 @@ async fn publish(
         && landing
             .forbid
             .iter()
-            .any(|f| f == super::paths::MAPPED_ROOT)
+            .any(|f| f == super::placement::MAPPED_ROOT)
         && landing.local.iter().any(|o| names(o, root))
     {
         depcache::mark(&ctx.cache_dir, key, Mark::Located);
@@ -975,7 +975,7 @@ async fn publish(
     {
         return;
     }
-    match remote::publish(client, action, started, streams).await {
+    match on_server::publish(client, action, started, streams).await {
         Ok(up) => event.up += up,
         Err(f) => tracing::info!("cannot publish the result: {}", f.message),
     }

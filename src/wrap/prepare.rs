@@ -13,9 +13,9 @@ use super::family::{
     ActionSpec, EnvValue, ExposureSpec, Job, Reason, Relocation, RelocationSite, Scanned,
 };
 use super::inputs::{self, InputsError};
-use super::paths::{self, MAPPED_ROOT, PathMap};
-use super::relocate::{self, Layout};
-use super::remote::{Landing, Prepared};
+use super::layout::{self, Layout};
+use super::on_server::{Landing, Prepared};
+use super::placement::{self, MAPPED_ROOT, PathMap};
 use super::tool::Tool;
 use crate::action::{CommandSpec, Features, OutputSpec};
 use crate::cas::tree::Entry;
@@ -60,7 +60,7 @@ pub fn build(
     spec: &ActionSpec,
     job: &dyn Job,
 ) -> Result<Prepared, Reason> {
-    let cwd = paths::normalize(site.cwd);
+    let cwd = placement::normalize(site.cwd);
     let (map, verify) = choose_map(
         &cwd,
         site.project_root.as_deref(),
@@ -98,14 +98,14 @@ pub fn build(
         Err(e) => return Err(input_error(e)),
     };
     let args = render_all(&spec.args, &|p| {
-        let abs = paths::absolute(&cwd, p);
+        let abs = placement::absolute(&cwd, p);
         let remote = match spec.renamed.get(&abs) {
             Some(other) => map.arg(&other.to_string_lossy()),
             None if spec.outputs.contains(&abs) => map.output_arg(p),
             None => map.arg(p),
         };
         if relocated {
-            relocate::rel(&remote)
+            layout::rel(&remote)
         } else {
             remote
         }
@@ -131,7 +131,7 @@ pub fn build(
     let outputs: Vec<String> = spec
         .outputs
         .iter()
-        .map(|o| paths::relative_from(&remote_cwd, &map.output(o)))
+        .map(|o| placement::relative_from(&remote_cwd, &map.output(o)))
         .collect();
     let command = CommandSpec {
         arguments,
@@ -151,7 +151,7 @@ pub fn build(
         forbid.push(MAPPED_ROOT.to_string());
     }
     if relocated {
-        forbid.push(relocate::PROC_CWD.to_string());
+        forbid.push(layout::PROC_CWD.to_string());
     }
     let landing = Landing {
         local: spec.outputs.clone(),
@@ -186,11 +186,11 @@ fn input_root(
                 format!("{wd}/{name}")
             }
         };
-        extra.push(Entry::symlink(at(relocate::ROOT), up));
+        extra.push(Entry::symlink(at(layout::ROOT), up));
         if let Some(loader) = loader {
             extra.push(Entry::symlink(
-                at(relocate::LOADER),
-                format!("{}/{loader}", relocate::ROOT),
+                at(layout::LOADER),
+                format!("{}/{loader}", layout::ROOT),
             ));
         }
     }
@@ -213,8 +213,8 @@ fn namespaced_command(
     let wd = map.tree_path(cwd);
     let up = up_to_root(&wd);
     let own = env.remove("LD_LIBRARY_PATH");
-    let mut wrapped = vec![relocate::rel(&format!("/{}", m.entry))];
-    wrapped.extend(relocate::namespace_args(
+    let mut wrapped = vec![layout::rel(&format!("/{}", m.entry))];
+    wrapped.extend(layout::namespace_args(
         &up,
         &format!("/{wd}"),
         root_has(&inputs.tree, "tmp"),
@@ -223,7 +223,7 @@ fn namespaced_command(
     wrapped.extend(arguments);
     env.insert(
         "LD_LIBRARY_PATH".into(),
-        relocate::launcher_libraries(&m.library_path),
+        layout::launcher_libraries(&m.library_path),
     );
     (wrapped, env)
 }
@@ -286,7 +286,7 @@ fn relocated_command(
     r: Relocation,
 ) -> (Vec<String>, BTreeMap<String, String>) {
     let m = tools[0].manifest();
-    let through_root = |d: &str| relocate::rel(&map.arg(d));
+    let through_root = |d: &str| layout::rel(&map.arg(d));
     let mut script = String::from("PWD=/proc/self/cwd; export PWD; ");
     if !r.runtime.is_empty() {
         script.push_str("P=$(pwd -P); ");
@@ -297,7 +297,7 @@ fn relocated_command(
         script.push_str(w);
     }
     let mut arguments = vec![
-        through_root(relocate::SHELL),
+        through_root(layout::SHELL),
         "-c".into(),
         script,
         "sh".into(),
@@ -344,7 +344,7 @@ fn toolchain_dirs(
 fn job_env(env: &mut BTreeMap<String, String>, spec: &ActionSpec, map: &PathMap, relocated: bool) {
     let path = |v: &str| {
         let m = map.arg(v);
-        if relocated { relocate::proc_abs(&m) } else { m }
+        if relocated { layout::proc_abs(&m) } else { m }
     };
     for (k, v) in &spec.env {
         let v = match v {
@@ -354,7 +354,7 @@ fn job_env(env: &mut BTreeMap<String, String>, spec: &ActionSpec, map: &PathMap,
                 .split(':')
                 .map(|p| {
                     let m = map.arg(p);
-                    if relocated { relocate::rel(&m) } else { m }
+                    if relocated { layout::rel(&m) } else { m }
                 })
                 .collect::<Vec<_>>()
                 .join(":"),
@@ -389,6 +389,6 @@ fn input_error(e: InputsError) -> Reason {
 pub fn outputs_of<'a>(cwd: &Path, outputs: impl IntoIterator<Item = &'a str>) -> Vec<PathBuf> {
     outputs
         .into_iter()
-        .map(|o| paths::absolute(cwd, o))
+        .map(|o| placement::absolute(cwd, o))
         .collect()
 }

@@ -28,13 +28,14 @@ use super::family::{
     self, ActionSpec, EnvValue, ExposureSpec, Job, Reason, Relocation, RelocationSite, ScanSpec,
     Scanned, ToolRequest,
 };
-use super::paths::{self, Exposure, MAPPED_ROOT};
+use super::placement::{self, Exposure, MAPPED_ROOT};
 use super::stats::Event;
 use super::tool::Tool;
 use super::twin::{self, TwinFile};
-use super::{Ctx, Invocation, cc::utf8_args, crates, pipeline, prepare, relocate, remote};
+use super::{Ctx, Invocation, cc::utf8_args, crates, layout, on_server, pipeline, prepare};
 use crate::invocation::rustc::{self, InputKind, RustCompile, SearchKind, Target};
 use crate::invocation::{Arg, args, depfile};
+use crate::toolchain::family::parse_exec_prefix;
 
 /// The rustc family's driver.
 pub(crate) struct Driver;
@@ -201,7 +202,7 @@ impl RustJob {
         let own: Vec<PathBuf> = r
             .outputs
             .iter()
-            .map(|o| paths::absolute(&ctx.cwd, &o.path))
+            .map(|o| placement::absolute(&ctx.cwd, &o.path))
             .collect();
         if !c.known {
             tracing::debug!(
@@ -221,9 +222,9 @@ impl RustJob {
         }
         let root = ctx.project_root().or_else(|| {
             let out = self.r.out_dir.as_deref().or(self.r.output.as_deref())?;
-            paths::find_project_root(&paths::absolute(&ctx.cwd, out), &|p| p.exists())
+            placement::find_project_root(&placement::absolute(&ctx.cwd, out), &|p| p.exists())
         })?;
-        let root = paths::normalize(&root);
+        let root = placement::normalize(&root);
         (root != Path::new("/") && root != Path::new(MAPPED_ROOT)).then_some(root)
     }
 
@@ -236,7 +237,7 @@ impl RustJob {
         let Some(root) = self.trim_root(ctx) else {
             return Vec::new();
         };
-        let cwd = paths::normalize(&ctx.cwd);
+        let cwd = placement::normalize(&ctx.cwd);
         let mut out = vec![(root.clone(), MAPPED_ROOT.to_string())];
         if !cwd.starts_with(&root)
             && let Some(name) = cwd.file_name()
@@ -280,7 +281,7 @@ impl RustJob {
         let Some(dep_info) = &self.r.dep_info else {
             return Vec::new();
         };
-        let Ok(text) = std::fs::read_to_string(paths::absolute(&ctx.cwd, dep_info)) else {
+        let Ok(text) = std::fs::read_to_string(placement::absolute(&ctx.cwd, dep_info)) else {
             return Vec::new();
         };
         let Ok(deps) = crate::invocation::depfile::parse(&text) else {
@@ -290,7 +291,7 @@ impl RustJob {
             .rules
             .iter()
             .flat_map(|r| &r.prereqs)
-            .map(|p| paths::absolute(&ctx.cwd, p))
+            .map(|p| placement::absolute(&ctx.cwd, p))
             .filter(|p| !is_library(p))
             .collect();
         out.sort();
@@ -305,7 +306,7 @@ impl RustJob {
             .r
             .outputs
             .iter()
-            .map(|o| paths::absolute(&ctx.cwd, &o.path))
+            .map(|o| placement::absolute(&ctx.cwd, &o.path))
             .filter(|p| is_crate_output(p))
             .collect();
         crates::record(
@@ -397,7 +398,7 @@ impl Job for RustJob {
             .remote_args
             .iter()
             .filter_map(|a| match a {
-                Arg::PrefixMap { old, .. } => Some(paths::absolute(&ctx.cwd, old)),
+                Arg::PrefixMap { old, .. } => Some(placement::absolute(&ctx.cwd, old)),
                 _ => None,
             })
             .collect();
@@ -417,7 +418,7 @@ impl Job for RustJob {
             .collect();
         for i in &r.inputs {
             if matches!(i.kind, InputKind::TargetSpec | InputKind::ProfileUse)
-                && paths::absolute(&ctx.cwd, &i.path).is_file()
+                && placement::absolute(&ctx.cwd, &i.path).is_file()
             {
                 extra.push(i.path.clone());
             }
@@ -469,9 +470,9 @@ impl Job for RustJob {
         let mut dirs: Vec<PathBuf> = r
             .search_paths
             .iter()
-            .map(|s| paths::opened(cwd, &s.path))
+            .map(|s| placement::opened(cwd, &s.path))
             .collect();
-        dirs.extend(r.out_dir.iter().map(|d| paths::opened(cwd, d)));
+        dirs.extend(r.out_dir.iter().map(|d| placement::opened(cwd, d)));
         dirs.push(cwd.clone());
         let (exposure, when_moved) = match self.trim_root(ctx) {
             // The same remaps a local compile gets (`local_args`), seen
@@ -520,7 +521,7 @@ impl Job for RustJob {
                 .ok_or(Reason::NotRelocatable)?;
             out.lead.push("--sysroot".into());
             out.lead
-                .push(relocate::rel(&site.map.arg(&sysroot.to_string_lossy())));
+                .push(layout::rel(&site.map.arg(&sysroot.to_string_lossy())));
         }
         if r.links {
             // The linker (gcc's driver) as gcc runs relocated.
@@ -536,13 +537,13 @@ impl Job for RustJob {
                 Some(p) => p,
                 None => {
                     let program = find_linker(site.ctx, r).ok_or(Reason::LinksNoLinker)?;
-                    let answer = relocate::ask(
+                    let answer = layout::ask(
                         site.ctx,
                         &program,
                         &linker.manifest().root,
                         "exec-prefix",
                         &["-print-search-dirs".into()],
-                        relocate::gcc_exec_prefix,
+                        |t| parse_exec_prefix(t).map(|p| vec![p]),
                     )?;
                     answer.into_iter().next().ok_or(Reason::NotRelocatable)?
                 }
@@ -550,15 +551,13 @@ impl Job for RustJob {
             let prefix = &prefix;
             for arg in [
                 "link-arg=-no-canonical-prefixes".to_string(),
-                format!("link-arg=--sysroot={}", relocate::ROOT),
+                format!("link-arg=--sysroot={}", layout::ROOT),
             ] {
                 out.lead.push("-C".into());
                 out.lead.push(arg);
             }
-            out.env.push((
-                "GCC_EXEC_PREFIX".into(),
-                relocate::rel(&site.map.arg(prefix)),
-            ));
+            out.env
+                .push(("GCC_EXEC_PREFIX".into(), layout::rel(&site.map.arg(prefix))));
         }
         out.runtime = runtime_remaps(site, &remaps);
         Ok(out)
@@ -628,7 +627,7 @@ impl RustJob {
             .iter()
             .filter_map(|a| match a {
                 Arg::PrefixMap { old, new, .. } => {
-                    Some((paths::absolute(site.cwd, old), new.clone()))
+                    Some((placement::absolute(site.cwd, old), new.clone()))
                 }
                 _ => None,
             })
@@ -646,7 +645,7 @@ impl RustJob {
             .files
             .iter()
             .filter(|f| !is_library(&f.path))
-            .map(|f| paths::normalize(&f.path));
+            .map(|f| placement::normalize(&f.path));
         for s in sources {
             if !covered(&s) {
                 tracing::debug!("{} is not remapped", s.display());
@@ -663,7 +662,7 @@ impl RustJob {
         let local_outputs: Vec<PathBuf> = r
             .outputs
             .iter()
-            .map(|o| paths::absolute(&ctx.cwd, &o.path))
+            .map(|o| placement::absolute(&ctx.cwd, &o.path))
             .filter(|p| is_crate_output(p))
             .collect();
         if local_outputs.is_empty() {
@@ -695,17 +694,17 @@ impl RustJob {
             }
             Err(_) => return failed("cannot plan".into()),
         };
-        let result = match remote::execute_kept(&planned.client, &planned.prepared).await {
+        let result = match on_server::execute_kept(&planned.client, &planned.prepared).await {
             Ok(r) => r,
             Err(f) => return failed(f.message),
         };
-        let cwd = paths::normalize(&ctx.cwd);
+        let cwd = placement::normalize(&ctx.cwd);
         let files: Vec<TwinFile> = result
             .output_files
             .iter()
             .filter_map(|f| {
                 Some(TwinFile {
-                    path: paths::absolute(&cwd, &f.path),
+                    path: placement::absolute(&cwd, &f.path),
                     digest: crate::cas::Digest::from_proto_opt(f.digest.as_ref()).ok()?,
                     executable: f.is_executable,
                 })
@@ -734,8 +733,8 @@ fn runtime_remaps(site: &RelocationSite<'_>, remaps: &[(PathBuf, String)]) -> Ve
     let word = |from: String, to: &str| {
         format!(
             "{}{from}{}",
-            relocate::quote("--remap-path-prefix="),
-            relocate::quote(&format!("={to}"))
+            layout::quote("--remap-path-prefix="),
+            layout::quote(&format!("={to}"))
         )
     };
     let cwd = site.map.remote(site.cwd);
@@ -747,15 +746,15 @@ fn runtime_remaps(site: &RelocationSite<'_>, remaps: &[(PathBuf, String)]) -> Ve
         by_root.push(word(
             format!(
                 "\"$P\"{}",
-                relocate::quote(&format!("/{}{spelled}", relocate::ROOT))
+                layout::quote(&format!("/{}{spelled}", layout::ROOT))
             ),
             to,
         ));
-        by_root.push(word(relocate::quote(&relocate::proc_abs(&spelled)), to));
+        by_root.push(word(layout::quote(&layout::proc_abs(&spelled)), to));
         // A relative path is remapped as written before rustc joins it to
         // the (remapped) working directory.
         by_root.push(word(
-            relocate::quote(&format!("{}{spelled}", relocate::ROOT)),
+            layout::quote(&format!("{}{spelled}", layout::ROOT)),
             to,
         ));
         if let Ok(below) = remote.strip_prefix(&cwd) {
@@ -763,7 +762,7 @@ fn runtime_remaps(site: &RelocationSite<'_>, remaps: &[(PathBuf, String)]) -> Ve
             let suffix = if rest.is_empty() {
                 String::new()
             } else {
-                relocate::quote(&format!("/{rest}"))
+                layout::quote(&format!("/{rest}"))
             };
             by_cwd.push(word(format!("\"$P\"{suffix}"), to));
         } else if let Ok(up) = cwd.strip_prefix(&remote) {
@@ -854,7 +853,7 @@ fn env_deps(text: Option<&str>) -> Vec<(String, String)> {
 pub(super) fn find_linker(ctx: &Ctx, r: &RustCompile) -> Option<PathBuf> {
     let name = r.linker.as_deref().unwrap_or("cc");
     if name.contains('/') {
-        let p = paths::absolute(&ctx.cwd, name);
+        let p = placement::absolute(&ctx.cwd, name);
         return p.is_file().then_some(p);
     }
     ctx.path.iter().map(|d| d.join(name)).find(|p| p.is_file())
@@ -869,7 +868,7 @@ fn native_libraries(cwd: &Path, r: &RustCompile) -> Vec<PathBuf> {
         if !matches!(s.kind, SearchKind::Native | SearchKind::All) {
             continue;
         }
-        let Ok(rd) = std::fs::read_dir(paths::absolute(cwd, &s.path)) else {
+        let Ok(rd) = std::fs::read_dir(placement::absolute(cwd, &s.path)) else {
             continue;
         };
         let mut found: Vec<PathBuf> = rd
@@ -892,7 +891,7 @@ fn extern_files(cwd: &Path, r: &RustCompile) -> Vec<PathBuf> {
     r.externs
         .iter()
         .filter_map(|e| e.path.as_deref())
-        .map(|p| paths::absolute(cwd, p))
+        .map(|p| placement::absolute(cwd, p))
         .collect()
 }
 
@@ -901,7 +900,7 @@ fn dependency_dirs(cwd: &Path, r: &RustCompile) -> Vec<PathBuf> {
     r.search_paths
         .iter()
         .filter(|s| matches!(s.kind, SearchKind::Dependency | SearchKind::All))
-        .map(|s| paths::absolute(cwd, &s.path))
+        .map(|s| placement::absolute(cwd, &s.path))
         .collect()
 }
 

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use super::depcache::{self, Seen};
 use super::family::{ScanSpec, Scanned};
-use super::{Invocation, local, paths};
+use super::{Invocation, placement, process};
 use crate::cas::Digest;
 use crate::invocation::depfile;
 
@@ -49,13 +49,13 @@ pub fn run(
     let parsed = depfile::parse(list).map_err(|_| Reason::ScanFailed)?;
     let mut spelled = depfile::prerequisites(&parsed);
     // Some rustc versions list the depfile they were asked to write.
-    spelled.retain(|s| !paths::absolute(cwd, s).starts_with(&tmp_dir));
+    spelled.retain(|s| !placement::absolute(cwd, s).starts_with(&tmp_dir));
     spelled.extend(spec.extra.iter().cloned());
     let mut files = Vec::with_capacity(spelled.len());
     let mut stable = true;
     let mut seen = HashSet::new();
     for s in spelled {
-        let opened = paths::opened(cwd, &s);
+        let opened = placement::opened(cwd, &s);
         if !seen.insert(opened.clone()) {
             continue;
         }
@@ -64,7 +64,7 @@ pub fn run(
         files.push(Seen { spelled: s, ..f });
     }
     let sees_location = root.is_some_and(|r| {
-        let r = paths::normalize(&cwd.join(r));
+        let r = placement::normalize(&cwd.join(r));
         sees_location(inv, cwd, &tmp_dir, spec, &files, &r)
     });
     let entry = depcache::Entry {
@@ -126,7 +126,7 @@ fn sees_location(
     ));
     let mut all = args.clone();
     all.extend(["-o".to_string(), tmp.to_string_lossy().into_owned()]);
-    let ok = local::capture(inv, &all, cwd);
+    let ok = process::capture(inv, &all, cwd);
     let text = std::fs::read(&tmp);
     let _ = std::fs::remove_file(&tmp);
     match (ok, text) {
@@ -179,7 +179,7 @@ fn run_once(
     ));
     let mut all = args.to_vec();
     all.extend(depfile_args(&tmp));
-    let ok = local::capture(inv, &all, cwd);
+    let ok = process::capture(inv, &all, cwd);
     let text = std::fs::read_to_string(&tmp);
     let _ = std::fs::remove_file(&tmp);
     match ok {

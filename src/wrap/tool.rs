@@ -191,7 +191,7 @@ async fn tree_entries(client: &Client, root: &Digest) -> Result<Vec<Entry>, Flow
     let dirs = match client.get_tree(root).await {
         Ok(d) => d,
         Err(e) => {
-            let f = super::remote::Failure::of(&e);
+            let f = super::on_server::Failure::of(&e);
             return Err(Flow::fallback(f.cause, f.message));
         }
     };

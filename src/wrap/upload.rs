@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::remote::Failure;
+use super::on_server::Failure;
 use super::why::{Cause, Reason};
 use super::{Ctx, Flow};
 use crate::cas::Digest;

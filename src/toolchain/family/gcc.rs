@@ -90,6 +90,15 @@ pub fn parse_configured_with(text: &str) -> Option<ConfiguredWith> {
     Some(out)
 }
 
+/// gcc's exec prefix from its `-print-search-dirs`: the `install:`
+/// directory less its `<machine>/<version>/` (`/usr/lib/gcc/`), with a
+/// trailing `/` as `GCC_EXEC_PREFIX` takes it.
+pub fn parse_exec_prefix(text: &str) -> Option<String> {
+    let (install, _) = parse_search_dirs(text).ok()?;
+    let prefix = install.parent()?.parent()?;
+    Some(format!("{}/", prefix.display()))
+}
+
 /// The `install:` dir of `gcc -print-search-dirs`
 /// (`/usr/lib/gcc/x86_64-linux-gnu/12/`) and its `programs:` list.
 pub fn parse_search_dirs(text: &str) -> Result<(PathBuf, Vec<PathBuf>), FamilyError> {

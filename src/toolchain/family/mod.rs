@@ -30,7 +30,9 @@ use serde::{Deserialize, Serialize};
 use super::{FileSource, HostFs};
 
 pub use clang::{parse_clang_version, parse_resource_dir, parse_selected_gcc_installation};
-pub use gcc::{ConfiguredWith, parse_configured_with, parse_prog_name, parse_search_dirs};
+pub use gcc::{
+    ConfiguredWith, parse_configured_with, parse_exec_prefix, parse_prog_name, parse_search_dirs,
+};
 pub use rustc::{RustcVersion, parse_rustc_vv, rustc_from_sysroot};
 pub use zig::{ZigEnv, parse_zig_env, plain_triple, version_in_binary};
 

@@ -617,3 +617,11 @@ fn a_name_others_take_is_decided_by_what_the_binary_answers() {
         Some(Family::Clang)
     );
 }
+
+#[test]
+fn gccs_exec_prefix_is_its_install_dir_less_machine_and_version() {
+    let text = "install: /usr/lib/gcc/x86_64-linux-gnu/12/\nprograms: =/usr/lib/gcc/x86_64-linux-gnu/12/:/usr/libexec/gcc/\nlibraries: =/usr/lib/\n";
+    assert_eq!(parse_exec_prefix(text).as_deref(), Some("/usr/lib/gcc/"));
+    assert_eq!(parse_exec_prefix("programs: =/a/\n"), None);
+    assert_eq!(parse_exec_prefix("install: relative/12/\n"), None);
+}

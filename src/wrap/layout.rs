@@ -3,7 +3,7 @@
 //! EngFlow, `recast serve --sandbox none`), from the bundle alone.
 //!
 //! The input root is the rooted layout's — every file at its own absolute
-//! path under the root, the project moved or not (`paths`) — and the
+//! path under the root, the project moved or not (`placement`) — and the
 //! command reaches it through two links in the working directory:
 //!
 //! - [`ROOT`] (`.r`) leads to the input root, so an absolute path `/usr/x`
@@ -186,7 +186,7 @@ fn ends_with_csi(text: &str) -> bool {
 }
 
 /// A question to `program` (`args`, asked in `ctx`'s working directory),
-/// its answer read by `read` and kept for a day under `<cache>/relocated/`
+/// its answer read by `read` and kept for a day under `<cache>/answers/`
 /// by toolchain (`root`), question, arguments, working directory and
 /// [`ASKED_ENV`]. `Err`: the program could
 /// not answer, and the compile cannot be relocated.
@@ -214,7 +214,7 @@ pub(crate) fn ask(
     let key = depcache::key(&refs);
     let path = ctx
         .cache_dir
-        .join("relocated")
+        .join("answers")
         .join(format!("{what}-{}.json", &key.hex()[..32]));
     // A directory installed since (`/usr/local/include`) changes the
     // answer, so it is asked again after a day.
@@ -230,16 +230,11 @@ pub(crate) fn ask(
     {
         return Ok(v);
     }
-    let text =
-        super::local::ask(program, args, &ctx.cwd).ok_or(super::family::Reason::NotRelocatable)?;
+    let text = super::process::ask(program, args, &ctx.cwd)
+        .ok_or(super::family::Reason::NotRelocatable)?;
     let v = read(&text).ok_or(super::family::Reason::NotRelocatable)?;
     depcache::save(&ctx.cache_dir, &path, &v);
     Ok(v)
-}
-
-/// gcc's exec prefix from `-print-search-dirs`, as [`ask`] reads answers.
-pub(crate) fn gcc_exec_prefix(text: &str) -> Option<Vec<String>> {
-    crate::toolchain::relocate::gcc_exec_prefix(text).map(|p| vec![p])
 }
 
 /// `s` as one word for the launcher's `sh -c` script.

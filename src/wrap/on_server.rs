@@ -111,7 +111,7 @@ impl Landing {
         Landing {
             local: outputs
                 .iter()
-                .map(|o| super::paths::absolute(cwd, o))
+                .map(|o| super::placement::absolute(cwd, o))
                 .collect(),
             unmap: None,
             forbid: Vec::new(),
@@ -155,7 +155,7 @@ impl Landing {
             Err(e) => return e.into_bytes(),
         };
         if self.relocated {
-            text = super::relocate::unrelocate(&text);
+            text = super::layout::unrelocate(&text);
         }
         if let Some((from, to)) = &self.unmap {
             text = text.replace(from.as_str(), to);
@@ -204,7 +204,7 @@ impl Failure {
             RemoteError::BadBlob { .. } => Cause::BadBlob,
             RemoteError::Protocol { .. } => Cause::Protocol,
             RemoteError::Io { .. } => Cause::LocalIo,
-            RemoteError::Refused { why, .. } if why.contains(super::relocate::PROC_CWD) => {
+            RemoteError::Refused { why, .. } if why.contains(super::layout::PROC_CWD) => {
                 Cause::RelocatedLeak
             }
             RemoteError::Refused { .. } => Cause::LocationLeak,

@@ -266,14 +266,6 @@ impl PathMap {
     }
 }
 
-/// `path` relative to `base` when it lies below it (`a/b`), else `None`.
-/// Both absolute and normalized.
-pub fn below(base: &Path, path: &Path) -> Option<String> {
-    let rest = path.strip_prefix(base).ok()?;
-    let s = rest.to_string_lossy();
-    (!s.is_empty()).then(|| s.into_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,13 +444,5 @@ mod tests {
             relative_from(Path::new("/p"), Path::new("/p/target/a.rlib")),
             "target/a.rlib"
         );
-    }
-
-    #[test]
-    fn below_gives_paths_under_a_directory() {
-        let b = Path::new("/p/build");
-        assert_eq!(below(b, Path::new("/p/build/x/a.o")), Some("x/a.o".into()));
-        assert_eq!(below(b, Path::new("/p/a.o")), None);
-        assert_eq!(below(b, b), None);
     }
 }

@@ -1,4 +1,4 @@
-//! Which layout a server's workers need (`relocate::Layout`).
+//! Which layout a server's workers need (`layout::Layout`).
 //!
 //! Workers that make the input root their `/` (recast's own sandboxes,
 //! buildbox-run, Buildbarn's chroot runner) run rooted actions, whose
@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use super::depcache;
 use super::inputs::Inputs;
-use super::relocate::Layout;
-use super::remote::{Cause, Failure, Prepared};
+use super::layout::Layout;
+use super::on_server::{Cause, Failure, Prepared};
 use super::tool::Tool;
 use crate::action::{self, CommandSpec, Features};
 use crate::cas::Digest;
@@ -93,7 +93,7 @@ fn probe_action(
                         .as_ref()
                         .is_some_and(|r| r.interpreter.is_some());
                     let subject = if borrowed {
-                        super::relocate::SHELL.trim_start_matches('/')
+                        super::layout::SHELL.trim_start_matches('/')
                     } else {
                         &m.entry
                     };
@@ -350,7 +350,7 @@ pub async fn namespaces_here(
     platform: &[(String, String)],
     features: Features,
 ) -> Result<(), String> {
-    let bwrap = Path::new(super::relocate::BWRAP);
+    let bwrap = Path::new(super::layout::BWRAP);
     let launcher = crate::toolchain::relocate::launcher(cache_dir, bwrap)
         .map_err(|e| format!("this machine has no launcher to ship: {e}"))?;
     let p = namespace_action(&launcher, platform, features)
@@ -404,14 +404,14 @@ fn namespace_action(
             .starts_with("libc.so")
             .then_some(*d)
     })?;
-    entries.push(Entry::symlink(super::relocate::ROOT, "."));
+    entries.push(Entry::symlink(super::layout::ROOT, "."));
     entries.push(Entry::symlink(
-        super::relocate::LOADER,
-        format!("{}/{}", super::relocate::ROOT, launcher.interpreter),
+        super::layout::LOADER,
+        format!("{}/{}", super::layout::ROOT, launcher.interpreter),
     ));
     entries.push(Entry::file(format!("{PROBE_DIR}/probe"), libc, true));
-    let mut arguments = vec![super::relocate::rel(&format!("/{}", launcher.program))];
-    arguments.extend(super::relocate::namespace_args(".", "/", false, None));
+    let mut arguments = vec![super::layout::rel(&format!("/{}", launcher.program))];
+    arguments.extend(super::layout::namespace_args(".", "/", false, None));
     arguments.extend([
         format!("/{}", launcher.interpreter),
         "--verify".into(),
@@ -419,7 +419,7 @@ fn namespace_action(
     ]);
     let env = std::collections::BTreeMap::from([(
         "LD_LIBRARY_PATH".to_string(),
-        super::relocate::launcher_libraries(&launcher.library_path),
+        super::layout::launcher_libraries(&launcher.library_path),
     )]);
     prepared(entries, blobs, arguments, env, platform, features)
 }
