@@ -8,7 +8,8 @@
 //! can be used.
 //!
 //! Each compile — C with `-g` (gcc, clang, `zig cc` for glibc and musl,
-//! debug and optimized), C++ (g++, clang++, `zig c++` with libc++), a
+//! debug and optimized, and for this machine with no `-target`), C++ (g++,
+//! clang++, `zig c++` with libc++, named and native target), a
 //! Rust rlib and a linked Rust binary (remapped, as rustc must be to run
 //! relocated) — gives the bytes of a local compile, and again is a hit;
 //! zstd builds with make and CMake, remote and byte-identical. rustc
@@ -211,6 +212,17 @@ fn cases(p: &Path) -> Vec<Case> {
                 "../src/v.cc",
                 "z-v.o",
             ),
+            // No -target: this machine's, pinned; its C library is named
+            // by absolute paths, so a plain-directory worker runs it in a
+            // namespace.
+            zig_case(
+                "zig cc native -g",
+                "cc",
+                &["-O2", "-g"],
+                "../src/a.c",
+                "z-n.o",
+            ),
+            zig_case("zig c++ native", "c++", &["-O2"], "../src/v.cc", "z-nv.o"),
         ]);
     }
     if common::peer("clang").is_some() {

@@ -1,9 +1,10 @@
 //! `zig cc` through the shared pipeline (`recast zig cc …`): zig 0.17 from
 //! PyPI's ziglang wheel, its toolchain the static binary plus its `lib/`
 //! tree. A compile for a named target — this machine's architecture with
-//! glibc, and aarch64 with musl — runs remotely, byte-identical to zig
-//! alone, and again is a hit; zig's caches stay inside the action. A
-//! compile for the native target (this machine's CPU and C library) runs
+//! glibc, and aarch64 with musl — and one with no `-target` (this
+//! machine's CPU and C library, pinned in the action) runs remotely,
+//! byte-identical to zig alone, and again is a hit; zig's caches stay
+//! inside the action. `-target native` (whatever machine runs it) runs
 //! here.
 //!
 //! A Mac's zig building for Linux: the macOS build of zig 0.16.0 is read
@@ -25,7 +26,7 @@ use common::{BIN, Server, recast_with_cache, run_ok, tempdir};
 const SOURCE: &str = "#include <stdio.h>\n#include <string.h>\n#include \"shape.h\"\nint describe(char *buf, int n) { return snprintf(buf, n, \"%d sides\", SIDES) + (int)strlen(buf); }\n";
 
 #[test]
-fn zig_cc_for_named_targets_runs_remotely_byte_identical_then_hits() {
+fn zig_cc_for_named_and_native_targets_runs_remotely_byte_identical_then_hits() {
     let Some(zig) = common::peer("zig") else {
         return;
     };
@@ -47,9 +48,12 @@ fn zig_cc_for_named_targets_runs_remotely_byte_identical_then_hits() {
             .env_remove("RECAST_MODE");
     };
     let mut objects = 0;
-    for target in [native_arch.as_str(), "aarch64-linux-musl"] {
+    for target in [Some(native_arch.as_str()), Some("aarch64-linux-musl"), None] {
         for debug in [false, true] {
-            let mut args = vec!["cc", "-O2", "-target", target, "-c", "a.c", "-o", "a.o"];
+            let mut args = vec!["cc", "-O2", "-c", "a.c", "-o", "a.o"];
+            if let Some(t) = target {
+                args.splice(2..2, ["-target", t]);
+            }
             if debug {
                 args.insert(1, "-g");
             }
@@ -71,7 +75,7 @@ fn zig_cc_for_named_targets_runs_remotely_byte_identical_then_hits() {
                 );
                 assert!(
                     fs::read(dir.join("a.o")).unwrap() == want,
-                    "{target} -g={debug} round {round}: differs from zig alone"
+                    "{target:?} -g={debug} round {round}: differs from zig alone"
                 );
             }
             objects += 1;
@@ -89,11 +93,20 @@ fn zig_cc_for_named_targets_runs_remotely_byte_identical_then_hits() {
         "zig's cache stays in the action"
     );
 
-    // The native target asks this machine: it runs here.
+    // The native target pinned: this machine's C library in a ZIG_LIBC
+    // file of the action, its CPU in -mcpu.
+    let pinned: Vec<_> = fs::read_dir(cache.join("answers"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("zig-libc-"))
+        .collect();
+    assert_eq!(pinned.len(), 1, "{pinned:?}");
+
+    // `-target native` means the machine that runs it: it runs here.
     let mut native = Command::new(BIN);
     native
         .arg(&zig)
-        .args(["cc", "-O2", "-c", "a.c", "-o", "n.o"]);
+        .args(["cc", "-O2", "-target", "native", "-c", "a.c", "-o", "n.o"]);
     zig_env(&mut native);
     run_ok(&mut native);
     assert!(dir.join("n.o").is_file());

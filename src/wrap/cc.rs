@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use super::color::{ColorPolicy, Encoding, Want};
 use super::family::{
@@ -18,6 +19,7 @@ use super::family::{
     Scanned, ToolRequest,
 };
 use super::layout;
+use super::native::{self, Pin};
 use super::placement::{self, Exposure};
 use super::prepare;
 use super::tool::Tool;
@@ -87,11 +89,13 @@ impl family::Driver for Driver {
             Reason::Parsed(l.as_str())
         })?;
         let zig = inv.family == Family::Zig;
-        // Without -target, zig compiles for this machine: its CPU and its
-        // C library, found by running this machine's `cc`.
-        if zig && c.target.as_deref().is_none_or(|t| t == "native") {
+        // Without -target, zig compiles for this machine: the action names
+        // this machine's target instead (`native`). `-target native` asks
+        // for whatever machine runs it.
+        if zig && c.target.as_deref() == Some("native") {
             return Err(Reason::ZigNativeTarget);
         }
+        let native = zig && c.target.is_none();
         let names = COMPILER_ENV.iter().chain(LOCALE_ENV.iter()).chain(if zig {
             &ZIG_ENV[..]
         } else {
@@ -100,7 +104,14 @@ impl family::Driver for Driver {
         let env = names
             .filter_map(|k| ctx.var(k).map(|v| (k.to_string(), v.to_string())))
             .collect();
-        Ok(Box::new(CcJob { c, lead, env }))
+        Ok(Box::new(CcJob {
+            c,
+            lead,
+            env,
+            compiler: inv.compiler.clone(),
+            native,
+            pin: OnceLock::new(),
+        }))
     }
 }
 
@@ -118,9 +129,27 @@ struct CcJob {
     /// zig's subcommand (`cc`, `c++`), first on every command line.
     lead: Option<String>,
     env: Vec<(String, String)>,
+    compiler: PathBuf,
+    /// `zig cc` without `-target`: this machine's target, pinned.
+    native: bool,
+    pin: OnceLock<Result<Pin, Reason>>,
 }
 
 impl CcJob {
+    /// This machine's target as flags, for a native zig compile (`None`
+    /// for any other); `Err` when the pinned compile would differ.
+    fn pinned(&self, ctx: &Ctx) -> Result<Option<&Pin>, Reason> {
+        if !self.native {
+            return Ok(None);
+        }
+        let pin = self.pin.get_or_init(|| {
+            let args = render_all(&self.c.remote_args, &|p| p.to_string());
+            let sub = self.lead.as_deref().unwrap_or("cc");
+            native::pin(ctx, &self.compiler, sub, &args)
+        });
+        pin.as_ref().map(Some).map_err(|r| *r)
+    }
+
     /// `zig cc` or `zig c++`.
     fn zig(&self) -> bool {
         self.c.family == Family::Zig
@@ -177,6 +206,15 @@ impl Job for CcJob {
         }])
     }
 
+    fn placed(&self, foreign: bool) -> Result<(), Reason> {
+        // zig for this machine where the workers are another platform: a
+        // native compile's C library is this machine's.
+        match self.native && foreign {
+            true => Err(Reason::ZigNativeTarget),
+            false => Ok(()),
+        }
+    }
+
     fn scan(&self, ctx: &Ctx) -> Result<ScanSpec, Reason> {
         let c = &self.c;
         let scan_args = render_all(&c.scan.args, &|p| p.to_string());
@@ -202,8 +240,13 @@ impl Job for CcJob {
             }
             extra.push(e.clone());
         }
+        let mut key = Vec::new();
+        if let Some(pin) = self.pinned(ctx)? {
+            extra.push(pin.libc.to_string_lossy().into_owned());
+            key.push(serde_json::to_vec(pin).expect("a pin serializes"));
+        }
         Ok(ScanSpec {
-            key: Vec::new(),
+            key,
             runs,
             depfile_args: |tmp| vec!["-MF".into(), tmp.to_string_lossy().into_owned()],
             extra,
@@ -215,8 +258,11 @@ impl Job for CcJob {
     fn action(&self, ctx: &Ctx, scanned: &Scanned, _tools: &[Tool]) -> Result<ActionSpec, Reason> {
         let c = &self.c;
         let cwd = &ctx.cwd;
+        let pin = self.pinned(ctx)?;
         let mut args: Vec<Arg> = self.lead.iter().map(Arg::plain).collect();
+        args.extend(pin.iter().flat_map(|p| p.lead.iter().map(Arg::plain)));
         args.extend(c.remote_args.iter().cloned());
+        args.extend(pin.iter().flat_map(|p| p.tail.iter().map(Arg::plain)));
         // zig 0.16 takes another path to the object when asked for a
         // depfile (it skips its `ld.lld -r` pass), so the remote compile
         // asks for one too, into the working directory; the user's depfile
@@ -244,6 +290,10 @@ impl Job for CcJob {
                 env.push((var.into(), EnvValue::Plain(ZIG_CACHE.into())));
             }
         }
+        if let Some(p) = pin {
+            let libc = p.libc.to_string_lossy().into_owned();
+            env.push(("ZIG_LIBC".into(), EnvValue::Path(libc)));
+        }
         let mut outputs = prepare::outputs_of(cwd, [c.output.as_str()]);
         outputs.extend(prepare::outputs_of(cwd, c.dwo.as_deref()));
         let mut dirs: Vec<PathBuf> = c
@@ -252,6 +302,16 @@ impl Job for CcJob {
             .map(|d| placement::opened(cwd, d))
             .collect();
         dirs.push(cwd.clone());
+        // The system directories the pin names, as a native compile has
+        // them.
+        if let Some(p) = pin {
+            dirs.extend(
+                p.tail
+                    .iter()
+                    .filter(|a| *a != "-isystem")
+                    .map(PathBuf::from),
+            );
+        }
         Ok(ActionSpec {
             args,
             env,
@@ -397,7 +457,12 @@ impl CcJob {
     /// the subcommand); a user's own prefix maps would then lose to ours,
     /// so such a compile stays rooted or runs here.
     fn relocation_zig(&self, site: &RelocationSite<'_>) -> Result<Relocation, Reason> {
-        if !self.c.prefix_maps.is_empty() || self.env.iter().any(|(k, _)| k == "ZIG_LIB_DIR") {
+        // A native compile's C library is named by absolute paths
+        // (`ZIG_LIBC`): rooted, or in a namespace, only.
+        if self.native
+            || !self.c.prefix_maps.is_empty()
+            || self.env.iter().any(|(k, _)| k == "ZIG_LIB_DIR")
+        {
             return Err(Reason::NotRelocatable);
         }
         let lib_dir = match site.tools[0] {

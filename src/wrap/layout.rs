@@ -199,7 +199,6 @@ pub(crate) fn ask(
     read: impl Fn(&str) -> Option<Vec<String>>,
 ) -> Result<Vec<String>, super::family::Reason> {
     let mut parts: Vec<Vec<u8>> = vec![
-        what.as_bytes().to_vec(),
         root.to_string().into_bytes(),
         program.as_os_str().as_encoded_bytes().to_vec(),
         ctx.cwd.as_os_str().as_encoded_bytes().to_vec(),
@@ -210,14 +209,29 @@ pub(crate) fn ask(
         parts.push(format!("{var}={}", ctx.var(var).unwrap_or_default()).into_bytes());
     }
     parts.extend(args.iter().map(|a| a.as_bytes().to_vec()));
+    let answer = remembered(ctx, what, parts, || {
+        read(&super::process::ask(program, args, &ctx.cwd, None)?)
+    });
+    answer.ok_or(super::family::Reason::NotRelocatable)
+}
+
+/// What `compute` gives, kept for a day under `<cache>/answers/` by
+/// `what` and `parts` (the key): a directory installed since
+/// (`/usr/local/include`) can change an answer, so it is asked again after
+/// a day. `None` (nothing to keep) is asked again every time.
+pub(crate) fn remembered<T: Serialize + serde::de::DeserializeOwned>(
+    ctx: &super::Ctx,
+    what: &str,
+    mut parts: Vec<Vec<u8>>,
+    compute: impl FnOnce() -> Option<T>,
+) -> Option<T> {
+    parts.insert(0, what.as_bytes().to_vec());
     let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
     let key = depcache::key(&refs);
     let path = ctx
         .cache_dir
         .join("answers")
         .join(format!("{what}-{}.json", &key.hex()[..32]));
-    // A directory installed since (`/usr/local/include`) changes the
-    // answer, so it is asked again after a day.
     let fresh = std::fs::metadata(&path)
         .and_then(|m| m.modified())
         .ok()
@@ -226,15 +240,13 @@ pub(crate) fn ask(
     if let Some(v) = fresh
         .then(|| std::fs::read(&path).ok())
         .flatten()
-        .and_then(|b| serde_json::from_slice::<Vec<String>>(&b).ok())
+        .and_then(|b| serde_json::from_slice::<T>(&b).ok())
     {
-        return Ok(v);
+        return Some(v);
     }
-    let text = super::process::ask(program, args, &ctx.cwd)
-        .ok_or(super::family::Reason::NotRelocatable)?;
-    let v = read(&text).ok_or(super::family::Reason::NotRelocatable)?;
+    let v = compute()?;
     depcache::save(&ctx.cache_dir, &path, &v);
-    Ok(v)
+    Some(v)
 }
 
 /// `s` as one word for the launcher's `sh -c` script.

@@ -41,6 +41,7 @@ mod family;
 mod inputs;
 mod layout;
 pub mod log;
+mod native;
 mod on_server;
 mod pipeline;
 mod placement;

@@ -93,10 +93,19 @@ pub fn capture(inv: &Invocation, args: &[String], cwd: &Path) -> std::io::Result
     Ok(out.status.success())
 }
 
-/// Asks the compiler something (`-print-search-dirs`, `-E -v`): its
-/// stdout and stderr, when it succeeds.
-pub fn ask(program: &Path, args: &[String], cwd: &Path) -> Option<String> {
-    let out = Command::new(program)
+/// Asks the compiler something (`-print-search-dirs`, `-E -v`), with one
+/// more variable set (`env`): its stdout and stderr, when it succeeds.
+pub fn ask(
+    program: &Path,
+    args: &[String],
+    cwd: &Path,
+    env: Option<(&str, &Path)>,
+) -> Option<String> {
+    let mut cmd = Command::new(program);
+    if let Some((k, v)) = env {
+        cmd.env(k, v);
+    }
+    let out = cmd
         .args(args)
         .current_dir(cwd)
         .env("LC_ALL", "C")

@@ -21,7 +21,9 @@ pub enum Reason {
     ResponseFile,
     /// `zig` with another subcommand than `cc` / `c++`.
     NotACompile,
-    /// `zig cc` without `-target`: this machine's CPU and C library.
+    /// `zig cc` for this machine (`-target native`, or none) that cannot
+    /// be pinned: the workers are another platform, or the pinned
+    /// command would be another compile (`native`).
     ZigNativeTarget,
     /// An input named by a flag that is not a file.
     ExtraInputNotAFile,
