@@ -11,15 +11,16 @@
 //! from its files (it cannot run here); a client declared as macOS arm64
 //! builds zstd with `zig cc -target x86_64-linux-gnu`, every object
 //! compiled on Linux workers by the registry's zig 0.16.0 for Linux, on a
-//! rooted and on a relocated server, byte-identical to that zig's own
-//! output, then hits; `recast doctor --compiler` says which twin the
-//! workers get, or that there is none.
+//! rooted and a relocated `recast serve` and on NativeLink, byte-identical
+//! to that zig's own output, then hits; `recast doctor --compiler` says
+//! which twin the workers get, or that there is none.
 
 mod common;
 
 use std::fs;
 use std::process::Command;
 
+use common::nativelink::NativeLink;
 use common::projects::{count, files, stats, with_recast, zstd_project, zstd_sources};
 use common::{BIN, Server, recast_with_cache, run_ok, tempdir};
 
@@ -122,7 +123,7 @@ const DECLARED_MAC: [(&str, &str); 2] = [
 ];
 
 #[test]
-fn a_macs_zig_cc_builds_zstd_for_linux_with_the_registrys_twin_on_both_layouts() {
+fn a_macs_zig_cc_builds_zstd_for_linux_with_the_registrys_twin_on_both_layouts_and_nativelink() {
     let Some(zig) = common::peer("zig-0.16.0") else {
         return;
     };
@@ -183,9 +184,19 @@ fn a_macs_zig_cc_builds_zstd_for_linux_with_the_registrys_twin_on_both_layouts()
 
     let rooted = Server::start();
     let relocated = Server::start_with(&["--sandbox", "none"]);
-    for (server, layout) in [(&rooted, "Rooted"), (&relocated, "Relocated")] {
-        let cache = tmp.path().join(format!("cache-{layout}"));
-        let url = server.url();
+    // NativeLink's worker runs actions in a plain directory too.
+    let nativelink = NativeLink::start();
+    let mut servers = vec![
+        (rooted.url(), "recast serve", "Rooted"),
+        (relocated.url(), "recast serve --sandbox none", "Relocated"),
+    ];
+    servers.extend(
+        nativelink
+            .as_ref()
+            .map(|nl| (nl.url(), "NativeLink", "Relocated")),
+    );
+    for (url, name, layout) in servers {
+        let cache = tmp.path().join(format!("cache-{}", name.replace(' ', "_")));
         let doctor = |compiler: &std::path::Path, env: &[(&str, &str)]| {
             let mut cmd = recast_with_cache(
                 &cache,
@@ -228,7 +239,7 @@ fn a_macs_zig_cc_builds_zstd_for_linux_with_the_registrys_twin_on_both_layouts()
         fs::remove_dir_all(proj.join("obj")).unwrap();
         let recast_cc = format!("{BIN} {zig_cc}");
         let got = make(&proj, &recast_cc, Some((&cache, &url)));
-        common::projects::assert_same(&format!("zig cc, declared Mac, {layout}"), &want, &got);
+        common::projects::assert_same(&format!("zig cc, declared Mac, {name}"), &want, &got);
         let s = stats(&cache);
         assert_eq!(count(&s, "compiles"), n, "{s}");
         assert_eq!(count(&s, "remote_executions"), n, "{s}");
@@ -244,7 +255,7 @@ fn a_macs_zig_cc_builds_zstd_for_linux_with_the_registrys_twin_on_both_layouts()
         // Again after a clean: every object a hit.
         fs::remove_dir_all(proj.join("obj")).unwrap();
         let again = make(&proj, &recast_cc, Some((&cache, &url)));
-        common::projects::assert_same(&format!("zig cc hits, {layout}"), &want, &again);
+        common::projects::assert_same(&format!("zig cc hits, {name}"), &want, &again);
         let s = stats(&cache);
         assert_eq!(count(&s, "cache_hits"), n, "{s}");
         assert_eq!(count(&s, "remote_executions"), n, "{s}");
@@ -254,7 +265,7 @@ fn a_macs_zig_cc_builds_zstd_for_linux_with_the_registrys_twin_on_both_layouts()
     let Some(zig17) = common::peer("zig") else {
         return;
     };
-    let cache = tmp.path().join("cache-Rooted");
+    let cache = tmp.path().join("cache-recast_serve");
     let mut cmd = recast_with_cache(
         &cache,
         ["doctor".as_ref(), "--compiler".as_ref(), zig17.as_os_str()],
