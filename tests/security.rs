@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::projects::{count, files, reason, stats, with_recast, zstd_project};
-use common::{BIN, Server, make_certs, recast_with_cache, run_ok, tempdir};
+use common::{BIN, Server, make_certs, open_to_others, recast_with_cache, run_ok, tempdir};
 use prost::Message as _;
 
 const TOKEN: &str = "s3cret-t0ken";
@@ -328,28 +328,6 @@ fn fails_saying(out: &Output, wants: &[&str]) {
     for want in wants {
         assert!(err.contains(want), "{want:?} missing from: {err}");
     }
-}
-
-/// Every path under `dir` (itself included) whose mode lets anyone but
-/// its owner in, as "mode path".
-fn open_to_others(dir: &Path) -> Vec<String> {
-    let mut bad = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let m = fs::symlink_metadata(&p).unwrap();
-        if m.file_type().is_symlink() {
-            continue;
-        }
-        if m.mode() & 0o077 != 0 {
-            bad.push(format!("{:o} {}", m.mode() & 0o7777, p.display()));
-        }
-        if m.is_dir() {
-            for e in fs::read_dir(&p).unwrap() {
-                stack.push(e.unwrap().path());
-            }
-        }
-    }
-    bad
 }
 
 #[test]

@@ -11,13 +11,14 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Command, Output};
 
 use common::projects::{
     assert_same, count, files, reason, stats, with_recast, zstd_project, zstd_sources,
 };
-use common::{BIN, Server, free_port, recast_with_cache, run_ok, tempdir};
+use common::{BIN, Server, free_port, open_to_others, recast_with_cache, run_ok, tempdir};
 
 fn make(dir: &Path, cc: &str, cache: &Path, url: &str) -> Output {
     make_with(dir, cc, cache, url, &[])
@@ -296,6 +297,15 @@ fn a_toolchain_the_server_lacks_goes_up_in_the_background_while_compiles_run_her
         cmd.current_dir(&proj)
             .env("RECAST_REMOTE", server.url())
             .env("RECAST_TOOLCHAIN_UPLOAD", "background");
+        // Under a umask of 000 (the uploader inherits it), what the upload
+        // leaves is still private.
+        // SAFETY: umask is async-signal-safe and touches nothing else.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::umask(0);
+                Ok(())
+            });
+        }
         run_ok(&mut cmd);
         let plain = fs::read(proj.join(format!("{name}.plain.o"))).unwrap();
         assert!(
@@ -333,6 +343,9 @@ fn a_toolchain_the_server_lacks_goes_up_in_the_background_while_compiles_run_her
         .map(|e| fs::read_to_string(e.unwrap().path()).unwrap())
         .collect();
     assert!(log.contains("recast: uploaded gcc"), "{log}");
+    for made in ["uploads", "uploaded"] {
+        assert_eq!(open_to_others(&cache.join(made)), Vec::<String>::new());
+    }
     // Once the server holds it, compiles run there.
     compile("b");
     let s = stats(&cache);

@@ -30,6 +30,30 @@ pub const PEERS_DIR_VAR: &str = vars::PEERS_DIR;
 /// How long a server may take to print its `listening on` line.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Every path under `dir` (itself included) whose mode lets anyone but
+/// its owner in, as "mode path".
+#[allow(dead_code)]
+pub fn open_to_others(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut bad = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        if m.file_type().is_symlink() {
+            continue;
+        }
+        if m.mode() & 0o077 != 0 {
+            bad.push(format!("{:o} {}", m.mode() & 0o7777, p.display()));
+        }
+        if m.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
+    }
+    bad
+}
+
 /// A scratch directory under cargo's per-target tmp dir, removed on drop.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
