@@ -242,7 +242,6 @@ impl Job for CcJob {
         }
         let mut key = Vec::new();
         if let Some(pin) = self.pinned(ctx)? {
-            extra.push(pin.libc.to_string_lossy().into_owned());
             key.push(serde_json::to_vec(pin).expect("a pin serializes"));
         }
         Ok(ScanSpec {
@@ -290,9 +289,17 @@ impl Job for CcJob {
                 env.push((var.into(), EnvValue::Plain(ZIG_CACHE.into())));
             }
         }
+        // The C library file, at a path of the action's own: the same
+        // from every cache dir.
+        let mut placed = Vec::new();
         if let Some(p) = pin {
-            let libc = p.libc.to_string_lossy().into_owned();
-            env.push(("ZIG_LIBC".into(), EnvValue::Path(libc)));
+            let digest = crate::cas::hash::digest_file(&p.libc).map_err(|e| {
+                tracing::info!("{}: {e}", p.libc.display());
+                Reason::ZigNativeTarget
+            })?;
+            let at = format!("recast/zig/libc-{}.txt", &digest.hex()[..32]);
+            env.push(("ZIG_LIBC".into(), EnvValue::Plain(format!("/{at}"))));
+            placed.push((p.libc.clone(), at, digest));
         }
         let mut outputs = prepare::outputs_of(cwd, [c.output.as_str()]);
         outputs.extend(prepare::outputs_of(cwd, c.dwo.as_deref()));
@@ -318,6 +325,7 @@ impl Job for CcJob {
             outputs,
             dirs,
             exposure: ExposureSpec::Observed(self.exposure(scanned)),
+            placed,
             ..ActionSpec::default()
         })
     }

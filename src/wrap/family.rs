@@ -26,6 +26,7 @@ use super::placement::Exposure;
 use super::stats::Event;
 use super::tool::Tool;
 use super::{Ctx, Invocation, cc, rust};
+use crate::cas::Digest;
 use crate::cas::tree::Entry;
 use crate::invocation::Arg;
 use crate::toolchain::family::Family;
@@ -152,6 +153,11 @@ pub(crate) struct ActionSpec {
     pub extra: Vec<Entry>,
     /// Local paths the command names by another path (a twin's name).
     pub renamed: BTreeMap<PathBuf, PathBuf>,
+    /// Files of this machine the input root holds at a tree path of the
+    /// job's choosing, not their own, so that the action is the same from
+    /// every cache dir (zig's `ZIG_LIBC` file): (local file, tree path,
+    /// digest). Uploaded as needed.
+    pub placed: Vec<(PathBuf, String, Digest)>,
     /// Arguments added when the project root moves.
     pub when_moved: Vec<String>,
 }

@@ -7,7 +7,8 @@
 //! would find its own. So the remote command names what zig found here:
 //! `-target` as `zig env` spells this machine, `-mcpu=` its CPU with the
 //! features that differ from the model's, the C library in a `ZIG_LIBC`
-//! file (`zig libc`'s answer, shipped with the action), and the missing
+//! file (`zig libc`'s answer, shipped with the action at a path of its
+//! own, `/recast/zig/`), and the missing
 //! system directories with `-isystem`.
 //!
 //! That this is the same compile is checked, not assumed: the `-cc1`

@@ -194,7 +194,20 @@ fn input_root(
             ));
         }
     }
-    inputs::build(tools, files, &extra, &spec.dirs, map)
+    extra.extend(
+        spec.placed
+            .iter()
+            .map(|(_, at, digest)| Entry::file(at.clone(), *digest, false)),
+    );
+    let mut inputs = inputs::build(tools, files, &extra, &spec.dirs, map)?;
+    for (local, _, digest) in &spec.placed {
+        if !inputs.blobs.iter().any(|b| b.digest == *digest) {
+            inputs
+                .blobs
+                .push(crate::remote::Blob::file(*digest, local.clone()));
+        }
+    }
+    Ok(inputs)
 }
 
 /// The rooted command, started on a plain-directory worker by `launcher`

@@ -500,6 +500,7 @@ impl Job for RustJob {
             extra: swapped.entries,
             renamed: swapped.renamed,
             when_moved,
+            placed: Vec::new(),
         })
     }
 
