@@ -15,7 +15,9 @@ For each profile, medians of --runs:
     server, front   the same through this user's warm front (RECAST_FRONT=on)
   warm build from an empty local tier (every result on the server, none
     here), direct and through the front, with the bytes each sent up and
-    down the link; plain local `make -j2` for reference
+    down the link, and through the front uncompressed (the rows compress
+    as a far server gets: --compression always, since the link's proxy
+    is on 127.0.0.1); plain local `make -j2` for reference
   cold build through the front (every compile executed on the server; the
     toolchain already there)
   losses: warm builds (no local tier) through a link that cuts or stalls
@@ -52,6 +54,10 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--hits", type=int, default=15)
     ap.add_argument("--profiles", default="lan,office,home")
+    ap.add_argument("--compression", default="always",
+                    help="RECAST_COMPRESSION for the rows over the link (default always: "
+                         "the link stands for a far server, for which auto compresses, "
+                         "but its proxy is on 127.0.0.1)")
     ap.add_argument("--loss", type=float, default=0.02,
                     help="share of connections cut or stalled in the loss rows")
     args = ap.parse_args()
@@ -122,7 +128,8 @@ def objects(proj, env):
 def measure(name, rtt, link, url, recast, proj, base, tmp, args, plain, ccache, emulation):
     def env(tag, **extra):
         return dict(base, RECAST_CACHE_DIR=str(tmp / f"{name}-{tag}"), RECAST_REMOTE=url,
-                    RECAST_IDLE_TIMEOUT="600", **extra)
+                    RECAST_IDLE_TIMEOUT="600",
+                    **dict({"RECAST_COMPRESSION": args.compression}, **extra))
 
     argv = [recast, "gcc"]
     seen = per_file(proj, argv, env("seen", RECAST_FRONT="off"), args.hits)
@@ -131,10 +138,10 @@ def measure(name, rtt, link, url, recast, proj, base, tmp, args, plain, ccache, 
     front = per_file(proj, argv, env("front", RECAST_FRONT="on", RECAST_TIER_SIZE="0"),
                      args.hits)
 
-    def warm(tag, front_setting):
+    def warm(tag, front_setting, **extra):
         times, ups, downs = [], [], []
         for run in range(args.runs):
-            e = env(f"{tag}-{run}", RECAST_FRONT=front_setting)
+            e = env(f"{tag}-{run}", RECAST_FRONT=front_setting, **extra)
             if front_setting == "on":
                 # The front is up before the build, as it is after the first
                 # compile of a day.
@@ -148,6 +155,8 @@ def measure(name, rtt, link, url, recast, proj, base, tmp, args, plain, ccache, 
 
     warm_direct = warm("warm-direct", "off")
     warm_front = warm("warm-front", "on")
+    # The same without compression, for the bytes it saves.
+    warm_raw = warm("warm-raw", "on", RECAST_COMPRESSION="never")
 
     # Cold: every key new (a -D of this run), executed on the server.
     colds = []
@@ -202,6 +211,9 @@ def measure(name, rtt, link, url, recast, proj, base, tmp, args, plain, ccache, 
     print(f"                 front           {fmt(warm_front[0])}   "
           f"up {warm_front[1] / kib:7.0f} KiB  down {warm_front[2] / kib:7.0f} KiB   "
           f"{plain / warm_front[0]:5.2f}x faster than plain (aim >= 5)")
+    print(f"                 front, raw      {fmt(warm_raw[0])}   "
+          f"up {warm_raw[1] / kib:7.0f} KiB  down {warm_raw[2] / kib:7.0f} KiB   "
+          f"(RECAST_COMPRESSION=never; the rows above: {args.compression})")
     print(f"  cold make -j2  front           {fmt(cold)}   "
           f"up {cold_up / kib:7.0f} KiB  down {cold_down / kib:7.0f} KiB   "
           f"{cold / plain:5.2f}x plain")

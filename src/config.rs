@@ -85,6 +85,10 @@ pub mod vars {
     /// warm front (one process that keeps the connection open): `auto`
     /// (default: for a server that is not on this machine), `on`, `off`.
     pub const FRONT: &str = "RECAST_FRONT";
+    /// Whether blobs and action results travel zstd-compressed: `auto`
+    /// (default: for a server not on a loopback address), `always` (a
+    /// server reached through a tunnel or proxy on this machine), `never`.
+    pub const COMPRESSION: &str = "RECAST_COMPRESSION";
     /// How a compile's toolchain gets to a server that lacks much of it:
     /// `auto` (default: in the background for a server not on this
     /// machine, while compiles run here), `background`, `wait`.
@@ -167,6 +171,8 @@ pub struct FileConfig {
     pub front: Option<String>,
     /// As `RECAST_TOOLCHAIN_UPLOAD`.
     pub toolchain_upload: Option<String>,
+    /// As `RECAST_COMPRESSION`.
+    pub compression: Option<String>,
 }
 
 /// How wrapped compiles run.
@@ -188,6 +194,31 @@ impl std::str::FromStr for Mode {
             "cache-only" | "cache_only" => Ok(Mode::CacheOnly),
             "local" | "off" => Ok(Mode::Local),
             other => Err(ConfigError::BadMode(other.to_string())),
+        }
+    }
+}
+
+/// When blobs and action results travel zstd-compressed (blobs only if
+/// the server offers it; results only if it answers so).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// Compress unless the server is on a loopback address, where bandwidth
+    /// is free and compressing only costs CPU.
+    Auto,
+    /// Also on loopback: a server reached through an SSH tunnel or a proxy
+    /// on this machine is far away.
+    Always,
+    Never,
+}
+
+impl std::str::FromStr for Compression {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Compression, ConfigError> {
+        match s.trim() {
+            "auto" => Ok(Compression::Auto),
+            "always" | "on" | "1" | "true" | "yes" => Ok(Compression::Always),
+            "never" | "off" | "0" | "false" | "no" => Ok(Compression::Never),
+            other => Err(ConfigError::BadCompression(other.to_string())),
         }
     }
 }
@@ -439,6 +470,7 @@ pub struct RemoteConfig {
     pub tls_key: Option<PathBuf>,
     pub timeout: Duration,
     pub cache_dir: PathBuf,
+    pub compression: Compression,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -459,6 +491,8 @@ pub enum ConfigError {
     BadSize { var: &'static str, message: String },
     #[error("RECAST_FRONT={0:?}: the front setting is `auto`, `on` or `off`")]
     BadFront(String),
+    #[error("RECAST_COMPRESSION={0:?}: the setting is `auto`, `always` or `never`")]
+    BadCompression(String),
     #[error("RECAST_TOOLCHAIN_UPLOAD={0:?}: the setting is `auto`, `background` or `wait`")]
     BadToolchainUpload(String),
 }
@@ -581,6 +615,14 @@ pub fn resolve(
         tls_key: path_of(&args.tls_key, vars::TLS_KEY, &file.tls.key),
         timeout,
         cache_dir: cache_dir(env)?,
+        compression: match env
+            .get(vars::COMPRESSION)
+            .map(str::to_string)
+            .or_else(|| file.compression.clone())
+        {
+            Some(v) => v.parse()?,
+            None => Compression::Auto,
+        },
     })
 }
 

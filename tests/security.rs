@@ -568,6 +568,7 @@ async fn client(url: &str, token: &str, cache: &Path) -> recast::remote::Client 
         tls_key: None,
         timeout: std::time::Duration::from_secs(30),
         cache_dir: cache.to_path_buf(),
+        compression: recast::config::Compression::Auto,
     };
     recast::remote::Client::connect(&cfg, url).await.unwrap()
 }

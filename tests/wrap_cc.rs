@@ -353,6 +353,60 @@ fn a_toolchain_the_server_lacks_goes_up_in_the_background_while_compiles_run_her
     assert_eq!(count(&s, "fallbacks"), 0, "{s}");
 }
 
+/// A server reached through a tunnel on this machine has a loopback
+/// address, so by default nothing is compressed for it;
+/// `RECAST_COMPRESSION=always` compresses a hit's result, its object
+/// inlined, across the tunnel.
+#[test]
+fn compression_always_shrinks_a_hit_through_a_tunnel() {
+    let server = Server::start();
+    let tmp = tempdir();
+    let proj = tmp.path().join("proj");
+    fs::create_dir_all(proj.join(".git")).unwrap();
+    // Half a MiB of read-only data: inlined in the result, and compressible.
+    fs::write(
+        proj.join("big.c"),
+        "const char big[512 << 10] = {1};\nint f(int i) { return big[i]; }\n",
+    )
+    .unwrap();
+    run_ok(
+        Command::new("gcc")
+            .args(["-O2", "-c", "big.c", "-o", "plain.o"])
+            .current_dir(&proj),
+    );
+    let plain = fs::read(proj.join("plain.o")).unwrap();
+    let compile = |cache: &Path, url: &str, compression: &str| {
+        let _ = fs::remove_file(proj.join("big.o"));
+        let mut cmd = recast_with_cache(cache, ["gcc", "-O2", "-c", "big.c", "-o", "big.o"]);
+        cmd.current_dir(&proj)
+            .env("RECAST_REMOTE", url)
+            .env("RECAST_COMPRESSION", compression)
+            .env("RECAST_FRONT", "off");
+        run_ok(&mut cmd);
+        assert!(
+            fs::read(proj.join("big.o")).unwrap() == plain,
+            "{compression}"
+        );
+    };
+    // Another machine's compile fills the server.
+    compile(&tmp.path().join("filler"), &server.url(), "auto");
+    let mut down = BTreeMap::new();
+    for setting in ["never", "auto", "always"] {
+        let proxy = common::CountingProxy::start(server.addr);
+        let cache = tmp.path().join(format!("cache-{setting}"));
+        compile(&cache, &proxy.url(), setting);
+        let s = stats(&cache);
+        assert_eq!(count(&s, "cache_hits"), 1, "{setting}: {s}");
+        assert_eq!(count(&s, "remote_executions"), 0, "{setting}: {s}");
+        down.insert(setting, proxy.counts().1);
+    }
+    eprintln!("bytes down through the tunnel: {down:?}");
+    // `auto` takes the tunnel for this machine: nothing compressed.
+    assert!(down["auto"] > 512 << 10, "{down:?}");
+    assert!(down["never"] > 512 << 10, "{down:?}");
+    assert!(down["always"] < 128 << 10, "{down:?}");
+}
+
 #[test]
 fn cmake_launcher_builds_the_same_objects_as_cmake_alone() {
     if common::peer("cmake").is_none() {

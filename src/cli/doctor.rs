@@ -368,6 +368,19 @@ async fn link(
         mbit(link.down_bps),
         PROBE_BYTES >> 20
     ));
+    if client.compressing() {
+        println!(
+            "      blobs and action results travel zstd-compressed where the server takes it \
+             ({} to change)",
+            vars::COMPRESSION
+        );
+    } else if client.is_loopback() {
+        println!(
+            "note  nothing is compressed: the server's address is on this machine; a server \
+             reached through a tunnel or a proxy here is far away: set {}=always",
+            vars::COMPRESSION
+        );
+    }
     let (up, down, whose) = compile_bytes(sources);
     let (compile_ms, how) = reference_compile();
     let m = advise(link, up, down, compile_ms);

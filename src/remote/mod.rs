@@ -31,6 +31,7 @@ mod tests;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use tonic::codec::CompressionEncoding;
 use tonic::transport::Channel;
 
 pub use crate::cas::blob::{Blob, BlobSource};
@@ -56,15 +57,7 @@ use retry::{CallKind, retry};
 /// but GetTree pages and ActionResults with many outputs can be larger.
 const MAX_MESSAGE: usize = 256 << 20;
 
-/// When blobs are zstd-compressed on the wire (only if the server offers it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    /// Compress unless the server is on a loopback address, where bandwidth
-    /// is free and compressing only costs CPU.
-    Auto,
-    Always,
-    Never,
-}
+pub use crate::config::Compression;
 
 /// `url`, or `url#HASH` where headers (credentials) are sent.
 fn caps_key(url: &str, headers: &[(String, String)]) -> String {
@@ -190,7 +183,7 @@ impl Client {
                 md,
                 cache_dir: cfg.cache_dir.clone(),
                 caps: tokio::sync::OnceCell::new(),
-                compression: Compression::Auto,
+                compression: cfg.compression,
                 local,
                 tier: None,
             }),
@@ -343,12 +336,28 @@ impl Client {
     /// True when blobs should travel zstd-compressed, given what the server
     /// offers (`offered`).
     fn use_zstd(&self, offered: bool) -> bool {
-        offered
-            && match self.inner.compression {
-                Compression::Always => true,
-                Compression::Never => false,
-                Compression::Auto => !self.inner.server.is_loopback(),
-            }
+        offered && self.compressing()
+    }
+
+    /// Whether this client compresses what crosses the wire: blobs the
+    /// server takes compressed, and answers (action results with their
+    /// inlined outputs) it asks compressed.
+    pub fn compressing(&self) -> bool {
+        match self.inner.compression {
+            Compression::Always => true,
+            Compression::Never => false,
+            Compression::Auto => !self.inner.server.is_loopback(),
+        }
+    }
+
+    /// `client` asking for answers zstd-compressed when this client
+    /// compresses (a server that cannot just answers plain).
+    fn answers<T>(&self, client: T, accept: impl FnOnce(T) -> T) -> T {
+        if self.compressing() {
+            accept(client)
+        } else {
+            client
+        }
     }
 
     fn status(&self, call: &'static str, s: &tonic::Status) -> RemoteError {
@@ -372,14 +381,16 @@ impl Client {
     }
 
     async fn ac_client(&self) -> Result<ActionCacheClient<Channel>, RemoteError> {
-        Ok(ActionCacheClient::new(self.channel().await?)
+        let c = ActionCacheClient::new(self.channel().await?)
             .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE))
+            .max_encoding_message_size(MAX_MESSAGE);
+        Ok(self.answers(c, |c| c.accept_compressed(CompressionEncoding::Zstd)))
     }
 
     async fn exec_client(&self) -> Result<ExecutionClient<Channel>, RemoteError> {
-        Ok(ExecutionClient::new(self.channel().await?)
+        let c = ExecutionClient::new(self.channel().await?)
             .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE))
+            .max_encoding_message_size(MAX_MESSAGE);
+        Ok(self.answers(c, |c| c.accept_compressed(CompressionEncoding::Zstd)))
     }
 }

@@ -58,6 +58,7 @@ fn config(cache_dir: &Path) -> RemoteConfig {
         tls_key: None,
         timeout: Duration::from_secs(30),
         cache_dir: cache_dir.to_path_buf(),
+        compression: crate::config::Compression::Auto,
     }
 }
 

@@ -294,14 +294,22 @@ impl Services {
                 ByteStreamServer,
                 ByteStreamService::new(self.store.clone())
             ))
-            .add_service(svc!(
-                ActionCacheServer,
-                ActionCacheService::new(self.store.clone(), self.ac.clone())
-            ))
-            .add_service(svc!(
-                ExecutionServer,
-                ExecutionService::new(self.executor.clone())
-            ))
+            // Results carry inlined outputs: compressed for a client that
+            // asks (one whose server is far), never for one that does not.
+            .add_service(
+                svc!(
+                    ActionCacheServer,
+                    ActionCacheService::new(self.store.clone(), self.ac.clone())
+                )
+                .send_compressed(CompressionEncoding::Zstd),
+            )
+            .add_service(
+                svc!(
+                    ExecutionServer,
+                    ExecutionService::new(self.executor.clone())
+                )
+                .send_compressed(CompressionEncoding::Zstd),
+            )
             .add_service(svc!(OperationsServer, OperationsService::new(ops)))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await

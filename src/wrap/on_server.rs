@@ -728,6 +728,7 @@ mod tests {
             tls_key: None,
             timeout: Duration::from_secs(30),
             cache_dir: cache_dir.to_path_buf(),
+            compression: crate::config::Compression::Auto,
         };
         Client::connect(&cfg, url).await.unwrap()
     }
