@@ -867,6 +867,26 @@ mod tests {
     }
 
     #[test]
+    fn compression_is_env_then_file_then_auto() {
+        let none = FileConfig::default();
+        let home = [(vars::CACHE_DIR, "/c")];
+        let r = resolve(&RemoteArgs::default(), &env(&home), &none).unwrap();
+        assert_eq!(r.compression, Compression::Auto);
+        let file = parse_file("compression = \"never\"\n").unwrap();
+        let r = resolve(&RemoteArgs::default(), &env(&home), &file).unwrap();
+        assert_eq!(r.compression, Compression::Never);
+        let e = env(&[home[0], (vars::COMPRESSION, "always")]);
+        let r = resolve(&RemoteArgs::default(), &e, &file).unwrap();
+        assert_eq!(r.compression, Compression::Always);
+        let e = env(&[home[0], (vars::COMPRESSION, "gzip")]);
+        let err = resolve(&RemoteArgs::default(), &e, &file).unwrap_err();
+        assert!(
+            err.to_string().contains("`auto`, `always` or `never`"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn paths_follow_xdg() {
         let e = env(&[
             ("HOME", "/h"),
