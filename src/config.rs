@@ -45,10 +45,12 @@ pub mod vars {
     /// commas, e.g. `Pool=linux-x64`. A key named here replaces the values
     /// the profile gives it.
     pub const PLATFORM: &str = "RECAST_PLATFORM";
-    /// How wrapped compiles run: `remote` (default: the action cache, then
-    /// remote execution), `cache-only` (the action cache; on a miss,
-    /// compile locally and upload the result) or `local` (recast steps
-    /// aside).
+    /// How wrapped compiles run: `auto` (the default: `remote` for a
+    /// configured server, `cache-only` for the embedded one, whose
+    /// sandbox would only share this machine's cores), `remote` (the
+    /// action cache, then remote execution), `cache-only` (the action
+    /// cache; on a miss, compile locally and upload the result) or `local`
+    /// (recast steps aside).
     pub const MODE: &str = "RECAST_MODE";
     /// The project root wrapped compiles are normalized against (default:
     /// the nearest directory above the working directory holding `.git`,
@@ -178,6 +180,11 @@ pub struct FileConfig {
 /// How wrapped compiles run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
+    /// `Remote` for a configured server, `CacheOnly` for the embedded one
+    /// ([`Mode::on`]): a compile executed by a server on this machine
+    /// runs on the same cores as a compile here, plus the sandbox, the
+    /// input root and the calls.
+    Auto,
     /// The action cache, then remote execution.
     Remote,
     /// The action cache only; a miss compiles locally and uploads the result.
@@ -186,10 +193,22 @@ pub enum Mode {
     Local,
 }
 
+impl Mode {
+    /// The mode compiles run in against `endpoint`: `Auto` decided.
+    pub fn on(self, endpoint: &Endpoint) -> Mode {
+        match (self, endpoint) {
+            (Mode::Auto, Endpoint::Embedded) => Mode::CacheOnly,
+            (Mode::Auto, Endpoint::Url(_)) => Mode::Remote,
+            (m, _) => m,
+        }
+    }
+}
+
 impl std::str::FromStr for Mode {
     type Err = ConfigError;
     fn from_str(s: &str) -> Result<Mode, ConfigError> {
         match s.trim() {
+            "auto" => Ok(Mode::Auto),
             "remote" => Ok(Mode::Remote),
             "cache-only" | "cache_only" => Ok(Mode::CacheOnly),
             "local" | "off" => Ok(Mode::Local),
@@ -299,7 +318,7 @@ pub fn resolve_wrap(env: &Env, file: &FileConfig) -> Result<WrapConfig, ConfigEr
         Some(m) => m.parse()?,
         None => match &file.mode {
             Some(m) => m.parse()?,
-            None => Mode::Remote,
+            None => Mode::Auto,
         },
     };
     // Set but empty means "no project root" (Env::get hides empty values).
@@ -483,7 +502,7 @@ pub enum ConfigError {
     NoHome,
     #[error("platform property {0:?} is not KEY=VALUE")]
     BadProperty(String),
-    #[error("RECAST_MODE={0:?}: the mode is `remote`, `cache-only` or `local`")]
+    #[error("RECAST_MODE={0:?}: the mode is `auto`, `remote`, `cache-only` or `local`")]
     BadMode(String),
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
@@ -821,7 +840,13 @@ mod tests {
         assert_eq!(w.mode, Mode::Local);
         assert_eq!(w.project_root, Some(None));
         let w = resolve_wrap(&Env::default(), &FileConfig::default()).unwrap();
-        assert_eq!((w.mode, w.project_root), (Mode::Remote, None));
+        assert_eq!((w.mode, w.project_root), (Mode::Auto, None));
+        // Auto is decided by the server: its own cores' twin runs misses here.
+        assert_eq!(w.mode.on(&Endpoint::Embedded), Mode::CacheOnly);
+        let url = Endpoint::Url("grpc://127.0.0.1:1".into());
+        assert_eq!(w.mode.on(&url), Mode::Remote);
+        assert_eq!(Mode::Remote.on(&Endpoint::Embedded), Mode::Remote);
+        assert_eq!("auto".parse::<Mode>().unwrap(), Mode::Auto);
         assert_eq!((w.worker_platform, w.host_platform), (None, None));
         let file = parse_file("worker_platform = \"x86_64-unknown-linux-gnu\"\n").unwrap();
         let e = env(&[(vars::HOST_PLATFORM, "aarch64-apple-darwin")]);

@@ -7,7 +7,7 @@ mod common;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use common::projects::{count, stats};
+use common::projects::{count, reason, stats};
 use common::{json_summary, recast_with_cache, run_ok, tempdir};
 
 fn alive(pid: i32) -> bool {
@@ -104,10 +104,13 @@ fn embedded_server_stops_when_idle_and_the_next_run_starts_another() {
     assert!(err.contains("RECAST_IDLE_TIMEOUT"), "{err}");
 }
 
-/// The embedded server's store is this user's: a hit is read from it with
-/// no call, even with the server stopped (it is not started again for a
-/// hit), and a blob gone bad there is refused and the object comes from a
-/// real compile instead.
+/// The embedded default (`RECAST_MODE=auto`): a miss compiles here at
+/// once, listing what it reads itself (no scan first), and its result
+/// goes into the embedded server's store. That store is this user's: a
+/// hit is read from it with no call, even with the server stopped (it is
+/// not started again for a hit), and a blob gone bad there is refused
+/// and the object comes from a real compile instead. `RECAST_MODE=remote`
+/// still runs a miss in the embedded server's sandbox.
 #[test]
 fn hits_are_read_from_the_embedded_store_without_the_server() {
     let tmp = tempdir();
@@ -116,15 +119,24 @@ fn hits_are_read_from_the_embedded_store_without_the_server() {
     fs::create_dir_all(proj.join(".git")).unwrap();
     fs::write(
         proj.join("k.c"),
-        "int k(int x) { return x * 7 + 1; }\nint j(int x) { return k(x) - 3; }\n",
+        "#include <stddef.h>\nint k(int x) { return x * 7 + 1; }\nint j(int x) { return k(x) - 3; }\n",
     )
     .unwrap();
+    fs::write(proj.join("r.c"), "int r(int x) { return x ^ 5; }\n").unwrap();
     run_ok(
         std::process::Command::new("gcc")
             .args(["-O2", "-c", "k.c", "-o", "plain.o"])
             .current_dir(&proj),
     );
+    run_ok(
+        std::process::Command::new("gcc")
+            .args(["-O2", "-c", "r.c", "-o", "plain-r.o"])
+            .current_dir(&proj),
+    );
     let plain = fs::read(proj.join("plain.o")).unwrap();
+    // A file written within the stamps' race margin (50 ms) of a compile
+    // that ran first is not trusted to be what it read: wait it out.
+    std::thread::sleep(Duration::from_millis(100));
     let compile = || {
         let _ = fs::remove_file(proj.join("k.o"));
         let mut cmd = recast_with_cache(&cache, ["gcc", "-O2", "-c", "k.c", "-o", "k.o"]);
@@ -135,14 +147,16 @@ fn hits_are_read_from_the_embedded_store_without_the_server() {
         let s = stats(&cache);
         (
             count(&s, "remote_executions"),
+            reason(&s, "local_reasons", "cache_miss"),
             count(&s, "cache_hits"),
             count(&s, "local_hits"),
         )
     };
     assert!(compile() == plain);
-    assert_eq!(counts(), (1, 0, 0));
+    assert_eq!(counts(), (0, 1, 0, 0), "compiled here, nothing executed");
+    assert_eq!(count(&stats(&cache), "compiled_first"), 1, "no scan first");
     assert!(compile() == plain);
-    assert_eq!(counts(), (1, 1, 1), "the hit was read from the store");
+    assert_eq!(counts(), (0, 1, 1, 1), "the hit was read from the store");
 
     // Stopped, the server is not needed for a hit, nor started for one.
     let pid = server_pid(&cache);
@@ -153,7 +167,7 @@ fn hits_are_read_from_the_embedded_store_without_the_server() {
     }
     assert!(!alive(pid));
     assert!(compile() == plain);
-    assert_eq!(counts(), (1, 2, 2));
+    assert_eq!(counts(), (0, 1, 2, 2));
     assert!(
         !cache.join("serve.json").exists(),
         "a hit started no server"
@@ -179,8 +193,145 @@ fn hits_are_read_from_the_embedded_store_without_the_server() {
     }
     assert_eq!(rotted, 1, "the object is stored once");
     assert!(compile() == plain, "a rotten blob never becomes an output");
-    let (remote, hits, local) = counts();
-    assert_eq!(local, 2, "nothing read from a rotten store");
-    assert_eq!(remote + hits, 4, "{remote} remote, {hits} hits");
+    let (remote, misses, hits, local) = counts();
+    assert_eq!((remote, local), (0, 2), "nothing read from a rotten store");
+    assert_eq!(misses + hits, 4, "{misses} compiled here, {hits} hits");
+
+    // Asked for, the embedded server executes a miss in its sandbox.
+    let mut cmd = recast_with_cache(&cache, ["gcc", "-O2", "-c", "r.c", "-o", "r.o"]);
+    run_ok(cmd.env("RECAST_MODE", "remote").current_dir(&proj));
+    assert_eq!(
+        fs::read(proj.join("r.o")).unwrap(),
+        fs::read(proj.join("plain-r.o")).unwrap()
+    );
+    assert_eq!(counts().0, 1, "RECAST_MODE=remote executed it");
+    run_ok(&mut recast_with_cache(&cache, ["stop-server"]));
+}
+
+/// The embedded default's first compiles run at once and list their own
+/// reads: the user's `-MD` depfile is the compiler's own, and a hit writes
+/// it again byte for byte. A header whose stamp says it changed while the
+/// compile read it (here: dated in the future) keeps that result out of
+/// the store; the next compile scans, looks up and stores, and the one
+/// after that is a hit.
+#[test]
+fn first_compiles_list_their_own_reads_and_a_header_changing_under_one_is_not_stored() {
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let proj = tmp.path().join("proj");
+    fs::create_dir_all(proj.join(".git")).unwrap();
+    fs::write(proj.join("a.h"), "#define A 6\n").unwrap();
+    fs::write(
+        proj.join("a.c"),
+        "#include <stdio.h>\n#include \"a.h\"\nint a(void) { return printf(\"%d\", A); }\n",
+    )
+    .unwrap();
+    fs::write(
+        proj.join("b.c"),
+        "#include \"gen.h\"\nint b(void) { return B; }\n",
+    )
+    .unwrap();
+    let args = ["-O2", "-MD", "-MF", "a.d", "-c", "a.c", "-o", "a.o"];
+    run_ok(
+        std::process::Command::new("gcc")
+            .args(args)
+            .current_dir(&proj),
+    );
+    let (plain_o, plain_d) = (
+        fs::read(proj.join("a.o")).unwrap(),
+        fs::read(proj.join("a.d")).unwrap(),
+    );
+    assert!(String::from_utf8_lossy(&plain_d).contains("stdio.h"));
+    std::thread::sleep(Duration::from_millis(100));
+    let counts = || {
+        let s = stats(&cache);
+        (
+            count(&s, "compiled_first"),
+            reason(&s, "local_reasons", "cache_miss"),
+            count(&s, "cache_hits"),
+            count(&s, "remote_executions"),
+        )
+    };
+    let compile = |args: &[&str], outs: &[&str]| {
+        for o in outs {
+            let _ = fs::remove_file(proj.join(o));
+        }
+        let mut cmd = recast_with_cache(&cache, [&["gcc"][..], args].concat());
+        run_ok(cmd.current_dir(&proj));
+    };
+    compile(&args, &["a.o", "a.d"]);
+    assert_eq!(fs::read(proj.join("a.o")).unwrap(), plain_o);
+    assert_eq!(fs::read(proj.join("a.d")).unwrap(), plain_d);
+    assert_eq!(counts(), (1, 1, 0, 0));
+    compile(&args, &["a.o", "a.d"]);
+    assert_eq!(fs::read(proj.join("a.o")).unwrap(), plain_o);
+    assert_eq!(
+        fs::read(proj.join("a.d")).unwrap(),
+        plain_d,
+        "written by the hit"
+    );
+    assert_eq!(counts(), (1, 1, 1, 0));
+
+    // With -g the object names the project (DW_AT_comp_dir): stored at
+    // once all the same, so the next build hits.
+    let g = ["-g", "-O2", "-c", "a.c", "-o", "g.o"];
+    run_ok(std::process::Command::new("gcc").args(g).current_dir(&proj));
+    let plain_g = fs::read(proj.join("g.o")).unwrap();
+    compile(&g, &["g.o"]);
+    assert_eq!(fs::read(proj.join("g.o")).unwrap(), plain_g);
+    assert_eq!(counts(), (2, 2, 1, 0));
+    compile(&g, &["g.o"]);
+    assert_eq!(fs::read(proj.join("g.o")).unwrap(), plain_g);
+    assert_eq!(counts(), (2, 2, 2, 0), "a hit in the second build");
+
+    // A header named by an absolute path asks for its own name with
+    // `__builtin_FILE()` (no `__FILE__` in its text to warn the scan): the
+    // object names the project, so the moved action cannot hold it. This
+    // compile ran where the project is, so its result is the unmoved
+    // action's, stored at once; the next build hits.
+    fs::create_dir_all(proj.join("inc")).unwrap();
+    fs::write(
+        proj.join("inc/w.h"),
+        "static inline const char *where(void) { return __builtin_FILE(); }\n",
+    )
+    .unwrap();
+    fs::write(
+        proj.join("w.c"),
+        "#include \"w.h\"\nconst char *w(void) { return where(); }\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let inc = format!("-I{}", proj.join("inc").display());
+    let w = ["-O2", inc.as_str(), "-c", "w.c", "-o", "w.o"];
+    run_ok(std::process::Command::new("gcc").args(w).current_dir(&proj));
+    let plain_w = fs::read(proj.join("w.o")).unwrap();
+    compile(&w, &["w.o"]);
+    assert_eq!(fs::read(proj.join("w.o")).unwrap(), plain_w);
+    assert_eq!(counts(), (3, 3, 2, 0));
+    compile(&w, &["w.o"]);
+    assert_eq!(fs::read(proj.join("w.o")).unwrap(), plain_w);
+    assert_eq!(counts(), (3, 3, 3, 0), "stored under the unmoved action");
+
+    // gen.h's stamp is past the compile's start: not to be trusted.
+    let header = proj.join("gen.h");
+    fs::write(&header, "#define B 9\n").unwrap();
+    let later = std::time::SystemTime::now() + Duration::from_secs(3);
+    fs::File::options()
+        .write(true)
+        .open(&header)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let b = ["-O2", "-c", "b.c", "-o", "b.o"];
+    compile(&b, &["b.o"]);
+    assert_eq!(counts(), (4, 4, 3, 0), "compiled first, not stored");
+    compile(&b, &["b.o"]);
+    assert_eq!(
+        counts(),
+        (4, 5, 3, 0),
+        "scanned, looked up, compiled, stored"
+    );
+    compile(&b, &["b.o"]);
+    assert_eq!(counts(), (4, 5, 4, 0), "a hit");
     run_ok(&mut recast_with_cache(&cache, ["stop-server"]));
 }

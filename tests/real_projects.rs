@@ -169,7 +169,10 @@ fn recast_workspace(at: &Path) -> PathBuf {
 }
 
 /// `cargo build --release` of `ws`, through recast (the embedded server of
-/// `cache`) or not; the binary it wrote, and every crate's rlib and rmeta
+/// `cache`, executing every miss in its sandbox: `RECAST_MODE=remote`,
+/// since this is the crate graph's remote test; the default, compiling
+/// misses here, is `wrap_rustc`'s and `embedded.rs`'s) or not; the binary
+/// it wrote, and every crate's rlib and rmeta
 /// (a dependency that expands an upstream crate's macro records what
 /// rustc found of that crate's sources). Through recast, set up as the
 /// README tells users, in one step (`recast setup cargo`): the C that
@@ -200,7 +203,7 @@ fn cargo_release(ws: &Path, cache: Option<&Path>) -> BTreeMap<String, Vec<u8>> {
         cmd.env("RECAST_CACHE_DIR", cache)
             .env("RECAST_CONFIG", cache.join("no-such-config.toml"))
             .env_remove("RECAST_REMOTE")
-            .env_remove("RECAST_MODE")
+            .env("RECAST_MODE", "remote")
             .env_remove("RECAST_PROJECT_ROOT");
     }
     run_ok(&mut cmd);

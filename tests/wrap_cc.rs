@@ -444,6 +444,65 @@ fn cmake_launcher_builds_the_same_objects_as_cmake_alone() {
     assert_eq!(s["fallbacks"], 0, "{s}");
 }
 
+/// The embedded default (nothing configured) under CMake, whose Makefiles
+/// ask gcc for `-MD` depfiles: a first build compiles every source here
+/// at once, listing its reads in CMake's own depfile (no scan first),
+/// with the objects and depfiles plain CMake writes; the next build from
+/// scratch is all hits, and writes the depfiles again, byte for byte.
+#[test]
+fn cmake_on_the_embedded_default_compiles_first_then_hits_with_cmakes_depfiles() {
+    if common::peer("cmake").is_none() {
+        return;
+    }
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let proj = zstd_project(&tmp.path().join("proj"));
+    let recast_env = |cmd: &mut Command| {
+        cmd.env("RECAST_CACHE_DIR", &cache)
+            .env("RECAST_CONFIG", cache.join("no-such-config.toml"))
+            .env_remove("RECAST_REMOTE")
+            .env_remove("RECAST_MODE")
+            .env_remove("RECAST_PROJECT_ROOT");
+    };
+    let build = |launcher: Option<&str>| {
+        let _ = fs::remove_dir_all(proj.join("build"));
+        let mut cfg = Command::new("cmake");
+        cfg.args(["-S", ".", "-B", "build", "-DCMAKE_C_COMPILER=gcc"])
+            .current_dir(&proj);
+        if let Some(l) = launcher {
+            cfg.arg(format!("-DCMAKE_C_COMPILER_LAUNCHER={l}"));
+        }
+        recast_env(&mut cfg);
+        run_ok(&mut cfg);
+        // Sources older than the race margin: every result is stored.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let mut b = Command::new("cmake");
+        b.args(["--build", "build", "-j2"]).current_dir(&proj);
+        recast_env(&mut b);
+        run_ok(&mut b);
+        (files(&proj, "build", "o"), files(&proj, "build", "d"))
+    };
+    let (plain, plain_deps) = build(None);
+    let n = zstd_sources(&proj);
+    assert_eq!(plain.len() as u64, n);
+    assert_eq!(plain_deps.len() as u64, n, "CMake asks for -MD depfiles");
+    let (first, first_deps) = build(Some(BIN));
+    assert_same("cmake objects", &first, &plain);
+    assert_same("cmake depfiles", &first_deps, &plain_deps);
+    let s = stats(&cache);
+    assert_eq!(count(&s, "compiled_first"), n, "{s}");
+    assert_eq!(count(&s, "remote_executions"), 0, "{s}");
+    assert_eq!(s["fallbacks"], 0, "{s}");
+    run_ok(&mut recast_with_cache(&cache, ["stats", "--zero"]));
+    let (again, again_deps) = build(Some(BIN));
+    assert_same("cmake objects, from the store", &again, &plain);
+    assert_same("cmake depfiles, from the store", &again_deps, &plain_deps);
+    let s = stats(&cache);
+    assert_eq!(count(&s, "cache_hits"), n, "{s}");
+    assert_eq!(count(&s, "compiled_first"), 0, "{s}");
+    run_ok(&mut recast_with_cache(&cache, ["stop-server"]));
+}
+
 #[test]
 fn a_dead_server_means_local_compiles_with_the_same_objects() {
     let tmp = tempdir();

@@ -16,7 +16,8 @@ use std::path::Path;
 use std::process::Command;
 
 use common::projects::{
-    cargo_ws, count, libraries, publish_rustc_and_linker, stats, target_libraries, vendor_dir,
+    cargo_ws, count, libraries, publish_rustc_and_linker, reason, stats, target_libraries,
+    vendor_dir,
 };
 use common::{BIN, Server, free_port, recast_with_cache, run_ok, tempdir};
 
@@ -30,6 +31,7 @@ fn cargo(ws: &Path, args: &[&str], wrap: Option<(&Path, &str)>) -> std::process:
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("RUSTFLAGS");
+    // An empty URL: nothing configured, the embedded server.
     if let Some((cache, url)) = wrap {
         cmd.env("RUSTC_WRAPPER", BIN)
             .env("RECAST_CACHE_DIR", cache)
@@ -37,6 +39,9 @@ fn cargo(ws: &Path, args: &[&str], wrap: Option<(&Path, &str)>) -> std::process:
             .env("RECAST_REMOTE", url)
             .env_remove("RECAST_MODE")
             .env_remove("RECAST_PROJECT_ROOT");
+        if url.is_empty() {
+            cmd.env_remove("RECAST_REMOTE");
+        }
     }
     run_ok(&mut cmd)
 }
@@ -393,4 +398,46 @@ fn trimmed_paths_let_two_checkouts_share_hits_and_the_same_bytes() {
     build(&b, &dead);
     assert_same(&libraries(&b), &from_b);
     assert_eq!(app_output(&b), app_output(&a));
+}
+
+/// Nothing configured (the embedded server, `RECAST_MODE=auto`): a first
+/// build compiles every crate here at once, its reads listed by the
+/// dep-info cargo asks for (no `--emit=dep-info` pass first), byte-identical
+/// to plain cargo, and stores the results; later builds after `cargo
+/// clean` are hits. A crate whose build script wrote its source just before
+/// it may not be stored the first time; by the third build every compile
+/// but the one that fails (proc-macro2's probe) is a hit.
+#[test]
+fn the_embedded_default_compiles_a_first_build_here_and_hits_after() {
+    let Some(vendor) = vendor_dir() else { return };
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let ws = cargo_ws(&tmp.path().join("ws"), &vendor);
+    cargo(&ws, &["build"], None);
+    let plain = libraries(&ws);
+    let build = || {
+        cargo(&ws, &["clean"], None);
+        cargo(&ws, &["build"], Some((&cache, "")));
+        assert_same(&libraries(&ws), &plain);
+        let s = stats(&cache);
+        zero(&cache);
+        s
+    };
+    let first = build();
+    let misses = reason(&first, "local_reasons", "cache_miss");
+    assert!(misses >= 20, "{first}");
+    assert_eq!(count(&first, "compiled_first"), misses, "{first}");
+    assert_eq!(count(&first, "remote_executions"), 0, "{first}");
+    assert_eq!(count(&first, "fallbacks"), 0, "{first}");
+    // At most the three crates whose build scripts write sources, and the
+    // probe, are not hits yet.
+    let second = build();
+    assert!(count(&second, "cache_hits") >= misses - 4, "{second}");
+    let third = build();
+    let failed = reason(&third, "local_reasons", "cache_miss");
+    assert!(failed <= 1, "only the probe that fails: {third}");
+    assert_eq!(count(&third, "cache_hits"), misses - failed, "{third}");
+    // A failed compile stores nothing, so it runs first again.
+    assert_eq!(count(&third, "compiled_first"), failed, "{third}");
+    run_ok(&mut recast_with_cache(&cache, ["stop-server"]));
 }

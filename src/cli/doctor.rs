@@ -92,6 +92,9 @@ pub async fn run(args: DoctorArgs, sources: &crate::config::Sources) -> anyhow::
         }
     };
     println!("server {} (instance {:?})", client.url(), client.instance());
+    if let Some(line) = mode_line(&args.remote, sources) {
+        println!("{line}");
+    }
 
     let caps = match client.fetch_capabilities().await {
         Ok(c) => c,
@@ -227,6 +230,31 @@ async fn measure_link(
         up_bps,
         down_bps,
     })
+}
+
+/// Which mode wrapped compiles run in against this server, and why.
+fn mode_line(remote: &RemoteArgs, sources: &crate::config::Sources) -> Option<String> {
+    use crate::config::Mode;
+    let wrap = crate::config::resolve_wrap(&sources.env, &sources.file).ok()?;
+    let endpoint = crate::config::resolve(remote, &sources.env, &sources.file)
+        .ok()?
+        .endpoint;
+    let mode = wrap.mode.on(&endpoint);
+    let name = match mode {
+        Mode::Remote => "remote",
+        Mode::CacheOnly => "cache-only",
+        Mode::Local | Mode::Auto => "local",
+    };
+    let why = match (wrap.mode, mode) {
+        (Mode::Auto, Mode::CacheOnly) => format!(
+            " (auto: the embedded server shares this machine's cores, so a miss compiles here \
+             and its result is kept; {}=remote runs misses in its sandbox)",
+            vars::MODE
+        ),
+        (Mode::Auto, _) => " (auto: a configured server executes misses)".to_string(),
+        _ => format!(" ({} or the config file's `mode`)", vars::MODE),
+    };
+    Some(format!("mode  {name}{why}"))
 }
 
 fn ms(since: Instant) -> f64 {

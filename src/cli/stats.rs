@@ -66,6 +66,12 @@ pub fn run(args: StatsArgs, sources: &config::Sources) -> anyhow::Result<ExitCod
         s.counts.local_runs,
         pct(s.counts.local_runs)
     );
+    if s.compiled_first > 0 {
+        println!(
+            "  {:<28}{:>8}  (listed their own reads: no scan first)",
+            "of which compiled first", s.compiled_first
+        );
+    }
     for (reason, n) in &s.local_reasons {
         println!("  {reason:<28}{n:>8}");
     }

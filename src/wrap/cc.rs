@@ -15,8 +15,8 @@ use std::sync::OnceLock;
 
 use super::color::{ColorPolicy, Encoding, Want};
 use super::family::{
-    self, ActionSpec, EnvValue, ExposureSpec, Job, Reason, Relocation, RelocationSite, ScanSpec,
-    Scanned, ToolRequest,
+    self, ActionSpec, EnvValue, ExposureSpec, FromCompile, Job, Reason, Relocation, RelocationSite,
+    ScanSpec, Scanned, ToolRequest,
 };
 use super::layout;
 use super::native::{self, Pin};
@@ -244,6 +244,15 @@ impl Job for CcJob {
         if let Some(pin) = self.pinned(ctx)? {
             key.push(serde_json::to_vec(pin).expect("a pin serializes"));
         }
+        // gcc's and clang's -MD list what -M lists, beside the object
+        // (zig takes another path to the object when asked for a depfile).
+        // -MMD's leaves system headers out: that list takes a scan.
+        let from_compile = match &c.depfile {
+            _ if self.zig() => None,
+            None => Some(FromCompile::Added),
+            Some(d) if d.system_headers => Some(FromCompile::Users(d.path.clone())),
+            Some(_) => None,
+        };
         Ok(ScanSpec {
             key,
             runs,
@@ -251,6 +260,7 @@ impl Job for CcJob {
             extra,
             keep_depfile: c.depfile.is_some(),
             preprocess: Some(self.led(preprocess)),
+            from_compile,
         })
     }
 

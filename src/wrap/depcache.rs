@@ -227,6 +227,22 @@ fn entry_path(cache_dir: &Path, key: &Digest) -> PathBuf {
     keyed_path(cache_dir, key, "json")
 }
 
+/// Whether an entry for `key` was ever stored, up to date or not, or
+/// [`listed`] said the compile was seen.
+pub fn known(cache_dir: &Path, key: &Digest) -> bool {
+    entry_path(cache_dir, key).exists() || keyed_path(cache_dir, key, "listed").exists()
+}
+
+/// Remembers that the compile of scan key `key` was seen, though its list
+/// was too fresh to store (a file written just before it, as a build
+/// script's): the next one scans first.
+pub fn listed(cache_dir: &Path, key: &Digest) {
+    let path = keyed_path(cache_dir, key, "listed");
+    if let Err(e) = crate::fsutil::write_private(&path, b"", false) {
+        unsaved(cache_dir, &path, &e);
+    }
+}
+
 /// The entry for `key` if every file it lists is unchanged.
 pub fn lookup(cache_dir: &Path, key: &Digest) -> Option<Entry> {
     let bytes = std::fs::read(entry_path(cache_dir, key)).ok()?;

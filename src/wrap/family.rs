@@ -83,6 +83,21 @@ pub(crate) struct ScanSpec {
     /// can show whether a macro naming the file (`__FILE__`) is expanded
     /// with the project's location. `None`: the family has no such step.
     pub preprocess: Option<Vec<String>>,
+    /// How the compile itself lists what it read, as the last run would
+    /// (a compile that runs here first needs no scan: [`FromCompile`]).
+    /// `None`: only a scan says.
+    pub from_compile: Option<FromCompile>,
+}
+
+/// Where a compile run here writes the list a scan would give (the last
+/// run's depfile).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum FromCompile {
+    /// With `-MD -MF <tmp>` added: the compile has no depfile of its own.
+    Added,
+    /// The user's own `-MD` depfile at this path (as spelled): the list,
+    /// and the text a later hit writes there.
+    Users(String),
 }
 
 /// What the scan found.

@@ -202,8 +202,9 @@ fn settings(
         Some(p) => config::load_file(Some(&p))?,
         None => Default::default(),
     };
-    let wrap = config::resolve_wrap(env, &file)?;
+    let mut wrap = config::resolve_wrap(env, &file)?;
     let remote = config::resolve(&RemoteArgs::default(), env, &file)?;
+    wrap.mode = wrap.mode.on(&remote.endpoint);
     let platform = config::resolve_platform(None, &[], env, &file)?;
     let cache_dir = config::cache_dir(env)?;
     Ok((wrap, remote, platform, cache_dir))

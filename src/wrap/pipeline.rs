@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 use super::color;
 use super::depcache::{self, Mark};
-use super::family::{self, Job, Reason, Scanned, ToolRequest};
+use super::family::{self, FromCompile, Job, Reason, Scanned, ToolRequest};
 use super::layout::Layout;
 use super::on_server::{self, Failure, Prepared};
 use super::prepare::{self, Move};
@@ -28,7 +28,7 @@ use super::why::Cause;
 use super::{Ctx, Flow, Invocation, process, scan, workers};
 use crate::action::Features;
 use crate::cas::Digest;
-use crate::config::Mode;
+use crate::config::{Endpoint, Mode};
 use crate::remote::Client;
 use crate::toolchain::bundle::Bundle;
 use crate::toolchain::local::{self as toolchain_local, Request};
@@ -240,6 +240,8 @@ pub struct Planned {
     pub rooted_form: Option<RootedForm>,
     /// A namespaced action's launcher.
     pub launcher: Option<Tool>,
+    /// The compile, when it already ran here ([`compile_first`]).
+    pub compiled: Option<Compiled>,
 }
 
 impl Planned {
@@ -294,12 +296,30 @@ impl RootedForm {
 }
 
 /// Everything up to the action: toolchains, platform, server, scan,
-/// action. `Err` is the flow to take instead.
+/// action. `Err` is the flow to take instead: once the compile ran here
+/// ([`compile_first`]), always its result.
 pub async fn plan(
     ctx: &Ctx,
     inv: &Invocation,
     job: &dyn Job,
     fast_key: Option<&Digest>,
+) -> Result<Planned, Flow> {
+    let mut compiled = None;
+    match plan_with(ctx, inv, job, fast_key, &mut compiled).await {
+        Ok(mut p) => {
+            p.compiled = compiled;
+            Ok(p)
+        }
+        Err(flow) => Err(compiled.map_or(flow, Compiled::ran)),
+    }
+}
+
+async fn plan_with(
+    ctx: &Ctx,
+    inv: &Invocation,
+    job: &dyn Job,
+    fast_key: Option<&Digest>,
+    compiled: &mut Option<Compiled>,
 ) -> Result<Planned, Flow> {
     let requests = job.toolchains(ctx, inv).map_err(Flow::local)?;
     let (mut tools, toolchain_root) = toolchains(ctx, &requests).await?;
@@ -350,7 +370,18 @@ pub async fn plan(
             }
         }
     }
-    let scanned = scan_inputs(ctx, inv, job, toolchain_root).await?;
+    // Not for a twin (planned with no hit-path key): it is not this compile.
+    let first = match fast_key {
+        Some(_) => compile_first(ctx, inv, job, toolchain_root).await?,
+        None => None,
+    };
+    let scanned = match first {
+        Some((scanned, run)) => {
+            *compiled = Some(run);
+            scanned
+        }
+        None => scan_inputs(ctx, inv, job, toolchain_root).await?,
+    };
     let mut spec = job.action(ctx, &scanned, &tools).map_err(Flow::local)?;
     // A compile that expands `__FILE__` to a path in the project is not
     // moved at all (known from the scan), rather than moved, run, found to
@@ -429,7 +460,120 @@ pub async fn plan(
         swaps,
         rooted_form,
         launcher,
+        compiled: None,
     })
+}
+
+/// A compile that already ran here, before its action was built.
+pub struct Compiled {
+    code: i32,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    started: std::time::Instant,
+    /// Every file it read is older than its start (less the race
+    /// margin): its result may be published under the digests read after.
+    stable: bool,
+}
+
+impl Compiled {
+    /// Its result, as the compile's end.
+    fn ran(self) -> Flow {
+        Flow::Ran {
+            stdout: self.stdout,
+            stderr: self.stderr,
+            code: self.code,
+            event: Event {
+                compiled_first: true,
+                ..Event::local(Reason::CacheMiss)
+            },
+        }
+    }
+}
+
+/// Cache-only against the embedded server, for a compile whose scan was
+/// never stored (a first build): the compile runs here at once, listing
+/// what it reads itself (gcc's and clang's `-MD`: the list `-M` gives),
+/// instead of a scan, a lookup and then the compile. Such a result can
+/// only be in the embedded server's cache from another checkout (a moved
+/// project root) or a lost scan cache; a scan costs every first build
+/// about a preprocessor run per file. A later build, with the scan
+/// stored, looks up first as before. `Ok(None)`: scan first.
+async fn compile_first(
+    ctx: &Ctx,
+    inv: &Invocation,
+    job: &dyn Job,
+    toolchain_root: Digest,
+) -> Result<Option<(Scanned, Compiled)>, Flow> {
+    if ctx.wrap.mode != Mode::CacheOnly || ctx.remote.endpoint != Endpoint::Embedded {
+        return Ok(None);
+    }
+    let spec = job.scan(ctx).map_err(Flow::local)?;
+    let Some(from) = spec.from_compile.clone() else {
+        return Ok(None);
+    };
+    let root = ctx.project_root();
+    let env = job.env().to_vec();
+    let key = scan::key(&ctx.cwd, inv, &spec, &toolchain_root, &env, root.as_deref());
+    if scan::seen(&ctx.cache_dir, &key) {
+        return Ok(None);
+    }
+    let tmp_dir = scan::tmp_dir(&ctx.cache_dir).map_err(Flow::local)?;
+    let mut args = job.captured_args(ctx);
+    let list_at = match &from {
+        FromCompile::Added => {
+            let tmp = tmp_dir.join(format!(
+                "dep-{}-{}.d",
+                std::process::id(),
+                uuid::Uuid::new_v4().simple()
+            ));
+            args.extend([
+                "-MD".into(),
+                "-MF".into(),
+                tmp.to_string_lossy().into_owned(),
+            ]);
+            tmp
+        }
+        FromCompile::Users(path) => super::placement::opened(&ctx.cwd, path),
+    };
+    let since = depcache::now_ns();
+    let started = std::time::Instant::now();
+    let (code, stdout, stderr) = process::run_captured(inv, &args);
+    let list = std::fs::read_to_string(&list_at);
+    if from == FromCompile::Added {
+        let _ = std::fs::remove_file(&list_at);
+    }
+    let mut run = Compiled {
+        code,
+        stdout,
+        stderr,
+        started,
+        stable: false,
+    };
+    let list = match list {
+        Ok(l) if code == 0 => l,
+        _ => return Err(run.ran()),
+    };
+    let listed = scan::Listed {
+        kept: spec.keep_depfile.then(|| list.clone()),
+        list,
+        since,
+        own: Some(super::placement::normalize(&list_at)),
+    };
+    let scanned = match listed.scanned(&ctx.cache_dir, &key, &ctx.cwd, inv, &spec, root.as_deref())
+    {
+        Ok(s) => s,
+        Err(_) => return Err(run.ran()),
+    };
+    let limit = since - depcache::RACE_MARGIN_NS;
+    run.stable = scanned
+        .files
+        .iter()
+        .all(|f| f.stamp.mtime_ns < limit && f.stamp.ctime_ns < limit);
+    if !run.stable {
+        // Not published: the next compile scans and looks up first.
+        depcache::listed(&ctx.cache_dir, &key);
+    }
+    Ok(Some((scanned, run)))
 }
 
 /// Each requested toolchain packaged and made fit for the workers (this
@@ -916,20 +1060,76 @@ fn unrelocatable(ctx: &Ctx, key: &Digest, f: &Failure) -> Flow {
 /// publishes the result, its warnings included, so a later hit shows what
 /// this compile showed.
 async fn cache_only(ctx: &Ctx, inv: &Invocation, job: &dyn Job, p: &Planned, key: &Digest) -> Flow {
-    if let Some(flow) = cached(ctx, job, p, key, on_server::Ask::Both).await {
-        return flow;
-    }
-    let started = std::time::Instant::now();
     let mut event = Event::local(Reason::CacheMiss);
-    let (code, stdout, stderr) = here_captured(ctx, inv, job, &mut event).await;
-    if code == 0 {
+    let (code, stdout, stderr, started, stable) = match &p.compiled {
+        Some(run) => {
+            event.compiled_first = true;
+            if run.code == 0 {
+                job.after_local(ctx, inv, &mut event).await;
+            }
+            let (out, err) = (run.stdout.clone(), run.stderr.clone());
+            (run.code, out, err, run.started, run.stable)
+        }
+        None => {
+            if let Some(flow) = cached(ctx, job, p, key, on_server::Ask::Both).await {
+                return flow;
+            }
+            let started = std::time::Instant::now();
+            let (code, stdout, stderr) = here_captured(ctx, inv, job, &mut event).await;
+            // A file edited since the scan hashed it: the result is not
+            // the one its digest says.
+            let stable = p
+                .scanned
+                .files
+                .iter()
+                .all(|f| depcache::stamp(&f.path).is_some_and(|s| s == f.stamp));
+            (code, stdout, stderr, started, stable)
+        }
+    };
+    if code == 0 && stable {
         let streams = on_server::Compiled {
             by: "recast cache-only (local compile)",
             stdout: &stdout,
             stderr: &stderr,
         };
-        for action in p.actions() {
-            publish(ctx, &p.client, action, key, started, streams, &mut event).await;
+        // The next time, a hit from the fast path.
+        match publish(
+            ctx,
+            &p.client,
+            &p.prepared,
+            key,
+            started,
+            streams,
+            &mut event,
+        )
+        .await
+        {
+            Published::Yes => remember(ctx, key, p, &p.prepared),
+            // Compiled where the project is, its result is the unmoved
+            // action's: stored under that, rather than run again.
+            Published::Located => {
+                let here = site(ctx, inv, &p.platform, p.features, Move::Never, p.layout)
+                    .with(p.launcher.as_ref());
+                if let Ok(unmoved) = prepare::build(&here, &p.tools, &p.scanned, &p.spec, job)
+                    && publish(ctx, &p.client, &unmoved, key, started, streams, &mut event).await
+                        == Published::Yes
+                {
+                    remember(ctx, key, p, &unmoved);
+                }
+            }
+            Published::No => {}
+        }
+        if let Some(rooted) = &p.rooted_form {
+            publish(
+                ctx,
+                &p.client,
+                &rooted.prepared,
+                key,
+                started,
+                streams,
+                &mut event,
+            )
+            .await;
         }
     }
     Flow::Ran {
@@ -938,6 +1138,16 @@ async fn cache_only(ctx: &Ctx, inv: &Invocation, job: &dyn Job, p: &Planned, key
         code,
         event,
     }
+}
+
+/// What became of a local compile's result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Published {
+    Yes,
+    /// Not under this moved action: the outputs name the project root.
+    Located,
+    /// The server would not take it, or the call failed.
+    No,
 }
 
 /// Puts a local compile's result in the action cache, where the server
@@ -953,7 +1163,7 @@ async fn publish(
     started: std::time::Instant,
     streams: on_server::Compiled<'_>,
     event: &mut Event,
-) {
+) -> Published {
     let landing = &action.landing;
     if let Some((_, root)) = &landing.unmap
         && landing
@@ -963,7 +1173,7 @@ async fn publish(
         && landing.local.iter().any(|o| names(o, root))
     {
         depcache::mark(&ctx.cache_dir, key, Mark::Located);
-        return;
+        return Published::Located;
     }
     // A server that does not let this caller update its action cache
     // (`update_enabled = false`: a read-only token) is not asked to; `recast
@@ -973,11 +1183,17 @@ async fn publish(
         .await
         .is_ok_and(|c| c.ac_update_enabled)
     {
-        return;
+        return Published::No;
     }
     match on_server::publish(client, action, started, streams).await {
-        Ok(up) => event.up += up,
-        Err(f) => tracing::info!("cannot publish the result: {}", f.message),
+        Ok(up) => {
+            event.up += up;
+            Published::Yes
+        }
+        Err(f) => {
+            tracing::info!("cannot publish the result: {}", f.message);
+            Published::No
+        }
     }
 }
 

@@ -25,8 +25,8 @@ use futures::future::BoxFuture;
 use super::color::{ColorPolicy, Encoding, Want};
 use super::depcache::Seen;
 use super::family::{
-    self, ActionSpec, EnvValue, ExposureSpec, Job, Reason, Relocation, RelocationSite, ScanSpec,
-    Scanned, ToolRequest,
+    self, ActionSpec, EnvValue, ExposureSpec, FromCompile, Job, Reason, Relocation, RelocationSite,
+    ScanSpec, Scanned, ToolRequest,
 };
 use super::placement::{self, Exposure, MAPPED_ROOT};
 use super::stats::Event;
@@ -437,6 +437,8 @@ impl Job for RustJob {
             extra,
             keep_depfile: true,
             preprocess: None,
+            // The dep-info cargo asks for lists what the scan's does.
+            from_compile: r.dep_info.clone().map(FromCompile::Users),
         })
     }
 

@@ -39,51 +39,106 @@ pub fn run(
         });
     }
     let since = depcache::now_ns();
-    let tmp_dir = cache.join("tmp");
-    crate::fsutil::create_private_dir_all(&tmp_dir).map_err(|_| Reason::ScanFailed)?;
+    let tmp_dir = tmp_dir(cache)?;
     let mut texts = Vec::with_capacity(spec.runs.len());
     for args in &spec.runs {
         texts.push(run_once(inv, cwd, &tmp_dir, args, spec.depfile_args)?);
     }
-    let list = texts.last().ok_or(Reason::ScanFailed)?;
-    let parsed = depfile::parse(list).map_err(|_| Reason::ScanFailed)?;
-    let mut spelled = depfile::prerequisites(&parsed);
-    // Some rustc versions list the depfile they were asked to write.
-    spelled.retain(|s| !placement::absolute(cwd, s).starts_with(&tmp_dir));
-    spelled.extend(spec.extra.iter().cloned());
-    let mut files = Vec::with_capacity(spelled.len());
-    let mut stable = true;
-    let mut seen = HashSet::new();
-    for s in spelled {
-        let opened = placement::opened(cwd, &s);
-        if !seen.insert(opened.clone()) {
-            continue;
-        }
-        let (f, ok) = depcache::see(&opened, since).map_err(|_| Reason::ScanFailed)?;
-        stable &= ok;
-        files.push(Seen { spelled: s, ..f });
-    }
-    let sees_location = root.is_some_and(|r| {
-        let r = placement::normalize(&cwd.join(r));
-        sees_location(inv, cwd, &tmp_dir, spec, &files, &r)
-    });
-    let entry = depcache::Entry {
-        schema: depcache::SCHEMA,
-        files,
-        depfile: spec
-            .keep_depfile
-            .then(|| texts.into_iter().next())
-            .flatten(),
-        sees_location,
+    let list = texts.last().ok_or(Reason::ScanFailed)?.clone();
+    let kept = spec
+        .keep_depfile
+        .then(|| texts.into_iter().next())
+        .flatten();
+    let listed = Listed {
+        list,
+        kept,
+        since,
+        own: None,
     };
-    if stable {
-        depcache::store(cache, &key, &entry);
+    listed.scanned(cache, &key, cwd, inv, spec, root)
+}
+
+/// Whether a scan of this compile was ever stored, up to date or not: a
+/// compile never seen is not worth a scan before it runs here (see
+/// [`FromCompile`](super::family::FromCompile)).
+pub fn seen(cache: &Path, key: &Digest) -> bool {
+    depcache::known(cache, key)
+}
+
+/// `<cache>/tmp`, made private.
+pub fn tmp_dir(cache: &Path) -> Result<std::path::PathBuf, Reason> {
+    let tmp_dir = cache.join("tmp");
+    crate::fsutil::create_private_dir_all(&tmp_dir).map_err(|_| Reason::ScanFailed)?;
+    Ok(tmp_dir)
+}
+
+/// What a scan's runs, or a compile that listed its reads itself, gave.
+pub struct Listed {
+    /// The depfile text listing the files read.
+    pub list: String,
+    /// The depfile text a hit writes for the user, where kept.
+    pub kept: Option<String>,
+    /// When the runs started (`depcache::now_ns`): a file changed since
+    /// makes the scan unstable, and it is not stored.
+    pub since: i128,
+    /// The depfile's own path, where the compile wrote it: never an input
+    /// (some rustc versions list it).
+    pub own: Option<std::path::PathBuf>,
+}
+
+impl Listed {
+    /// The files listed, hashed and stamped, and stored under `key` when
+    /// stable.
+    pub fn scanned(
+        self,
+        cache: &Path,
+        key: &Digest,
+        cwd: &Path,
+        inv: &Invocation,
+        spec: &ScanSpec,
+        root: Option<&Path>,
+    ) -> Result<Scanned, Reason> {
+        let tmp_dir = tmp_dir(cache)?;
+        let since = self.since;
+        let parsed = depfile::parse(&self.list).map_err(|_| Reason::ScanFailed)?;
+        let mut spelled = depfile::prerequisites(&parsed);
+        // Some rustc versions list the depfile they were asked to write.
+        spelled.retain(|s| {
+            let at = placement::absolute(cwd, s);
+            !at.starts_with(&tmp_dir) && self.own.as_ref() != Some(&at)
+        });
+        spelled.extend(spec.extra.iter().cloned());
+        let mut files = Vec::with_capacity(spelled.len());
+        let mut stable = true;
+        let mut seen = HashSet::new();
+        for s in spelled {
+            let opened = placement::opened(cwd, &s);
+            if !seen.insert(opened.clone()) {
+                continue;
+            }
+            let (f, ok) = depcache::see(&opened, since).map_err(|_| Reason::ScanFailed)?;
+            stable &= ok;
+            files.push(Seen { spelled: s, ..f });
+        }
+        let sees_location = root.is_some_and(|r| {
+            let r = placement::normalize(&cwd.join(r));
+            sees_location(inv, cwd, &tmp_dir, spec, &files, &r)
+        });
+        let entry = depcache::Entry {
+            schema: depcache::SCHEMA,
+            files,
+            depfile: self.kept,
+            sees_location,
+        };
+        if stable {
+            depcache::store(cache, key, &entry);
+        }
+        Ok(Scanned {
+            files: entry.files,
+            depfile: entry.depfile,
+            sees_location: entry.sees_location,
+        })
     }
-    Ok(Scanned {
-        files: entry.files,
-        depfile: entry.depfile,
-        sees_location: entry.sees_location,
-    })
 }
 
 /// Whether the compile expands a macro that names its file (`__FILE__`)
@@ -140,7 +195,7 @@ fn sees_location(
 /// What decides the files a compile reads: the toolchain, the compiler
 /// and its name, the working directory, every argument, the observed
 /// environment, the project root, and the family's own parts.
-fn key(
+pub fn key(
     cwd: &Path,
     inv: &Invocation,
     spec: &ScanSpec,

@@ -51,6 +51,10 @@ pub struct Event {
     /// Host-unit crate files replaced by their twins in the input root.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub swaps: u64,
+    /// A miss compiled here before any scan, listing what it read itself
+    /// (the embedded default's first build).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub compiled_first: bool,
     /// Ran locally by design: why (a stats key, e.g. `linking`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local: Option<String>,
@@ -107,6 +111,10 @@ pub struct Stats {
     /// Cache hits read from the server's store on this machine without a
     /// call (part of `cache_hits`; the rest came from the server).
     pub local_hits: u64,
+    /// Misses compiled here before any scan (part of `local_runs`): the
+    /// compile listed what it read itself.
+    #[serde(default)]
+    pub compiled_first: u64,
     /// Host units built here and again, as twins, for the workers.
     pub twin_builds: u64,
     /// Host-unit crate files the workers' compiles got as twins.
@@ -150,6 +158,7 @@ impl Stats {
         self.remote_false_failures += u64::from(e.false_failure);
         self.registry_toolchains += u64::from(e.registry);
         self.local_hits += u64::from(e.local_hit);
+        self.compiled_first += u64::from(e.compiled_first);
         self.twin_builds += u64::from(e.twin);
         self.twin_swaps += e.swaps;
         if let Some(r) = &e.local {
