@@ -12,11 +12,15 @@ built with a small Makefile, `make -j2`, -O2. For each tool, in one run:
   per-file hit   one `-c` of a single file, repeated: the wrapper's own
                  overhead on a hit (median)
 
-recast runs three times: against a `recast serve` on TCP with its local
-tier (hits read here), the same with the tier off (`recast-call`: every
-hit a call), and as `recast-embed`, with nothing configured (the embedded
+recast runs against a `recast serve` on TCP with its local tier (hits
+read here), the same with the tier off (`recast-call`: every hit a
+call), and as `recast-embed`, with nothing configured (the embedded
 server on a socket, whose store the wrapper reads hits from without a
-call). Per-file hits are timed idle and again while a plain `make -j2` of
+call; a miss compiles here, `RECAST_MODE=auto`). `embed -MD` is the same
+with `-MD` in place of the Makefile's `-MMD` (as CMake, Meson and
+autotools write it: the compile lists its reads itself, no scan first),
+and `embed, exec` has the embedded server execute every miss
+(`RECAST_MODE=remote`). Per-file hits are timed idle and again while a plain `make -j2` of
 a copy keeps both cores busy.
 
 The growth curve: a generated project of N files (--growth, 10 and 2,000
@@ -49,10 +53,11 @@ MAKEFILE = """\
 SRC := $(wildcard lib/common/*.c) $(wildcard lib/compress/*.c) $(wildcard lib/decompress/*.c)
 OBJ := $(patsubst lib/%.c,obj/%.o,$(SRC))
 CFLAGS ?= -O2
+DEPFLAGS ?= -MMD -MP
 all: $(OBJ)
 obj/%.o: lib/%.c
 \t@mkdir -p $(dir $@)
-\t$(CC) $(CFLAGS) -MMD -MP -Ilib -Ilib/common -c $< -o $@
+\t$(CC) $(CFLAGS) $(DEPFLAGS) -Ilib -Ilib/common -c $< -o $@
 -include $(OBJ:.o=.d)
 clean:
 \trm -rf obj
@@ -91,10 +96,13 @@ def timed(cmd, cwd, env):
     return time.monotonic() - t
 
 
-def build(proj, cc, env):
+def build(proj, cc, env, depflags=None):
+    """`make clean`, then a timed `make -j2`; `depflags` replaces the
+    Makefile's `-MMD -MP` (CMake, Meson and autotools write `-MD`)."""
     subprocess.run(["make", "clean"], cwd=proj, env=env, check=True,
                    stdout=subprocess.DEVNULL)
-    return timed(["make", "-j2", f"CC={cc}"], proj, env)
+    extra = [f"DEPFLAGS={depflags}"] if depflags else []
+    return timed(["make", "-j2", f"CC={cc}", *extra], proj, env)
 
 
 def per_file(proj, cc_argv, env, n, src="lib/common/entropy_common.c"):
@@ -201,13 +209,13 @@ def main():
 
         busy_proj = project(tmp / "busy")
 
-        def run_tool(name, cc, cc_argv, env, fresh):
+        def run_tool(name, cc, cc_argv, env, fresh, depflags=None):
             cold, warm, hit = [], [], []
             first = None
             for _ in range(args.runs):
                 fresh(env)
-                cold.append(build(proj, cc, env))
-                warm.append(build(proj, cc, env))
+                cold.append(build(proj, cc, env, depflags))
+                warm.append(build(proj, cc, env, depflags))
             hit = per_file(proj, cc_argv, env, args.hits)
             busy = Busy(busy_proj, base)
             try:
@@ -218,10 +226,13 @@ def main():
                                  warm=statistics.median(warm), hit=hit, hit_busy=hit_busy)
             return first
 
-        # plain gcc
+        # plain gcc, with the Makefile's -MMD and with -MD
         times = [build(proj, "gcc", base) for _ in range(args.runs)]
         results["gcc"] = dict(cold=statistics.median(times), warm=None,
                               hit=per_file(proj, ["gcc"], base, 5), hit_busy=None)
+        times = [build(proj, "gcc", base, "-MD -MP") for _ in range(args.runs)]
+        results["gcc -MD"] = dict(cold=statistics.median(times), warm=None,
+                                  hit=None, hit_busy=None)
 
         if ccache:
             env = dict(base, CCACHE_DIR=str(tmp / "ccache"), CCACHE_NOHASHDIR="1")
@@ -280,7 +291,14 @@ def main():
         def fresh_embedded(e):
             RecastServer.clear_results(embedded / "server")
             shutil.rmtree(embedded / "deps", ignore_errors=True)
+        # The default (RECAST_MODE=auto) compiles a miss here: after a
+        # scan under -MMD; at once under -MD, whose depfile lists what a
+        # scan would. RECAST_MODE=remote runs it in the server's sandbox.
         run_tool("recast-embed", f"{recast} gcc", [recast, "gcc"], env, fresh_embedded)
+        run_tool("embed -MD", f"{recast} gcc", [recast, "gcc"], env, fresh_embedded,
+                 "-MD -MP")
+        run_tool("embed, exec", f"{recast} gcc", [recast, "gcc"],
+                 dict(env, RECAST_MODE="remote"), fresh_embedded)
         subprocess.run([recast, "stop-server"], env=env, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
 
@@ -325,6 +343,12 @@ def main():
               f"compiles distributed in the last cold build: {d['distributed']} of {nfiles}")
     g = results["gcc"]["cold"]
     print(f"recast cold / plain gcc:        {rc['cold'] / g:5.2f}   (aim ≤ 1.10)")
+    print(f"recast-embed cold / plain gcc:  {results['recast-embed']['cold'] / g:5.2f}   "
+          f"(aim ≤ 1.05; -MMD: a scan first)")
+    print(f"embed -MD cold / plain gcc -MD: "
+          f"{results['embed -MD']['cold'] / results['gcc -MD']['cold']:5.2f}   (aim ≤ 1.05)")
+    print(f"embed, exec cold / plain gcc:   {results['embed, exec']['cold'] / g:5.2f}   "
+          f"(the embedded server executing every miss)")
     if "sccache-dist" in results:
         print(f"recast cold / sccache-dist cold: {rc['cold'] / results['sccache-dist']['cold']:5.2f}")
     for name in ["recast", "recast-call", "recast-embed"]:

@@ -33,6 +33,30 @@ pub const SCHEMA: u32 = 2;
 /// How recent a change must be to make a file's stamp untrustworthy.
 pub const RACE_MARGIN_NS: i128 = 50_000_000;
 
+/// How long before a compile started its files must have last changed
+/// for its result to be the one their digests, read after it ended, name.
+/// A write during the compile gets a file time from the kernel's coarse
+/// clock, at most one tick behind: twice the tick is enough (ten
+/// milliseconds at least). A stamp this old is not yet one to skip a scan
+/// by ([`RACE_MARGIN_NS`]: two writes within one tick share it).
+pub fn written_before_margin_ns() -> i128 {
+    coarse_tick_ns().map_or(RACE_MARGIN_NS, |tick| {
+        (2 * tick).clamp(10_000_000, RACE_MARGIN_NS)
+    })
+}
+
+/// The resolution of the clock file times come from.
+#[cfg(target_os = "linux")]
+fn coarse_tick_ns() -> Option<i128> {
+    let t = rustix::time::clock_getres(rustix::time::ClockId::RealtimeCoarse);
+    Some(i128::from(t.tv_sec) * 1_000_000_000 + i128::from(t.tv_nsec))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn coarse_tick_ns() -> Option<i128> {
+    None
+}
+
 /// What a stat says about a file: equal stamps, same content.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stamp {
@@ -293,6 +317,15 @@ pub use crate::fsutil::now_ns;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_compiles_files_must_be_older_than_two_clock_ticks_and_ten_ms() {
+        let m = written_before_margin_ns();
+        assert!((10_000_000..=RACE_MARGIN_NS).contains(&m), "{m}");
+        if let Some(tick) = coarse_tick_ns() {
+            assert!(m >= 2 * tick.min(RACE_MARGIN_NS / 2), "{m} for a tick of {tick}");
+        }
+    }
 
     #[test]
     fn a_record_that_cannot_be_written_is_a_warning() {

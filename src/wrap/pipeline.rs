@@ -470,8 +470,9 @@ pub struct Compiled {
     stdout: Vec<u8>,
     stderr: Vec<u8>,
     started: std::time::Instant,
-    /// Every file it read is older than its start (less the race
-    /// margin): its result may be published under the digests read after.
+    /// Every file it read last changed before it started
+    /// (`depcache::written_before_margin_ns`): its result may be published
+    /// under the digests read after it ended.
     stable: bool,
 }
 
@@ -558,19 +559,23 @@ async fn compile_first(
         list,
         since,
         own: Some(super::placement::normalize(&list_at)),
+        // Its outputs say whether it saw where it ran (`publish`).
+        predict_location: false,
     };
     let scanned = match listed.scanned(&ctx.cache_dir, &key, &ctx.cwd, inv, &spec, root.as_deref())
     {
         Ok(s) => s,
         Err(_) => return Err(run.ran()),
     };
-    let limit = since - depcache::RACE_MARGIN_NS;
+    let limit = since - depcache::written_before_margin_ns();
     run.stable = scanned
         .files
         .iter()
         .all(|f| f.stamp.mtime_ns < limit && f.stamp.ctime_ns < limit);
-    if !run.stable {
-        // Not published: the next compile scans and looks up first.
+    // A list too fresh to store (a source a build script wrote just
+    // before): the next compile scans and looks up first, rather than
+    // compile again.
+    if !depcache::known(&ctx.cache_dir, &key) {
         depcache::listed(&ctx.cache_dir, &key);
     }
     Ok(Some((scanned, run)))

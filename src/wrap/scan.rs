@@ -54,6 +54,7 @@ pub fn run(
         kept,
         since,
         own: None,
+        predict_location: true,
     };
     listed.scanned(cache, &key, cwd, inv, spec, root)
 }
@@ -84,6 +85,11 @@ pub struct Listed {
     /// The depfile's own path, where the compile wrote it: never an input
     /// (some rustc versions list it).
     pub own: Option<std::path::PathBuf>,
+    /// Preprocess to tell whether the compile sees its location
+    /// ([`sees_location`]), before it runs. A compile that already ran is
+    /// judged by its outputs instead (they name the project root or not),
+    /// which costs no preprocessor run.
+    pub predict_location: bool,
 }
 
 impl Listed {
@@ -120,10 +126,11 @@ impl Listed {
             stable &= ok;
             files.push(Seen { spelled: s, ..f });
         }
-        let sees_location = root.is_some_and(|r| {
-            let r = placement::normalize(&cwd.join(r));
-            sees_location(inv, cwd, &tmp_dir, spec, &files, &r)
-        });
+        let sees_location = self.predict_location
+            && root.is_some_and(|r| {
+                let r = placement::normalize(&cwd.join(r));
+                sees_location(inv, cwd, &tmp_dir, spec, &files, &r)
+            });
         let entry = depcache::Entry {
             schema: depcache::SCHEMA,
             files,
