@@ -323,7 +323,10 @@ mod tests {
         let m = written_before_margin_ns();
         assert!((10_000_000..=RACE_MARGIN_NS).contains(&m), "{m}");
         if let Some(tick) = coarse_tick_ns() {
-            assert!(m >= 2 * tick.min(RACE_MARGIN_NS / 2), "{m} for a tick of {tick}");
+            assert!(
+                m >= 2 * tick.min(RACE_MARGIN_NS / 2),
+                "{m} for a tick of {tick}"
+            );
         }
     }
 
