@@ -213,7 +213,8 @@ fn hits_are_read_from_the_embedded_store_without_the_server() {
 /// it again byte for byte. A header whose stamp says it changed while the
 /// compile read it (here: dated in the future) keeps that result out of
 /// the store; the next compile scans, looks up and stores, and the one
-/// after that is a hit.
+/// after that is a hit. A source written just before is hashed before
+/// and after its compile instead, and stored at once.
 #[test]
 fn first_compiles_list_their_own_reads_and_a_header_changing_under_one_is_not_stored() {
     let tmp = tempdir();
@@ -333,5 +334,14 @@ fn first_compiles_list_their_own_reads_and_a_header_changing_under_one_is_not_st
     );
     compile(&b, &["b.o"]);
     assert_eq!(counts(), (4, 5, 4, 0), "a hit");
+
+    // A source written just before its compile (a script's, say): its
+    // bytes, the same before and after the compile, are what it read.
+    fs::write(proj.join("fresh.c"), "int fresh(void) { return 11; }\n").unwrap();
+    let f = ["-O2", "-c", "fresh.c", "-o", "fresh.o"];
+    compile(&f, &["fresh.o"]);
+    assert_eq!(counts(), (5, 6, 4, 0));
+    compile(&f, &["fresh.o"]);
+    assert_eq!(counts(), (5, 6, 5, 0), "stored at once");
     run_ok(&mut recast_with_cache(&cache, ["stop-server"]));
 }

@@ -197,6 +197,10 @@ impl Job for CcJob {
         self.color_flag().map(String::from).into_iter().collect()
     }
 
+    fn source(&self) -> Option<&str> {
+        Some(&self.c.source)
+    }
+
     fn toolchains(&self, _ctx: &Ctx, inv: &Invocation) -> Result<Vec<ToolRequest>, Reason> {
         Ok(vec![ToolRequest {
             compiler: inv.compiler.clone(),

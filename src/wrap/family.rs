@@ -237,6 +237,11 @@ pub(crate) trait Job: Send + Sync {
     fn captured_args(&self, ctx: &Ctx) -> Vec<String> {
         self.local_args(ctx)
     }
+    /// The file the compile is of, as spelled (a C source): often written
+    /// just before it, so a compile that runs first hashes it before too.
+    fn source(&self) -> Option<&str> {
+        None
+    }
     /// A local run must be watched to its end (see [`Job::after_local`]).
     fn watch_local(&self) -> bool {
         false

@@ -536,6 +536,14 @@ async fn compile_first(
         }
         FromCompile::Users(path) => super::placement::opened(&ctx.cwd, path),
     };
+    // The source, often written just before: its digest before and after
+    // the compile, if equal, say the compile read those bytes.
+    let source = job
+        .source()
+        .map(|s| super::placement::normalize(&ctx.cwd.join(s)));
+    let before = source
+        .as_ref()
+        .and_then(|s| crate::cas::hash::digest_file(s).ok());
     let since = depcache::now_ns();
     let started = std::time::Instant::now();
     let (code, stdout, stderr) = process::run_captured(inv, &args);
@@ -568,10 +576,11 @@ async fn compile_first(
         Err(_) => return Err(run.ran()),
     };
     let limit = since - depcache::written_before_margin_ns();
-    run.stable = scanned
-        .files
-        .iter()
-        .all(|f| f.stamp.mtime_ns < limit && f.stamp.ctime_ns < limit);
+    run.stable = scanned.files.iter().all(|f| {
+        (f.stamp.mtime_ns < limit && f.stamp.ctime_ns < limit)
+            || (before == Some(f.digest)
+                && source.as_deref() == Some(&super::placement::normalize(&f.path)))
+    });
     // A list too fresh to store (a source a build script wrote just
     // before): the next compile scans and looks up first, rather than
     // compile again.
