@@ -38,6 +38,7 @@ mod crates;
 mod depcache;
 pub mod entry;
 mod family;
+mod here;
 mod inputs;
 mod layout;
 pub mod log;

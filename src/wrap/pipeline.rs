@@ -18,17 +18,17 @@ use std::path::PathBuf;
 
 use super::color;
 use super::depcache::{self, Mark};
-use super::family::{self, FromCompile, Job, Reason, Scanned, ToolRequest};
+use super::family::{self, Job, Reason, ScanSpec, Scanned, ToolRequest};
 use super::layout::Layout;
 use super::on_server::{self, Failure, Prepared};
 use super::prepare::{self, Move};
 use super::stats::Event;
 use super::tool::{self, Tool};
 use super::why::Cause;
-use super::{Ctx, Flow, Invocation, process, scan, workers};
+use super::{Ctx, Flow, Invocation, here, process, scan, workers};
 use crate::action::Features;
 use crate::cas::Digest;
-use crate::config::{Endpoint, Mode};
+use crate::config::Mode;
 use crate::remote::Client;
 use crate::toolchain::bundle::Bundle;
 use crate::toolchain::local::{self as toolchain_local, Request};
@@ -95,7 +95,7 @@ async fn run_planned(
     key: &Digest,
 ) -> Flow {
     if ctx.wrap.mode == Mode::CacheOnly {
-        cache_only(ctx, inv, job, p, key).await
+        here::cache_only(ctx, inv, job, p, key).await
     } else {
         execute(ctx, job, p, key).await
     }
@@ -167,7 +167,7 @@ async fn here(ctx: &Ctx, inv: &Invocation, job: &dyn Job, event: &mut Event) -> 
 
 /// [`here`], with the streams captured (colored as the remote compile
 /// would, [`Job::captured_args`]) for a result the cache keeps.
-async fn here_captured(
+pub(super) async fn here_captured(
     ctx: &Ctx,
     inv: &Invocation,
     job: &dyn Job,
@@ -240,8 +240,8 @@ pub struct Planned {
     pub rooted_form: Option<RootedForm>,
     /// A namespaced action's launcher.
     pub launcher: Option<Tool>,
-    /// The compile, when it already ran here ([`compile_first`]).
-    pub compiled: Option<Compiled>,
+    /// The compile, when it already ran here ([`here::compile_first`]).
+    pub compiled: Option<here::Compiled>,
 }
 
 impl Planned {
@@ -259,7 +259,7 @@ impl Planned {
 pub struct RootedForm {
     tools: Vec<Tool>,
     spec: super::family::ActionSpec,
-    prepared: Prepared,
+    pub(super) prepared: Prepared,
 }
 
 impl RootedForm {
@@ -297,7 +297,7 @@ impl RootedForm {
 
 /// Everything up to the action: toolchains, platform, server, scan,
 /// action. `Err` is the flow to take instead: once the compile ran here
-/// ([`compile_first`]), always its result.
+/// ([`here::compile_first`]), always its result.
 pub async fn plan(
     ctx: &Ctx,
     inv: &Invocation,
@@ -310,7 +310,7 @@ pub async fn plan(
             p.compiled = compiled;
             Ok(p)
         }
-        Err(flow) => Err(compiled.map_or(flow, Compiled::ran)),
+        Err(flow) => Err(compiled.map_or(flow, here::Compiled::ran)),
     }
 }
 
@@ -319,7 +319,7 @@ async fn plan_with(
     inv: &Invocation,
     job: &dyn Job,
     fast_key: Option<&Digest>,
-    compiled: &mut Option<Compiled>,
+    compiled: &mut Option<here::Compiled>,
 ) -> Result<Planned, Flow> {
     let requests = job.toolchains(ctx, inv).map_err(Flow::local)?;
     let (mut tools, toolchain_root) = toolchains(ctx, &requests).await?;
@@ -370,9 +370,10 @@ async fn plan_with(
             }
         }
     }
+    let scan = job.scan(ctx).map_err(Flow::local)?;
     // Not for a twin (planned with no hit-path key): it is not this compile.
     let first = match fast_key {
-        Some(_) => compile_first(ctx, inv, job, toolchain_root).await?,
+        Some(_) => here::compile_first(ctx, inv, job, &scan, toolchain_root).await?,
         None => None,
     };
     let scanned = match first {
@@ -380,7 +381,7 @@ async fn plan_with(
             *compiled = Some(run);
             scanned
         }
-        None => scan_inputs(ctx, inv, job, toolchain_root).await?,
+        None => scan_inputs(ctx, inv, job, scan, toolchain_root).await?,
     };
     let mut spec = job.action(ctx, &scanned, &tools).map_err(Flow::local)?;
     // A compile that expands `__FILE__` to a path in the project is not
@@ -464,132 +465,6 @@ async fn plan_with(
     })
 }
 
-/// A compile that already ran here, before its action was built.
-pub struct Compiled {
-    code: i32,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-    started: std::time::Instant,
-    /// Every file it read last changed before it started
-    /// (`depcache::written_before_margin_ns`): its result may be published
-    /// under the digests read after it ended.
-    stable: bool,
-}
-
-impl Compiled {
-    /// Its result, as the compile's end.
-    fn ran(self) -> Flow {
-        Flow::Ran {
-            stdout: self.stdout,
-            stderr: self.stderr,
-            code: self.code,
-            event: Event {
-                compiled_first: true,
-                ..Event::local(Reason::CacheMiss)
-            },
-        }
-    }
-}
-
-/// Cache-only against the embedded server, for a compile whose scan was
-/// never stored (a first build): the compile runs here at once, listing
-/// what it reads itself (gcc's and clang's `-MD`: the list `-M` gives),
-/// instead of a scan, a lookup and then the compile. Such a result can
-/// only be in the embedded server's cache from another checkout (a moved
-/// project root) or a lost scan cache; a scan costs every first build
-/// about a preprocessor run per file. A later build, with the scan
-/// stored, looks up first as before. `Ok(None)`: scan first.
-async fn compile_first(
-    ctx: &Ctx,
-    inv: &Invocation,
-    job: &dyn Job,
-    toolchain_root: Digest,
-) -> Result<Option<(Scanned, Compiled)>, Flow> {
-    if ctx.wrap.mode != Mode::CacheOnly || ctx.remote.endpoint != Endpoint::Embedded {
-        return Ok(None);
-    }
-    let spec = job.scan(ctx).map_err(Flow::local)?;
-    let Some(from) = spec.from_compile.clone() else {
-        return Ok(None);
-    };
-    let root = ctx.project_root();
-    let env = job.env().to_vec();
-    let key = scan::key(&ctx.cwd, inv, &spec, &toolchain_root, &env, root.as_deref());
-    if scan::seen(&ctx.cache_dir, &key) {
-        return Ok(None);
-    }
-    let tmp_dir = scan::tmp_dir(&ctx.cache_dir).map_err(Flow::local)?;
-    let mut args = job.captured_args(ctx);
-    let list_at = match &from {
-        FromCompile::Added => {
-            let tmp = tmp_dir.join(format!(
-                "dep-{}-{}.d",
-                std::process::id(),
-                uuid::Uuid::new_v4().simple()
-            ));
-            args.extend([
-                "-MD".into(),
-                "-MF".into(),
-                tmp.to_string_lossy().into_owned(),
-            ]);
-            tmp
-        }
-        FromCompile::Users(path) => super::placement::opened(&ctx.cwd, path),
-    };
-    // The source, often written just before: its digest before and after
-    // the compile, if equal, say the compile read those bytes.
-    let source = job
-        .source()
-        .map(|s| super::placement::normalize(&ctx.cwd.join(s)));
-    let before = source
-        .as_ref()
-        .and_then(|s| crate::cas::hash::digest_file(s).ok());
-    let since = depcache::now_ns();
-    let started = std::time::Instant::now();
-    let (code, stdout, stderr) = process::run_captured(inv, &args);
-    let list = std::fs::read_to_string(&list_at);
-    if from == FromCompile::Added {
-        let _ = std::fs::remove_file(&list_at);
-    }
-    let mut run = Compiled {
-        code,
-        stdout,
-        stderr,
-        started,
-        stable: false,
-    };
-    let list = match list {
-        Ok(l) if code == 0 => l,
-        _ => return Err(run.ran()),
-    };
-    let listed = scan::Listed {
-        kept: spec.keep_depfile.then(|| list.clone()),
-        list,
-        since,
-        own: Some(super::placement::normalize(&list_at)),
-        // Its outputs say whether it saw where it ran (`publish`).
-        predict_location: false,
-    };
-    let scanned = match listed.scanned(&ctx.cache_dir, &key, &ctx.cwd, inv, &spec, root.as_deref())
-    {
-        Ok(s) => s,
-        Err(_) => return Err(run.ran()),
-    };
-    let limit = since - depcache::written_before_margin_ns();
-    run.stable = scanned.files.iter().all(|f| {
-        (f.stamp.mtime_ns < limit && f.stamp.ctime_ns < limit)
-            || (before == Some(f.digest)
-                && source.as_deref() == Some(&super::placement::normalize(&f.path)))
-    });
-    // A list too fresh to store (a source a build script wrote just
-    // before): the next compile scans and looks up first, rather than
-    // compile again.
-    if !depcache::known(&ctx.cache_dir, &key) {
-        depcache::listed(&ctx.cache_dir, &key);
-    }
-    Ok(Some((scanned, run)))
-}
-
 /// Each requested toolchain packaged and made fit for the workers (this
 /// machine's, or its twin from the registry), with the first one's root.
 async fn toolchains(ctx: &Ctx, requests: &[ToolRequest]) -> Result<(Vec<Tool>, Digest), Flow> {
@@ -617,9 +492,9 @@ async fn scan_inputs(
     ctx: &Ctx,
     inv: &Invocation,
     job: &dyn Job,
+    spec: ScanSpec,
     toolchain_root: Digest,
 ) -> Result<Scanned, Flow> {
-    let spec = job.scan(ctx).map_err(Flow::local)?;
     let (cache, cwd, inv, env, root) = (
         ctx.cache_dir.clone(),
         ctx.cwd.clone(),
@@ -733,7 +608,7 @@ fn replan_unmoved(
 }
 
 /// Where an action is built for.
-fn site<'a>(
+pub(super) fn site<'a>(
     ctx: &'a Ctx,
     inv: &'a Invocation,
     platform: &'a [(String, String)],
@@ -902,7 +777,7 @@ fn hit(ctx: &Ctx, f: on_server::Finished) -> Flow {
 
 /// Records a finished compile (`p`'s action, or its rooted form) for
 /// the hit path.
-fn remember(ctx: &Ctx, key: &Digest, p: &Planned, action: &Prepared) {
+pub(super) fn remember(ctx: &Ctx, key: &Digest, p: &Planned, action: &Prepared) {
     let Some(tools) = p
         .stamped
         .iter()
@@ -946,7 +821,7 @@ fn landed_as(
 
 /// The compile's result from the action cache, else its rooted form's (outputs
 /// landed). `None`: a miss.
-async fn cached(
+pub(super) async fn cached(
     ctx: &Ctx,
     job: &dyn Job,
     p: &Planned,
@@ -1028,7 +903,7 @@ async fn execute(ctx: &Ctx, job: &dyn Job, p: &Planned, key: &Digest) -> Flow {
             stderr: &finished.stderr,
         };
         let mut event = Event::default();
-        publish(
+        here::publish(
             ctx,
             &p.client,
             &form.prepared,
@@ -1068,152 +943,4 @@ fn unrelocatable(ctx: &Ctx, key: &Digest, f: &Failure) -> Flow {
     tracing::info!("{}", f.message);
     depcache::mark(&ctx.cache_dir, key, Mark::Unrelocatable);
     Flow::local(Reason::RelocatedLeak)
-}
-
-/// Cache-only: a hit is written (then landed); a miss compiles here and
-/// publishes the result, its warnings included, so a later hit shows what
-/// this compile showed.
-async fn cache_only(ctx: &Ctx, inv: &Invocation, job: &dyn Job, p: &Planned, key: &Digest) -> Flow {
-    let mut event = Event::local(Reason::CacheMiss);
-    let (code, stdout, stderr, started, stable) = match &p.compiled {
-        Some(run) => {
-            event.compiled_first = true;
-            if run.code == 0 {
-                job.after_local(ctx, inv, &mut event).await;
-            }
-            let (out, err) = (run.stdout.clone(), run.stderr.clone());
-            (run.code, out, err, run.started, run.stable)
-        }
-        None => {
-            if let Some(flow) = cached(ctx, job, p, key, on_server::Ask::Both).await {
-                return flow;
-            }
-            let started = std::time::Instant::now();
-            let (code, stdout, stderr) = here_captured(ctx, inv, job, &mut event).await;
-            // A file edited since the scan hashed it: the result is not
-            // the one its digest says.
-            let stable = p
-                .scanned
-                .files
-                .iter()
-                .all(|f| depcache::stamp(&f.path).is_some_and(|s| s == f.stamp));
-            (code, stdout, stderr, started, stable)
-        }
-    };
-    if code == 0 && stable {
-        let streams = on_server::Compiled {
-            by: "recast cache-only (local compile)",
-            stdout: &stdout,
-            stderr: &stderr,
-        };
-        // The next time, a hit from the fast path.
-        match publish(
-            ctx,
-            &p.client,
-            &p.prepared,
-            key,
-            started,
-            streams,
-            &mut event,
-        )
-        .await
-        {
-            Published::Yes => remember(ctx, key, p, &p.prepared),
-            // Compiled where the project is, its result is the unmoved
-            // action's: stored under that, rather than run again.
-            Published::Located => {
-                let here = site(ctx, inv, &p.platform, p.features, Move::Never, p.layout)
-                    .with(p.launcher.as_ref());
-                if let Ok(unmoved) = prepare::build(&here, &p.tools, &p.scanned, &p.spec, job)
-                    && publish(ctx, &p.client, &unmoved, key, started, streams, &mut event).await
-                        == Published::Yes
-                {
-                    remember(ctx, key, p, &unmoved);
-                }
-            }
-            Published::No => {}
-        }
-        if let Some(rooted) = &p.rooted_form {
-            publish(
-                ctx,
-                &p.client,
-                &rooted.prepared,
-                key,
-                started,
-                streams,
-                &mut event,
-            )
-            .await;
-        }
-    }
-    Flow::Ran {
-        stdout,
-        stderr,
-        code,
-        event,
-    }
-}
-
-/// What became of a local compile's result.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Published {
-    Yes,
-    /// Not under this moved action: the outputs name the project root.
-    Located,
-    /// The server would not take it, or the call failed.
-    No,
-}
-
-/// Puts a local compile's result in the action cache, where the server
-/// lets this caller write it. Under a moved
-/// action, only a result that does not name this checkout's project root
-/// is published (it is then what the moved action gives from any
-/// checkout); one that does marks the compile as seeing its location.
-async fn publish(
-    ctx: &Ctx,
-    client: &Client,
-    action: &Prepared,
-    key: &Digest,
-    started: std::time::Instant,
-    streams: on_server::Compiled<'_>,
-    event: &mut Event,
-) -> Published {
-    let landing = &action.landing;
-    if let Some((_, root)) = &landing.unmap
-        && landing
-            .forbid
-            .iter()
-            .any(|f| f == super::placement::MAPPED_ROOT)
-        && landing.local.iter().any(|o| names(o, root))
-    {
-        depcache::mark(&ctx.cache_dir, key, Mark::Located);
-        return Published::Located;
-    }
-    // A server that does not let this caller update its action cache
-    // (`update_enabled = false`: a read-only token) is not asked to; `recast
-    // doctor` says so once. The answer is cached: this costs no call.
-    if !client
-        .capabilities()
-        .await
-        .is_ok_and(|c| c.ac_update_enabled)
-    {
-        return Published::No;
-    }
-    match on_server::publish(client, action, started, streams).await {
-        Ok(up) => {
-            event.up += up;
-            Published::Yes
-        }
-        Err(f) => {
-            tracing::info!("cannot publish the result: {}", f.message);
-            Published::No
-        }
-    }
-}
-
-/// Whether the file at `path` holds the bytes of `text` (unreadable: yes).
-fn names(path: &std::path::Path, text: &str) -> bool {
-    std::fs::read(path).map_or(true, |b| {
-        memchr::memmem::find(&b, text.as_bytes()).is_some()
-    })
 }

@@ -59,13 +59,6 @@ pub fn run(
     listed.scanned(cache, &key, cwd, inv, spec, root)
 }
 
-/// Whether a scan of this compile was ever stored, up to date or not: a
-/// compile never seen is not worth a scan before it runs here (see
-/// [`FromCompile`](super::family::FromCompile)).
-pub fn seen(cache: &Path, key: &Digest) -> bool {
-    depcache::known(cache, key)
-}
-
 /// `<cache>/tmp`, made private.
 pub fn tmp_dir(cache: &Path) -> Result<std::path::PathBuf, Reason> {
     let tmp_dir = cache.join("tmp");

@@ -1,0 +1,296 @@
+//! A miss compiled here and its result published (cache-only, and the
+//! embedded default): at once, listing its reads itself, for a compile
+//! never scanned ([`compile_first`]); else after the scan and a lookup
+//! ([`cache_only`]). A result is published only when the files it read are
+//! the bytes their digests name, and under the unmoved action when its
+//! outputs name the project root.
+
+use super::depcache::{self, Mark};
+use super::family::{FromCompile, Job, Reason, ScanSpec, Scanned};
+use super::on_server::{self, Prepared};
+use super::pipeline::{Planned, cached, here_captured, remember, site};
+use super::prepare::{self, Move};
+use super::stats::Event;
+use super::{Ctx, Flow, Invocation, process, scan};
+use crate::cas::Digest;
+use crate::config::{Endpoint, Mode};
+use crate::remote::Client;
+
+/// A compile that already ran here, before its action was built.
+pub(super) struct Compiled {
+    code: i32,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    started: std::time::Instant,
+    /// Every file it read last changed before it started
+    /// (`depcache::written_before_margin_ns`): its result may be published
+    /// under the digests read after it ended.
+    stable: bool,
+}
+
+impl Compiled {
+    /// Its result, as the compile's end.
+    pub(super) fn ran(self) -> Flow {
+        Flow::Ran {
+            stdout: self.stdout,
+            stderr: self.stderr,
+            code: self.code,
+            event: Event {
+                compiled_first: true,
+                ..Event::local(Reason::CacheMiss)
+            },
+        }
+    }
+}
+
+/// Cache-only against the embedded server, for a compile whose scan was
+/// never stored (a first build): the compile runs here at once, listing
+/// what it reads itself (gcc's and clang's `-MD`: the list `-M` gives),
+/// instead of a scan, a lookup and then the compile. Such a result can
+/// only be in the embedded server's cache from another checkout (a moved
+/// project root) or a lost scan cache; a scan costs every first build
+/// about a preprocessor run per file. A later build, with the scan
+/// stored, looks up first as before. `Ok(None)`: scan first.
+pub(super) async fn compile_first(
+    ctx: &Ctx,
+    inv: &Invocation,
+    job: &dyn Job,
+    spec: &ScanSpec,
+    toolchain_root: Digest,
+) -> Result<Option<(Scanned, Compiled)>, Flow> {
+    if ctx.wrap.mode != Mode::CacheOnly || ctx.remote.endpoint != Endpoint::Embedded {
+        return Ok(None);
+    }
+    let Some(from) = spec.from_compile.clone() else {
+        return Ok(None);
+    };
+    let root = ctx.project_root();
+    let env = job.env().to_vec();
+    let key = scan::key(&ctx.cwd, inv, spec, &toolchain_root, &env, root.as_deref());
+    if depcache::known(&ctx.cache_dir, &key) {
+        return Ok(None);
+    }
+    let tmp_dir = scan::tmp_dir(&ctx.cache_dir).map_err(Flow::local)?;
+    let mut args = job.captured_args(ctx);
+    let list_at = match &from {
+        FromCompile::Added => {
+            let tmp = tmp_dir.join(format!(
+                "dep-{}-{}.d",
+                std::process::id(),
+                uuid::Uuid::new_v4().simple()
+            ));
+            args.extend([
+                "-MD".into(),
+                "-MF".into(),
+                tmp.to_string_lossy().into_owned(),
+            ]);
+            tmp
+        }
+        FromCompile::Users(path) => super::placement::opened(&ctx.cwd, path),
+    };
+    // The source, often written just before: its digest before and after
+    // the compile, if equal, say the compile read those bytes.
+    let source = job
+        .source()
+        .map(|s| super::placement::normalize(&ctx.cwd.join(s)));
+    let before = source
+        .as_ref()
+        .and_then(|s| crate::cas::hash::digest_file(s).ok());
+    let since = depcache::now_ns();
+    let started = std::time::Instant::now();
+    let (code, stdout, stderr) = process::run_captured(inv, &args);
+    let list = std::fs::read_to_string(&list_at);
+    if from == FromCompile::Added {
+        let _ = std::fs::remove_file(&list_at);
+    }
+    let mut run = Compiled {
+        code,
+        stdout,
+        stderr,
+        started,
+        stable: false,
+    };
+    let list = match list {
+        Ok(l) if code == 0 => l,
+        _ => return Err(run.ran()),
+    };
+    let listed = scan::Listed {
+        kept: spec.keep_depfile.then(|| list.clone()),
+        list,
+        since,
+        own: Some(super::placement::normalize(&list_at)),
+        // Its outputs say whether it saw where it ran (`publish`).
+        predict_location: false,
+    };
+    let scanned = match listed.scanned(&ctx.cache_dir, &key, &ctx.cwd, inv, spec, root.as_deref()) {
+        Ok(s) => s,
+        Err(_) => return Err(run.ran()),
+    };
+    let limit = since - depcache::written_before_margin_ns();
+    run.stable = scanned.files.iter().all(|f| {
+        (f.stamp.mtime_ns < limit && f.stamp.ctime_ns < limit)
+            || (before == Some(f.digest)
+                && source.as_deref() == Some(&super::placement::normalize(&f.path)))
+    });
+    // A list too fresh to store (a source a build script wrote just
+    // before): the next compile scans and looks up first, rather than
+    // compile again.
+    if !depcache::known(&ctx.cache_dir, &key) {
+        depcache::listed(&ctx.cache_dir, &key);
+    }
+    Ok(Some((scanned, run)))
+}
+
+/// Cache-only: a hit is written (then landed); a miss compiles here and
+/// publishes the result, its warnings included, so a later hit shows what
+/// this compile showed.
+pub(super) async fn cache_only(
+    ctx: &Ctx,
+    inv: &Invocation,
+    job: &dyn Job,
+    p: &Planned,
+    key: &Digest,
+) -> Flow {
+    let mut event = Event::local(Reason::CacheMiss);
+    let (code, stdout, stderr, started, stable) = match &p.compiled {
+        Some(run) => {
+            event.compiled_first = true;
+            if run.code == 0 {
+                job.after_local(ctx, inv, &mut event).await;
+            }
+            let (out, err) = (run.stdout.clone(), run.stderr.clone());
+            (run.code, out, err, run.started, run.stable)
+        }
+        None => {
+            if let Some(flow) = cached(ctx, job, p, key, on_server::Ask::Both).await {
+                return flow;
+            }
+            let started = std::time::Instant::now();
+            let (code, stdout, stderr) = here_captured(ctx, inv, job, &mut event).await;
+            // A file edited since the scan hashed it: the result is not
+            // the one its digest says.
+            let stable = p
+                .scanned
+                .files
+                .iter()
+                .all(|f| depcache::stamp(&f.path).is_some_and(|s| s == f.stamp));
+            (code, stdout, stderr, started, stable)
+        }
+    };
+    if code == 0 && stable {
+        let streams = on_server::Compiled {
+            by: "recast cache-only (local compile)",
+            stdout: &stdout,
+            stderr: &stderr,
+        };
+        // The next time, a hit from the fast path.
+        match publish(
+            ctx,
+            &p.client,
+            &p.prepared,
+            key,
+            started,
+            streams,
+            &mut event,
+        )
+        .await
+        {
+            Published::Yes => remember(ctx, key, p, &p.prepared),
+            // Compiled where the project is, its result is the unmoved
+            // action's: stored under that, rather than run again.
+            Published::Located => {
+                let here = site(ctx, inv, &p.platform, p.features, Move::Never, p.layout)
+                    .with(p.launcher.as_ref());
+                if let Ok(unmoved) = prepare::build(&here, &p.tools, &p.scanned, &p.spec, job)
+                    && publish(ctx, &p.client, &unmoved, key, started, streams, &mut event).await
+                        == Published::Yes
+                {
+                    remember(ctx, key, p, &unmoved);
+                }
+            }
+            Published::No => {}
+        }
+        if let Some(rooted) = &p.rooted_form {
+            publish(
+                ctx,
+                &p.client,
+                &rooted.prepared,
+                key,
+                started,
+                streams,
+                &mut event,
+            )
+            .await;
+        }
+    }
+    Flow::Ran {
+        stdout,
+        stderr,
+        code,
+        event,
+    }
+}
+
+/// What became of a local compile's result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Published {
+    Yes,
+    /// Not under this moved action: the outputs name the project root.
+    Located,
+    /// The server would not take it, or the call failed.
+    No,
+}
+
+/// Puts a local compile's result in the action cache, where the server
+/// lets this caller write it. Under a moved
+/// action, only a result that does not name this checkout's project root
+/// is published (it is then what the moved action gives from any
+/// checkout); one that does marks the compile as seeing its location.
+pub(super) async fn publish(
+    ctx: &Ctx,
+    client: &Client,
+    action: &Prepared,
+    key: &Digest,
+    started: std::time::Instant,
+    streams: on_server::Compiled<'_>,
+    event: &mut Event,
+) -> Published {
+    let landing = &action.landing;
+    if let Some((_, root)) = &landing.unmap
+        && landing
+            .forbid
+            .iter()
+            .any(|f| f == super::placement::MAPPED_ROOT)
+        && landing.local.iter().any(|o| names(o, root))
+    {
+        depcache::mark(&ctx.cache_dir, key, Mark::Located);
+        return Published::Located;
+    }
+    // A server that does not let this caller update its action cache
+    // (`update_enabled = false`: a read-only token) is not asked to; `recast
+    // doctor` says so once. The answer is cached: this costs no call.
+    if !client
+        .capabilities()
+        .await
+        .is_ok_and(|c| c.ac_update_enabled)
+    {
+        return Published::No;
+    }
+    match on_server::publish(client, action, started, streams).await {
+        Ok(up) => {
+            event.up += up;
+            Published::Yes
+        }
+        Err(f) => {
+            tracing::info!("cannot publish the result: {}", f.message);
+            Published::No
+        }
+    }
+}
+
+/// Whether the file at `path` holds the bytes of `text` (unreadable: yes).
+fn names(path: &std::path::Path, text: &str) -> bool {
+    std::fs::read(path).map_or(true, |b| {
+        memchr::memmem::find(&b, text.as_bytes()).is_some()
+    })
+}
