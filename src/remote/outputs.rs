@@ -179,13 +179,33 @@ fn commit(placed: &[Placed], links: &[Link]) -> Result<(), RemoteError> {
         let mode = if p.executable { 0o755 } else { 0o644 };
         std::fs::set_permissions(&p.tmp, std::fs::Permissions::from_mode(mode))
             .map_err(|e| RemoteError::io(&p.tmp, e))?;
-        std::fs::rename(&p.tmp, &p.dest).map_err(|e| RemoteError::io(&p.dest, e))?;
+        replace(&p.tmp, &p.dest)?;
     }
     for (tmp, dest, target) in links {
         std::os::unix::fs::symlink(target, tmp).map_err(|e| RemoteError::io(tmp, e))?;
-        std::fs::rename(tmp, dest).map_err(|e| RemoteError::io(dest, e))?;
+        replace(tmp, dest)?;
     }
     Ok(())
+}
+
+/// Renames `tmp` over `dest`, removing a file already at `dest` first.
+///
+/// A rename over an existing file makes ext4 (and btrfs) start writing the
+/// new file's data at once, in the caller's time: 0.3 ms a hit here, more
+/// than the rest of a hit's writing. With the old name removed first the
+/// rename replaces nothing, and the data is written back as any other.
+/// `dest` is still never seen half-written: it is absent for a moment, then
+/// whole. A directory at `dest` is left for the rename to refuse.
+fn replace(tmp: &Path, dest: &Path) -> Result<(), RemoteError> {
+    match std::fs::symlink_metadata(dest) {
+        Ok(m) if !m.is_dir() => match std::fs::remove_file(dest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(RemoteError::io(dest, e)),
+        },
+        _ => {}
+    }
+    std::fs::rename(tmp, dest).map_err(|e| RemoteError::io(dest, e))
 }
 
 fn cleanup(placed: &[Placed], links: &[Link]) {
@@ -520,6 +540,41 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().starts_with(".recast-"))
             .collect();
         assert!(stray.is_empty());
+    }
+
+    #[test]
+    fn commit_replaces_an_existing_file_by_name_and_leaves_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        // The old file is replaced by name: a hard link to it elsewhere
+        // keeps the old bytes, as after a compiler's own rename or unlink.
+        std::fs::write(root.join("a.o"), "old").unwrap();
+        std::fs::hard_link(root.join("a.o"), root.join("other")).unwrap();
+        std::fs::create_dir(root.join("dir.o")).unwrap();
+        std::fs::write(root.join("dir.o/inside"), "x").unwrap();
+        let file = |path: &str| FileOut {
+            digest: Digest::of_bytes(b"new"),
+            path: path.into(),
+            executable: false,
+            inline: Some(b"new".to_vec()),
+        };
+        let wanted = Wanted {
+            files: vec![file("a.o")],
+            ..Default::default()
+        };
+        let (placed, links) = prepare("s", root, wanted).unwrap();
+        commit(&placed, &links).unwrap();
+        assert_eq!(std::fs::read(root.join("a.o")).unwrap(), b"new");
+        assert_eq!(std::fs::read(root.join("other")).unwrap(), b"old");
+        let wanted = Wanted {
+            files: vec![file("dir.o")],
+            ..Default::default()
+        };
+        let (placed, links) = prepare("s", root, wanted).unwrap();
+        let err = commit(&placed, &links).unwrap_err();
+        assert!(err.to_string().contains("dir.o"), "{err}");
+        assert_eq!(std::fs::read(root.join("dir.o/inside")).unwrap(), b"x");
+        cleanup(&placed, &links);
     }
 
     #[test]
