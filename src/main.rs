@@ -1,3 +1,28 @@
-fn main() -> std::process::ExitCode {
-    recast::cli::main()
+//! The `recast` binary.
+//!
+//! `main` is the C entry point rather than Rust's: std's start-up, skipped
+//! here, reads `/proc/self/maps` to place a guard page under the main
+//! thread's stack, installs signal handlers on an alternate stack and polls
+//! the standard descriptors, about 60 µs in all. A cache hit runs in under
+//! 2 ms, so that is 3% of each. What of it matters is kept: SIGPIPE is
+//! ignored as std ignores it (a closed pipe is an error to handle, not a
+//! death; children get it back, as std's `Command` resets it), and stdout
+//! is flushed on the way out by `std::process::exit`. A stack overflow
+//! is a plain SIGSEGV rather than std's message.
+#![no_main]
+
+#[unsafe(no_mangle)]
+extern "C" fn main(
+    _argc: std::ffi::c_int,
+    _argv: *const *const std::ffi::c_char,
+) -> std::ffi::c_int {
+    // SAFETY: setting a signal's disposition to ignore touches no memory.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+    let code = recast::cli::main();
+    // `ExitCode` has no stable way back to a number; a Unix exit status is
+    // one byte, so the byte is the one that compares equal.
+    let n = (0..=u8::MAX).find(|&n| std::process::ExitCode::from(n) == code);
+    std::process::exit(n.map_or(1, i32::from))
 }

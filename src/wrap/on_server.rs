@@ -437,12 +437,35 @@ fn forbid_check(
             return Ok(());
         }
         for needle in &needles {
-            if let Some(at) = memchr::memmem::find(bytes, needle.as_bytes()) {
+            if let Some(at) = find(bytes, needle.as_bytes()) {
                 return Err(format!("it names {needle} (at byte {at})"));
             }
         }
         Ok(())
     })
+}
+
+/// Where `needle` first occurs in `haystack`.
+///
+/// On x86_64 this is SSE2's search, which every such processor has:
+/// `memmem` first asks the processor what else it has, and in a virtual
+/// machine each such question is a trap to the hypervisor (about 40 µs in
+/// all here, 2% of a hit).
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if let Some(f) = memchr::arch::x86_64::sse2::packedpair::Finder::new(needle)
+            && haystack.len() >= f.min_haystack_len()
+        {
+            return f.find(haystack, needle);
+        }
+        if needle.is_empty() {
+            return Some(0);
+        }
+        haystack.windows(needle.len()).position(|w| w == needle)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    memchr::memmem::find(haystack, needle)
 }
 
 /// Which action caches a lookup asks.
@@ -690,6 +713,24 @@ pub async fn publish(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn find_agrees_with_memmem() {
+        let hay: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut needles: Vec<Vec<u8>> = vec![
+            Vec::new(),
+            b"x".to_vec(),
+            b"/home/someone/project".to_vec(),
+            hay[4990..].to_vec(),
+            hay[1234..1300].to_vec(),
+        ];
+        needles.push(hay[0..1].to_vec());
+        for n in &needles {
+            for h in [&hay[..], &hay[..10], &hay[..0], &hay[4000..]] {
+                assert_eq!(super::find(h, n), memchr::memmem::find(h, n), "{n:?}");
+            }
+        }
+    }
+
     use super::*;
     use crate::remote::fake::Fake;
 
