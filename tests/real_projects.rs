@@ -182,6 +182,11 @@ fn cargo_release(ws: &Path, cache: Option<&Path>) -> BTreeMap<String, Vec<u8>> {
     let mut cmd = Command::new("cargo");
     cmd.args(["build", "--release", "--offline", "--locked", "--quiet"])
         .current_dir(ws);
+    // Cargo's default release settings, not this project's whole-program
+    // LTO: that would add minutes to each build here and test nothing more
+    // of recast's (every rustc still runs through it).
+    cmd.env("CARGO_PROFILE_RELEASE_LTO", "false")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16");
     for v in [
         "RUSTC_WRAPPER",
         "RUSTC_WORKSPACE_WRAPPER",
