@@ -274,11 +274,8 @@ pub fn main(argv: Vec<OsString>, name: OsString, args_from: usize) -> ExitCode {
         started,
         client: tokio::sync::OnceCell::new(),
     };
-    // No signal or process driver: a compile's children are std's, and
-    // the drivers' socket pair and handlers cost a hit time for nothing.
     let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
+        .enable_all()
         .build()
     {
         Ok(rt) => rt,
