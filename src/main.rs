@@ -9,8 +9,12 @@
 //! death; children get it back, as std's `Command` resets it), and stdout
 //! is flushed on the way out by `std::process::exit`. A stack overflow
 //! is a plain SIGSEGV rather than std's message.
-#![no_main]
+//!
+//! Built as a test (`cargo test` makes one of every binary), the test
+//! harness's own `main` stands instead.
+#![cfg_attr(not(test), no_main)]
 
+#[cfg(not(test))]
 #[unsafe(no_mangle)]
 extern "C" fn main(
     _argc: std::ffi::c_int,

@@ -713,6 +713,9 @@ pub async fn publish(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::remote::fake::Fake;
+
     #[test]
     fn find_agrees_with_memmem() {
         let hay: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -730,9 +733,6 @@ mod tests {
             }
         }
     }
-
-    use super::*;
-    use crate::remote::fake::Fake;
 
     /// A client of a scripted server whose every cached result is `result`,
     /// holding `blobs`.
