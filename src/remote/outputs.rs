@@ -197,13 +197,14 @@ fn commit(placed: &[Placed], links: &[Link]) -> Result<(), RemoteError> {
 /// `dest` is still never seen half-written: it is absent for a moment, then
 /// whole. A directory at `dest` is left for the rename to refuse.
 fn replace(tmp: &Path, dest: &Path) -> Result<(), RemoteError> {
-    match std::fs::symlink_metadata(dest) {
-        Ok(m) if !m.is_dir() => match std::fs::remove_file(dest) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(RemoteError::io(dest, e)),
-        },
-        _ => {}
+    match std::fs::remove_file(dest) {
+        Ok(()) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::IsADirectory
+            ) => {}
+        Err(e) => return Err(RemoteError::io(dest, e)),
     }
     std::fs::rename(tmp, dest).map_err(|e| RemoteError::io(dest, e))
 }
