@@ -343,5 +343,60 @@ fn first_compiles_list_their_own_reads_and_a_header_changing_under_one_is_not_st
     assert_eq!(counts(), (5, 6, 4, 0));
     compile(&f, &["fresh.o"]);
     assert_eq!(counts(), (5, 6, 5, 0), "stored at once");
+
+    // -MMD's depfile leaves system headers out: the compile writes it, and
+    // a -M run beside it lists them all, so a system header's edit misses.
+    fs::create_dir_all(proj.join("sys")).unwrap();
+    fs::write(proj.join("sys/s.h"), "#define S 3\n").unwrap();
+    fs::write(
+        proj.join("m.c"),
+        "#include <s.h>\n#include \"a.h\"\nint m(void) { return S * A; }\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let m = [
+        "-O2", "-isystem", "sys", "-MMD", "-MP", "-MF", "m.d", "-c", "m.c", "-o", "m.o",
+    ];
+    let plain_m = |proj: &std::path::Path| {
+        run_ok(std::process::Command::new("gcc").args(m).current_dir(proj));
+        let got = (
+            fs::read(proj.join("m.o")).unwrap(),
+            fs::read(proj.join("m.d")).unwrap(),
+        );
+        for o in ["m.o", "m.d"] {
+            fs::remove_file(proj.join(o)).unwrap();
+        }
+        got
+    };
+    let (plain_o, plain_d) = plain_m(&proj);
+    assert!(
+        !String::from_utf8_lossy(&plain_d).contains("s.h"),
+        "-MMD leaves it out"
+    );
+    let made = || {
+        (
+            fs::read(proj.join("m.o")).unwrap(),
+            fs::read(proj.join("m.d")).unwrap(),
+        )
+    };
+    compile(&m, &["m.o", "m.d"]);
+    assert!(made() == (plain_o.clone(), plain_d.clone()));
+    assert_eq!(counts(), (6, 7, 5, 0), "compiled first, no scan first");
+    compile(&m, &["m.o", "m.d"]);
+    assert!(
+        made() == (plain_o.clone(), plain_d.clone()),
+        "written by the hit"
+    );
+    assert_eq!(counts(), (6, 7, 6, 0));
+    fs::write(proj.join("sys/s.h"), "#define S 4\n").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let (edited_o, edited_d) = plain_m(&proj);
+    assert!(edited_o != plain_o && edited_d == plain_d);
+    compile(&m, &["m.o", "m.d"]);
+    assert!(
+        made() == (edited_o, edited_d),
+        "the system header was in the key"
+    );
+    assert_eq!(counts(), (6, 8, 6, 0), "scanned, looked up, missed");
     run_ok(&mut recast_with_cache(&cache, ["stop-server"]));
 }

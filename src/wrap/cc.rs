@@ -250,12 +250,13 @@ impl Job for CcJob {
         }
         // gcc's and clang's -MD list what -M lists, beside the object
         // (zig takes another path to the object when asked for a depfile).
-        // -MMD's leaves system headers out: that list takes a scan.
+        // -MMD's leaves system headers out: that list takes a -M run,
+        // beside the compile.
         let from_compile = match &c.depfile {
             _ if self.zig() => None,
             None => Some(FromCompile::Added),
             Some(d) if d.system_headers => Some(FromCompile::Users(d.path.clone())),
-            Some(_) => None,
+            Some(d) => Some(FromCompile::Beside(d.path.clone())),
         };
         Ok(ScanSpec {
             key,

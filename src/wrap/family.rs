@@ -98,6 +98,11 @@ pub(crate) enum FromCompile {
     /// The user's own `-MD` depfile at this path (as spelled): the list,
     /// and the text a later hit writes there.
     Users(String),
+    /// The user's own `-MMD` depfile at this path (as spelled): the text a
+    /// later hit writes there, but not the whole list (it leaves system
+    /// headers out). The list is the last scan run's, run beside the
+    /// compile: one preprocessor run, where a scan first takes two.
+    Beside(String),
 }
 
 /// What the scan found.

@@ -45,7 +45,8 @@ impl Compiled {
 
 /// Cache-only against the embedded server, for a compile whose scan was
 /// never stored (a first build): the compile runs here at once, listing
-/// what it reads itself (gcc's and clang's `-MD`: the list `-M` gives),
+/// what it reads itself (gcc's and clang's `-MD`: the list `-M` gives;
+/// under `-MMD`, a `-M` run beside it),
 /// instead of a scan, a lookup and then the compile. Such a result can
 /// only be in the embedded server's cache from another checkout (a moved
 /// project root) or a lost scan cache; a scan costs every first build
@@ -71,22 +72,28 @@ pub(super) async fn compile_first(
         return Ok(None);
     }
     let tmp_dir = scan::tmp_dir(&ctx.cache_dir).map_err(Flow::local)?;
+    let tmp = || {
+        tmp_dir.join(format!(
+            "dep-{}-{}.d",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ))
+    };
     let mut args = job.captured_args(ctx);
-    let list_at = match &from {
+    // Where the list is written, and the user's depfile when it is not
+    // the list.
+    let (list_at, users) = match &from {
         FromCompile::Added => {
-            let tmp = tmp_dir.join(format!(
-                "dep-{}-{}.d",
-                std::process::id(),
-                uuid::Uuid::new_v4().simple()
-            ));
+            let at = tmp();
             args.extend([
                 "-MD".into(),
                 "-MF".into(),
-                tmp.to_string_lossy().into_owned(),
+                at.to_string_lossy().into_owned(),
             ]);
-            tmp
+            (at, None)
         }
-        FromCompile::Users(path) => super::placement::opened(&ctx.cwd, path),
+        FromCompile::Users(path) => (super::placement::opened(&ctx.cwd, path), None),
+        FromCompile::Beside(path) => (tmp(), Some(super::placement::opened(&ctx.cwd, path))),
     };
     // The source, often written just before: its digest before and after
     // the compile, if equal, say the compile read those bytes.
@@ -97,12 +104,30 @@ pub(super) async fn compile_first(
         .as_ref()
         .and_then(|s| crate::cas::hash::digest_file(s).ok());
     let since = depcache::now_ns();
+    // The list run starts first, and runs while the compile does.
+    let beside = match (&from, spec.runs.last()) {
+        (FromCompile::Beside(_), Some(run)) => {
+            let mut all = run.clone();
+            all.extend((spec.depfile_args)(&list_at));
+            Some(process::start(inv, &all, &ctx.cwd))
+        }
+        (FromCompile::Beside(_), None) => return Ok(None),
+        _ => None,
+    };
     let started = std::time::Instant::now();
     let (code, stdout, stderr) = process::run_captured(inv, &args);
+    let listed_ok = match beside {
+        Some(child) => child.and_then(|mut c| c.wait()).is_ok_and(|s| s.success()),
+        None => true,
+    };
     let list = std::fs::read_to_string(&list_at);
-    if from == FromCompile::Added {
+    if !matches!(from, FromCompile::Users(_)) {
         let _ = std::fs::remove_file(&list_at);
     }
+    // The user's depfile is never an input (`own`), and is the text a hit
+    // writes: the compile's own, or else the list.
+    let own = super::placement::normalize(users.as_ref().unwrap_or(&list_at));
+    let kept = users.as_ref().map(std::fs::read_to_string);
     let mut run = Compiled {
         code,
         stdout,
@@ -110,15 +135,19 @@ pub(super) async fn compile_first(
         started,
         stable: false,
     };
-    let list = match list {
-        Ok(l) if code == 0 => l,
+    let (list, kept) = match (list, kept) {
+        (Ok(l), None) if code == 0 && listed_ok => {
+            let kept = spec.keep_depfile.then(|| l.clone());
+            (l, kept)
+        }
+        (Ok(l), Some(Ok(k))) if code == 0 && listed_ok => (l, Some(k)),
         _ => return Err(run.ran()),
     };
     let listed = scan::Listed {
-        kept: spec.keep_depfile.then(|| list.clone()),
+        kept,
         list,
         since,
-        own: Some(super::placement::normalize(&list_at)),
+        own: Some(own),
         // Its outputs say whether it saw where it ran (`publish`).
         predict_location: false,
     };

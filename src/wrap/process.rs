@@ -13,7 +13,7 @@
 use std::io::Write as _;
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::path::Path;
-use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 
 use super::Invocation;
 
@@ -83,14 +83,19 @@ pub fn run_captured(inv: &Invocation, extra: &[String]) -> (i32, Vec<u8>, Vec<u8
 /// Runs the compiler with `args` instead of the user's, output discarded;
 /// whether it succeeded.
 pub fn capture(inv: &Invocation, args: &[String], cwd: &Path) -> std::io::Result<bool> {
-    let out = command(inv)
+    Ok(start(inv, args, cwd)?.wait()?.success())
+}
+
+/// Starts the compiler with `args` instead of the user's, its streams
+/// discarded, and does not wait.
+pub fn start(inv: &Invocation, args: &[String], cwd: &Path) -> std::io::Result<Child> {
+    command(inv)
         .args(args)
         .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .output()?;
-    Ok(out.status.success())
+        .spawn()
 }
 
 /// Asks the compiler something (`-print-search-dirs`, `-E -v`), with one
