@@ -115,6 +115,7 @@ impl Tier {
         }
         let tmp = self.dir.join("tmp");
         crate::fsutil::create_private_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
+        self.counted()?;
         let cas = self.dir.join("cas");
         let mut added = 0;
         for blob in blobs {
@@ -163,6 +164,25 @@ impl Tier {
         self.dir
             .join("tmp")
             .join(format!("{}-{}-{n}", d.hex(), std::process::id()))
+    }
+
+    /// Makes sure the running count exists before this writer places
+    /// anything: taken from a walk, under the lock, by the first writer.
+    /// A walk later, while other writers have placed blobs they have not
+    /// yet added, would count those twice.
+    fn counted(&self) -> Result<(), StoreError> {
+        let size_path = self.dir.join("size");
+        if size_path.exists() {
+            return Ok(());
+        }
+        let lock_path = self.dir.join("lock");
+        let _lock = crate::lock::FileLock::take(&lock_path).map_err(|e| io_err(&lock_path, e))?;
+        if size_path.exists() {
+            return Ok(());
+        }
+        let total: u64 = self.walk()?.iter().map(|f| f.size).sum();
+        crate::fsutil::write_private(&size_path, total.to_string().as_bytes(), false)
+            .map_err(|e| io_err(&size_path, e))
     }
 
     /// Adds `added` to the running count, and cleans up past the bound.
