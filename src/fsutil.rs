@@ -169,6 +169,79 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     })
 }
 
+/// Renames `tmp` over `dest`, removing a file already at `dest` first.
+///
+/// A rename over an existing file makes ext4 (and btrfs) start writing the
+/// new file's data at once, in the caller's time: 0.3 ms a hit here, more
+/// than the rest of a hit's writing. With the old name removed first the
+/// rename replaces nothing, and the data is written back as any other.
+/// `dest` is still never seen half-written: it is absent for a moment, then
+/// whole. A directory at `dest` is left for the rename to refuse.
+pub fn rename_replacing(tmp: &Path, dest: &Path) -> io::Result<()> {
+    match std::fs::remove_file(dest) {
+        Ok(()) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::IsADirectory
+            ) => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::rename(tmp, dest)
+}
+
+/// Writes `bytes` to `path` as a new file: through a temp file in the same
+/// directory, the old file removed, then renamed into place
+/// ([`rename_replacing`]): never seen half-written. For a compile's own
+/// outputs (a depfile), which a build replaces as often as it compiles.
+/// The directory is created if missing, as it is for outputs.
+pub fn write_replacing(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = temp_name(dir);
+    if let Err(e) = std::fs::write(&tmp, bytes) {
+        if e.kind() != io::ErrorKind::NotFound {
+            return Err(e);
+        }
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(&tmp, bytes)?;
+    }
+    rename_replacing(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+/// The directory `dir` as `std::fs::canonicalize` spells it (absolute, no
+/// link on the way), created first if missing. On Linux the kernel names
+/// the opened directory (`/proc/self/fd`): three calls, where resolving
+/// each component takes one per component.
+pub fn real_dir(dir: &Path) -> io::Result<PathBuf> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{Mode, OFlags};
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fd = match rustix::fs::open(dir, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => {
+                std::fs::create_dir_all(dir)?;
+                rustix::fs::open(dir, flags, Mode::empty())?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let named = std::fs::read_link(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&fd)
+        ));
+        if let Ok(p) = named
+            && p.is_absolute()
+            && !p.as_os_str().as_encoded_bytes().ends_with(b" (deleted)")
+        {
+            return Ok(p);
+        }
+    }
+    std::fs::create_dir_all(dir)?;
+    std::fs::canonicalize(dir)
+}
+
 /// Seconds since the epoch (0 if the clock is before it).
 pub fn now_secs() -> u64 {
     SystemTime::now()
@@ -186,6 +259,64 @@ pub fn now_ns() -> i128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replacing_write_makes_a_new_file_and_leaves_no_temp_file() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a/b/file.d");
+        write_replacing(&p, b"one").unwrap();
+        let linked = dir.path().join("old");
+        std::fs::hard_link(&p, &linked).unwrap();
+        write_replacing(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(
+            std::fs::read(&linked).unwrap(),
+            b"one",
+            "a new file, not written through"
+        );
+        assert_ne!(
+            std::fs::metadata(&p).unwrap().ino(),
+            std::fs::metadata(&linked).unwrap().ino()
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("a/b"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["file.d"]);
+        std::fs::create_dir(dir.path().join("a/b/dir.d")).unwrap();
+        assert!(write_replacing(&dir.path().join("a/b/dir.d"), b"x").is_err());
+        assert!(
+            dir.path().join("a/b/dir.d").is_dir(),
+            "a directory is left whole"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("a/b")).unwrap().count(),
+            2,
+            "no temp file"
+        );
+    }
+
+    #[test]
+    fn a_real_dir_is_canonicalize_s_spelling_and_is_made_when_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = dir.path().join("x/y");
+        assert_eq!(
+            real_dir(&made).unwrap(),
+            std::fs::canonicalize(&made).unwrap()
+        );
+        std::os::unix::fs::symlink(dir.path().join("x"), dir.path().join("l")).unwrap();
+        let through = dir.path().join("l/./y/../y");
+        assert_eq!(
+            real_dir(&through).unwrap(),
+            std::fs::canonicalize(&made).unwrap()
+        );
+        std::fs::write(dir.path().join("f"), b"").unwrap();
+        assert!(
+            real_dir(&dir.path().join("f")).is_err(),
+            "a file is not a directory"
+        );
+    }
 
     #[test]
     fn an_atomic_write_creates_the_directory_and_leaves_no_temp_file() {

@@ -188,25 +188,9 @@ fn commit(placed: &[Placed], links: &[Link]) -> Result<(), RemoteError> {
     Ok(())
 }
 
-/// Renames `tmp` over `dest`, removing a file already at `dest` first.
-///
-/// A rename over an existing file makes ext4 (and btrfs) start writing the
-/// new file's data at once, in the caller's time: 0.3 ms a hit here, more
-/// than the rest of a hit's writing. With the old name removed first the
-/// rename replaces nothing, and the data is written back as any other.
-/// `dest` is still never seen half-written: it is absent for a moment, then
-/// whole. A directory at `dest` is left for the rename to refuse.
+/// Renames `tmp` over `dest` ([`crate::fsutil::rename_replacing`]).
 fn replace(tmp: &Path, dest: &Path) -> Result<(), RemoteError> {
-    match std::fs::remove_file(dest) {
-        Ok(()) => {}
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::IsADirectory
-            ) => {}
-        Err(e) => return Err(RemoteError::io(dest, e)),
-    }
-    std::fs::rename(tmp, dest).map_err(|e| RemoteError::io(dest, e))
+    crate::fsutil::rename_replacing(tmp, dest).map_err(|e| RemoteError::io(dest, e))
 }
 
 fn cleanup(placed: &[Placed], links: &[Link]) {

@@ -183,7 +183,8 @@ fn recognise(fs: &dyn FileSource, path: &Path, req: &Request) -> Option<Bundle> 
 }
 
 /// What [`family`] remembers of one compiler: the real file its path
-/// led to, that file's stat, and the decision.
+/// led to (for whoever reads the record), that file's stat, and the
+/// decision.
 #[derive(Serialize, Deserialize)]
 struct Decided {
     real: PathBuf,
@@ -206,12 +207,10 @@ pub fn family(cache: &Path, compiler: &Path, named: family::Named) -> Option<fam
             .ok()
             .map(|out| format!("{}{}", out.stdout, out.stderr))
     };
-    let real = std::fs::canonicalize(compiler).ok();
-    let stamp = real
-        .as_deref()
-        .and_then(|r| HostFs.symlink_metadata(r).ok())
-        .map(|m| Stamp::of(&m));
-    let (Some(real), Some(stamp)) = (real, stamp) else {
+    // The real file's stat, links followed: its inode tells it from any
+    // other file a switched link could lead to, without resolving each
+    // link on the way.
+    let Ok(stamp) = std::fs::metadata(compiler).map(|m| Stamp::of(&(&m).into())) else {
         return family::decide(compiler, named, ask);
     };
     let path = cache.join("families.json");
@@ -220,12 +219,14 @@ pub fn family(cache: &Path, compiler: &Path, named: family::Named) -> Option<fam
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
     if let Some(d) = known.get(compiler)
-        && d.real == real
         && d.stamp == stamp
         && stamp.mtime_ns != 0
     {
         return d.family;
     }
+    let Ok(real) = std::fs::canonicalize(compiler) else {
+        return family::decide(compiler, named, ask);
+    };
     let decided = family::decide(compiler, named, ask);
     known.insert(
         compiler.to_path_buf(),

@@ -101,17 +101,9 @@ pub trait FileSource: Send + Sync {
     }
 }
 
-/// The host's filesystem. Large files are mapped, not copied.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct HostFs;
-
-/// Files above this size are mapped rather than read.
-const MAP_THRESHOLD: u64 = 1 << 20;
-
-impl FileSource for HostFs {
-    fn symlink_metadata(&self, path: &Path) -> io::Result<Meta> {
+impl From<&std::fs::Metadata> for Meta {
+    fn from(m: &std::fs::Metadata) -> Meta {
         use std::os::unix::fs::MetadataExt as _;
-        let m = std::fs::symlink_metadata(path)?;
         let ft = m.file_type();
         let kind = if ft.is_symlink() {
             Kind::Symlink
@@ -122,14 +114,27 @@ impl FileSource for HostFs {
         } else {
             Kind::Other
         };
-        Ok(Meta {
+        Meta {
             kind,
             size: m.len(),
             executable: m.mode() & 0o111 != 0,
             mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
             ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
             ino: m.ino(),
-        })
+        }
+    }
+}
+
+/// The host's filesystem. Large files are mapped, not copied.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HostFs;
+
+/// Files above this size are mapped rather than read.
+const MAP_THRESHOLD: u64 = 1 << 20;
+
+impl FileSource for HostFs {
+    fn symlink_metadata(&self, path: &Path) -> io::Result<Meta> {
+        Ok(Meta::from(&std::fs::symlink_metadata(path)?))
     }
 
     fn read_link(&self, path: &Path) -> io::Result<PathBuf> {

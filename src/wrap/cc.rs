@@ -364,7 +364,7 @@ impl Job for CcJob {
             return Ok(());
         };
         let path = placement::absolute(&ctx.cwd, &dep.path);
-        crate::fsutil::write_atomic(&path, text.as_bytes())
+        crate::fsutil::write_replacing(&path, text.as_bytes())
             .map_err(|e| format!("writing {}: {e}", path.display()))
     }
 }

@@ -112,32 +112,50 @@ pub fn resolve(
     path: &[PathBuf],
     me: &Path,
 ) -> Result<PathBuf, ResolveError> {
+    let me = std::fs::metadata(me).ok().map(|m| file_id(&m));
+    resolve_from(name, cwd, path, me)
+}
+
+/// The file a path leads to, links followed: the same device and inode
+/// are the same file, however it is named (a stat, where resolving every
+/// link on the way takes one call per component).
+fn file_id(m: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt as _;
+    (m.dev(), m.ino())
+}
+
+fn resolve_from(
+    name: &OsString,
+    cwd: &Path,
+    path: &[PathBuf],
+    me: Option<(u64, u64)>,
+) -> Result<PathBuf, ResolveError> {
     let given = Path::new(name);
-    let is_me = |p: &Path| std::fs::canonicalize(p).map(|c| c == me).unwrap_or(false);
+    let is_me = |m: &std::fs::Metadata| me == Some(file_id(m));
     if given.components().count() > 1 {
         let abs = cwd.join(given);
-        if !abs.exists() {
+        let Ok(m) = std::fs::metadata(&abs) else {
             return Err(ResolveError::Missing(abs));
-        }
-        if is_me(&abs) {
+        };
+        if is_me(&m) {
             // A path to a masquerade link: look further on PATH.
             let file = given.file_name().unwrap_or_default().to_os_string();
-            return resolve(&file, cwd, path, me);
+            return resolve_from(&file, cwd, path, me);
         }
         return Ok(abs);
     }
     for dir in path {
         let p = dir.join(given);
-        if is_executable(&p) && !is_me(&p) {
+        if std::fs::metadata(&p).is_ok_and(|m| is_executable(&m) && !is_me(&m)) {
             return Ok(if p.is_absolute() { p } else { cwd.join(p) });
         }
     }
     Err(ResolveError::NotFound(given.to_string_lossy().into_owned()))
 }
 
-fn is_executable(p: &Path) -> bool {
+fn is_executable(m: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::PermissionsExt as _;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    m.is_file() && m.permissions().mode() & 0o111 != 0
 }
 
 #[cfg(test)]

@@ -323,9 +323,7 @@ fn invocation(
     name: OsString,
     from: usize,
 ) -> Option<Invocation> {
-    let me = std::env::current_exe()
-        .and_then(std::fs::canonicalize)
-        .unwrap_or_default();
+    let me = std::env::current_exe().unwrap_or_default();
     let compiler = match entry::resolve(&name, cwd, path, &me) {
         Ok(c) => c,
         Err(e) => {

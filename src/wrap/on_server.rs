@@ -308,8 +308,7 @@ async fn land(
             let (Some(parent), Some(name)) = (local.parent(), local.file_name()) else {
                 return Err(Failure::new(Cause::LocalIo, format!("output {}", f.path)));
             };
-            let real = std::fs::create_dir_all(parent)
-                .and_then(|()| std::fs::canonicalize(parent))
+            let real = crate::fsutil::real_dir(parent)
                 .map_err(|e| Failure::new(Cause::LocalIo, format!("{}: {e}", parent.display())))?;
             if (landing.unmap.is_some() || landing.relocated) && f.path.ends_with(".d") {
                 depfiles.push((local.clone(), real.join(name)));
@@ -357,7 +356,7 @@ async fn land(
         for (d, _) in depfiles {
             let fixed = std::fs::read(&d)
                 .map(|b| landing.unmap_text(b))
-                .and_then(|b| crate::fsutil::write_atomic(&d, &b));
+                .and_then(|b| crate::fsutil::write_replacing(&d, &b));
             if let Err(e) = fixed {
                 return Err(Failure::new(
                     Cause::LocalIo,
