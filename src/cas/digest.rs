@@ -47,14 +47,25 @@ impl Digest {
         if size < 0 {
             return Err(DigestError::NegativeSize(size));
         }
+        let bad = || DigestError::BadHash(hash_hex.to_string());
         let bytes = hash_hex.as_bytes();
-        let is_lower_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
-        if bytes.len() != 64 || !bytes.iter().all(is_lower_hex) {
-            return Err(DigestError::BadHash(hash_hex.to_string()));
+        if bytes.len() != 64 {
+            return Err(bad());
         }
+        // Lower-case hex only, checked and decoded in one pass (every
+        // digest read from an entry or the wire comes through here).
+        let nibble = |b: u8| match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            _ => None,
+        };
         let mut hash = [0u8; 32];
-        hex::decode_to_slice(hash_hex, &mut hash)
-            .map_err(|_| DigestError::BadHash(hash_hex.to_string()))?;
+        for (out, pair) in hash.iter_mut().zip(bytes.chunks_exact(2)) {
+            match (nibble(pair[0]), nibble(pair[1])) {
+                (Some(hi), Some(lo)) => *out = hi << 4 | lo,
+                _ => return Err(bad()),
+            }
+        }
         Ok(Digest {
             hash,
             size: size as u64,

@@ -130,10 +130,31 @@ pub struct Fast {
     pub depfile: Option<String>,
 }
 
+/// What the hit path reads of a [`Fast`] entry: of each file only where
+/// it is and its stamp (its digest and spelling are skipped, not parsed).
+#[derive(Debug, Deserialize)]
+pub struct FastHit {
+    pub schema: u32,
+    pub action: Digest,
+    pub outputs: Vec<String>,
+    #[serde(default)]
+    pub landing: Option<super::on_server::Landing>,
+    files: Vec<Stamped>,
+    tools: Vec<(PathBuf, Stamp)>,
+    pub depfile: Option<String>,
+}
+
+/// A [`Seen`] as the hit path reads it.
+#[derive(Debug, Deserialize)]
+struct Stamped {
+    path: PathBuf,
+    stamp: Stamp,
+}
+
 /// The fast entry for `key` if every file and tool it lists is unchanged.
-pub fn lookup_fast(cache_dir: &Path, key: &Digest) -> Option<Fast> {
+pub fn lookup_fast(cache_dir: &Path, key: &Digest) -> Option<FastHit> {
     let bytes = std::fs::read(fast_path(cache_dir, key)).ok()?;
-    let fast: Fast = serde_json::from_slice(&bytes).ok()?;
+    let fast: FastHit = serde_json::from_slice(&bytes).ok()?;
     if fast.schema != SCHEMA {
         return None;
     }
@@ -317,6 +338,36 @@ pub use crate::fsutil::now_ns;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hit_path_reads_a_fast_entry_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.h");
+        std::fs::write(&file, b"#define A 1\n").unwrap();
+        let stamp = stamp(&file).unwrap();
+        let (seen, _) = see(&file, now_ns()).unwrap();
+        let fast = Fast {
+            schema: SCHEMA,
+            action: Digest::of_bytes(b"action"),
+            outputs: vec!["a.o".into()],
+            landing: None,
+            files: vec![seen],
+            tools: vec![(file.clone(), stamp)],
+            depfile: Some("a.o: a.h\n".into()),
+        };
+        let key = Digest::of_bytes(b"key");
+        std::fs::create_dir_all(fast_path(dir.path(), &key).parent().unwrap()).unwrap();
+        save(dir.path(), &fast_path(dir.path(), &key), &fast);
+        let hit = lookup_fast(dir.path(), &key).expect("unchanged: a hit");
+        assert_eq!(
+            (hit.action, hit.outputs, hit.depfile),
+            (fast.action, fast.outputs, fast.depfile)
+        );
+        assert_eq!(hit.files[0].path, file);
+        assert_eq!(hit.files[0].stamp, stamp);
+        std::fs::write(&file, b"#define A 22\n").unwrap();
+        assert!(lookup_fast(dir.path(), &key).is_none(), "a changed file");
+    }
 
     #[test]
     fn a_compiles_files_must_be_older_than_two_clock_ticks_and_ten_ms() {
