@@ -198,16 +198,17 @@ pub fn rename_replacing(tmp: &Path, dest: &Path) -> io::Result<()> {
 pub fn write_replacing(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = temp_name(dir);
-    if let Err(e) = std::fs::write(&tmp, bytes) {
-        if e.kind() != io::ErrorKind::NotFound {
-            return Err(e);
+    let written = match std::fs::write(&tmp, bytes) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&tmp, bytes))
         }
-        std::fs::create_dir_all(dir)?;
-        std::fs::write(&tmp, bytes)?;
-    }
-    rename_replacing(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+        other => other,
+    };
+    written
+        .and_then(|()| rename_replacing(&tmp, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
 }
 
 /// The directory `dir` as `std::fs::canonicalize` spells it (absolute, no

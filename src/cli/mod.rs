@@ -94,7 +94,7 @@ pub fn main() -> ExitCode {
     {
         // The compiler's stderr is the user's: nothing of recast's unless
         // RECAST_LOG asks (with no subscriber, every event costs nothing,
-        // and no filter is built: a hit is 2 ms).
+        // and no filter is built: a hit is under 2 ms).
         if std::env::var_os(config::vars::LOG).is_some() {
             init_logging("off");
         }

@@ -323,7 +323,13 @@ fn invocation(
     name: OsString,
     from: usize,
 ) -> Option<Invocation> {
-    let me = std::env::current_exe().unwrap_or_default();
+    // recast itself, told by its file: on Linux the running binary even
+    // when a rebuild has replaced it on disk.
+    let me = if cfg!(target_os = "linux") {
+        PathBuf::from("/proc/self/exe")
+    } else {
+        std::env::current_exe().unwrap_or_default()
+    };
     let compiler = match entry::resolve(&name, cwd, path, &me) {
         Ok(c) => c,
         Err(e) => {
