@@ -111,9 +111,10 @@ pub struct Entry {
 
 /// A compile seen through to a result: what it takes to answer the same
 /// compile from the action cache without packaging the toolchain or
-/// building the input root again (the wrapper's hit path).
+/// building the input root again (the wrapper's hit path). Written with
+/// each file [`Seen`] whole; the hit path reads it as [`FastHit`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fast {
+pub struct Fast<F = Seen> {
     pub schema: u32,
     /// The action whose result is in the cache.
     pub action: Digest,
@@ -123,30 +124,20 @@ pub struct Fast {
     #[serde(default)]
     pub landing: Option<super::on_server::Landing>,
     /// The files the compile reads (as the scan found them).
-    pub files: Vec<Seen>,
+    pub files: Vec<F>,
     /// The compiler and the toolchain's programs (cc1, as, …): a changed
     /// one means another toolchain, so the slow path decides again.
     pub tools: Vec<(PathBuf, Stamp)>,
     pub depfile: Option<String>,
 }
 
-/// What the hit path reads of a [`Fast`] entry: of each file only where
-/// it is and its stamp (its digest and spelling are skipped, not parsed).
-#[derive(Debug, Deserialize)]
-pub struct FastHit {
-    pub schema: u32,
-    pub action: Digest,
-    pub outputs: Vec<String>,
-    #[serde(default)]
-    pub landing: Option<super::on_server::Landing>,
-    files: Vec<Stamped>,
-    tools: Vec<(PathBuf, Stamp)>,
-    pub depfile: Option<String>,
-}
+/// A [`Fast`] entry as the hit path reads it: of each file only where it
+/// is and its stamp (its digest and spelling are skipped, not parsed).
+pub type FastHit = Fast<Stamped>;
 
 /// A [`Seen`] as the hit path reads it.
-#[derive(Debug, Deserialize)]
-struct Stamped {
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamped {
     path: PathBuf,
     stamp: Stamp,
 }
