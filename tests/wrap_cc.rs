@@ -14,7 +14,9 @@ use std::fs;
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
+use common::link::{Link, Profile};
 use common::projects::{
     assert_same, count, files, reason, stats, with_recast, zstd_project, zstd_sources,
 };
@@ -319,29 +321,7 @@ fn a_toolchain_the_server_lacks_goes_up_in_the_background_while_compiles_run_her
     let s = stats(&cache);
     assert_eq!(reason(&s, "local_reasons", "toolchain_uploading"), 1, "{s}");
     assert_eq!(count(&s, "remote_executions"), 0, "{s}");
-    let uploads = cache.join("uploads");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let done = || {
-        fs::read_dir(cache.join("uploaded")).is_ok_and(|mut d| d.next().is_some())
-            && !fs::read_dir(&uploads)
-                .unwrap()
-                .any(|e| e.unwrap().path().extension().is_some_and(|x| x == "json"))
-    };
-    while !done() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the background upload did not finish: {:?}",
-            fs::read_dir(&uploads)
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .collect::<Vec<_>>()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let log: String = fs::read_dir(&uploads)
-        .unwrap()
-        .map(|e| fs::read_to_string(e.unwrap().path()).unwrap())
-        .collect();
+    let log = wait_for_the_upload(&cache);
     assert!(log.contains("recast: uploaded gcc"), "{log}");
     for made in ["uploads", "uploaded"] {
         assert_eq!(open_to_others(&cache.join(made)), Vec::<String>::new());
@@ -351,6 +331,203 @@ fn a_toolchain_the_server_lacks_goes_up_in_the_background_while_compiles_run_her
     let s = stats(&cache);
     assert_eq!(count(&s, "remote_executions"), 1, "{s}");
     assert_eq!(count(&s, "fallbacks"), 0, "{s}");
+}
+
+/// Waits (two minutes at most) until the background upload that a
+/// compile with cache dir `cache` started is over, and returns its log.
+fn wait_for_the_upload(cache: &Path) -> String {
+    let uploads = cache.join("uploads");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = || {
+        fs::read_dir(cache.join("uploaded")).is_ok_and(|mut d| d.next().is_some())
+            && !fs::read_dir(&uploads)
+                .unwrap()
+                .any(|e| e.unwrap().path().extension().is_some_and(|x| x == "json"))
+    };
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "the background upload did not finish: {:?}",
+            fs::read_dir(&uploads)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    fs::read_dir(&uploads)
+        .unwrap()
+        .map(|e| fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect()
+}
+
+/// Every file under `dir/obj` that is not an object or a depfile: what a
+/// half-written output would leave.
+fn strays(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.join("obj")];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if !path.extension().is_some_and(|x| x == "o" || x == "d") {
+                out.push(path.display().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// A far server, 40 ms away: every chunk held 20 ms each way by an
+/// emulated link (`common::link`). The first compile does not wait for
+/// gcc's toolchain to go up; a `make -j2` through the warm front runs
+/// every compile there; a copy of the project is answered from the local
+/// tier without one byte or connection over the link; a front killed
+/// mid-build costs at most the compiles in flight; and a link that cuts
+/// or stalls connections loses no build and no object.
+#[test]
+fn over_a_40ms_link_nothing_waits_for_uploads_hits_stay_here_and_losses_lose_nothing() {
+    let server = Server::start();
+    let link = Link::start(
+        server.addr,
+        Profile {
+            one_way: Duration::from_millis(20),
+        },
+    );
+    let url = link.url();
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let plain = zstd_project(&tmp.path().join("plain"));
+    let proj = zstd_project(&tmp.path().join("proj"));
+    make(&plain, "gcc", &cache, &url);
+    let want = files(&plain, "obj", "o");
+    let n = zstd_sources(&plain);
+
+    // The first compile starts gcc's upload and compiles here; once the
+    // server holds the toolchain, compiles run there.
+    let small = tmp.path().join("small");
+    fs::create_dir_all(small.join(".git")).unwrap();
+    for name in ["a", "b"] {
+        fs::write(
+            small.join(format!("{name}.c")),
+            format!("int {name}(int x) {{ return x * 7; }}\n"),
+        )
+        .unwrap();
+        let mut cmd = recast_with_cache(&cache, ["gcc", "-O2", "-c", &format!("{name}.c")]);
+        cmd.current_dir(&small)
+            .env("RECAST_REMOTE", &url)
+            .env("RECAST_TOOLCHAIN_UPLOAD", "background");
+        let started = Instant::now();
+        run_ok(&mut cmd);
+        if name == "a" {
+            let s = stats(&cache);
+            assert_eq!(reason(&s, "local_reasons", "toolchain_uploading"), 1, "{s}");
+            assert_eq!(count(&s, "remote_executions"), 0, "{s}");
+            eprintln!("the first compile took {:?}", started.elapsed());
+            let log = wait_for_the_upload(&cache);
+            assert!(log.contains("recast: uploaded gcc"), "{log}");
+        }
+    }
+    let s = stats(&cache);
+    assert_eq!(count(&s, "remote_executions"), 1, "{s}");
+
+    // Every compile of the project runs on the server, through the front.
+    let started = Instant::now();
+    make_with(&proj, &recast_cc(), &cache, &url, FRONT);
+    eprintln!("cold make -j2 through the front: {:?}", started.elapsed());
+    assert_same("objects", &files(&proj, "obj", "o"), &want);
+    let s = stats(&cache);
+    assert_eq!(count(&s, "remote_executions"), 1 + n, "{s}");
+    assert_eq!(count(&s, "fallbacks"), 0, "{s}");
+    let (_, first_front) = the_front(&cache);
+
+    // A copy elsewhere: every compile a hit from the local tier, and not
+    // one connection or byte over the link.
+    let copy = zstd_project(&tmp.path().join("elsewhere/copy"));
+    let before = (link.connections(), link.bytes());
+    make_with(&copy, &recast_cc(), &cache, &url, FRONT);
+    assert_same("objects of the copy", &files(&copy, "obj", "o"), &want);
+    assert_eq!(
+        (link.connections(), link.bytes()),
+        before,
+        "the link was used"
+    );
+    let s = stats(&cache);
+    assert_eq!(count(&s, "local_hits"), n, "{s}");
+    assert_eq!(count(&s, "cache_hits"), n, "{s}");
+
+    // The front killed mid-build (new keys: each compile runs on the
+    // server): the build completes with the same objects; only compiles
+    // in flight may fall back, and the next compile starts a new front.
+    fs::remove_dir_all(proj.join("obj")).unwrap();
+    let killer = {
+        let (cache, proj) = (cache.clone(), proj.clone());
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !proj.join("obj").is_dir() || files(&proj, "obj", "o").len() < 3 {
+                assert!(Instant::now() < deadline, "the build made no progress");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let (_, pid) = the_front(&cache);
+            rustix::process::kill_process(
+                rustix::process::Pid::from_raw(pid).unwrap(),
+                rustix::process::Signal::KILL,
+            )
+            .unwrap();
+            pid
+        })
+    };
+    make_with(
+        &proj,
+        &recast_cc(),
+        &cache,
+        &url,
+        &[FRONT, &[("CFLAGS", "-O2 -Wall -DKILLED_FRONT")]].concat(),
+    );
+    let killed = killer.join().unwrap();
+    assert_eq!(killed, first_front);
+    assert_same("objects, front killed", &files(&proj, "obj", "o"), &want);
+    assert_eq!(strays(&proj), Vec::<String>::new());
+    let s = stats(&cache);
+    let fell_back = count(&s, "fallbacks");
+    eprintln!("front {killed} killed mid-build: {s}");
+    assert!(
+        fell_back <= 2,
+        "more than the compiles in flight fell back: {s}"
+    );
+    assert_eq!(count(&s, "remote_executions") + fell_back, 1 + 2 * n, "{s}");
+    let (_, second_front) = the_front(&cache);
+    assert!(second_front != killed && alive(second_front), "{s}");
+
+    // A link that cuts or stalls a third of its connections: builds with
+    // an empty tier, direct and through the front, lose nothing.
+    for (setting, sub) in [("off", "lossy-direct"), ("on", "lossy-front")] {
+        let lossy = tmp.path().join(sub);
+        let cuts = link.cuts();
+        link.fail_every(3);
+        fs::remove_dir_all(proj.join("obj")).unwrap();
+        make_with(
+            &proj,
+            &recast_cc(),
+            &lossy,
+            &url,
+            &[("RECAST_FRONT", setting), ("RECAST_IDLE_TIMEOUT", "300")],
+        );
+        link.fail_every(0);
+        assert_same(setting, &files(&proj, "obj", "o"), &want);
+        assert_eq!(strays(&proj), Vec::<String>::new());
+        assert!(link.cuts() > cuts, "{setting}: no connection was cut");
+        let s = stats(&lossy);
+        eprintln!("front {setting}, {} cuts so far: {s}", link.cuts());
+        assert_eq!(count(&s, "compiles"), n, "{s}");
+        assert_eq!(count(&s, "cache_hits") + count(&s, "fallbacks"), n, "{s}");
+        let mut stop = recast_with_cache(&lossy, ["stop-server"]);
+        run_ok(&mut stop);
+    }
+    let mut stop = recast_with_cache(&cache, ["stop-server"]);
+    run_ok(&mut stop);
+    assert!(!alive(second_front), "the front outlived stop-server");
 }
 
 /// A server reached through a tunnel on this machine has a loopback
@@ -392,13 +569,13 @@ fn compression_always_shrinks_a_hit_through_a_tunnel() {
     compile(&tmp.path().join("filler"), &server.url(), "auto");
     let mut down = BTreeMap::new();
     for setting in ["never", "auto", "always"] {
-        let proxy = common::CountingProxy::start(server.addr);
+        let proxy = Link::start(server.addr, Profile::default());
         let cache = tmp.path().join(format!("cache-{setting}"));
         compile(&cache, &proxy.url(), setting);
         let s = stats(&cache);
         assert_eq!(count(&s, "cache_hits"), 1, "{setting}: {s}");
         assert_eq!(count(&s, "remote_executions"), 0, "{setting}: {s}");
-        down.insert(setting, proxy.counts().1);
+        down.insert(setting, proxy.bytes().1);
     }
     eprintln!("bytes down through the tunnel: {down:?}");
     // `auto` takes the tunnel for this machine: nothing compressed.

@@ -7,6 +7,7 @@
 
 pub mod buildgrid;
 pub mod casd;
+pub mod link;
 pub mod nativelink;
 pub mod projects;
 
@@ -29,71 +30,6 @@ pub const PEERS_DIR_VAR: &str = vars::PEERS_DIR;
 
 /// How long a server may take to print its `listening on` line.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A TCP proxy on 127.0.0.1 in front of `upstream` that counts the bytes
-/// it carries each way: a far server reached through a tunnel, as recast
-/// sees it (a loopback address).
-#[allow(dead_code)]
-pub struct CountingProxy {
-    pub port: u16,
-    up: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    down: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-#[allow(dead_code)]
-impl CountingProxy {
-    pub fn start(upstream: SocketAddr) -> CountingProxy {
-        use std::io::Write as _;
-        use std::sync::Arc;
-        use std::sync::atomic::{AtomicU64, Ordering};
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let up = Arc::new(AtomicU64::new(0));
-        let down = Arc::new(AtomicU64::new(0));
-        let (u, d) = (up.clone(), down.clone());
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let Ok(server) = TcpStream::connect(upstream) else {
-                    continue;
-                };
-                for (mut from, mut to, count) in [
-                    (
-                        client.try_clone().unwrap(),
-                        server.try_clone().unwrap(),
-                        u.clone(),
-                    ),
-                    (server, client, d.clone()),
-                ] {
-                    std::thread::spawn(move || {
-                        let mut buf = [0u8; 16 << 10];
-                        while let Ok(n) = from.read(&mut buf) {
-                            if n == 0 || to.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                            count.fetch_add(n as u64, Ordering::SeqCst);
-                        }
-                        let _ = from.shutdown(std::net::Shutdown::Both);
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                    });
-                }
-            }
-        });
-        CountingProxy { port, up, down }
-    }
-
-    pub fn url(&self) -> String {
-        format!("grpc://127.0.0.1:{}", self.port)
-    }
-
-    /// Bytes carried to the server and back so far.
-    pub fn counts(&self) -> (u64, u64) {
-        use std::sync::atomic::Ordering;
-        (
-            self.up.load(Ordering::SeqCst),
-            self.down.load(Ordering::SeqCst),
-        )
-    }
-}
 
 /// Every path under `dir` (itself included) whose mode lets anyone but
 /// its owner in, as "mode path".
