@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::projects::count;
+use common::projects::{count, du};
 use common::{BIN, Server, recast_with_cache, run_ok, tempdir};
 
 fn runs() -> u64 {
@@ -308,6 +308,67 @@ fn inputs_evicted_between_runs_are_uploaded_again() {
     // root0's blob was evicted for root1's; the server says so and the
     // client sends it again.
     assert_eq!(run(&roots[0]).trim(), (16u64 << 20).to_string());
+}
+
+/// A compile does not ask the server about a toolchain whose upload is
+/// marked done; if the server evicted some of it since, Execute names the
+/// blobs missing and the compile sends them then, and still runs there.
+#[test]
+fn toolchain_blobs_evicted_after_their_upload_are_sent_again_by_execute() {
+    // A CAS of 300 MiB: gcc's toolchain (115 MB here, about 225 MB on the
+    // server's disk once it has run), then three 48 MiB inputs of `recast
+    // run` push part of it out.
+    let server = Server::start_with(&["--max-size", "300M"]);
+    let tmp = tempdir();
+    let cache = tmp.path().join("cache");
+    let proj = tmp.path().join("proj");
+    fs::create_dir_all(proj.join(".git")).unwrap();
+    let compile = |name: &str| {
+        fs::write(
+            proj.join(format!("{name}.c")),
+            format!("int {name}(int x) {{ return x * 11; }}\n"),
+        )
+        .unwrap();
+        let mut cmd = recast_with_cache(&cache, ["gcc", "-O2", "-c", &format!("{name}.c")]);
+        cmd.current_dir(&proj).env("RECAST_REMOTE", server.url());
+        run_ok(&mut cmd);
+        run_ok(
+            Command::new("gcc")
+                .args(["-O2", "-c", &format!("{name}.c"), "-o"])
+                .arg(format!("plain-{name}.o"))
+                .current_dir(&proj),
+        );
+        let want = fs::read(proj.join(format!("plain-{name}.o"))).unwrap();
+        assert!(
+            fs::read(proj.join(format!("{name}.o"))).unwrap() == want,
+            "{name}.o differs from gcc's"
+        );
+    };
+    compile("a");
+    assert!(
+        fs::read_dir(cache.join("uploaded")).unwrap().count() == 1,
+        "the upload is marked"
+    );
+    let before = du(&server.dir.join("cas"));
+    for i in 0..3u64 {
+        let root = tmp.path().join(format!("root{i}"));
+        fs::create_dir_all(&root).unwrap();
+        fs::write(root.join("big.bin"), common::noise(48 << 20, i + 7)).unwrap();
+        let mut cmd = recast_with_cache(&cache, ["run", "--remote", &server.url(), "--input-root"]);
+        cmd.arg(&root).args(["--", "/bin/true"]);
+        run_ok(&mut cmd);
+    }
+    let after = du(&server.dir.join("cas"));
+    eprintln!("the CAS held {before} bytes after the upload, {after} after the big inputs");
+    assert!(after < before + (144 << 20), "nothing was evicted");
+    compile("b");
+    let s = stats(&cache);
+    assert_eq!(count(&s, "remote_executions"), 2, "{s}");
+    assert_eq!(count(&s, "fallbacks"), 0, "{s}");
+    assert!(
+        s["bytes_uploaded"].as_u64().unwrap() > 1 << 20,
+        "the evicted toolchain blobs were not sent again: {s}"
+    );
 }
 
 /// A TCP proxy to `upstream` that cuts every connection once `limit`

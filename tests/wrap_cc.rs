@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::link::{Link, Profile};
 use common::projects::{
-    assert_same, count, files, reason, stats, with_recast, zstd_project, zstd_sources,
+    assert_same, count, du, files, reason, stats, with_recast, zstd_project, zstd_sources,
 };
 use common::{BIN, Server, free_port, open_to_others, recast_with_cache, run_ok, tempdir};
 
@@ -242,24 +242,6 @@ fn tier_blob_of(tier: &Path, bytes: &[u8]) -> std::path::PathBuf {
         }
     }
     panic!("no blob in {} holds those bytes", tier.display());
-}
-
-/// Bytes in the files under `dir`, recursively.
-fn du(dir: &Path) -> u64 {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .map(|e| e.unwrap())
-        .map(|e| {
-            let meta = e.metadata().unwrap();
-            if meta.is_dir() {
-                du(&e.path())
-            } else {
-                meta.len()
-            }
-        })
-        .sum()
 }
 
 #[test]

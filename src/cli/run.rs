@@ -272,6 +272,7 @@ pub async fn run(
     let run = ActionRun {
         action_digest: prepared.action_digest,
         blobs: prepared.blobs,
+        present: Vec::new(),
         skip_cache: args.skip_cache,
         looked_up: false,
         timeout: args.timeout_action.map(Duration::from_secs),

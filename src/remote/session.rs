@@ -1,7 +1,13 @@
 //! One action, start to finish on the server: action-cache lookup, one
-//! FindMissingBlobs for every input, upload, Execute (with the
-//! missing-inputs retry). Writing outputs and replaying stdout/stderr are
-//! separate steps (`outputs`), so a caller can decide where results go.
+//! FindMissingBlobs for the inputs not known to be there, upload, Execute
+//! (with the missing-inputs retry). Writing outputs and replaying
+//! stdout/stderr are separate steps (`outputs`), so a caller can decide
+//! where results go.
+//!
+//! Across a network each step is a round trip, so the lookup and the
+//! upload go side by side: a miss costs the lookup's round trip once, not
+//! before FindMissingBlobs' (and the upload's) own. A hit drops the upload
+//! where it stands; the server keeps whatever blobs it took.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -16,6 +22,10 @@ use crate::proto::{reapi, rpc};
 pub struct ActionRun {
     pub action_digest: Digest,
     pub blobs: Vec<Blob>,
+    /// Blobs the server is taken to hold (a toolchain whose upload is
+    /// marked done): not asked about, sent only if Execute names them
+    /// missing (evicted since).
+    pub present: Vec<Blob>,
     /// Do not answer from the action cache.
     pub skip_cache: bool,
     /// The caller asked the action cache already: no lookup here (the
@@ -64,13 +74,26 @@ impl Outcome {
 pub async fn run_action(client: &Client, run: ActionRun) -> Result<Outcome, RemoteError> {
     let client = &client.for_action(&run.action_digest);
     let mut timings = Timings::default();
-    if !run.skip_cache && !run.looked_up {
-        let t = Instant::now();
-        let hit = client
-            .get_action_result_inline(&run.action_digest, &run.inline_outputs)
-            .await?;
+    let t = Instant::now();
+    let upload = async {
+        let uploaded = client.upload_missing(run.blobs.clone()).await;
+        (uploaded, t.elapsed())
+    };
+    let (uploaded, upload_took) = if !run.skip_cache && !run.looked_up {
+        let lookup = client.get_action_result_inline(&run.action_digest, &run.inline_outputs);
+        tokio::pin!(lookup);
+        tokio::pin!(upload);
+        let mut uploaded = None;
+        let hit = loop {
+            tokio::select! {
+                // The lookup first when both are ready: a hit drops the upload.
+                biased;
+                hit = &mut lookup => break hit,
+                done = &mut upload, if uploaded.is_none() => uploaded = Some(done),
+            }
+        };
         timings.lookup = t.elapsed();
-        if let Some(result) = hit {
+        if let Some(result) = hit? {
             return Ok(Outcome {
                 result: Some(result),
                 cached: true,
@@ -80,19 +103,40 @@ pub async fn run_action(client: &Client, run: ActionRun) -> Result<Outcome, Remo
                 timings,
             });
         }
-    }
+        match uploaded {
+            Some(done) => done,
+            None => upload.await,
+        }
+    } else {
+        upload.await
+    };
+    let mut uploaded = uploaded?;
+    timings.upload = upload_took;
+    let trusted = !run.present.is_empty();
+    let by_digest: HashMap<Digest, Blob> = run
+        .blobs
+        .into_iter()
+        .chain(run.present)
+        .map(|b| (b.digest, b))
+        .collect();
 
     let t = Instant::now();
-    let by_digest: HashMap<Digest, Blob> = run.blobs.into_iter().map(|b| (b.digest, b)).collect();
-    let mut uploaded = client
-        .upload_missing(by_digest.values().cloned().collect())
-        .await?;
-    timings.upload = t.elapsed();
-
-    let t = Instant::now();
-    let (resp, retried) = client
-        .execute_with_upload(&run.action_digest, run.skip_cache, run.timeout, &by_digest)
-        .await?;
+    let execute =
+        || client.execute_with_upload(&run.action_digest, run.skip_cache, run.timeout, &by_digest);
+    let (resp, retried) = match execute().await {
+        // The server lost more of a toolchain taken to be there than
+        // Execute's rounds could name: every blob asked about, as for a
+        // first upload, and once more.
+        Err(RemoteError::MissingBlobs(_)) if trusted => {
+            let again = client
+                .upload_missing(by_digest.values().cloned().collect())
+                .await?;
+            uploaded.blobs += again.blobs;
+            uploaded.bytes += again.bytes;
+            execute().await?
+        }
+        other => other?,
+    };
     timings.execute = t.elapsed();
     uploaded.blobs += retried.blobs;
     uploaded.bytes += retried.bytes;

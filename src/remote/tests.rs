@@ -297,6 +297,7 @@ async fn a_broken_execute_stream_is_resumed_with_wait_execution() {
         ActionRun {
             action_digest: action.digest,
             blobs: vec![action.clone(), command],
+            present: Vec::new(),
             skip_cache: false,
             looked_up: false,
             timeout: None,
@@ -649,6 +650,7 @@ async fn zstd_round_trip_against_the_embedded_server() {
         ActionRun {
             action_digest: action.digest,
             blobs: vec![action.clone(), command],
+            present: Vec::new(),
             skip_cache: false,
             looked_up: false,
             timeout: None,

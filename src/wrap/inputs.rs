@@ -37,6 +37,10 @@ pub struct Inputs {
     pub tree: MerkleTree,
     /// Every file blob (toolchain and inputs), one per digest.
     pub blobs: Vec<Blob>,
+    /// The toolchains' own blobs (their files and directories): on the
+    /// server once their upload is marked (`wrap::upload`), so a remote
+    /// run does not ask about them.
+    pub toolchain: HashSet<Digest>,
 }
 
 /// Builds the input root from `tools` (the compiler's toolchain, and a
@@ -125,7 +129,16 @@ pub fn build(
         .filter(|(_, d)| seen.insert(**d))
         .map(|(p, d)| Blob::file(*d, source(p)))
         .collect();
-    Ok(Inputs { tree, blobs })
+    let toolchain = bundles
+        .iter()
+        .flat_map(|b| b.files.values().chain(b.tree.directories.keys()))
+        .copied()
+        .collect();
+    Ok(Inputs {
+        tree,
+        blobs,
+        toolchain,
+    })
 }
 
 /// Moves every entry under the local project `root` to [`MAPPED_ROOT`].

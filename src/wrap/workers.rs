@@ -160,7 +160,11 @@ fn prepared(
         digest,
         action,
         command,
-        inputs: Inputs { tree, blobs },
+        inputs: Inputs {
+            tree,
+            blobs,
+            toolchain: Default::default(),
+        },
         outputs: Vec::new(),
         landing: Default::default(),
     })
@@ -270,12 +274,16 @@ async fn run(
     client: &Client,
     p: &Prepared,
 ) -> Result<crate::remote::Outcome, crate::remote::RemoteError> {
+    // Probes run before any toolchain upload is ensured: every blob is
+    // asked about.
+    let mut run = p.run(Vec::new());
+    run.blobs.append(&mut run.present);
     remote::run_action(
         client,
         ActionRun {
             skip_cache: true,
             looked_up: false,
-            ..p.run(Vec::new())
+            ..run
         },
     )
     .await

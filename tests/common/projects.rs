@@ -316,3 +316,21 @@ pub fn publish_rustc_and_linker(cache: &Path, url: &str) {
         ));
     }
 }
+
+/// Bytes in the files under `dir`, recursively.
+pub fn du(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|e| e.unwrap())
+        .map(|e| {
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                du(&e.path())
+            } else {
+                meta.len()
+            }
+        })
+        .sum()
+}
