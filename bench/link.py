@@ -79,20 +79,29 @@ class Link:
         self.connections = 0
         self.cuts = 0
         self._stop = False
-        self._listener = socket.socket()
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(128)
-        self.port = self._listener.getsockname()[1]
+        self._listeners = []
         self._open = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.port = self.add(upstream) if upstream is not None else None
+
+    def add(self, upstream):
+        """Another port on 127.0.0.1 into the same link, to `upstream`:
+        a second server behind it (sccache-dist's scheduler and build
+        server) shares its bandwidth. Returns the port."""
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)
+        self._listeners.append(listener)
+        threading.Thread(target=self._accept, args=(listener, upstream), daemon=True).start()
+        return listener.getsockname()[1]
 
     def stop(self):
         self._stop = True
-        try:
-            self._listener.close()
-        except OSError:
-            pass
+        for listener in self._listeners:
+            try:
+                listener.close()
+            except OSError:
+                pass
         for s in list(self._open):
             try:
                 s.close()
@@ -103,21 +112,22 @@ class Link:
         """Bytes carried up (client to server) and down so far."""
         return self.up.bytes, self.down.bytes
 
-    def _accept(self):
+    def _accept(self, listener, upstream):
         while not self._stop:
             try:
-                client, _ = self._listener.accept()
+                client, _ = listener.accept()
             except OSError:
                 return
-            threading.Thread(target=self._connection, args=(client,), daemon=True).start()
+            threading.Thread(target=self._connection, args=(client, upstream),
+                             daemon=True).start()
 
-    def _connection(self, client):
+    def _connection(self, client, upstream):
         self.connections += 1
         # The handshake crossed the link: the client's first bytes leave
         # one round trip after its SYN (the proxy accepts at once here).
         opened = time.monotonic() + 2 * self.delay
         try:
-            server = socket.create_connection(self.upstream)
+            server = socket.create_connection(upstream)
         except OSError:
             client.close()
             return

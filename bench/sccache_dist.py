@@ -42,7 +42,11 @@ def _wait_port(port, what, proc, log):
 
 
 class SccacheDist:
-    def __init__(self, bindir, work):
+    def __init__(self, bindir, work, via=None):
+        """`via(port)`, if given, is the port clients use to reach the
+        daemon on `port` (a link in front of it, bench/link.py): the
+        client's scheduler URL and the build server's public address go
+        through it, while the build server reaches the scheduler direct."""
         self.sccache = str(Path(bindir) / "sccache")
         dist = str(Path(bindir) / "sccache-dist")
         self.work = Path(work)
@@ -50,20 +54,23 @@ class SccacheDist:
         client_token, server_token = secrets.token_hex(16), secrets.token_hex(16)
         sched_port, server_port = _free_port(), _free_port()
         self.client_port = _free_port()
+        via = via or (lambda port: port)
+        client_sched, public_server = via(sched_port), via(server_port)
         w = self.work
         (w / "scheduler.toml").write_text(
             f'public_addr = "127.0.0.1:{sched_port}"\n'
             f'[client_auth]\ntype = "token"\ntoken = "{client_token}"\n'
             f'[server_auth]\ntype = "token"\ntoken = "{server_token}"\n')
         (w / "server.toml").write_text(
-            f'public_addr = "127.0.0.1:{server_port}"\n'
+            f'public_addr = "127.0.0.1:{public_server}"\n'
+            f'bind_address = "127.0.0.1:{server_port}"\n'
             f'scheduler_url = "http://127.0.0.1:{sched_port}"\n'
             f'cache_dir = "{w / "server-toolchains"}"\n'
             f'[builder]\ntype = "overlay"\nbuild_dir = "{w / "build"}"\n'
             f'bwrap_path = "{shutil.which("bwrap") or "/usr/bin/bwrap"}"\n'
             f'[scheduler_auth]\ntype = "token"\ntoken = "{server_token}"\n')
         (w / "client.toml").write_text(
-            f'[dist]\nscheduler_url = "http://127.0.0.1:{sched_port}"\n'
+            f'[dist]\nscheduler_url = "http://127.0.0.1:{client_sched}"\n'
             f'toolchains = []\ncache_dir = "{w / "client-toolchains"}"\n'
             f'[dist.auth]\ntype = "token"\ntoken = "{client_token}"\n'
             f'[cache.disk]\ndir = "{w / "cache"}"\n')
