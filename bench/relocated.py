@@ -11,6 +11,9 @@ bench/rust.py) with `RUSTC_WRAPPER=recast RECAST_TRIM_PATHS=1 cargo build`
               loader through `.r-ld`, paths through `.r`)
   nativelink  NativeLink 1.6.6, its local worker in a plain directory
               (relocated), when built under ~/.cache/recast-peers
+  nativelink-nodelay  the same with TCP_NODELAY set on the connections
+              it accepts (an LD_PRELOAD shim built here): NativeLink as
+              it would be without Nagle's delay, beside it as it ships
 
 For each: cold (every compile a miss: the run's own -D or --cfg makes
 every key new; the toolchain stays on the server), warm (clean and the
@@ -55,7 +58,7 @@ class NativeLink:
     """NativeLink's one-process cluster (CAS, AC, scheduler, a local
     worker) on two free ports under `state`, stopped by its PID."""
 
-    def __init__(self, binary, state):
+    def __init__(self, binary, state, preload=None):
         state.mkdir(parents=True)
         port, worker_port = free_port(), free_port()
         data = state / "data"
@@ -104,7 +107,8 @@ class NativeLink:
         self.proc = subprocess.Popen(
             [str(binary), str(state / "nativelink.json")],
             stdout=open(log, "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=dict(os.environ, NO_COLOR="1"))
+            env=dict(os.environ, NO_COLOR="1",
+                     **({"LD_PRELOAD": str(preload)} if preload else {})))
         self.url = f"grpc://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while "Worker registered" not in log.read_text(errors="replace"):
@@ -115,6 +119,44 @@ class NativeLink:
     def stop(self):
         self.proc.kill()
         self.proc.wait()
+
+
+# NativeLink 1.6 leaves Nagle's algorithm on for the connections it
+# accepts. This shim (LD_PRELOAD) sets TCP_NODELAY on each: what a fixed
+# NativeLink would do, to measure what recast's client side recovers.
+NODELAY_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+static int nodelay(int fd) {
+    int one = 1;
+    if (fd >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+int accept(int fd, struct sockaddr *addr, socklen_t *len) {
+    int (*real)(int, struct sockaddr *, socklen_t *) = dlsym(RTLD_NEXT, "accept");
+    return nodelay(real(fd, addr, len));
+}
+
+int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
+    int (*real)(int, struct sockaddr *, socklen_t *, int) = dlsym(RTLD_NEXT, "accept4");
+    return nodelay(real(fd, addr, len, flags));
+}
+"""
+
+
+def nodelay_shim(at):
+    src = at / "nodelay.c"
+    src.write_text(NODELAY_C)
+    so = at / "nodelay.so"
+    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", str(so), str(src), "-ldl"],
+                   check=True)
+    return so
 
 
 def stats(recast, env):
@@ -193,7 +235,12 @@ def main():
     ap.add_argument("--recast", required=True)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--hits", type=int, default=20)
+    ap.add_argument("--servers", default="rooted,relocated,nativelink,nativelink-nodelay",
+                    help="which servers, of rooted, relocated, nativelink (as it ships) "
+                         "and nativelink-nodelay (with TCP_NODELAY set by an LD_PRELOAD "
+                         "shim)")
     args = ap.parse_args()
+    wanted = args.servers.split(",")
     recast = str(Path(args.recast).resolve())
     peers = Path(os.environ.get("RECAST_PEERS_DIR", Path.home() / ".cache/recast-peers"))
     nativelink = peers / "nativelink/bin/nativelink"
@@ -221,6 +268,9 @@ def main():
         ]
         if nativelink.exists():
             servers.append(("nativelink", lambda d: NativeLink(nativelink, d)))
+            servers.append(("nativelink-nodelay",
+                            lambda d: NativeLink(nativelink, d, nodelay_shim(tmp))))
+        servers = [(name, start) for name, start in servers if name in wanted]
         for name, start in servers:
             server = start(tmp / f"server-{name}")
             client = tmp / f"client-{name}"
@@ -241,7 +291,7 @@ def main():
     print(f"\nmedians of {args.runs} runs ({args.hits} for per-file hits); "
           "cold: every compile a miss, the toolchain on the server\n")
     print("warm and per-file hit: from the local tier, then asked of the server (no tier)\n")
-    print(f"{'project':<18}{'server':<13}{'layout':<11}{'cold build':>13}"
+    print(f"{'project':<18}{'server':<20}{'layout':<11}{'cold build':>13}"
           f"{'warm build':>13}{'warm, server':>14}{'per-file hit':>15}{'hit, server':>14}")
     none = "       —   "
 
@@ -249,13 +299,13 @@ def main():
         return fmt(v) if v is not None else none
     for (proj, name), r in results.items():
         layout = layouts.get(name, "—")
-        print(f"{proj:<18}{name:<13}{layout:<11}{fmt(r['cold']):>13}{cell(r['warm']):>13}"
+        print(f"{proj:<18}{name:<20}{layout:<11}{fmt(r['cold']):>13}{cell(r['warm']):>13}"
               f"{cell(r['served']):>14}{cell(r['hit']):>15}{cell(r['hit_served']):>14}")
     print()
     for proj in dict.fromkeys(p for p, _ in results):
         local = results[(proj, "local")]["cold"]
         rooted = results.get((proj, "rooted"))
-        for name in ("rooted", "relocated", "nativelink"):
+        for name in ("rooted", "relocated", "nativelink", "nativelink-nodelay"):
             r = results.get((proj, name))
             if r is None:
                 continue
@@ -267,6 +317,16 @@ def main():
                 if r["hit"] and rooted["hit"]:
                     line += f"  hit {r['hit'] / rooted['hit']:5.2f}"
             print(line)
+        stock, shim = results.get((proj, "nativelink")), results.get((proj, "nativelink-nodelay"))
+        if stock and shim:
+            line = (f"{proj:<18}nativelink as it ships / with TCP_NODELAY: warm from the server "
+                    f"{stock['served'] / shim['served']:5.2f}")
+            if stock["hit_served"] and shim["hit_served"]:
+                line += f"  hit from the server {stock['hit_served'] / shim['hit_served']:5.2f}"
+            print(line + "   (aim <= 2)")
+        if stock and rooted:
+            print(f"{proj:<18}nativelink as it ships / rooted recast serve, warm from the "
+                  f"server (empty tier): {stock['served'] / rooted['served']:5.2f}   (aim <= 3)")
 
 
 if __name__ == "__main__":
