@@ -5,7 +5,10 @@
 //! real `recast serve`, compared byte for byte with plain builds; a copy of
 //! the project elsewhere gets only cache hits; a touched header reruns
 //! only its dependents; a dead server falls back to local compiles; a
-//! compile error is replayed exactly; a masquerade link works.
+//! compile error is replayed exactly; a masquerade link works. Over an
+//! emulated 40 ms link: background toolchain uploads, the warm front
+//! (killed mid-build too), local-tier hits with no traffic, lost
+//! connections.
 
 mod common;
 
