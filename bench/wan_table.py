@@ -246,10 +246,8 @@ def first_compile(recast, project, profile, base, tmp):
         up = link.counters()[0]
         # Once the toolchain is there, the same compile runs remotely.
         second = run_one(project, env, recast)
-        stats = subprocess.run([recast, "stats", "--json"], env=env, capture_output=True,
-                               text=True).stdout
         stop_recast(recast, env)
-        return dict(first=first, upload=upload, upload_bytes=up, second=second, stats=stats)
+        return dict(first=first, upload=upload, upload_bytes=up, second=second)
     finally:
         link.stop()
         server.stop()

@@ -163,6 +163,8 @@ fn prepared(
         inputs: Inputs {
             tree,
             blobs,
+            // Probes run before any toolchain upload is ensured: none of
+            // their blobs is taken to be on the server.
             toolchain: Default::default(),
         },
         outputs: Vec::new(),
@@ -274,16 +276,12 @@ async fn run(
     client: &Client,
     p: &Prepared,
 ) -> Result<crate::remote::Outcome, crate::remote::RemoteError> {
-    // Probes run before any toolchain upload is ensured: every blob is
-    // asked about.
-    let mut run = p.run(Vec::new());
-    run.blobs.append(&mut run.present);
     remote::run_action(
         client,
         ActionRun {
             skip_cache: true,
             looked_up: false,
-            ..run
+            ..p.run(Vec::new())
         },
     )
     .await
