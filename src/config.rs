@@ -95,6 +95,11 @@ pub mod vars {
     /// `auto` (default: in the background for a server not on this
     /// machine, while compiles run here), `background`, `wait`.
     pub const TOOLCHAIN_UPLOAD: &str = "RECAST_TOOLCHAIN_UPLOAD";
+    /// When a compile that ran here sends its result to a remote server
+    /// (its outputs, then the action-cache entry): `auto` (default: in the
+    /// background for a server not on this machine, the result kept in
+    /// the local tier meanwhile), `background`, `wait`.
+    pub const PUBLISH: &str = "RECAST_PUBLISH";
     /// Tests only: when `1`, a test whose peer server is missing fails
     /// instead of skipping. CI sets it.
     pub const REQUIRE_PEERS: &str = "RECAST_REQUIRE_PEERS";
@@ -173,6 +178,8 @@ pub struct FileConfig {
     pub front: Option<String>,
     /// As `RECAST_TOOLCHAIN_UPLOAD`.
     pub toolchain_upload: Option<String>,
+    /// As `RECAST_PUBLISH`.
+    pub publish: Option<String>,
     /// As `RECAST_COMPRESSION`.
     pub compression: Option<String>,
 }
@@ -264,27 +271,41 @@ impl std::str::FromStr for Front {
     }
 }
 
-/// How a toolchain the server lacks gets there.
+/// When something bound for the server (a toolchain it lacks, a local
+/// compile's result) is sent: the compile waits for it, or not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ToolchainUpload {
+pub enum Upload {
     /// In the background for a server not on this machine, inline for one
-    /// on loopback (where hundreds of megabytes take a second or two).
+    /// on loopback (where a round trip costs nothing and hundreds of
+    /// megabytes take a second or two).
     Auto,
-    /// In a process of its own while compiles run here, until the server
-    /// holds it.
+    /// By a process of its own, while compiles go on.
     Background,
-    /// By the compile that needs it, which waits.
+    /// By the compile, which waits.
     Wait,
 }
 
-impl std::str::FromStr for ToolchainUpload {
-    type Err = ConfigError;
-    fn from_str(s: &str) -> Result<ToolchainUpload, ConfigError> {
+impl Upload {
+    /// `var`'s value, or the error naming it.
+    fn parse(var: &'static str, s: &str) -> Result<Upload, ConfigError> {
         match s.trim() {
-            "auto" => Ok(ToolchainUpload::Auto),
-            "background" => Ok(ToolchainUpload::Background),
-            "wait" => Ok(ToolchainUpload::Wait),
-            other => Err(ConfigError::BadToolchainUpload(other.to_string())),
+            "auto" => Ok(Upload::Auto),
+            "background" => Ok(Upload::Background),
+            "wait" => Ok(Upload::Wait),
+            other => Err(ConfigError::BadUpload {
+                var,
+                value: other.to_string(),
+            }),
+        }
+    }
+
+    /// Whether it goes in the background, for a server that is (or is
+    /// not) on a loopback address.
+    pub fn background(self, loopback: bool) -> bool {
+        match self {
+            Upload::Auto => !loopback,
+            Upload::Background => true,
+            Upload::Wait => false,
         }
     }
 }
@@ -308,7 +329,9 @@ pub struct WrapConfig {
     /// Whether a remote server is reached through the warm front.
     pub front: Front,
     /// How a toolchain the server lacks gets there.
-    pub toolchain_upload: ToolchainUpload,
+    pub toolchain_upload: Upload,
+    /// When a local compile's result goes to a remote server.
+    pub publish: Upload,
 }
 
 /// Wrapper settings: env > file > default (wrappers take no flags: the
@@ -361,8 +384,12 @@ pub fn resolve_wrap(env: &Env, file: &FileConfig) -> Result<WrapConfig, ConfigEr
             None => Front::Auto,
         },
         toolchain_upload: match pick(vars::TOOLCHAIN_UPLOAD, &file.toolchain_upload) {
-            Some(v) => v.parse()?,
-            None => ToolchainUpload::Auto,
+            Some(v) => Upload::parse(vars::TOOLCHAIN_UPLOAD, &v)?,
+            None => Upload::Auto,
+        },
+        publish: match pick(vars::PUBLISH, &file.publish) {
+            Some(v) => Upload::parse(vars::PUBLISH, &v)?,
+            None => Upload::Auto,
         },
     })
 }
@@ -512,8 +539,8 @@ pub enum ConfigError {
     BadFront(String),
     #[error("RECAST_COMPRESSION={0:?}: the setting is `auto`, `always` or `never`")]
     BadCompression(String),
-    #[error("RECAST_TOOLCHAIN_UPLOAD={0:?}: the setting is `auto`, `background` or `wait`")]
-    BadToolchainUpload(String),
+    #[error("{var}={value:?}: the setting is `auto`, `background` or `wait`")]
+    BadUpload { var: &'static str, value: String },
 }
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -881,14 +908,29 @@ mod tests {
         assert_eq!(w.front, Front::On);
         let err = resolve_wrap(&env(&[(vars::FRONT, "sometimes")]), &file).unwrap_err();
         assert!(err.to_string().contains("`auto`, `on` or `off`"), "{err}");
-        assert_eq!(w.toolchain_upload, ToolchainUpload::Auto);
+        assert_eq!(w.toolchain_upload, Upload::Auto);
         let w = resolve_wrap(&env(&[(vars::TOOLCHAIN_UPLOAD, "background")]), &file).unwrap();
-        assert_eq!(w.toolchain_upload, ToolchainUpload::Background);
+        assert_eq!(w.toolchain_upload, Upload::Background);
         let file = parse_file("toolchain_upload = \"wait\"\n").unwrap();
         let w = resolve_wrap(&env(&[]), &file).unwrap();
-        assert_eq!(w.toolchain_upload, ToolchainUpload::Wait);
+        assert_eq!(w.toolchain_upload, Upload::Wait);
         let err = resolve_wrap(&env(&[(vars::TOOLCHAIN_UPLOAD, "later")]), &file).unwrap_err();
         assert!(err.to_string().contains("`background` or `wait`"), "{err}");
+        assert_eq!(w.publish, Upload::Auto);
+        let file = parse_file("publish = \"wait\"\n").unwrap();
+        assert_eq!(
+            resolve_wrap(&env(&[]), &file).unwrap().publish,
+            Upload::Wait
+        );
+        let w = resolve_wrap(&env(&[(vars::PUBLISH, "background")]), &file).unwrap();
+        assert_eq!(w.publish, Upload::Background);
+        let err = resolve_wrap(&env(&[(vars::PUBLISH, "never")]), &file).unwrap_err();
+        assert!(
+            err.to_string().starts_with("RECAST_PUBLISH=\"never\": "),
+            "{err}"
+        );
+        assert!(Upload::Auto.background(false) && !Upload::Auto.background(true));
+        assert!(Upload::Background.background(true) && !Upload::Wait.background(false));
     }
 
     #[test]

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use common::link::{Link, Profile};
 use common::projects::{
-    assert_same, count, du, files, reason, stats, with_recast, zstd_project, zstd_sources,
+    assert_same, count, du, files, reason, stats, wait_for_publications, with_recast, zstd_project,
+    zstd_sources,
 };
 use common::{BIN, Server, free_port, open_to_others, recast_with_cache, run_ok, tempdir};
 
@@ -484,6 +485,46 @@ fn over_a_40ms_link_nothing_waits_for_uploads_hits_stay_here_and_losses_lose_not
     assert_eq!(count(&s, "remote_executions") + fell_back, 1 + 2 * n, "{s}");
     let (_, second_front) = the_front(&cache);
     assert!(second_front != killed && alive(second_front), "{s}");
+
+    // Cache-only (new keys): each miss compiles here, keeps its result in
+    // the tier and leaves it to the background publisher, which sends
+    // them all; a machine with an empty tier then hits every one.
+    let later = tmp.path().join("later");
+    let publish_later = [
+        FRONT,
+        &[
+            ("RECAST_MODE", "cache-only"),
+            ("RECAST_PUBLISH", "background"),
+            ("CFLAGS", "-O2 -Wall -DPUBLISHED_LATER"),
+        ],
+    ]
+    .concat();
+    fs::remove_dir_all(proj.join("obj")).unwrap();
+    make_with(&proj, &recast_cc(), &later, &url, &publish_later);
+    let queued = files(&proj, "obj", "o");
+    let s = stats(&later);
+    assert_eq!(reason(&s, "local_reasons", "cache_miss"), n, "{s}");
+    assert_eq!(count(&s, "results_queued"), n, "{s}");
+    let s = wait_for_publications(&later, n);
+    assert!(count(&s, "bytes_uploaded") > 0, "{s}");
+    let elsewhere = tmp.path().join("later-elsewhere");
+    fs::remove_dir_all(proj.join("obj")).unwrap();
+    make_with(&proj, &recast_cc(), &elsewhere, &url, &publish_later);
+    assert_same(
+        "objects published later",
+        &files(&proj, "obj", "o"),
+        &queued,
+    );
+    let s = stats(&elsewhere);
+    assert_eq!(count(&s, "cache_hits"), n, "{s}");
+    assert_eq!(
+        (count(&s, "local_runs"), count(&s, "local_hits")),
+        (0, 0),
+        "{s}"
+    );
+    for c in [&later, &elsewhere] {
+        run_ok(&mut recast_with_cache(c, ["stop-server"]));
+    }
 
     // A link that cuts or stalls a third of its connections: builds with
     // an empty tier, direct and through the front, lose nothing.

@@ -17,11 +17,20 @@ use std::process::Command;
 
 use common::projects::{
     cargo_ws, count, libraries, publish_rustc_and_linker, reason, stats, target_libraries,
-    vendor_dir,
+    vendor_dir, wait_for_publications,
 };
 use common::{BIN, Server, free_port, recast_with_cache, run_ok, tempdir};
 
 fn cargo(ws: &Path, args: &[&str], wrap: Option<(&Path, &str)>) -> std::process::Output {
+    cargo_env(ws, args, wrap, &[])
+}
+
+fn cargo_env(
+    ws: &Path,
+    args: &[&str],
+    wrap: Option<(&Path, &str)>,
+    env: &[(&str, &str)],
+) -> std::process::Output {
     let mut cmd = Command::new("cargo");
     cmd.args(args)
         .arg("--offline")
@@ -43,6 +52,7 @@ fn cargo(ws: &Path, args: &[&str], wrap: Option<(&Path, &str)>) -> std::process:
             cmd.env_remove("RECAST_REMOTE");
         }
     }
+    cmd.envs(env.iter().copied());
     run_ok(&mut cmd)
 }
 
@@ -127,6 +137,39 @@ fn cargo_builds_the_workspace_remotely_byte_identical_and_rebuilds_from_the_cach
         errors,
         "{again}"
     );
+    assert_eq!(app_output(&ws), want);
+
+    // Across a network (results published in the background), a crate
+    // that links (build scripts, the proc-macro, the binary) compiles here
+    // on a miss, and its result goes up meanwhile: the same bytes, and a
+    // machine with an empty tier then hits every one.
+    let far_server = Server::start();
+    let far = tmp.path().join("far");
+    let later = [("RECAST_PUBLISH", "background")];
+    cargo(&ws, &["clean"], None);
+    cargo_env(&ws, &["build"], Some((&far, &far_server.url())), &later);
+    assert_same(&libraries(&ws), &plain);
+    assert_eq!(app_output(&ws), want);
+    let s = stats(&far);
+    let linked = reason(&s, "local_reasons", "links_here");
+    // Build scripts (5), serde_derive, the binary.
+    assert!(linked >= 7, "{s}");
+    assert_eq!(count(&s, "remote_executions") + linked, remote, "{s}");
+    assert_eq!(count(&s, "results_queued"), linked, "{s}");
+    assert_eq!(count(&s, "fallbacks"), 0, "{s}");
+    wait_for_publications(&far, linked);
+    let elsewhere = tmp.path().join("far-elsewhere");
+    cargo(&ws, &["clean"], None);
+    cargo_env(
+        &ws,
+        &["build"],
+        Some((&elsewhere, &far_server.url())),
+        &later,
+    );
+    assert_same(&libraries(&ws), &plain);
+    let s = stats(&elsewhere);
+    assert_eq!(count(&s, "cache_hits"), remote - errors, "{s}");
+    assert_eq!(reason(&s, "local_reasons", "links_here"), 0, "{s}");
     assert_eq!(app_output(&ws), want);
 }
 

@@ -66,11 +66,19 @@ enum Command {
     Stats(stats::StatsArgs),
     /// Set a build tool up to compile through recast (`recast setup cargo`).
     Setup(setup::SetupArgs),
+    /// Send results that compiles left in an outbox (started by compiles
+    /// themselves; see RECAST_PUBLISH).
+    #[command(hide = true)]
+    PublishPending {
+        /// The outbox, `<cache>/outbox/SERVER`.
+        dir: std::path::PathBuf,
+    },
 }
 
 /// Subcommand names, so a compiler named like one is never mistaken.
-const SUBCOMMANDS: [&str; 13] = [
+const SUBCOMMANDS: [&str; 14] = [
     "serve",
+    "publish-pending",
     "front",
     "run",
     "capabilities",
@@ -152,6 +160,10 @@ async fn dispatch(command: Command, sources: &config::Sources) -> anyhow::Result
         Command::StopServer => {
             let dir = crate::session::cache_dir(&sources.env)?;
             crate::session::embedded::stop(&dir)
+        }
+        Command::PublishPending { dir } => {
+            crate::wrap::outbox::main(&dir).await?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

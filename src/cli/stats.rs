@@ -95,6 +95,12 @@ pub fn run(args: StatsArgs, sources: &config::Sources) -> anyhow::Result<ExitCod
             );
         }
     }
+    if s.results_queued > 0 || s.results_published_later > 0 {
+        println!(
+            "results sent later  {:>10}  of {} queued (compiled here; RECAST_PUBLISH)",
+            s.results_published_later, s.results_queued
+        );
+    }
     println!("bytes uploaded      {:>10}", s.bytes_uploaded);
     println!("bytes downloaded    {:>10}", s.bytes_downloaded);
     println!(

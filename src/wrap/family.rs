@@ -226,6 +226,12 @@ pub(crate) trait Job: Send + Sync {
     fn landed(&self, _ctx: &Ctx, _depfile: Option<&str>) -> Result<(), String> {
         Ok(())
     }
+    /// Its output is a linked program or library (a crate's bin, build
+    /// script, proc-macro or test harness): megabytes, however small the
+    /// compile.
+    fn links(&self) -> bool {
+        false
+    }
     /// A failed remote run is decided by a local run even when confirming
     /// is off (links, whose failures are as often a missing system library
     /// as a code error).

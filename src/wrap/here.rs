@@ -172,15 +172,16 @@ pub(super) async fn compile_first(
 
 /// Cache-only: a hit is written (then landed); a miss compiles here and
 /// publishes the result, its warnings included, so a later hit shows what
-/// this compile showed.
+/// this compile showed. `why`: the miss's stats key.
 pub(super) async fn cache_only(
     ctx: &Ctx,
     inv: &Invocation,
     job: &dyn Job,
     p: &Planned,
     key: &Digest,
+    why: Reason,
 ) -> Flow {
-    let mut event = Event::local(Reason::CacheMiss);
+    let mut event = Event::local(why);
     let (code, stdout, stderr, started, stable) = match &p.compiled {
         Some(run) => {
             event.compiled_first = true;
@@ -305,9 +306,18 @@ pub(super) async fn publish(
     {
         return Published::No;
     }
-    match on_server::publish(client, action, started, streams).await {
-        Ok(up) => {
+    // Across a network the compile does not wait for the round trips and
+    // bytes: the local tier holds the result meanwhile.
+    let later = ctx
+        .publishes_later(client)
+        .then_some(ctx.cache_dir.as_path());
+    match on_server::publish(client, action, started, streams, later).await {
+        Ok(on_server::Sent::Now(up)) => {
             event.up += up;
+            Published::Yes
+        }
+        Ok(on_server::Sent::Later) => {
+            event.queued = true;
             Published::Yes
         }
         Err(f) => {

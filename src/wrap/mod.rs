@@ -44,6 +44,7 @@ mod layout;
 pub mod log;
 mod native;
 mod on_server;
+pub mod outbox;
 mod pipeline;
 mod placement;
 mod prepare;
@@ -184,6 +185,13 @@ impl Ctx {
             &host.arch,
         )?;
         Ok(r.platform.pairs().to_vec())
+    }
+
+    /// Whether results compiled here go to `client`'s server in the
+    /// background (`RECAST_PUBLISH`; only with a local tier to hold them
+    /// meanwhile).
+    pub fn publishes_later(&self, client: &Client) -> bool {
+        self.wrap.publish.background(client.is_loopback()) && client.tier().is_some()
     }
 
     /// The project root: configured, else the nearest VCS root.

@@ -357,7 +357,7 @@ async fn land(
                 stdout: raw_out,
                 stderr: raw_err,
             };
-            keep_in_tier(tier, action, result, streams, &landed);
+            let _ = keep_in_tier(tier, action, result, streams, &landed);
         }
         for (d, _) in depfiles {
             let fixed = std::fs::read(&d)
@@ -391,7 +391,7 @@ fn keep_in_tier(
     result: &reapi::ActionResult,
     streams: Streams<'_>,
     files: &[(reapi::OutputFile, PathBuf)],
-) {
+) -> bool {
     use crate::cas::store::TierBlob;
     let t = Instant::now();
     let (od, ed) = (
@@ -406,7 +406,7 @@ fn keep_in_tier(
     for (f, path) in files {
         match Digest::from_proto_opt(f.digest.as_ref()) {
             Ok(d) => blobs.push(TierBlob::File(d, path)),
-            Err(_) => return,
+            Err(_) => return false,
         }
         outputs.push(f.clone());
     }
@@ -420,13 +420,17 @@ fn keep_in_tier(
         ..Default::default()
     };
     match tier.keep(action, &entry, &blobs) {
-        Ok(added) => tracing::debug!(elapsed = ?t.elapsed(), added, "kept in the local tier"),
+        Ok(added) => {
+            tracing::debug!(elapsed = ?t.elapsed(), added, "kept in the local tier");
+            true
+        }
         Err(e) => {
             let cache = tier.dir().parent().unwrap_or(tier.dir());
             super::log::warn(
                 cache,
                 &format!("the local tier at {}: {e}", tier.dir().display()),
             );
+            false
         }
     }
 }
@@ -640,18 +644,32 @@ pub struct Compiled<'a> {
 /// (40 ms at 100 Mbit/s) carries about twice this.
 const SEND_UNASKED: u64 = 256 << 10;
 
+/// How a result went to the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// Sent by this compile: so many bytes of blobs.
+    Now(u64),
+    /// Kept in the local tier and left to the outbox's publisher.
+    Later,
+}
+
 /// Publishes a successful compile whose outputs are in place here (run
 /// locally, or relocated for `p`, its rooted form) under `p`'s action
 /// digest: the declared outputs and the streams (this checkout's root spelled as a
 /// moved action's, [`Landing::map_text`]) go to the CAS, the result to the
 /// action cache, so the next identical compile anywhere is a hit that
-/// shows the same warnings.
+/// shows the same warnings. With `later` (the cache dir) and a local
+/// tier, the result is kept in the tier, which answers this machine's
+/// next identical compile at once, and sent in the background
+/// ([`outbox`](super::outbox)); the compile does not wait for its round
+/// trips and bytes.
 pub async fn publish(
     client: &Client,
     p: &Prepared,
     started: Instant,
     streams: Compiled<'_>,
-) -> Result<u64, Failure> {
+    later: Option<&Path>,
+) -> Result<Sent, Failure> {
     let mut blobs = Vec::new();
     let mut stream = |bytes: &[u8]| {
         (!bytes.is_empty()).then(|| {
@@ -686,16 +704,6 @@ pub async fn publish(
         blobs.push(Blob::file(digest, path));
         files.push(file);
     }
-    let up = blobs.iter().map(|b| b.digest.size()).sum();
-    let client = client.for_action(&p.digest);
-    // A fresh compile's outputs are mostly new to the server: small ones
-    // go at once, without a FindMissingBlobs round trip first.
-    let sent = if up <= SEND_UNASKED {
-        client.upload(blobs).await
-    } else {
-        client.upload_missing(blobs).await
-    };
-    sent.map_err(|e| Failure::of(&e))?;
     let now = std::time::SystemTime::now();
     let start = now - started.elapsed();
     let result = reapi::ActionResult {
@@ -711,16 +719,41 @@ pub async fn publish(
         }),
         ..Default::default()
     };
+    let streams = Streams {
+        stdout: &mapped_out,
+        stderr: &mapped_err,
+    };
+    if let (Some(cache_dir), Some(tier)) = (later, client.tier())
+        && keep_in_tier(tier, &p.digest, &result, streams, &landed)
+    {
+        match super::outbox::post(cache_dir, client, &p.digest) {
+            Ok(()) => return Ok(Sent::Later),
+            Err(e) => tracing::info!("publishing now: the outbox: {e:#}"),
+        }
+    }
+    let client = client.for_action(&p.digest);
+    let up = send(&client, blobs).await.map_err(|e| Failure::of(&e))?;
     client
         .update_action_result(&p.digest, result.clone())
         .await
         .map_err(|e| Failure::of(&e))?;
-    if let Some(tier) = client.tier() {
-        let streams = Streams {
-            stdout: &mapped_out,
-            stderr: &mapped_err,
-        };
-        keep_in_tier(tier, &p.digest, &result, streams, &landed);
+    if later.is_none()
+        && let Some(tier) = client.tier()
+    {
+        let _ = keep_in_tier(tier, &p.digest, &result, streams, &landed);
+    }
+    Ok(Sent::Now(up))
+}
+
+/// Sends a result's blobs: a fresh compile's outputs are mostly new to the
+/// server, so small ones go at once, without a FindMissingBlobs round trip
+/// first. Returns their bytes.
+pub(super) async fn send(client: &Client, blobs: Vec<Blob>) -> Result<u64, RemoteError> {
+    let up = blobs.iter().map(|b| b.digest.size()).sum();
+    if up <= SEND_UNASKED {
+        client.upload(blobs).await?;
+    } else {
+        client.upload_missing(blobs).await?;
     }
     Ok(up)
 }

@@ -95,7 +95,12 @@ async fn run_planned(
     key: &Digest,
 ) -> Flow {
     if ctx.wrap.mode == Mode::CacheOnly {
-        here::cache_only(ctx, inv, job, p, key).await
+        here::cache_only(ctx, inv, job, p, key, Reason::CacheMiss).await
+    } else if job.links() && ctx.publishes_later(&p.client) {
+        // Across a network, a linked program's megabytes cost more to
+        // fetch than to compile, and its result goes up while the build
+        // goes on: a hit from the server, else compiled here.
+        here::cache_only(ctx, inv, job, p, key, Reason::LinksHere).await
     } else {
         execute(ctx, job, p, key).await
     }

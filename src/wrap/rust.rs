@@ -7,7 +7,8 @@
 //! records of earlier compiles (`crates`). Every crate type runs remotely:
 //! crates that link (bins, build scripts, proc-macros, test harnesses)
 //! take the linker rustc runs (`cc`, or `-C linker`) in their bundle, and
-//! run here when it cannot be found. Incremental compiles (`-C
+//! run here when it cannot be found, or on a miss across a network
+//! (`RECAST_PUBLISH` in the background: `Reason::LinksHere`). Incremental compiles (`-C
 //! incremental`, cargo's default for workspace members in dev builds) run
 //! here: `CARGO_INCREMENTAL=0` sends them remote too.
 //!
@@ -564,6 +565,10 @@ impl Job for RustJob {
         }
         out.runtime = runtime_remaps(site, &remaps);
         Ok(out)
+    }
+
+    fn links(&self) -> bool {
+        self.r.links
     }
 
     fn rerun_failures(&self) -> bool {

@@ -61,6 +61,14 @@ pub struct Event {
     /// Ran locally after a remote failure: the cause (e.g. `unreachable`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<String>,
+    /// Compiled here, its result kept in the local tier and left to the
+    /// outbox for the server (`RECAST_PUBLISH`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub queued: bool,
+    /// Not a compile: the outbox's publisher sent a queued result (`up`
+    /// counts its blobs).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub published: bool,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub up: u64,
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -119,6 +127,12 @@ pub struct Stats {
     pub twin_builds: u64,
     /// Host-unit crate files the workers' compiles got as twins.
     pub twin_swaps: u64,
+    /// Results of compiles run here that were left to the background
+    /// publisher (`RECAST_PUBLISH`), and those it has sent.
+    #[serde(default)]
+    pub results_queued: u64,
+    #[serde(default)]
+    pub results_published_later: u64,
     pub bytes_uploaded: u64,
     pub bytes_downloaded: u64,
     pub time_saved_ms: u64,
@@ -154,6 +168,12 @@ impl Counts {
 
 impl Stats {
     pub fn add(&mut self, e: &Event) {
+        self.bytes_uploaded += e.up;
+        if e.published {
+            self.results_published_later += 1;
+            return;
+        }
+        self.results_queued += u64::from(e.queued);
         self.counts.add(e);
         self.remote_false_failures += u64::from(e.false_failure);
         self.registry_toolchains += u64::from(e.registry);
@@ -167,7 +187,6 @@ impl Stats {
         if let Some(c) = &e.fallback {
             *self.fallback_causes.entry(c.clone()).or_default() += 1;
         }
-        self.bytes_uploaded += e.up;
         self.bytes_downloaded += e.down;
         self.time_saved_ms += e.saved_ms;
         if let Some(f) = &e.family {

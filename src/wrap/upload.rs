@@ -24,7 +24,6 @@ use super::on_server::Failure;
 use super::why::{Cause, Reason};
 use super::{Ctx, Flow};
 use crate::cas::Digest;
-use crate::config::ToolchainUpload;
 use crate::remote::{Blob, BlobSource, Client};
 use crate::toolchain::bundle::Bundle;
 
@@ -89,11 +88,7 @@ pub(crate) async fn ensure(ctx: &Ctx, client: &Client, bundle: &Bundle) -> Resul
         return Ok(());
     }
     let lock_path = ctx.cache_dir.join("locks").join(format!("{name}.lock"));
-    let background = match ctx.wrap.toolchain_upload {
-        ToolchainUpload::Wait => false,
-        ToolchainUpload::Background => true,
-        ToolchainUpload::Auto => !client.is_loopback(),
-    };
+    let background = ctx.wrap.toolchain_upload.background(client.is_loopback());
     let fail = |f: Failure| Flow::fallback(f.cause, f.message);
     let lock = {
         let path = lock_path.clone();

@@ -61,6 +61,10 @@ pub enum Reason {
     NoToolchainForWorkers,
     /// Cache-only mode: the action cache had no result.
     CacheMiss,
+    /// Remote mode across a network (results published in the
+    /// background): a miss whose output is a linked program compiles here,
+    /// since fetching its megabytes would cost more than compiling them.
+    LinksHere,
     /// `RECAST_MODE=local`.
     ModeLocal,
     /// A compiler's name that others take too (`cc`), whose binary
@@ -97,6 +101,7 @@ impl Reason {
             Reason::Platform => "platform",
             Reason::NoToolchainForWorkers => "no_toolchain_for_workers",
             Reason::CacheMiss => "cache_miss",
+            Reason::LinksHere => "links_here",
             Reason::ModeLocal => "mode_local",
             Reason::UnknownCompiler => "unknown_compiler",
             Reason::FamilyChanged => "family_changed",
@@ -227,6 +232,7 @@ mod tests {
             Reason::Platform,
             Reason::NoToolchainForWorkers,
             Reason::CacheMiss,
+            Reason::LinksHere,
             Reason::ModeLocal,
         ];
         let causes = [

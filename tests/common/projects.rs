@@ -46,6 +46,32 @@ pub fn count(stats: &serde_json::Value, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("{key:?} is not a count: {stats}"))
 }
 
+/// Waits (up to a minute) until the background publisher has sent `n`
+/// results queued under `cache` (`results_published_later`), and its
+/// outboxes are empty; returns the stats then.
+pub fn wait_for_publications(cache: &Path, n: u64) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let s = stats(cache);
+        let left: Vec<PathBuf> = fs::read_dir(cache.join("outbox"))
+            .into_iter()
+            .flatten()
+            .flat_map(|d| fs::read_dir(d.unwrap().path()).unwrap())
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        if count(&s, "results_published_later") >= n && left.is_empty() {
+            assert_eq!(count(&s, "results_published_later"), n, "{s}");
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the outbox was not sent: {left:?} left; {s}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// A count inside one of the stats' maps (`local_reasons`,
 /// `fallback_causes`), which list only what happened: a missing entry is
 /// 0, a missing map fails the test.
