@@ -897,7 +897,7 @@ async fn execute(ctx: &Ctx, job: &dyn Job, p: &Planned, key: &Digest) -> Flow {
     {
         return Flow::fallback(Cause::LocalIo, e);
     }
-    let mut up = finished.up;
+    let (mut up, mut queued) = (finished.up, false);
     if finished.code == 0
         && !finished.cached
         && let Some(form) = &p.rooted_form
@@ -919,6 +919,7 @@ async fn execute(ctx: &Ctx, job: &dyn Job, p: &Planned, key: &Digest) -> Flow {
         )
         .await;
         up += event.up;
+        queued = event.queued;
     }
     let elapsed = ctx.started.elapsed();
     Flow::Done {
@@ -929,6 +930,7 @@ async fn execute(ctx: &Ctx, job: &dyn Job, p: &Planned, key: &Digest) -> Flow {
             remote: !finished.cached,
             hit: finished.cached,
             failed: finished.code != 0,
+            queued,
             up,
             down: finished.down,
             saved_ms: if finished.cached {
