@@ -14,8 +14,8 @@
 //!   checked against its digest on the way, a few at a time ([`drain`]).
 //!
 //! One publisher at a time holds `DIR/lock`; a compile that finds it free
-//! starts one. A publisher that finds the outbox empty lets the lock go and
-//! looks once more, so an entry written while it was stopping is never
+//! starts one. A publisher that has found the outbox empty for [`LINGER`]
+//! lets the lock go and looks once more, so an entry written while it was stopping is never
 //! left behind: its writer either finds the lock free (and starts a
 //! publisher) or was seen by that last look.
 //!
@@ -25,7 +25,7 @@
 //! again.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +34,11 @@ use crate::remote::{Blob, BlobSource, Client};
 
 /// Results sent side by side, each a few calls.
 const AT_ONCE: usize = 8;
+
+/// How long a publisher waits with an empty outbox for more before it
+/// exits: compiles that finish one after another then share one
+/// publisher, rather than each starting its own.
+const LINGER: Duration = Duration::from_secs(1);
 
 /// An entry: the action, and the server it is for (the publisher checks its
 /// own settings name the same).
@@ -117,13 +122,20 @@ pub async fn main(dir: &Path) -> anyhow::Result<()> {
     let env = crate::config::Env::from_process();
     let (wrap, remote, _, cache_dir) = super::settings(&env)?;
     let client = crate::session::wrapper_client(&remote, &env, &wrap)?;
-    drain(dir, &client, &cache_dir).await
+    eprintln!("publisher {} started", std::process::id());
+    drain(dir, &client, &cache_dir, LINGER).await
 }
 
 /// Sends every result queued in `DIR` through
 /// `client` (the compiles' own: front, tier and settings), until none is
-/// left; returns at once if another publisher holds the outbox.
-pub async fn drain(dir: &Path, client: &Client, cache_dir: &Path) -> anyhow::Result<()> {
+/// left for `linger`; returns at once if another publisher holds the
+/// outbox.
+pub async fn drain(
+    dir: &Path,
+    client: &Client,
+    cache_dir: &Path,
+    linger: Duration,
+) -> anyhow::Result<()> {
     let Some(tier) = client.tier() else {
         anyhow::bail!("no local tier to read queued results from (RECAST_TIER_SIZE=0?)");
     };
@@ -141,10 +153,15 @@ pub async fn drain(dir: &Path, client: &Client, cache_dir: &Path) -> anyhow::Res
         let Some(lock) = crate::lock::FileLock::try_take(&dir.join("lock"))? else {
             return Ok(());
         };
+        let mut idle_since = Instant::now();
         loop {
             let entries = waiting(dir);
             if entries.is_empty() {
-                break;
+                if idle_since.elapsed() >= linger {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
             }
             use futures::StreamExt as _;
             futures::stream::iter(entries)
@@ -170,6 +187,7 @@ pub async fn drain(dir: &Path, client: &Client, cache_dir: &Path) -> anyhow::Res
                     }
                 })
                 .await;
+            idle_since = Instant::now();
         }
         drop(lock);
         // An entry written while the lock was held, after the last look.
@@ -288,7 +306,7 @@ mod tests {
         std::fs::write(dir.join("stray.json"), serde_json::to_vec(&stray).unwrap()).unwrap();
         assert_eq!(waiting(&dir).len(), 3);
 
-        drain(&dir, &client, &cache).await.unwrap();
+        drain(&dir, &client, &cache, Duration::ZERO).await.unwrap();
         assert_eq!(waiting(&dir), Vec::<PathBuf>::new());
         {
             let s = fake.0.lock().unwrap();
@@ -317,12 +335,14 @@ mod tests {
         let held = crate::lock::FileLock::try_take(&dir.join("lock"))
             .unwrap()
             .unwrap();
-        drain(&dir, &client, &cache).await.unwrap();
+        drain(&dir, &client, &cache, Duration::ZERO).await.unwrap();
         assert_eq!(waiting(&dir).len(), 1);
         drop(held);
         // Told another outbox than its own, it refuses.
         let other = cache.join("outbox").join("0123456789abcdef");
-        let err = drain(&other, &client, &cache).await.unwrap_err();
+        let err = drain(&other, &client, &cache, Duration::ZERO)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("is not the outbox of"), "{err}");
     }
 }
