@@ -13,7 +13,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::RemoteError;
-use crate::cas::Digest;
 use crate::proto::reapi;
 use crate::proto::semver::SemVer;
 
@@ -235,7 +234,7 @@ struct CacheFile {
 }
 
 fn cache_path(cache_dir: &Path, url: &str, instance: &str) -> PathBuf {
-    let key = Digest::of_bytes(format!("{url}\n{instance}").as_bytes()).hex();
+    let key = super::server_key(url, instance).hex();
     cache_dir
         .join("capabilities")
         .join(format!("{}.json", &key[..32]))

@@ -59,6 +59,12 @@ const MAX_MESSAGE: usize = 256 << 20;
 
 pub use crate::config::Compression;
 
+/// A server and instance as one digest, for state kept per server under
+/// the cache dir (capabilities, toolchain upload markers, outboxes).
+pub fn server_key(url: &str, instance: &str) -> crate::cas::Digest {
+    crate::cas::Digest::of_bytes(format!("{url}\n{instance}").as_bytes())
+}
+
 /// `url`, or `url#HASH` where headers (credentials) are sent.
 fn caps_key(url: &str, headers: &[(String, String)]) -> String {
     if headers.is_empty() {
@@ -275,6 +281,12 @@ impl Client {
 
     pub fn instance(&self) -> &str {
         &self.inner.instance
+    }
+
+    /// Names this client's server and instance in file names under the
+    /// cache dir ([`server_key`]).
+    pub fn server_key(&self) -> crate::cas::Digest {
+        server_key(self.url(), self.instance())
     }
 
     /// The `tool_invocation_id` sent with every call of this client.

@@ -54,11 +54,7 @@ struct Entry {
 fn dir_for(cache_dir: &Path, client: &Client) -> PathBuf {
     cache_dir
         .join("outbox")
-        .join(&server_key(client.url(), client.instance()).hex()[..16])
-}
-
-fn server_key(url: &str, instance: &str) -> Digest {
-    Digest::of_bytes(format!("{url}\n{instance}").as_bytes())
+        .join(&client.server_key().hex()[..16])
 }
 
 /// Queues the result of `action`, already in `client`'s local tier, for
@@ -86,20 +82,10 @@ fn queue(cache_dir: &Path, client: &Client, action: &Digest) -> anyhow::Result<P
     Ok(dir)
 }
 
-/// Starts `recast publish-pending DIR` in its own process group (a Ctrl-C
-/// in the build does not stop it), its output appended to `DIR/log`.
-fn start(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::process::CommandExt as _;
+/// Starts `recast publish-pending DIR`, its output appended to `DIR/log`.
+fn start(dir: &Path) -> std::io::Result<()> {
     let log = crate::fsutil::append_private(&dir.join("log"))?;
-    std::process::Command::new(std::env::current_exe()?)
-        .arg("publish-pending")
-        .arg(dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .process_group(0)
-        .spawn()?;
-    Ok(())
+    super::process::start_detached(&["publish-pending".as_ref(), dir.as_os_str()], log)
 }
 
 /// The entries waiting in `dir`.

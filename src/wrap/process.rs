@@ -136,6 +136,20 @@ pub fn replay(stdout: &[u8], stderr: &[u8], code: i32) -> ExitCode {
     })
 }
 
+/// Starts `recast ARGS` (this binary) in a process group of its own, so a
+/// Ctrl-C in the build does not stop it, with no stdin and its output in
+/// `log`: the background uploads and publishers compiles leave behind.
+pub(super) fn start_detached(args: &[&std::ffi::OsStr], log: std::fs::File) -> std::io::Result<()> {
+    Command::new(std::env::current_exe()?)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -77,7 +77,7 @@ fn blobs_of(bundle: &Bundle) -> Vec<Blob> {
 /// Puts `bundle` on the server, or has it put there in the background
 /// (then `Err` is the local compile to run meanwhile).
 pub(crate) async fn ensure(ctx: &Ctx, client: &Client, bundle: &Bundle) -> Result<(), Flow> {
-    let server = Digest::of_bytes(format!("{}\n{}", client.url(), client.instance()).as_bytes());
+    let server = client.server_key();
     let name = format!(
         "{}-{}",
         &server.hex()[..16],
@@ -163,7 +163,6 @@ pub(crate) async fn ensure(ctx: &Ctx, client: &Client, bundle: &Bundle) -> Resul
 /// Writes what to send and starts `recast toolchain push-pending` on it,
 /// in its own process group, its output in `<cache>/uploads/NAME.log`.
 fn start(ctx: &Ctx, name: &str, mut pending: Pending, blobs: Vec<Blob>) -> anyhow::Result<()> {
-    use std::os::unix::process::CommandExt as _;
     for b in blobs {
         match b.source {
             BlobSource::File(p) => pending.files.push((b.digest.hex(), b.digest.size(), p)),
@@ -179,16 +178,14 @@ fn start(ctx: &Ctx, name: &str, mut pending: Pending, blobs: Vec<Blob>) -> anyho
     let path = dir.join(format!("{name}.json"));
     crate::fsutil::write_private(&path, &serde_json::to_vec(&pending)?, false)?;
     let log = crate::fsutil::create_private(&dir.join(format!("{name}.log")))?;
-    let exe = std::env::current_exe()?;
-    std::process::Command::new(exe)
-        .args(["toolchain", "push-pending"])
-        .arg(&path)
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        // A Ctrl-C in the build does not stop the upload.
-        .process_group(0)
-        .spawn()?;
+    super::process::start_detached(
+        &[
+            "toolchain".as_ref(),
+            "push-pending".as_ref(),
+            path.as_os_str(),
+        ],
+        log,
+    )?;
     tracing::info!(toolchain = %pending.name, "uploading in the background");
     Ok(())
 }
