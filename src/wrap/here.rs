@@ -5,16 +5,16 @@
 //! the bytes their digests name, and under the unmoved action when its
 //! outputs name the project root.
 
-use super::depcache::{self, Mark};
+use super::depcache;
 use super::family::{FromCompile, Job, Reason, ScanSpec, Scanned};
-use super::on_server::{self, Prepared};
+use super::on_server;
 use super::pipeline::{Planned, cached, here_captured, remember, site};
 use super::prepare::{self, Move};
+use super::publish::{self, Published, publish};
 use super::stats::Event;
 use super::{Ctx, Flow, Invocation, process, scan};
 use crate::cas::Digest;
 use crate::config::{Endpoint, Mode};
-use crate::remote::Client;
 
 /// A compile that already ran here, before its action was built.
 pub(super) struct Compiled {
@@ -208,7 +208,7 @@ pub(super) async fn cache_only(
         }
     };
     if code == 0 && stable {
-        let streams = on_server::Compiled {
+        let streams = publish::Compiled {
             by: "recast cache-only (local compile)",
             stdout: &stdout,
             stderr: &stderr,
@@ -259,77 +259,4 @@ pub(super) async fn cache_only(
         code,
         event,
     }
-}
-
-/// What became of a local compile's result.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Published {
-    Yes,
-    /// Not under this moved action: the outputs name the project root.
-    Located,
-    /// The server would not take it, or the call failed.
-    No,
-}
-
-/// Puts a local compile's result in the action cache, where the server
-/// lets this caller write it. Under a moved
-/// action, only a result that does not name this checkout's project root
-/// is published (it is then what the moved action gives from any
-/// checkout); one that does marks the compile as seeing its location.
-pub(super) async fn publish(
-    ctx: &Ctx,
-    client: &Client,
-    action: &Prepared,
-    key: &Digest,
-    started: std::time::Instant,
-    streams: on_server::Compiled<'_>,
-    event: &mut Event,
-) -> Published {
-    let landing = &action.landing;
-    if let Some((_, root)) = &landing.unmap
-        && landing
-            .forbid
-            .iter()
-            .any(|f| f == super::placement::MAPPED_ROOT)
-        && landing.local.iter().any(|o| names(o, root))
-    {
-        depcache::mark(&ctx.cache_dir, key, Mark::Located);
-        return Published::Located;
-    }
-    // A server that does not let this caller update its action cache
-    // (`update_enabled = false`: a read-only token) is not asked to; `recast
-    // doctor` says so once. The answer is cached: this costs no call.
-    if !client
-        .capabilities()
-        .await
-        .is_ok_and(|c| c.ac_update_enabled)
-    {
-        return Published::No;
-    }
-    // Across a network the compile does not wait for the round trips and
-    // bytes: the local tier holds the result meanwhile.
-    let later = ctx
-        .publishes_later(client)
-        .then_some(ctx.cache_dir.as_path());
-    match on_server::publish(client, action, started, streams, later).await {
-        Ok(on_server::Sent::Now(up)) => {
-            event.up += up;
-            Published::Yes
-        }
-        Ok(on_server::Sent::Later) => {
-            event.queued = true;
-            Published::Yes
-        }
-        Err(f) => {
-            tracing::info!("cannot publish the result: {}", f.message);
-            Published::No
-        }
-    }
-}
-
-/// Whether the file at `path` holds the bytes of `text` (unreadable: yes).
-fn names(path: &std::path::Path, text: &str) -> bool {
-    std::fs::read(path).map_or(true, |b| {
-        memchr::memmem::find(&b, text.as_bytes()).is_some()
-    })
 }

@@ -49,6 +49,7 @@ mod pipeline;
 mod placement;
 mod prepare;
 mod process;
+mod publish;
 mod rust;
 mod scan;
 pub mod stats;

@@ -1,7 +1,7 @@
 //! One wrapped compile on the server: the action cache, then (in remote
 //! mode) upload and Execute; the result's declared outputs written here,
-//! verified and atomically; or, in cache-only mode, a local compile's
-//! result published for the next one.
+//! verified and atomically, and kept in the local tier. (A local compile's
+//! result goes the other way in [`publish`](super::publish).)
 //!
 //! Deciding between a genuine failure (replay it) and an infrastructure
 //! failure (compile locally) happens here too ([`infrastructure`]).
@@ -129,7 +129,7 @@ impl Landing {
     /// it: this checkout's project root spelled as the moved one, where
     /// a path continues or ends (so `/src/a` is not taken from
     /// `/src/ab`). A hit from any checkout turns it back into its own.
-    fn map_text(&self, bytes: &[u8]) -> Vec<u8> {
+    pub(super) fn map_text(&self, bytes: &[u8]) -> Vec<u8> {
         let Some((moved, root)) = &self.unmap else {
             return bytes.to_vec();
         };
@@ -377,15 +377,15 @@ async fn land(
 
 /// A result's stdout and stderr, as the server holds them.
 #[derive(Clone, Copy)]
-struct Streams<'a> {
-    stdout: &'a [u8],
-    stderr: &'a [u8],
+pub(super) struct Streams<'a> {
+    pub stdout: &'a [u8],
+    pub stderr: &'a [u8],
 }
 
 /// Keeps a successful result in the local tier: `files` are its outputs
 /// (digests only) and where they now are on disk. A failure to keep it
 /// costs only the next hit's call, and is a line in the warnings log.
-fn keep_in_tier(
+pub(super) fn keep_in_tier(
     tier: &crate::cas::store::Tier,
     action: &Digest,
     result: &reapi::ActionResult,
@@ -628,134 +628,6 @@ pub async fn execute_kept(client: &Client, p: &Prepared) -> Result<reapi::Action
         }
     }
     Ok(result)
-}
-
-/// A successful compile to publish: what ran it (the result's worker)
-/// and its stdout and stderr as this machine's user saw them.
-#[derive(Clone, Copy)]
-pub struct Compiled<'a> {
-    pub by: &'a str,
-    pub stdout: &'a [u8],
-    pub stderr: &'a [u8],
-}
-
-/// Outputs (and streams) up to this many bytes in all are published
-/// without asking the server which it lacks: a round trip across a WAN
-/// (40 ms at 100 Mbit/s) carries about twice this.
-const SEND_UNASKED: u64 = 256 << 10;
-
-/// How a result went to the server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sent {
-    /// Sent by this compile: so many bytes of blobs.
-    Now(u64),
-    /// Kept in the local tier and left to the outbox's publisher.
-    Later,
-}
-
-/// Publishes a successful compile whose outputs are in place here (run
-/// locally, or relocated for `p`, its rooted form) under `p`'s action
-/// digest: the declared outputs and the streams (this checkout's root spelled as a
-/// moved action's, [`Landing::map_text`]) go to the CAS, the result to the
-/// action cache, so the next identical compile anywhere is a hit that
-/// shows the same warnings. With `later` (the cache dir) and a local
-/// tier, the result is kept in the tier, which answers this machine's
-/// next identical compile at once, and sent in the background
-/// ([`outbox`](super::outbox)); the compile does not wait for its round
-/// trips and bytes.
-pub async fn publish(
-    client: &Client,
-    p: &Prepared,
-    started: Instant,
-    streams: Compiled<'_>,
-    later: Option<&Path>,
-) -> Result<Sent, Failure> {
-    let mut blobs = Vec::new();
-    let mut stream = |bytes: &[u8]| {
-        (!bytes.is_empty()).then(|| {
-            let blob = Blob::from_bytes(bytes.to_vec());
-            let digest = blob.digest.to_proto();
-            blobs.push(blob);
-            digest
-        })
-    };
-    let (mapped_out, mapped_err) = (
-        p.landing.map_text(streams.stdout),
-        p.landing.map_text(streams.stderr),
-    );
-    let stdout_digest = stream(&mapped_out);
-    let stderr_digest = stream(&mapped_err);
-    let mut files = Vec::new();
-    let mut landed = Vec::new();
-    for (rel, path) in p.outputs.iter().zip(&p.landing.local) {
-        let path: PathBuf = path.clone();
-        let digest = crate::cas::hash::digest_file(&path)
-            .map_err(|e| Failure::new(Cause::LocalIo, format!("{}: {e}", path.display())))?;
-        let executable = std::fs::metadata(&path)
-            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
-            .unwrap_or(false);
-        let file = reapi::OutputFile {
-            path: rel.clone(),
-            digest: Some(digest.to_proto()),
-            is_executable: executable,
-            ..Default::default()
-        };
-        landed.push((file.clone(), path.clone()));
-        blobs.push(Blob::file(digest, path));
-        files.push(file);
-    }
-    let now = std::time::SystemTime::now();
-    let start = now - started.elapsed();
-    let result = reapi::ActionResult {
-        output_files: files,
-        stdout_digest,
-        stderr_digest,
-        exit_code: 0,
-        execution_metadata: Some(reapi::ExecutedActionMetadata {
-            worker: streams.by.into(),
-            execution_start_timestamp: Some(start.into()),
-            execution_completed_timestamp: Some(now.into()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let streams = Streams {
-        stdout: &mapped_out,
-        stderr: &mapped_err,
-    };
-    if let (Some(cache_dir), Some(tier)) = (later, client.tier())
-        && keep_in_tier(tier, &p.digest, &result, streams, &landed)
-    {
-        match super::outbox::post(cache_dir, client, &p.digest) {
-            Ok(()) => return Ok(Sent::Later),
-            Err(e) => tracing::info!("publishing now: the outbox: {e:#}"),
-        }
-    }
-    let client = client.for_action(&p.digest);
-    let up = send(&client, blobs).await.map_err(|e| Failure::of(&e))?;
-    client
-        .update_action_result(&p.digest, result.clone())
-        .await
-        .map_err(|e| Failure::of(&e))?;
-    if later.is_none()
-        && let Some(tier) = client.tier()
-    {
-        let _ = keep_in_tier(tier, &p.digest, &result, streams, &landed);
-    }
-    Ok(Sent::Now(up))
-}
-
-/// Sends a result's blobs: a fresh compile's outputs are mostly new to the
-/// server, so small ones go at once, without a FindMissingBlobs round trip
-/// first. Returns their bytes.
-pub(super) async fn send(client: &Client, blobs: Vec<Blob>) -> Result<u64, RemoteError> {
-    let up = blobs.iter().map(|b| b.digest.size()).sum();
-    if up <= SEND_UNASKED {
-        client.upload(blobs).await?;
-    } else {
-        client.upload_missing(blobs).await?;
-    }
-    Ok(up)
 }
 
 #[cfg(test)]

@@ -223,7 +223,7 @@ async fn send_one(
         });
     }
     let client = client.for_action(&action);
-    let up = super::on_server::send(&client, blobs).await?;
+    let up = super::publish::send(&client, blobs).await?;
     client.update_action_result(&action, result).await?;
     Ok((action, up))
 }

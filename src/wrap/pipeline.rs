@@ -25,7 +25,7 @@ use super::prepare::{self, Move};
 use super::stats::Event;
 use super::tool::{self, Tool};
 use super::why::Cause;
-use super::{Ctx, Flow, Invocation, here, process, scan, workers};
+use super::{Ctx, Flow, Invocation, here, process, publish, scan, workers};
 use crate::action::Features;
 use crate::cas::Digest;
 use crate::config::Mode;
@@ -902,13 +902,13 @@ async fn execute(ctx: &Ctx, job: &dyn Job, p: &Planned, key: &Digest) -> Flow {
         && !finished.cached
         && let Some(form) = &p.rooted_form
     {
-        let streams = on_server::Compiled {
+        let streams = publish::Compiled {
             by: "recast: a relocated worker's result",
             stdout: &finished.stdout,
             stderr: &finished.stderr,
         };
         let mut event = Event::default();
-        here::publish(
+        publish::publish(
             ctx,
             &p.client,
             &form.prepared,
