@@ -16,17 +16,37 @@
 
 #[cfg(not(test))]
 #[unsafe(no_mangle)]
-extern "C" fn main(
-    _argc: std::ffi::c_int,
-    _argv: *const *const std::ffi::c_char,
-) -> std::ffi::c_int {
+extern "C" fn main(argc: std::ffi::c_int, argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
     // SAFETY: setting a signal's disposition to ignore touches no memory.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
-    let code = recast::cli::main();
+    let code = recast::cli::main(args(argc, argv));
     // `ExitCode` has no stable way back to a number; a Unix exit status is
     // one byte, so the byte is the one that compares equal.
     let n = (0..=u8::MAX).find(|&n| std::process::ExitCode::from(n) == code);
     std::process::exit(n.map_or(1, i32::from))
 }
+
+/// The command line, from the C entry's own `argv`: std's
+/// `env::args_os` is empty where the C library does not hand it to
+/// constructors (musl, the static release build), since std's start-up
+/// is skipped.
+#[cfg(not(test))]
+fn args(argc: std::ffi::c_int, argv: *const *const std::ffi::c_char) -> Vec<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    let n = usize::try_from(argc).unwrap_or(0);
+    (0..n)
+        .map(|i| {
+            // SAFETY: the C runtime passes `argc` valid, NUL-terminated
+            // strings in `argv`, alive for the whole process.
+            let arg = unsafe { std::ffi::CStr::from_ptr(*argv.add(i)) };
+            std::ffi::OsStr::from_bytes(arg.to_bytes()).to_owned()
+        })
+        .collect()
+}
+
+/// A cache hit's allocations come from a static arena, with no call to
+/// the kernel (`recast::arena`).
+#[global_allocator]
+static ALLOC: recast::arena::Arena = recast::arena::Arena::new();

@@ -93,9 +93,9 @@ const SUBCOMMANDS: [&str; 14] = [
     "version",
 ];
 
-/// Parses the command line and runs the subcommand on a tokio runtime.
-pub fn main() -> ExitCode {
-    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+/// Parses the command line `argv` (the program's name first) and runs the
+/// subcommand on a tokio runtime.
+pub fn main(argv: Vec<std::ffi::OsString>) -> ExitCode {
     if let crate::wrap::Detected::Compiler {
         name, args_from, ..
     } = crate::wrap::entry::detect(&argv, &SUBCOMMANDS)
@@ -108,7 +108,7 @@ pub fn main() -> ExitCode {
         }
         return crate::wrap::main(argv, name, args_from);
     }
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(argv);
     init_logging("warn");
     if !matches!(
         cli.command,

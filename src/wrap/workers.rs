@@ -193,9 +193,16 @@ fn local_files(
     Some((entries, blobs))
 }
 
-/// This machine's ELF loader and C library, as recast itself runs with.
+/// This machine's ELF loader and C library: those recast itself runs
+/// with, or, when recast is linked statically (the musl release build),
+/// the shell's.
 fn own_loader() -> Option<(PathBuf, PathBuf)> {
     let exe = std::env::current_exe().ok()?;
+    loader_of(exe).or_else(|| loader_of(PathBuf::from(super::layout::SHELL)))
+}
+
+/// The loader and C library a dynamically linked `exe` names.
+fn loader_of(exe: PathBuf) -> Option<(PathBuf, PathBuf)> {
     let c = inspect::closure(&HostFs, &[exe], &inspect::ClosureOptions::default()).ok()?;
     let mut loader = None;
     let mut libc = None;
