@@ -5,6 +5,7 @@
 //! pure layers directly. See ARCHITECTURE.md for the map.
 
 pub mod action;
+pub mod arena;
 pub mod cas;
 pub mod cli;
 pub mod config;
