@@ -13,7 +13,8 @@ hit, here and why), and whether every file under target/debug/deps and
 the workspace's binaries are the plain build's bytes. Exits 1 if any
 differs. Standard library only; NativeLink must be built under
 ~/.cache/recast-peers (scripts/peers/nativelink.sh), and
-`cargo build --release` makes the recast it uses.
+`cargo build --release` (or `scripts/release.sh`, with --recast) makes
+the recast it uses.
 """
 
 import argparse
@@ -51,8 +52,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--workspace", type=Path, default=root,
                     help="the cargo workspace to copy and build (default: this checkout)")
+    ap.add_argument("--recast", type=Path, default=root / "target/release/recast",
+                    help="the recast binary (default: target/release/recast; "
+                         "scripts/release.sh prints the static one's path)")
     args = ap.parse_args()
-    recast = root / "target/release/recast"
+    recast = args.recast.resolve()
     nl_bin = Path.home() / ".cache/recast-peers/nativelink/bin/nativelink"
     if not recast.exists() or not nl_bin.exists():
         sys.exit(f"needs {recast} (cargo build --release) and {nl_bin}")

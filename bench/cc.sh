@@ -9,6 +9,6 @@
 # sccache 0.19 is installed (once) by bench/sccache.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
+recast="$(bash scripts/release.sh)"
 bash bench/sccache.sh
-exec python3 bench/cc.py --recast target/release/recast "$@"
+exec python3 bench/cc.py --recast "$recast" "$@"

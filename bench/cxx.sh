@@ -7,5 +7,5 @@
 #   bash bench/cxx.sh --runs 3
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-exec python3 bench/cxx.py --recast target/release/recast "$@"
+recast="$(bash scripts/release.sh)"
+exec python3 bench/cxx.py --recast "$recast" "$@"

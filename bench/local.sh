@@ -19,9 +19,8 @@ case "${1:-}" in
   *) echo "usage: bash bench/local.sh [--runs N]" >&2; exit 2 ;;
 esac
 set -- --runs "$runs"
-cargo build --release --quiet
+recast="$(bash scripts/release.sh)"
 bash bench/sccache.sh
-recast=target/release/recast
 echo "== zstd (bench/cc.py)"
 python3 bench/cc.py --recast "$recast" "$@"
 echo

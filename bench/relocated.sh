@@ -10,5 +10,5 @@
 #   bash bench/relocated.sh --servers rooted,nativelink,nativelink-nodelay
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-exec python3 bench/relocated.py --recast target/release/recast "$@"
+recast="$(bash scripts/release.sh)"
+exec python3 bench/relocated.py --recast "$recast" "$@"

@@ -10,5 +10,5 @@
 # measures recast serve alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-exec python3 bench/bench.py --recast target/release/recast "$@"
+recast="$(bash scripts/release.sh)"
+exec python3 bench/bench.py --recast "$recast" "$@"

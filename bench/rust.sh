@@ -10,6 +10,6 @@
 # installed (once) by bench/sccache.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
+recast="$(bash scripts/release.sh)"
 bash bench/sccache.sh
-exec python3 bench/rust.py --recast target/release/recast "$@"
+exec python3 bench/rust.py --recast "$recast" "$@"

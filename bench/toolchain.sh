@@ -12,5 +12,5 @@
 #       --root ~/.cache/recast-peers/sccache        # ~10 min
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-exec python3 bench/toolchain.py --recast target/release/recast "$@"
+recast="$(bash scripts/release.sh)"
+exec python3 bench/toolchain.py --recast "$recast" "$@"

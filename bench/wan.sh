@@ -8,5 +8,5 @@
 #   bash bench/wan.sh --profiles office --runs 5
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-exec python3 bench/wan.py --recast target/release/recast "$@"
+recast="$(bash scripts/release.sh)"
+exec python3 bench/wan.py --recast "$recast" "$@"

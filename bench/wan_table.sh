@@ -9,5 +9,5 @@
 #   bash bench/wan_table.sh --profiles office --projects zstd --runs 5
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-exec python3 bench/wan_table.py --recast target/release/recast "$@"
+recast="$(bash scripts/release.sh)"
+exec python3 bench/wan_table.py --recast "$recast" "$@"

@@ -9,5 +9,5 @@
 # Needs the peers (bash scripts/peers/install.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-exec python3 bench/worker.py --recast target/release/recast "$@"
+recast="$(bash scripts/release.sh)"
+exec python3 bench/worker.py --recast "$recast" "$@"

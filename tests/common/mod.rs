@@ -21,8 +21,14 @@ use std::time::{Duration, Instant};
 
 use recast::config::vars;
 
-/// The `recast` binary cargo built for this test run.
-pub const BIN: &str = env!("CARGO_BIN_EXE_recast");
+/// The `recast` binary the tests drive: the one cargo built for this
+/// test run, or, when the tests were built with `RECAST_TEST_BIN` set,
+/// that one (the static release build of `scripts/release.sh`, say:
+/// `RECAST_TEST_BIN=$(bash scripts/release.sh) cargo test --test wrap_cc`).
+pub const BIN: &str = match option_env!("RECAST_TEST_BIN") {
+    Some(bin) => bin,
+    None => env!("CARGO_BIN_EXE_recast"),
+};
 
 /// Where `scripts/peers/install.sh` puts peers (default
 /// `$HOME/.cache/recast-peers`); the tests look there before `PATH`.
