@@ -10,8 +10,9 @@
 # hit takes about a fifth less time. What it needs, it installs when
 # missing: Rust's musl target (`rustup target add`) and a musl C compiler
 # for the crates with C in them (Debian's musl-tools, with apt-get). When
-# either cannot be had, or RECAST_STATIC=0, it builds the ordinary glibc
-# binary (target/release/recast) and says why on stderr.
+# either cannot be had, the static build fails, or RECAST_STATIC=0, it
+# builds the ordinary glibc binary (target/release/recast) and says why on
+# stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,9 +56,11 @@ static_target() {
 }
 
 if static_target; then
-    cargo build --release --quiet --target "$target"
-    echo "$PWD/target/$target/release/recast"
-else
-    cargo build --release --quiet
-    echo "$PWD/target/release/recast"
+    if cargo build --release --quiet --target "$target"; then
+        echo "$PWD/target/$target/release/recast"
+        exit 0
+    fi
+    log "the static build failed (above): the glibc build"
 fi
+cargo build --release --quiet
+echo "$PWD/target/release/recast"
