@@ -54,8 +54,9 @@ impl Arena {
         (off < SIZE).then_some(off)
     }
 
-    /// How many bytes have been handed out (for tests).
-    pub fn used(&self) -> usize {
+    /// How many bytes have been handed out.
+    #[cfg(test)]
+    fn used(&self) -> usize {
         self.next.load(Ordering::Relaxed)
     }
 }
