@@ -345,18 +345,31 @@ fn first_compiles_list_their_own_reads_and_a_header_changing_under_one_is_not_st
     assert_eq!(counts(), (5, 6, 5, 0), "stored at once");
 
     // -MMD's depfile leaves system headers out: the compile writes it, and
-    // a -M run beside it lists them all, so a system header's edit misses.
+    // gcc's -H trace lists them all (a -M run beside it under -g, which
+    // would record -H), so a system header's edit misses. The trace is
+    // out of the messages the compile shows.
     fs::create_dir_all(proj.join("sys")).unwrap();
     fs::write(proj.join("sys/s.h"), "#define S 3\n").unwrap();
     fs::write(
         proj.join("m.c"),
-        "#include <s.h>\n#include \"a.h\"\nint m(void) { return S * A; }\n",
+        "#include <s.h>\n#include \"a.h\"\n#warning \"m is built\"\nint m(void) { return S * A; }\n",
     )
     .unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let m = [
         "-O2", "-isystem", "sys", "-MMD", "-MP", "-MF", "m.d", "-c", "m.c", "-o", "m.o",
     ];
+    let shown = |cmd: &mut std::process::Command| {
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let plain_shown = shown(std::process::Command::new("gcc").args(m).current_dir(&proj));
+    assert!(plain_shown.contains("m is built"), "{plain_shown}");
     let plain_m = |proj: &std::path::Path| {
         run_ok(std::process::Command::new("gcc").args(m).current_dir(proj));
         let got = (
@@ -367,6 +380,12 @@ fn first_compiles_list_their_own_reads_and_a_header_changing_under_one_is_not_st
             fs::remove_file(proj.join(o)).unwrap();
         }
         got
+    };
+    let compile_shown = |args: &[&str], outs: &[&str]| {
+        for o in outs {
+            let _ = fs::remove_file(proj.join(o));
+        }
+        shown(recast_with_cache(&cache, [&["gcc"][..], args].concat()).current_dir(&proj))
     };
     let (plain_o, plain_d) = plain_m(&proj);
     assert!(
@@ -379,15 +398,34 @@ fn first_compiles_list_their_own_reads_and_a_header_changing_under_one_is_not_st
             fs::read(proj.join("m.d")).unwrap(),
         )
     };
-    compile(&m, &["m.o", "m.d"]);
+    assert_eq!(compile_shown(&m, &["m.o", "m.d"]), plain_shown);
     assert!(made() == (plain_o.clone(), plain_d.clone()));
     assert_eq!(counts(), (6, 7, 5, 0), "compiled first, no scan first");
-    compile(&m, &["m.o", "m.d"]);
+    assert_eq!(compile_shown(&m, &["m.o", "m.d"]), plain_shown);
     assert!(
         made() == (plain_o.clone(), plain_d.clone()),
         "written by the hit"
     );
     assert_eq!(counts(), (6, 7, 6, 0));
+    // The list is -M's: the trace's headers, and what gcc includes before
+    // the source, which no trace shows (a probe, kept once per flag set).
+    let predef = "/usr/include/stdc-predef.h";
+    if std::path::Path::new(predef).exists() {
+        let kept: Vec<(String, String)> = walk(&cache.join("deps"))
+            .into_iter()
+            .map(|f| (f.display().to_string(), fs::read_to_string(&f).unwrap()))
+            .collect();
+        assert!(
+            kept.iter()
+                .any(|(f, t)| f.ends_with(".json") && t.contains(predef) && t.contains("sys/s.h")),
+            "no scan entry lists {predef} and sys/s.h"
+        );
+        assert!(
+            kept.iter()
+                .any(|(f, t)| f.ends_with(".pre") && t.contains(predef)),
+            "no probe's list"
+        );
+    }
     fs::write(proj.join("sys/s.h"), "#define S 4\n").unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let (edited_o, edited_d) = plain_m(&proj);
@@ -398,5 +436,56 @@ fn first_compiles_list_their_own_reads_and_a_header_changing_under_one_is_not_st
         "the system header was in the key"
     );
     assert_eq!(counts(), (6, 8, 6, 0), "scanned, looked up, missed");
+
+    // Under -g the object would record -H (DW_AT_producer): a -M run
+    // beside the compile lists instead.
+    let mg = [
+        "-g", "-O2", "-isystem", "sys", "-MMD", "-MF", "mg.d", "-c", "m.c", "-o", "mg.o",
+    ];
+    let plain_g = || {
+        let shown_g = shown(
+            std::process::Command::new("gcc")
+                .args(mg)
+                .current_dir(&proj),
+        );
+        let got = (
+            fs::read(proj.join("mg.o")).unwrap(),
+            fs::read(proj.join("mg.d")).unwrap(),
+        );
+        (got, shown_g)
+    };
+    let made_g = || {
+        (
+            fs::read(proj.join("mg.o")).unwrap(),
+            fs::read(proj.join("mg.d")).unwrap(),
+        )
+    };
+    let (plain_mg, plain_shown_g) = plain_g();
+    assert_eq!(compile_shown(&mg, &["mg.o", "mg.d"]), plain_shown_g);
+    assert!(made_g() == plain_mg);
+    assert_eq!(counts(), (7, 9, 6, 0), "compiled first");
+    assert_eq!(compile_shown(&mg, &["mg.o", "mg.d"]), plain_shown_g);
+    assert!(made_g() == plain_mg);
+    assert_eq!(counts(), (7, 9, 7, 0), "a hit");
+    fs::write(proj.join("sys/s.h"), "#define S 5\n").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let (edited_mg, _) = plain_g();
+    assert!(edited_mg != plain_mg);
+    compile_shown(&mg, &["mg.o", "mg.d"]);
+    assert!(made_g() == edited_mg, "the system header was in the key");
+    assert_eq!(counts(), (7, 10, 7, 0), "scanned, looked up, missed");
     run_ok(&mut recast_with_cache(&cache, ["stop-server"]));
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        match p.is_dir() {
+            true => files.extend(walk(&p)),
+            false => files.push(p),
+        }
+    }
+    files
 }

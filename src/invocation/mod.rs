@@ -11,6 +11,7 @@
 //! - `args`: response files (`@file`) expansion, shared by both parsers.
 //! - `gcc`: gcc, g++, clang and clang++ (compile-only of one source).
 //! - `depfile`: Make-style dependency files (`-M` output, rustc dep-info).
+//! - `header_trace`: gcc's `-H` trace, read out of a compile's stderr.
 //! - `rustc`: rustc as cargo runs it.
 //!
 //! Resolving the compiler, running the dependency scan, mapping paths into
@@ -20,6 +21,7 @@
 pub mod args;
 pub mod depfile;
 pub mod gcc;
+pub mod header_trace;
 pub mod rustc;
 
 /// One argument, with the part of it that names a file marked, so the

@@ -104,12 +104,14 @@ impl family::Driver for Driver {
         let env = names
             .filter_map(|k| ctx.var(k).map(|v| (k.to_string(), v.to_string())))
             .collect();
+        let traceable = traceable(&c, &expanded, |k| ctx.var(k));
         Ok(Box::new(CcJob {
             c,
             lead,
             env,
             compiler: inv.compiler.clone(),
             native,
+            traceable,
             pin: OnceLock::new(),
         }))
     }
@@ -124,6 +126,57 @@ pub(crate) fn utf8_args(inv: &Invocation) -> Result<Vec<String>, Reason> {
         .ok_or(Reason::NonUtf8Argument)
 }
 
+/// Whether `-H` on this compile changes nothing but its stderr, from
+/// which [`header_trace`] takes the trace out again. Only gcc's: clang's
+/// `-H` adds system headers to an `-MMD` depfile. gcc records its
+/// switches, `-H` among them, in debug info (`DW_AT_producer`), in LTO
+/// objects, with `-frecord-gcc-switches` and in `-fverbose-asm` output;
+/// its messages must be English (the guard list's heading is matched as
+/// text); and a precompiled header or a second preprocessor pass
+/// (`-save-temps`, `-Wp,`, `-fcompare-debug`) is left to the `-M` run.
+///
+/// [`header_trace`]: crate::invocation::header_trace
+fn traceable<'a>(c: &CCompile, args: &[String], var: impl Fn(&str) -> Option<&'a str>) -> bool {
+    let recorded = |a: &str| {
+        a == "-H"
+            || a == "-frecord-gcc-switches"
+            || a == "-fverbose-asm"
+            || a == "-fpch-preprocess"
+            || a == "-Xpreprocessor"
+            || a.starts_with("-flto")
+            || a.starts_with("-save-temps")
+            || a.starts_with("-fcompare-debug")
+            || a.starts_with("-fdiagnostics-format")
+            || a.starts_with("-Wp,")
+    };
+    c.family == Family::Gcc
+        && !c.debug_info
+        && !c
+            .language
+            .as_deref()
+            .is_some_and(|l| l.ends_with("-header"))
+        && !args.iter().any(|a| recorded(a))
+        && english(var)
+}
+
+/// Whether gcc's messages are untranslated: the messages locale
+/// (`LC_ALL`, else `LC_MESSAGES`, else `LANG`) is C, POSIX or English,
+/// and `LANGUAGE`, which gettext reads under any other, names English too.
+fn english<'a>(var: impl Fn(&str) -> Option<&'a str>) -> bool {
+    let set = |k| var(k).filter(|v: &&str| !v.is_empty());
+    let locale = set("LC_ALL")
+        .or_else(|| set("LC_MESSAGES"))
+        .or_else(|| set("LANG"));
+    match locale {
+        None => true,
+        Some(l) if l == "C" || l == "POSIX" || l.starts_with("C.") => true,
+        Some(l) => {
+            l.starts_with("en")
+                && set("LANGUAGE").is_none_or(|g| g.split(':').all(|p| p.starts_with("en")))
+        }
+    }
+}
+
 struct CcJob {
     c: CCompile,
     /// zig's subcommand (`cc`, `c++`), first on every command line.
@@ -132,6 +185,9 @@ struct CcJob {
     compiler: PathBuf,
     /// `zig cc` without `-target`: this machine's target, pinned.
     native: bool,
+    /// gcc's `-H` changes nothing of this compile but its stderr
+    /// ([`traceable`]).
+    traceable: bool,
     pin: OnceLock<Result<Pin, Reason>>,
 }
 
@@ -222,6 +278,17 @@ impl Job for CcJob {
     fn scan(&self, ctx: &Ctx) -> Result<ScanSpec, Reason> {
         let c = &self.c;
         let scan_args = render_all(&c.scan.args, &|p| p.to_string());
+        // The source's place in them, for a -H trace's probe (`FromCompile`).
+        let source_at = {
+            let mut at = scan_args
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| **a == c.source);
+            match (at.next(), at.next()) {
+                (Some((i, _)), None) => Some(i),
+                _ => None,
+            }
+        };
         let mut preprocess = scan_args.clone();
         preprocess.extend(["-E".to_string(), "-P".to_string()]);
         let mut first = scan_args.clone();
@@ -251,12 +318,19 @@ impl Job for CcJob {
         // gcc's and clang's -MD list what -M lists, beside the object
         // (zig takes another path to the object when asked for a depfile).
         // -MMD's leaves system headers out: that list takes a -M run,
-        // beside the compile.
+        // beside the compile, or gcc's -H trace.
         let from_compile = match &c.depfile {
             _ if self.zig() => None,
             None => Some(FromCompile::Added),
             Some(d) if d.system_headers => Some(FromCompile::Users(d.path.clone())),
-            Some(d) => Some(FromCompile::Beside(d.path.clone())),
+            Some(d) => match (self.traceable, source_at, runs.last()) {
+                (true, Some(source_at), Some(list)) => Some(FromCompile::Traced {
+                    depfile: d.path.clone(),
+                    probe: list.clone(),
+                    source_at: source_at + self.lead.iter().count(),
+                }),
+                _ => Some(FromCompile::Beside(d.path.clone())),
+            },
         };
         Ok(ScanSpec {
             key,
@@ -783,6 +857,69 @@ fn selected_gcc_prefix(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gcc_traces_headers_only_where_h_changes_no_output_and_speaks_english() {
+        let c = |args: &[&str], family| {
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            (gcc::parse("gcc", &args, family).unwrap(), args)
+        };
+        let none = |_: &str| None;
+        let base = ["-O2", "-MMD", "-c", "a.c"];
+        let (cc, args) = c(&base, Family::Gcc);
+        assert!(traceable(&cc, &args, none));
+        let (cc, args) = c(&base, Family::Clang);
+        assert!(
+            !traceable(&cc, &args, none),
+            "clang's -H changes -MMD's list"
+        );
+        for extra in [
+            "-g",
+            "-ggdb3",
+            "-flto",
+            "-flto=auto",
+            "-frecord-gcc-switches",
+            "-fverbose-asm",
+            "-save-temps",
+            "-H",
+            "-fdiagnostics-format=json",
+        ] {
+            let args: Vec<String> = [&base[..], &[extra]]
+                .concat()
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+            // A flag the parser sends to run here never reaches the trace.
+            if let Ok(cc) = gcc::parse("gcc", &args, Family::Gcc) {
+                assert!(!traceable(&cc, &args, none), "{extra}");
+            }
+        }
+        let (cc, args) = c(
+            &[&base[..], &["-g", "-g0", "-fno-lto"]].concat(),
+            Family::Gcc,
+        );
+        assert!(traceable(&cc, &args, none), "no debug info in the end");
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| *v)
+        };
+        let (cc, args) = c(&base, Family::Gcc);
+        for (vars, ok) in [
+            (&[("LANG", "C.UTF-8")][..], true),
+            (
+                &[("LANG", "en_US.UTF-8"), ("LANGUAGE", "en_GB:en")][..],
+                true,
+            ),
+            (&[("LANG", "de_DE.UTF-8")][..], false),
+            (
+                &[("LANG", "en_US.UTF-8"), ("LC_ALL", "fr_FR.UTF-8")][..],
+                false,
+            ),
+            (&[("LANG", "en_US.UTF-8"), ("LANGUAGE", "en:de")][..], false),
+            (&[("LC_ALL", "C"), ("LANGUAGE", "de")][..], true),
+        ] {
+            assert_eq!(traceable(&cc, &args, env(vars)), ok, "{vars:?}");
+        }
+    }
 
     #[test]
     fn several_matching_prefix_maps_follow_each_compilers_rule() {

@@ -319,6 +319,18 @@ pub fn see(path: &Path, since_ns: i128) -> std::io::Result<(Seen, bool)> {
     ))
 }
 
+/// The files compiles with probe key `key` read that their `-H` trace
+/// does not show, as a probe listed them (`scan::preincluded`).
+pub fn preincluded(cache_dir: &Path, key: &Digest) -> Option<Vec<String>> {
+    let bytes = std::fs::read(keyed_path(cache_dir, key, "pre")).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Remembers a probe's list under `key`; failing costs only a probe.
+pub fn store_preincluded(cache_dir: &Path, key: &Digest, files: &[String]) {
+    save(cache_dir, &keyed_path(cache_dir, key, "pre"), &files);
+}
+
 /// Remembers `entry` under `key`; failing costs only the next scan.
 pub fn store(cache_dir: &Path, key: &Digest, entry: &Entry) {
     save(cache_dir, &entry_path(cache_dir, key), entry);

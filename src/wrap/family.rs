@@ -103,6 +103,18 @@ pub(crate) enum FromCompile {
     /// headers out). The list is the last scan run's, run beside the
     /// compile: one preprocessor run, where a scan first takes two.
     Beside(String),
+    /// The user's own `-MMD` depfile at this path (as spelled), from a gcc
+    /// compile that `-H` changes nothing of but its stderr: the compile
+    /// runs with `-H`, and its trace lists the headers, so no second
+    /// preprocessor runs. What the compile reads that no trace shows
+    /// (gcc's implicit `stdc-predef.h`) is listed by `probe` (the list
+    /// run's arguments, the source at `source_at`) on an empty source,
+    /// once per set of arguments.
+    Traced {
+        depfile: String,
+        probe: Vec<String>,
+        source_at: usize,
+    },
 }
 
 /// What the scan found.

@@ -15,6 +15,7 @@ use super::stats::Event;
 use super::{Ctx, Flow, Invocation, process, scan};
 use crate::cas::Digest;
 use crate::config::{Endpoint, Mode};
+use crate::invocation::header_trace;
 
 /// A compile that already ran here, before its action was built.
 pub(super) struct Compiled {
@@ -46,7 +47,8 @@ impl Compiled {
 /// Cache-only against the embedded server, for a compile whose scan was
 /// never stored (a first build): the compile runs here at once, listing
 /// what it reads itself (gcc's and clang's `-MD`: the list `-M` gives;
-/// under `-MMD`, a `-M` run beside it),
+/// under `-MMD`, gcc's `-H` trace where it changes no output, else a `-M`
+/// run beside it),
 /// instead of a scan, a lookup and then the compile. Such a result can
 /// only be in the embedded server's cache from another checkout (a moved
 /// project root) or a lost scan cache; a scan costs every first build
@@ -81,7 +83,7 @@ pub(super) async fn compile_first(
     };
     let mut args = job.captured_args(ctx);
     // Where the list is written, and the user's depfile when it is not
-    // the list.
+    // the list; a -H trace is in the compile's stderr instead.
     let (list_at, users) = match &from {
         FromCompile::Added => {
             let at = tmp();
@@ -90,10 +92,14 @@ pub(super) async fn compile_first(
                 "-MF".into(),
                 at.to_string_lossy().into_owned(),
             ]);
-            (at, None)
+            (Some(at), None)
         }
-        FromCompile::Users(path) => (super::placement::opened(&ctx.cwd, path), None),
-        FromCompile::Beside(path) => (tmp(), Some(super::placement::opened(&ctx.cwd, path))),
+        FromCompile::Users(path) => (Some(super::placement::opened(&ctx.cwd, path)), None),
+        FromCompile::Beside(path) => (Some(tmp()), Some(super::placement::opened(&ctx.cwd, path))),
+        FromCompile::Traced { depfile, .. } => {
+            args.push("-H".into());
+            (None, Some(super::placement::opened(&ctx.cwd, depfile)))
+        }
     };
     // The source, often written just before: its digest before and after
     // the compile, if equal, say the compile read those bytes.
@@ -105,28 +111,50 @@ pub(super) async fn compile_first(
         .and_then(|s| crate::cas::hash::digest_file(s).ok());
     let since = depcache::now_ns();
     // The list run starts first, and runs while the compile does.
-    let beside = match (&from, spec.runs.last()) {
-        (FromCompile::Beside(_), Some(run)) => {
+    let beside = match (&from, spec.runs.last(), &list_at) {
+        (FromCompile::Beside(_), Some(run), Some(at)) => {
             let mut all = run.clone();
-            all.extend((spec.depfile_args)(&list_at));
+            all.extend((spec.depfile_args)(at));
             Some(process::start(inv, &all, &ctx.cwd))
         }
-        (FromCompile::Beside(_), None) => return Ok(None),
+        (FromCompile::Beside(_), _, _) => return Ok(None),
         _ => None,
     };
     let started = std::time::Instant::now();
-    let (code, stdout, stderr) = process::run_captured(inv, &args);
+    let (code, stdout, mut stderr) = process::run_captured(inv, &args);
     let listed_ok = match beside {
         Some(child) => child.and_then(|mut c| c.wait()).is_ok_and(|s| s.success()),
         None => true,
     };
-    let list = std::fs::read_to_string(&list_at);
-    if !matches!(from, FromCompile::Users(_)) {
-        let _ = std::fs::remove_file(&list_at);
-    }
+    // The trace out of the compile's messages.
+    let traced = match &from {
+        FromCompile::Traced { .. } => match header_trace::split(&stderr) {
+            Some(t) => {
+                stderr = t.rest;
+                Some(t.headers)
+            }
+            // A precompiled header: the trace lists not all it read. This
+            // compile, and the next, scan first.
+            None => {
+                depcache::listed(&ctx.cache_dir, &key);
+                return Ok(None);
+            }
+        },
+        _ => None,
+    };
+    let list = list_at.as_ref().and_then(|at| {
+        let text = std::fs::read_to_string(at);
+        if !matches!(from, FromCompile::Users(_)) {
+            let _ = std::fs::remove_file(at);
+        }
+        text.ok()
+    });
     // The user's depfile is never an input (`own`), and is the text a hit
     // writes: the compile's own, or else the list.
-    let own = super::placement::normalize(users.as_ref().unwrap_or(&list_at));
+    let own = users
+        .as_ref()
+        .or(list_at.as_ref())
+        .map(|p| super::placement::normalize(p));
     let kept = users.as_ref().map(std::fs::read_to_string);
     let mut run = Compiled {
         code,
@@ -135,19 +163,38 @@ pub(super) async fn compile_first(
         started,
         stable: false,
     };
-    let (list, kept) = match (list, kept) {
-        (Ok(l), None) if code == 0 && listed_ok => {
-            let kept = spec.keep_depfile.then(|| l.clone());
-            (l, kept)
+    if code != 0 || !listed_ok {
+        return Err(run.ran());
+    }
+    let list = match (&from, list, traced) {
+        (
+            FromCompile::Traced {
+                probe, source_at, ..
+            },
+            _,
+            Some(headers),
+        ) => {
+            let Some(pre) = scan::preincluded(ctx, inv, job, probe, *source_at, &toolchain_root)
+            else {
+                return Err(run.ran());
+            };
+            let main = job.source().map(str::to_string);
+            scan::List::Paths(main.into_iter().chain(pre).chain(headers).collect())
         }
-        (Ok(l), Some(Ok(k))) if code == 0 && listed_ok => (l, Some(k)),
+        (_, Some(text), _) => scan::List::Depfile(text),
         _ => return Err(run.ran()),
+    };
+    let kept = match (kept, &list) {
+        (Some(Ok(k)), _) => Some(k),
+        (Some(Err(_)), _) => return Err(run.ran()),
+        (None, scan::List::Depfile(text)) => spec.keep_depfile.then(|| text.clone()),
+        (None, scan::List::Paths(_)) => None,
     };
     let listed = scan::Listed {
         kept,
         list,
         since,
-        own: Some(own),
+        own,
         // Its outputs say whether it saw where it ran (`publish`).
         predict_location: false,
     };

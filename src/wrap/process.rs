@@ -86,6 +86,20 @@ pub fn capture(inv: &Invocation, args: &[String], cwd: &Path) -> std::io::Result
     Ok(start(inv, args, cwd)?.wait()?.success())
 }
 
+/// Runs the compiler with `args` instead of the user's, stdout
+/// discarded: its stderr, when it succeeded.
+pub fn stderr_of(inv: &Invocation, args: &[String], cwd: &Path) -> Option<Vec<u8>> {
+    let out = command(inv)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .ok()?;
+    out.status.success().then_some(out.stderr)
+}
+
 /// Starts the compiler with `args` instead of the user's, its streams
 /// discarded, and does not wait.
 pub fn start(inv: &Invocation, args: &[String], cwd: &Path) -> std::io::Result<Child> {

@@ -50,13 +50,88 @@ pub fn run(
         .then(|| texts.into_iter().next())
         .flatten();
     let listed = Listed {
-        list,
+        list: List::Depfile(list),
         kept,
         since,
         own: None,
         predict_location: true,
     };
     listed.scanned(cache, &key, cwd, inv, spec, root)
+}
+
+/// What a gcc compile reads that its `-H` trace does not show: the files
+/// it includes before the source (gcc's implicit `stdc-predef.h`), which
+/// depend on its arguments alone. Found by `probe`, the list run's
+/// arguments, with `-H` and an empty source in place of the one at
+/// `source_at`: what its `-M` lists and its trace does not. Kept per
+/// toolchain, compiler, working directory, arguments and environment, so
+/// a build runs one probe per set of flags. `None`: the probe failed.
+pub fn preincluded(
+    ctx: &super::Ctx,
+    inv: &Invocation,
+    job: &dyn super::family::Job,
+    probe: &[String],
+    source_at: usize,
+    toolchain_root: &Digest,
+) -> Option<Vec<String>> {
+    let cache = &ctx.cache_dir;
+    let source = probe.get(source_at)?;
+    let mut parts: Vec<Vec<u8>> = vec![
+        b"preincluded".to_vec(),
+        inv.family.to_string().into_bytes(),
+        toolchain_root.to_string().into_bytes(),
+        inv.compiler.as_os_str().as_encoded_bytes().to_vec(),
+        inv.argv0.as_encoded_bytes().to_vec(),
+        ctx.cwd.as_os_str().as_encoded_bytes().to_vec(),
+    ];
+    // Of the source, its extension only: it says the language.
+    let name = match Path::new(source).extension() {
+        Some(ext) => format!("empty.{}", ext.to_string_lossy()),
+        None => "empty".to_string(),
+    };
+    parts.extend(probe.iter().enumerate().map(|(i, a)| match i == source_at {
+        true => name.clone().into_bytes(),
+        false => a.clone().into_bytes(),
+    }));
+    parts.extend(
+        job.env()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}").into_bytes()),
+    );
+    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    let key = depcache::key(&refs);
+    if let Some(files) = depcache::preincluded(cache, &key) {
+        return Some(files);
+    }
+    let dir = tmp_dir(cache).ok()?.join(format!(
+        "probe-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let files = (|| {
+        crate::fsutil::create_private_dir_all(&dir).ok()?;
+        let empty = dir.join(&name);
+        std::fs::write(&empty, b"").ok()?;
+        let empty = empty.to_string_lossy().into_owned();
+        let listed = dir.join("list.d");
+        let mut args = probe.to_vec();
+        args[source_at] = empty.clone();
+        args.extend([
+            "-H".into(),
+            "-MF".into(),
+            listed.to_string_lossy().into_owned(),
+        ]);
+        let stderr = process::stderr_of(inv, &args, &ctx.cwd)?;
+        let traced = crate::invocation::header_trace::split(&stderr)?.headers;
+        let text = std::fs::read_to_string(&listed).ok()?;
+        let mut files = depfile::prerequisites(&depfile::parse(&text).ok()?);
+        files.retain(|f| *f != empty && !traced.contains(f));
+        Some(files)
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    let files = files?;
+    depcache::store_preincluded(cache, &key, &files);
+    Some(files)
 }
 
 /// `<cache>/tmp`, made private.
@@ -68,8 +143,8 @@ pub fn tmp_dir(cache: &Path) -> Result<std::path::PathBuf, Reason> {
 
 /// What a scan's runs, or a compile that listed its reads itself, gave.
 pub struct Listed {
-    /// The depfile text listing the files read.
-    pub list: String,
+    /// The files read.
+    pub list: List,
     /// The depfile text a hit writes for the user, where kept.
     pub kept: Option<String>,
     /// When the runs started (`depcache::now_ns`): a file changed since
@@ -83,6 +158,16 @@ pub struct Listed {
     /// judged by its outputs instead (they name the project root or not),
     /// which costs no preprocessor run.
     pub predict_location: bool,
+}
+
+/// How the files a compile read were listed.
+pub enum List {
+    /// A depfile's text (a `-M` run's, or the compile's own `-MD`).
+    Depfile(String),
+    /// The paths, as spelled (a `-H` trace's, [`header_trace`]).
+    ///
+    /// [`header_trace`]: crate::invocation::header_trace
+    Paths(Vec<String>),
 }
 
 impl Listed {
@@ -99,8 +184,13 @@ impl Listed {
     ) -> Result<Scanned, Reason> {
         let tmp_dir = tmp_dir(cache)?;
         let since = self.since;
-        let parsed = depfile::parse(&self.list).map_err(|_| Reason::ScanFailed)?;
-        let mut spelled = depfile::prerequisites(&parsed);
+        let mut spelled = match self.list {
+            List::Depfile(text) => {
+                let parsed = depfile::parse(&text).map_err(|_| Reason::ScanFailed)?;
+                depfile::prerequisites(&parsed)
+            }
+            List::Paths(paths) => paths,
+        };
         // Some rustc versions list the depfile they were asked to write.
         spelled.retain(|s| {
             let at = placement::absolute(cwd, s);
