@@ -227,9 +227,29 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
-/// Finds the socket to dial, when a connection is needed (it may start
-/// the server that listens there).
-pub type FindSocket = Arc<dyn Fn() -> std::io::Result<PathBuf> + Send + Sync>;
+/// Finds the socket to dial, when a connection is needed.
+#[derive(Clone)]
+pub struct FindSocket {
+    /// The socket a running process recorded, if any: a file read and a
+    /// signal-0 check, on the caller's thread, dialed first. A wrapped
+    /// compile's one call then needs no thread of its own.
+    pub recorded: Arc<dyn Fn() -> Option<PathBuf> + Send + Sync>,
+    /// The socket, once one answers: it may start the process that
+    /// listens there (on a blocking thread). Asked when `recorded` names
+    /// none or its dial fails.
+    pub find: Arc<dyn Fn() -> std::io::Result<PathBuf> + Send + Sync>,
+}
+
+impl FindSocket {
+    /// The socket at `path`, always.
+    pub fn at(path: PathBuf) -> FindSocket {
+        let again = path.clone();
+        FindSocket {
+            recorded: Arc::new(move || Some(path.clone())),
+            find: Arc::new(move || Ok(again.clone())),
+        }
+    }
+}
 
 /// A connector that dials the socket `find` names, on a blocking thread.
 /// What tonic dials with: a service from the URI to a stream of type `S`.
@@ -261,7 +281,12 @@ fn unix_connector(find: FindSocket) -> impl Connector<tokio::net::UnixStream> {
     tower::service_fn(move |_: tonic::transport::Uri| {
         let find = find.clone();
         async move {
-            let path = tokio::task::spawn_blocking(move || find())
+            if let Some(path) = (find.recorded)()
+                && let Ok(stream) = tokio::net::UnixStream::connect(path).await
+            {
+                return Ok(hyper_util::rt::TokioIo::new(stream));
+            }
+            let path = tokio::task::spawn_blocking(move || (find.find)())
                 .await
                 .map_err(std::io::Error::other)??;
             let stream = tokio::net::UnixStream::connect(path).await?;
@@ -424,7 +449,7 @@ pub async fn connect(cfg: &RemoteConfig, url: &str) -> Result<(ServerUrl, Channe
         ServerUrl::Unix(path) => {
             let path = path.clone();
             endpoint
-                .connect_with_connector(unix_connector(Arc::new(move || Ok(path.clone()))))
+                .connect_with_connector(unix_connector(FindSocket::at(path.clone())))
                 .await
         }
     };

@@ -124,6 +124,12 @@ impl Daemon<'_> {
         Ok(short.join(format!("{}.sock", &digest.hex()[..16])))
     }
 
+    /// The socket of the running process as recorded, not dialed
+    /// ([`recorded`]).
+    pub fn recorded(&self) -> Option<PathBuf> {
+        recorded(&self.file("json"))
+    }
+
     /// URL of the running process, starting `recast ARGS --listen
     /// unix:SOCKET` if none answers.
     pub fn ensure(&self, args: &[std::ffi::OsString]) -> anyhow::Result<String> {
@@ -140,6 +146,22 @@ impl Daemon<'_> {
         }
         self.start(args)
     }
+}
+
+/// The socket of the recorded process, if it is alive and listens on one
+/// (not dialed: the caller's own dial says whether it answers; a failed
+/// one goes on to [`Daemon::ensure`]).
+fn recorded(state_path: &Path) -> Option<PathBuf> {
+    let text = fs::read_to_string(state_path).ok()?;
+    let state: State = serde_json::from_str(&text).ok()?;
+    let path = state.url.strip_prefix("unix:")?;
+    alive(state.pid).then(|| PathBuf::from(path))
+}
+
+/// The recorded embedded server's socket under `dir`, as [`recorded`].
+pub fn recorded_socket(dir: &Path) -> Option<PathBuf> {
+    let daemon = Daemon::server(dir);
+    recorded(&daemon.file("json"))
 }
 
 /// The recorded process, if it is alive and its socket accepts.

@@ -64,16 +64,26 @@ pub fn finder(cfg: &RemoteConfig, url: &str, idle_secs: u64) -> FindSocket {
     }
     args.push("--idle-timeout".into());
     args.push(idle_secs.to_string().into());
-    Arc::new(move || {
-        let daemon = Daemon {
-            dir: &dir,
-            name: NAME,
-        };
-        let url = daemon
-            .ensure(&args)
-            .map_err(|e| std::io::Error::other(format!("starting the recast front: {e:#}")))?;
-        Ok(PathBuf::from(url.strip_prefix("unix:").unwrap_or(&url)))
-    })
+    let recorded_dir = dir.clone();
+    FindSocket {
+        recorded: Arc::new(move || {
+            Daemon {
+                dir: &recorded_dir,
+                name: NAME,
+            }
+            .recorded()
+        }),
+        find: Arc::new(move || {
+            let daemon = Daemon {
+                dir: &dir,
+                name: NAME,
+            };
+            let url = daemon
+                .ensure(&args)
+                .map_err(|e| std::io::Error::other(format!("starting the recast front: {e:#}")))?;
+            Ok(PathBuf::from(url.strip_prefix("unix:").unwrap_or(&url)))
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -82,10 +82,15 @@ fn embedded_client(cfg: &config::RemoteConfig, env: &Env) -> anyhow::Result<Clie
     let idle = embedded::idle_timeout(env)?;
     let url = embedded::url(&dir)?;
     let store = embedded::store_dir(&dir);
-    let find = Arc::new(move || {
-        let url = embedded::ensure(&dir, idle)
-            .map_err(|e| std::io::Error::other(format!("starting the embedded server: {e:#}")))?;
-        Ok(PathBuf::from(url.strip_prefix("unix:").unwrap_or(&url)))
-    });
+    let recorded_dir = dir.clone();
+    let find = crate::remote::channel::FindSocket {
+        recorded: Arc::new(move || embedded::recorded_socket(&recorded_dir)),
+        find: Arc::new(move || {
+            let url = embedded::ensure(&dir, idle).map_err(|e| {
+                std::io::Error::other(format!("starting the embedded server: {e:#}"))
+            })?;
+            Ok(PathBuf::from(url.strip_prefix("unix:").unwrap_or(&url)))
+        }),
+    };
     Ok(Client::embedded(cfg, &url, &store, find)?)
 }
