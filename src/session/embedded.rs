@@ -148,29 +148,29 @@ impl Daemon<'_> {
     }
 }
 
+/// The recorded process's state, if that process is alive.
+fn alive_state(state_path: &Path) -> Option<State> {
+    let text = fs::read_to_string(state_path).ok()?;
+    let state: State = serde_json::from_str(&text).ok()?;
+    alive(state.pid).then_some(state)
+}
+
 /// The socket of the recorded process, if it is alive and listens on one
 /// (not dialed: the caller's own dial says whether it answers; a failed
 /// one goes on to [`Daemon::ensure`]).
 fn recorded(state_path: &Path) -> Option<PathBuf> {
-    let text = fs::read_to_string(state_path).ok()?;
-    let state: State = serde_json::from_str(&text).ok()?;
-    let path = state.url.strip_prefix("unix:")?;
-    alive(state.pid).then(|| PathBuf::from(path))
+    let state = alive_state(state_path)?;
+    state.url.strip_prefix("unix:").map(PathBuf::from)
 }
 
 /// The recorded embedded server's socket under `dir`, as [`recorded`].
 pub fn recorded_socket(dir: &Path) -> Option<PathBuf> {
-    let daemon = Daemon::server(dir);
-    recorded(&daemon.file("json"))
+    Daemon::server(dir).recorded()
 }
 
 /// The recorded process, if it is alive and its socket accepts.
 fn running(state_path: &Path) -> Option<String> {
-    let text = fs::read_to_string(state_path).ok()?;
-    let state: State = serde_json::from_str(&text).ok()?;
-    if !alive(state.pid) {
-        return None;
-    }
+    let state = alive_state(state_path)?;
     let Some(path) = state.url.strip_prefix("unix:") else {
         // An older recast's server on a TCP port, open to every local
         // user: stop it, and start one on a socket.

@@ -76,14 +76,8 @@ pub fn preincluded(
 ) -> Option<Vec<String>> {
     let cache = &ctx.cache_dir;
     let source = probe.get(source_at)?;
-    let mut parts: Vec<Vec<u8>> = vec![
-        b"preincluded".to_vec(),
-        inv.family.to_string().into_bytes(),
-        toolchain_root.to_string().into_bytes(),
-        inv.compiler.as_os_str().as_encoded_bytes().to_vec(),
-        inv.argv0.as_encoded_bytes().to_vec(),
-        ctx.cwd.as_os_str().as_encoded_bytes().to_vec(),
-    ];
+    let mut parts = compiler_parts(inv, toolchain_root, &ctx.cwd);
+    parts.push(b"preincluded".to_vec());
     // Of the source, its extension only: it says the language.
     let name = match Path::new(source).extension() {
         Some(ext) => format!("empty.{}", ext.to_string_lossy()),
@@ -293,19 +287,25 @@ pub fn key(
     env: &[(String, String)],
     root: Option<&Path>,
 ) -> Digest {
-    let mut parts: Vec<Vec<u8>> = vec![
-        inv.family.to_string().into_bytes(),
-        toolchain_root.to_string().into_bytes(),
-        inv.compiler.as_os_str().as_encoded_bytes().to_vec(),
-        inv.argv0.as_encoded_bytes().to_vec(),
-        cwd.as_os_str().as_encoded_bytes().to_vec(),
-        root.map_or(Vec::new(), |r| r.as_os_str().as_encoded_bytes().to_vec()),
-    ];
+    let mut parts = compiler_parts(inv, toolchain_root, cwd);
+    parts.push(root.map_or(Vec::new(), |r| r.as_os_str().as_encoded_bytes().to_vec()));
     parts.extend(inv.args.iter().map(|a| a.as_encoded_bytes().to_vec()));
     parts.extend(env.iter().map(|(k, v)| format!("{k}={v}").into_bytes()));
     parts.extend(spec.key.iter().cloned());
     let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
     depcache::key(&refs)
+}
+
+/// The first parts of a scan's or a probe's key: which compiler, from
+/// which toolchain, called how, where.
+fn compiler_parts(inv: &Invocation, toolchain_root: &Digest, cwd: &Path) -> Vec<Vec<u8>> {
+    vec![
+        inv.family.to_string().into_bytes(),
+        toolchain_root.to_string().into_bytes(),
+        inv.compiler.as_os_str().as_encoded_bytes().to_vec(),
+        inv.argv0.as_encoded_bytes().to_vec(),
+        cwd.as_os_str().as_encoded_bytes().to_vec(),
+    ]
 }
 
 /// One scan run: its depfile's text. A failing scan means the compile
