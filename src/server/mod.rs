@@ -9,6 +9,7 @@
 //! `cas::store` implementations; running a command is `runner`'s business.
 
 pub mod action_cache;
+mod answers;
 pub mod auth;
 pub mod bytestream;
 pub mod capabilities;
@@ -296,20 +297,14 @@ impl Services {
             ))
             // Results carry inlined outputs: compressed for a client that
             // asks (one whose server is far), never for one that does not.
-            .add_service(
-                svc!(
-                    ActionCacheServer,
-                    ActionCacheService::new(self.store.clone(), self.ac.clone())
-                )
-                .send_compressed(CompressionEncoding::Zstd),
-            )
-            .add_service(
-                svc!(
-                    ExecutionServer,
-                    ExecutionService::new(self.executor.clone())
-                )
-                .send_compressed(CompressionEncoding::Zstd),
-            )
+            .add_service(answers::Zstd(svc!(
+                ActionCacheServer,
+                ActionCacheService::new(self.store.clone(), self.ac.clone())
+            )))
+            .add_service(answers::Zstd(svc!(
+                ExecutionServer,
+                ExecutionService::new(self.executor.clone())
+            )))
             .add_service(svc!(OperationsServer, OperationsService::new(ops)))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await

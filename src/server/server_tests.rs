@@ -140,7 +140,9 @@ async fn executes_over_grpc_with_typed_operations() {
     .encode_to_vec())
     .await;
 
-    let mut exec = ExecutionClient::new(ch.clone());
+    // Operations stream back zstd-framed to a caller that accepts it.
+    let mut exec =
+        ExecutionClient::new(ch.clone()).accept_compressed(tonic::codec::CompressionEncoding::Zstd);
     let mut stream = exec
         .execute(reapi::ExecuteRequest {
             action_digest: Some(action.to_proto()),
@@ -189,4 +191,61 @@ async fn executes_over_grpc_with_typed_operations() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
+}
+
+#[tokio::test]
+async fn results_are_zstd_for_callers_that_accept_it_and_plain_for_others() {
+    use crate::proto::reapi::action_cache_client::ActionCacheClient;
+    let (_dir, ch) = start().await;
+    // An output that compresses well, stored, and a result naming it.
+    let object: Vec<u8> = (0..20_000u32).map(|i| (i % 13) as u8).collect();
+    let d = Digest::of_bytes(&object);
+    ContentAddressableStorageClient::new(ch.clone())
+        .batch_update_blobs(reapi::BatchUpdateBlobsRequest {
+            requests: vec![reapi::batch_update_blobs_request::Request {
+                digest: Some(d.to_proto()),
+                data: object.clone(),
+                compressor: 0,
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let action = Digest::of_bytes(b"an action");
+    let result = reapi::ActionResult {
+        output_files: vec![reapi::OutputFile {
+            path: "out.o".into(),
+            digest: Some(d.to_proto()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut plain = ActionCacheClient::new(ch.clone());
+    plain
+        .update_action_result(reapi::UpdateActionResultRequest {
+            action_digest: Some(action.to_proto()),
+            action_result: Some(result),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ask = reapi::GetActionResultRequest {
+        action_digest: Some(action.to_proto()),
+        inline_output_files: vec!["out.o".into()],
+        ..Default::default()
+    };
+    let zstd = tonic::codec::CompressionEncoding::Zstd;
+    for (mut client, encoding) in [
+        (plain.clone(), None),
+        (plain.accept_compressed(zstd), Some("zstd")),
+    ] {
+        let got = client.get_action_result(ask.clone()).await.unwrap();
+        assert_eq!(
+            got.metadata()
+                .get("grpc-encoding")
+                .map(|v| v.to_str().unwrap()),
+            encoding
+        );
+        assert_eq!(got.into_inner().output_files[0].contents, object);
+    }
 }
