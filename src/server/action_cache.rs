@@ -214,6 +214,30 @@ pub fn get_action_result(
     Ok(result)
 }
 
+/// Results whose blobs add up to at most this many bytes, with no output
+/// directory, are [`light`].
+const LIGHT: i64 = 64 << 10;
+
+/// Whether the stored result `req` asks for is small enough to read on an
+/// async thread: a few page-cache reads of some KB each. Anything else
+/// (or unreadable) is read on a blocking thread.
+fn light(ac: &DiskActionCache, req: &reapi::GetActionResultRequest) -> bool {
+    let Some(Ok(action)) = req.action_digest.as_ref().map(Digest::from_proto) else {
+        return false;
+    };
+    let Ok(Some(r)) = ac.get(&action) else {
+        return false;
+    };
+    let sizes = r
+        .output_files
+        .iter()
+        .filter_map(|f| f.digest.as_ref())
+        .chain(&r.stdout_digest)
+        .chain(&r.stderr_digest)
+        .map(|d| d.size_bytes.max(0));
+    r.output_directories.is_empty() && sizes.sum::<i64>() <= LIGHT
+}
+
 /// UpdateActionResult: stores the result as given and returns it.
 pub fn update_action_result(
     ac: &DiskActionCache,
@@ -252,7 +276,13 @@ impl ActionCache for ActionCacheService {
         super::auth::require(&request, super::auth::Scope::Read)?;
         let req = request.into_inner();
         let (store, ac) = (self.store.clone(), self.ac.clone());
-        let result = blocking(move || get_action_result(&*store, &ac, &req)).await;
+        // A compile's result is read here: handing it to a blocking thread
+        // and back cost more than the reads (0.15 ms of a 2.5 ms hit).
+        let result = if light(&ac, &req) {
+            get_action_result(&*store, &ac, &req)
+        } else {
+            blocking(move || get_action_result(&*store, &ac, &req)).await
+        };
         tracing::debug!(hit = result.is_ok(), "GetActionResult");
         Ok(tonic::Response::new(result?))
     }
@@ -323,6 +353,38 @@ mod tests {
                 ..Default::default()
             },
         )
+    }
+
+    #[test]
+    fn small_results_without_directories_are_light() {
+        let f = Fixture::new();
+        let ask = |action: &Digest| reapi::GetActionResultRequest {
+            action_digest: Some(action.to_proto()),
+            ..Default::default()
+        };
+        let (with_dir, _, _) = result_with(&f);
+        let small = reapi::ActionResult {
+            output_directories: vec![],
+            ..with_dir.clone()
+        };
+        let big_file = f.put(&vec![7; LIGHT as usize + 1]);
+        let big = reapi::ActionResult {
+            output_files: vec![reapi::OutputFile {
+                path: "a.o".into(),
+                digest: Some(big_file.to_proto()),
+                ..Default::default()
+            }],
+            ..small.clone()
+        };
+        let mut light_of = |r: &reapi::ActionResult, name: &[u8]| {
+            let action = Digest::of_bytes(name);
+            f.ac.put(&action, r).unwrap();
+            light(&f.ac, &ask(&action))
+        };
+        assert!(light_of(&small, b"small"));
+        assert!(!light_of(&with_dir, b"with a directory"));
+        assert!(!light_of(&big, b"big"));
+        assert!(!light(&f.ac, &ask(&Digest::of_bytes(b"never stored"))));
     }
 
     #[test]
