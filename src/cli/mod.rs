@@ -116,9 +116,13 @@ pub fn main(argv: Vec<std::ffi::OsString>) -> ExitCode {
     ) {
         quiet_on_closed_pipe();
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let runtime = match if matches!(cli.command, Command::Front(_)) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    }
+    .enable_all()
+    .build()
     {
         Ok(rt) => rt,
         Err(e) => {
