@@ -103,14 +103,22 @@ pub fn ensure_private_dir(dir: &Path) -> Result<Privacy, PrivacyError> {
 
 /// Opens `path` for appending, creating it 0600 (and its directory 0700).
 pub fn append_private(path: &Path) -> io::Result<File> {
-    if let Some(dir) = path.parent() {
-        create_private_dir_all(dir)?;
+    let open = || {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(PRIVATE_FILE)
+            .open(path)
+    };
+    // The directory is made only when missing: every compile appends its
+    // stats line, and two calls to find it there cost more than the write.
+    match (open(), path.parent()) {
+        (Err(e), Some(dir)) if e.kind() == io::ErrorKind::NotFound => {
+            create_private_dir_all(dir)?;
+            open()
+        }
+        (opened, _) => opened,
     }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(PRIVATE_FILE)
-        .open(path)
 }
 
 /// Creates (or truncates) `path` with mode 0600, its directory 0700.

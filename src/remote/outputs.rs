@@ -212,6 +212,10 @@ fn checked_inline(
     digest: Digest,
     data: &[u8],
 ) -> Result<Option<Vec<u8>>, RemoteError> {
+    // Empty is empty, inlined or not: nothing to fetch.
+    if digest == Digest::EMPTY {
+        return Ok(Some(Vec::new()));
+    }
     if data.is_empty() {
         return Ok(None);
     }

@@ -376,7 +376,7 @@ mod tests {
             }],
             ..small.clone()
         };
-        let mut light_of = |r: &reapi::ActionResult, name: &[u8]| {
+        let light_of = |r: &reapi::ActionResult, name: &[u8]| {
             let action = Digest::of_bytes(name);
             f.ac.put(&action, r).unwrap();
             light(&f.ac, &ask(&action))

@@ -142,20 +142,20 @@ pub struct Stamped {
     stamp: Stamp,
 }
 
-/// The fast entry for `key` if every file and tool it lists is unchanged.
-pub fn lookup_fast(cache_dir: &Path, key: &Digest) -> Option<FastHit> {
+/// The fast entry for `key` as it was stored, unchecked: nothing may be
+/// answered from it before [`FastHit::unchanged`] says so.
+pub fn read_fast(cache_dir: &Path, key: &Digest) -> Option<FastHit> {
     let bytes = std::fs::read(fast_path(cache_dir, key)).ok()?;
     let fast: FastHit = serde_json::from_slice(&bytes).ok()?;
-    if fast.schema != SCHEMA {
-        return None;
-    }
-    let same = |p: &Path, s: &Stamp| std::fs::metadata(p).is_ok_and(|m| Stamp::of(&m) == *s);
-    if fast.tools.iter().all(|(p, s)| same(p, s))
-        && fast.files.iter().all(|f| same(&f.path, &f.stamp))
-    {
-        Some(fast)
-    } else {
-        None
+    (fast.schema == SCHEMA).then_some(fast)
+}
+
+impl FastHit {
+    /// Whether every file and tool the entry lists has its stamp still.
+    pub fn unchanged(&self) -> bool {
+        let same = |p: &Path, s: &Stamp| std::fs::metadata(p).is_ok_and(|m| Stamp::of(&m) == *s);
+        self.tools.iter().all(|(p, s)| same(p, s))
+            && self.files.iter().all(|f| same(&f.path, &f.stamp))
     }
 }
 
@@ -361,7 +361,9 @@ mod tests {
         let key = Digest::of_bytes(b"key");
         std::fs::create_dir_all(fast_path(dir.path(), &key).parent().unwrap()).unwrap();
         save(dir.path(), &fast_path(dir.path(), &key), &fast);
-        let hit = lookup_fast(dir.path(), &key).expect("unchanged: a hit");
+        let hit = read_fast(dir.path(), &key)
+            .filter(FastHit::unchanged)
+            .expect("unchanged: a hit");
         assert_eq!(
             (hit.action, hit.outputs, hit.depfile),
             (fast.action, fast.outputs, fast.depfile)
@@ -369,7 +371,8 @@ mod tests {
         assert_eq!(hit.files[0].path, file);
         assert_eq!(hit.files[0].stamp, stamp);
         std::fs::write(&file, b"#define A 22\n").unwrap();
-        assert!(lookup_fast(dir.path(), &key).is_none(), "a changed file");
+        let entry = read_fast(dir.path(), &key).expect("stored");
+        assert!(!entry.unchanged(), "a changed file");
     }
 
     #[test]

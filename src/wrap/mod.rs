@@ -295,8 +295,9 @@ pub fn main(argv: Vec<OsString>, name: OsString, args_from: usize) -> ExitCode {
     };
     tracing::debug!(elapsed = ?ctx.started.elapsed(), "runtime");
     let ending = runtime.block_on(pipeline::run(&ctx, &inv));
-    // Leave background tasks (connections) behind without waiting.
-    runtime.shutdown_background();
+    // Background tasks (connections) are left to the process's exit, which
+    // closes their sockets; dropping them here first cost 0.1 ms a hit.
+    std::mem::forget(runtime);
     match ending {
         pipeline::Ending::Replay {
             stdout,

@@ -499,36 +499,60 @@ pub async fn lookup_digest(
     landing: &Landing,
     ask: Ask,
 ) -> Result<Option<Finished>, Failure> {
-    let t = Instant::now();
-    let local = client.local_result(digest);
-    let from_store = local.is_some();
-    let result = match local {
-        Some(r) => r,
-        None if ask == Ask::Here => return Ok(None),
-        None => {
-            let asked = client
-                .for_action(digest)
-                .get_action_result_inline(digest, outputs)
-                .await
-                .map_err(|e| Failure::of(&e))?;
-            let Some(r) = asked else {
-                return Ok(None);
-            };
-            r
+    match cached(client, digest, outputs, ask).await? {
+        Some((result, local)) => {
+            land_cached(client, digest, &result, local, outputs, landing).await
         }
-    };
-    tracing::debug!(elapsed = ?t.elapsed(), local = from_store, "GetActionResult");
-    let keep = (!from_store).then_some(digest);
-    match land(client, &result, outputs, landing, keep).await {
+        None => Ok(None),
+    }
+}
+
+/// The cached result for `digest` with `outputs` inlined where the server
+/// can, and whether it came from this machine; nothing is written.
+pub async fn cached(
+    client: &Client,
+    digest: &Digest,
+    outputs: &[String],
+    ask: Ask,
+) -> Result<Option<(reapi::ActionResult, bool)>, Failure> {
+    let t = Instant::now();
+    if let Some(r) = client.local_result(digest) {
+        tracing::debug!(elapsed = ?t.elapsed(), local = true, "GetActionResult");
+        return Ok(Some((r, true)));
+    }
+    if ask == Ask::Here {
+        return Ok(None);
+    }
+    let asked = client
+        .for_action(digest)
+        .get_action_result_inline(digest, outputs)
+        .await
+        .map_err(|e| Failure::of(&e))?;
+    tracing::debug!(elapsed = ?t.elapsed(), local = false, "GetActionResult");
+    Ok(asked.map(|r| (r, false)))
+}
+
+/// A result [`cached`] found, its outputs in place (`local`: it came from
+/// this machine's tier, so it is not kept there again).
+pub async fn land_cached(
+    client: &Client,
+    digest: &Digest,
+    result: &reapi::ActionResult,
+    local: bool,
+    outputs: &[String],
+    landing: &Landing,
+) -> Result<Option<Finished>, Failure> {
+    let keep = (!local).then_some(digest);
+    match land(client, result, outputs, landing, keep).await {
         Ok((stdout, stderr, down)) => Ok(Some(Finished {
             code: result.exit_code,
             stdout,
             stderr,
             cached: true,
-            local: from_store,
+            local,
             up: 0,
             down,
-            original: original_duration(&result),
+            original: original_duration(result),
         })),
         // Evicted blobs behind a cached result: a miss, not a failure.
         Err(f) if f.cause == Cause::MissingBlobs => Ok(None),

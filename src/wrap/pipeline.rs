@@ -727,7 +727,7 @@ fn fast_key(ctx: &Ctx, inv: &Invocation, job: &dyn Job) -> Digest {
 /// Answers a compile seen before from the action cache, skipping the
 /// toolchain, the scan and the input root; `None`: take the slow path.
 async fn fast_hit(ctx: &Ctx, job: &dyn Job, key: &Digest) -> Option<Flow> {
-    let fast = depcache::lookup_fast(&ctx.cache_dir, key)?;
+    let fast = depcache::read_fast(&ctx.cache_dir, key)?;
     let client = match ctx.client().await {
         Ok(c) => c,
         Err(e) => return Some(Flow::fallback(Cause::Unreachable, format!("{e:#}"))),
@@ -736,15 +736,35 @@ async fn fast_hit(ctx: &Ctx, job: &dyn Job, key: &Digest) -> Option<Flow> {
         Some(l) => l.clone(),
         None => on_server::Landing::beside(&ctx.cwd, &fast.outputs),
     };
-    let f = match on_server::lookup_digest(
-        client,
-        &fast.action,
-        &fast.outputs,
-        &landing,
-        on_server::Ask::Both,
-    )
-    .await
-    {
+    // The lookup goes out before the entry's files are checked, so a far
+    // server's round trip hides their stat calls; its answer is used only
+    // if every file is unchanged.
+    let asking = on_server::cached(client, &fast.action, &fast.outputs, on_server::Ask::Both);
+    let mut asking = std::pin::pin!(asking);
+    let early = sent(&mut asking).await;
+    if !fast.unchanged() {
+        return None;
+    }
+    let asked = match early {
+        Some(ended) => ended,
+        None => asking.await,
+    };
+    let landed = match asked {
+        Ok(Some((result, local))) => {
+            on_server::land_cached(
+                client,
+                &fast.action,
+                &result,
+                local,
+                &fast.outputs,
+                &landing,
+            )
+            .await
+        }
+        Ok(None) => Ok(None),
+        Err(e) => Err(e),
+    };
+    let f = match landed {
         Ok(Some(f)) if f.code == 0 => f,
         Ok(_) => return None,
         Err(e) if e.cause == Cause::LocationLeak => {
@@ -762,6 +782,18 @@ async fn fast_hit(ctx: &Ctx, job: &dyn Job, key: &Digest) -> Option<Flow> {
     }
     tracing::debug!(elapsed = ?ctx.started.elapsed(), "fast hit");
     Some(hit(ctx, f))
+}
+
+/// Drives `call` until it waits on its answer (its request written, as far
+/// as a few turns of the runtime take it) or ends; `Some`: it ended.
+async fn sent<F: Future + Unpin>(call: &mut F) -> Option<F::Output> {
+    for _ in 0..8 {
+        if let std::task::Poll::Ready(v) = futures::poll!(&mut *call) {
+            return Some(v);
+        }
+        tokio::task::yield_now().await;
+    }
+    None
 }
 
 /// A result from the action cache, its outputs in place.
