@@ -113,8 +113,8 @@ pub struct Entry {
 /// compile from the action cache without packaging the toolchain or
 /// building the input root again (the wrapper's hit path). Written with
 /// each file [`Seen`] whole; the hit path reads it as [`FastHit`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fast<F = Seen> {
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Fast<Files = Vec<Seen>> {
     pub schema: u32,
     /// The action whose result is in the cache.
     pub action: Digest,
@@ -124,16 +124,18 @@ pub struct Fast<F = Seen> {
     #[serde(default)]
     pub landing: Option<super::on_server::Landing>,
     /// The files the compile reads (as the scan found them).
-    pub files: Vec<F>,
+    pub files: Files,
     /// The compiler and the toolchain's programs (cc1, as, …): a changed
     /// one means another toolchain, so the slow path decides again.
     pub tools: Vec<(PathBuf, Stamp)>,
     pub depfile: Option<String>,
 }
 
-/// A [`Fast`] entry as the hit path reads it: of each file only where it
-/// is and its stamp (its digest and spelling are skipped, not parsed).
-pub type FastHit = Fast<Stamped>;
+/// A [`Fast`] entry as the hit path reads it: its file list is kept as
+/// text until [`FastHit::unchanged`] reads of each file only where it is
+/// and its stamp (its digest and spelling are skipped, not parsed), so the
+/// lookup goes out after the short part is read.
+pub type FastHit = Fast<Box<serde_json::value::RawValue>>;
 
 /// A [`Seen`] as the hit path reads it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,8 +156,10 @@ impl FastHit {
     /// Whether every file and tool the entry lists has its stamp still.
     pub fn unchanged(&self) -> bool {
         let same = |p: &Path, s: &Stamp| std::fs::metadata(p).is_ok_and(|m| Stamp::of(&m) == *s);
-        self.tools.iter().all(|(p, s)| same(p, s))
-            && self.files.iter().all(|f| same(&f.path, &f.stamp))
+        let Ok(files) = serde_json::from_str::<Vec<Stamped>>(self.files.get()) else {
+            return false;
+        };
+        self.tools.iter().all(|(p, s)| same(p, s)) && files.iter().all(|f| same(&f.path, &f.stamp))
     }
 }
 
@@ -368,8 +372,9 @@ mod tests {
             (hit.action, hit.outputs, hit.depfile),
             (fast.action, fast.outputs, fast.depfile)
         );
-        assert_eq!(hit.files[0].path, file);
-        assert_eq!(hit.files[0].stamp, stamp);
+        let files: Vec<Stamped> = serde_json::from_str(hit.files.get()).unwrap();
+        assert_eq!(files[0].path, file);
+        assert_eq!(files[0].stamp, stamp);
         std::fs::write(&file, b"#define A 22\n").unwrap();
         let entry = read_fast(dir.path(), &key).expect("stored");
         assert!(!entry.unchanged(), "a changed file");
