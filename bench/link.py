@@ -210,11 +210,13 @@ class Link:
                 pass
 
 
-def excess(profile, n=30):
-    """What the emulation adds to a round trip beyond the profile's own:
-    a 100-byte ping answered at once by an echo server behind a link of
-    `profile` (the proxy's threads and its sleeps' overshoot), median of
-    `n`, in seconds."""
+def excess(profile, n=30, up=100, down=100):
+    """What the link adds to a round trip beyond the profile's delay: a
+    ping of `up` bytes answered at once with `down` bytes by a server
+    behind a link of `profile` (the proxy's threads, its sleeps'
+    overshoot, and the bytes' time on the line), median of `n`, in
+    seconds. With the sizes of a call, it is that call's time on the link
+    when both ends answer at once."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
@@ -222,8 +224,12 @@ def excess(profile, n=30):
     def echo():
         conn, _ = server.accept()
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        got = 0
         while data := conn.recv(CHUNK):
-            conn.sendall(data)
+            got += len(data)
+            if got >= up:
+                got -= up
+                conn.sendall(b"a" * down)
         conn.close()
 
     threading.Thread(target=echo, daemon=True).start()
@@ -234,9 +240,9 @@ def excess(profile, n=30):
         times = []
         for _ in range(n + 1):
             t = time.monotonic()
-            client.sendall(b"p" * 100)
+            client.sendall(b"p" * up)
             got = 0
-            while got < 100:
+            while got < down:
                 got += len(client.recv(CHUNK))
             times.append(time.monotonic() - t)
         client.close()

@@ -142,8 +142,14 @@ def measure(name, rtt, link, url, recast, proj, base, tmp, args, plain, ccache, 
     seen = per_file(proj, argv, env("seen", RECAST_FRONT="off"), args.hits)
     direct = per_file(proj, argv, env("direct", RECAST_FRONT="off", RECAST_TIER_SIZE="0"),
                       args.hits)
-    front = per_file(proj, argv, env("front", RECAST_FRONT="on", RECAST_TIER_SIZE="0"),
-                     args.hits)
+    front_env = env("front", RECAST_FRONT="on", RECAST_TIER_SIZE="0")
+    front = per_file(proj, argv, front_env, args.hits)
+    # The bytes one such hit puts on the link (per_file: 1 + 4 calls), and
+    # the link's own time for a round trip of that size.
+    up0, down0 = link.counters()
+    per_file(proj, argv, front_env, 4)
+    hit_up, hit_down = ((b - a) // 5 for a, b in zip((up0, down0), link.counters()))
+    carried = excess(name, up=hit_up, down=hit_down)
 
     def warm(tag, front_setting, **extra):
         times, ups, downs = [], [], []
@@ -212,7 +218,10 @@ def measure(name, rtt, link, url, recast, proj, base, tmp, args, plain, ccache, 
     print(f"                 server, direct  {fmt(direct)}   {direct / rtt:5.2f} round trips")
     print(f"                 server, front   {fmt(front)}   {front / rtt:5.2f} round trips, "
           f"{(front - rtt) * 1000:+.1f} ms over one; "
-          f"{(front - rtt - emulation) * 1000:+.1f} ms net of the emulation (aim <= +3)")
+          f"{(front - rtt - emulation) * 1000:+.1f} ms net of a ping's emulation")
+    print(f"                                 {hit_up} B up, {hit_down} B down a hit; "
+          f"{(front - rtt - carried) * 1000:+.1f} ms over the link's own time for them "
+          f"({carried * 1000:.2f} ms beyond the delay) (aim <= +3)")
     print(f"  warm make -j2  direct          {fmt(warm_direct[0])}   "
           f"up {warm_direct[1] / kib:7.0f} KiB  down {warm_direct[2] / kib:7.0f} KiB")
     print(f"                 front           {fmt(warm_front[0])}   "
