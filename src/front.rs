@@ -17,9 +17,11 @@
 //!   and no front; the server still checks every call, with the wrapper's
 //!   own headers (its tokens) forwarded. A bug here can lose a call, never
 //!   change an answer.
-//! - Not a bottleneck: forwarding is a copy of frames on the front's
-//!   runtime, with no lock between callers; HTTP/2 flow control carries
-//!   back-pressure both ways.
+//! - Not a bottleneck: forwarding is a copy of frames on the front's one
+//!   thread (`cli` gives `recast front` a current-thread runtime: frames
+//!   that crossed threads cost a far hit more than they saved), with no
+//!   lock between callers; HTTP/2 flow control carries back-pressure both
+//!   ways.
 //! - Not a start-up race: it is started as the embedded server is
 //!   (`session::daemon`, under a lock, its socket checked before reuse), and
 //!   a wrapper that cannot reach it compiles locally, as with any server

@@ -116,6 +116,7 @@ pub fn main(argv: Vec<std::ffi::OsString>) -> ExitCode {
     ) {
         quiet_on_closed_pipe();
     }
+    // The front only copies frames: on one thread they never cross threads.
     let runtime = match if matches!(cli.command, Command::Front(_)) {
         tokio::runtime::Builder::new_current_thread()
     } else {
