@@ -258,12 +258,13 @@ def first_compile(recast, project, profile, base, tmp):
     env = dict(base, RECAST_CACHE_DIR=str(cache), RECAST_FRONT="on",
                RECAST_REMOTE=f"grpc://127.0.0.1:{link.port}", RECAST_MODE="remote",
                RECAST_TOOLCHAIN_UPLOAD="background", RECAST_COMPRESSION="always",
-               RECAST_CONFIG=str(tmp / "none.toml"))
+               RECAST_PUBLISH="background", RECAST_CONFIG=str(tmp / "none.toml"))
     try:
         first = run_one(project, env, recast)
         upload = wait_upload(cache)
         up = link.counters()[0]
-        # Once the toolchain is there, the same compile runs remotely.
+        # Once the toolchain is there, the same compile again: a hit, the
+        # first one's result having gone up meanwhile.
         second = run_one(project, env, recast)
         stop_recast(recast, env)
         return dict(first=first, upload=upload, upload_bytes=up, second=second)
@@ -385,7 +386,7 @@ def report(results, profile, project, args):
     print(f"{'first':<14}{fmt(plain['one']):>11}{none:>13}{fmt(fc['first']):>11}"
           f"{fmt(sd['first']) if sd else none:>14}   (recast: one compile, here, while "
           f"{fc['upload_bytes'] / 2**20:.0f} MiB go up in {fc['upload']:.1f} s; then "
-          f"{fmt(fc['second']).strip()} remotely; sccache-dist: its first build)")
+          f"{fmt(fc['second']).strip()} again, a hit; sccache-dist: its first build)")
     print(f"{'one hit':<14}{fmt(plain['one']):>11}{fmt(co['hit']):>13}{fmt(rx['hit']):>11}"
           f"{fmt(sd['hit']) if sd else none:>14}   (plain: the compile itself)")
     for mode, r in (("cache-only", co), ("remote", rx)):

@@ -268,11 +268,11 @@ fn a_toolchain_the_server_lacks_goes_up_in_the_background_while_compiles_run_her
                 .current_dir(&proj),
         );
     }
-    let compile = |name: &str| {
+    let compile_with = |cache: &Path, name: &str| {
         let out = proj.join(format!("{name}.o"));
         let _ = fs::remove_file(&out);
         let mut cmd = recast_with_cache(
-            &cache,
+            cache,
             [
                 "gcc",
                 "-O2",
@@ -301,11 +301,13 @@ fn a_toolchain_the_server_lacks_goes_up_in_the_background_while_compiles_run_her
             "{name}.o differs from gcc's"
         );
     };
+    let compile = |name: &str| compile_with(&cache, name);
     // The first compile finds gcc's toolchain missing (over 100 MB): it
-    // starts the upload in a process of its own and compiles here.
+    // starts the upload in a process of its own and compiles here at once.
     compile("a");
     let s = stats(&cache);
     assert_eq!(reason(&s, "local_reasons", "toolchain_uploading"), 1, "{s}");
+    assert_eq!(count(&s, "compiled_first"), 1, "{s}");
     assert_eq!(count(&s, "remote_executions"), 0, "{s}");
     let log = wait_for_the_upload(&cache);
     assert!(log.contains("recast: uploaded gcc"), "{log}");
@@ -317,6 +319,19 @@ fn a_toolchain_the_server_lacks_goes_up_in_the_background_while_compiles_run_her
     let s = stats(&cache);
     assert_eq!(count(&s, "remote_executions"), 1, "{s}");
     assert_eq!(count(&s, "fallbacks"), 0, "{s}");
+    // What the first compile made here was kept and published as a
+    // cache-only result is: the same compile hits, here and from another
+    // machine (another cache dir), with nothing run again.
+    compile("a");
+    let s = stats(&cache);
+    assert_eq!(count(&s, "cache_hits"), 1, "{s}");
+    assert_eq!(count(&s, "remote_executions"), 1, "{s}");
+    let other = tmp.path().join("other-machine");
+    compile_with(&other, "a");
+    let s = stats(&other);
+    assert_eq!(count(&s, "cache_hits"), 1, "{s}");
+    assert_eq!(count(&s, "local_hits"), 0, "{s}");
+    assert_eq!(count(&s, "remote_executions"), 0, "{s}");
 }
 
 /// Waits (two minutes at most) until the background upload that a

@@ -44,8 +44,9 @@ impl Compiled {
     }
 }
 
-/// Cache-only against the embedded server, for a compile whose scan was
-/// never stored (a first build): the compile runs here at once, listing
+/// Cache-only against the embedded server (or any server while the
+/// compile's toolchain goes up to it: `uploading`), for a compile whose
+/// scan was never stored (a first build): the compile runs here at once, listing
 /// what it reads itself (gcc's and clang's `-MD`: the list `-M` gives;
 /// under `-MMD`, gcc's `-H` trace where it changes no output, else a `-M`
 /// run beside it),
@@ -60,8 +61,10 @@ pub(super) async fn compile_first(
     job: &dyn Job,
     spec: &ScanSpec,
     toolchain_root: Digest,
+    uploading: bool,
 ) -> Result<Option<(Scanned, Compiled)>, Flow> {
-    if ctx.wrap.mode != Mode::CacheOnly || ctx.remote.endpoint != Endpoint::Embedded {
+    let embedded = ctx.wrap.mode == Mode::CacheOnly && ctx.remote.endpoint == Endpoint::Embedded;
+    if !embedded && !uploading {
         return Ok(None);
     }
     let Some(from) = spec.from_compile.clone() else {

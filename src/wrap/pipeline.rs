@@ -96,6 +96,10 @@ async fn run_planned(
 ) -> Flow {
     if ctx.wrap.mode == Mode::CacheOnly {
         here::cache_only(ctx, inv, job, p, key, Reason::CacheMiss).await
+    } else if p.uploading {
+        // The server lacks the toolchain for now: a hit, else compiled
+        // here with its result kept and published, so the next build hits.
+        here::cache_only(ctx, inv, job, p, key, Reason::ToolchainUploading).await
     } else if job.links() && ctx.publishes_later(&p.client) {
         // Across a network, a linked program's megabytes cost more to
         // fetch than to compile, and its result goes up while the build
@@ -247,6 +251,9 @@ pub struct Planned {
     pub launcher: Option<Tool>,
     /// The compile, when it already ran here ([`here::compile_first`]).
     pub compiled: Option<here::Compiled>,
+    /// A toolchain is still going up in the background: the compile runs
+    /// here, cache-only, meanwhile.
+    pub uploading: bool,
 }
 
 impl Planned {
@@ -298,6 +305,19 @@ impl RootedForm {
         let prepared = prepare::build(site, &self.tools, scanned, &self.spec, job).ok()?;
         Some(RootedForm { prepared, ..self })
     }
+}
+
+/// Whether a toolchain of `tools` is still going up to `client`'s server
+/// in the background (each is sent, or its upload started, if missing).
+async fn uploading(ctx: &Ctx, client: &Client, tools: &[Tool]) -> Result<bool, Flow> {
+    let mut uploading = false;
+    for t in tools {
+        if let Some(bundle) = t.bundle() {
+            uploading |= super::upload::ensure(ctx, client, bundle).await?
+                == super::upload::Toolchain::Uploading;
+        }
+    }
+    Ok(uploading)
 }
 
 /// Everything up to the action: toolchains, platform, server, scan,
@@ -368,17 +388,11 @@ async fn plan_with(
             }
         }
     }
-    if ctx.wrap.mode == Mode::Remote {
-        for t in &tools {
-            if let Some(bundle) = t.bundle() {
-                super::upload::ensure(ctx, &client, bundle).await?;
-            }
-        }
-    }
+    let mut uploading = ctx.wrap.mode == Mode::Remote && uploading(ctx, &client, &tools).await?;
     let scan = job.scan(ctx).map_err(Flow::local)?;
     // Not for a twin (planned with no hit-path key): it is not this compile.
     let first = match fast_key {
-        Some(_) => here::compile_first(ctx, inv, job, &scan, toolchain_root).await?,
+        Some(_) => here::compile_first(ctx, inv, job, &scan, toolchain_root, uploading).await?,
         None => None,
     };
     let scanned = match first {
@@ -418,11 +432,7 @@ async fn plan_with(
             };
             tools = rooted.clone();
             if ctx.wrap.mode == Mode::Remote {
-                for t in &tools {
-                    if let Some(bundle) = t.bundle() {
-                        super::upload::ensure(ctx, &client, bundle).await?;
-                    }
-                }
+                uploading |= self::uploading(ctx, &client, &tools).await?;
             }
             spec = job.action(ctx, &scanned, &tools).map_err(Flow::local)?;
             layout = Layout::Namespaced;
@@ -467,6 +477,7 @@ async fn plan_with(
         rooted_form,
         launcher,
         compiled: None,
+        uploading,
     })
 }
 

@@ -696,6 +696,7 @@ impl RustJob {
         };
         let job = RustJob::new(rw, self.args.clone(), Purpose::Twin);
         let planned = match pipeline::plan(ctx, inv, &job, None).await {
+            Ok(p) if p.uploading => return failed("its toolchain is still uploading".into()),
             Ok(p) => p,
             Err(super::Flow::Local(e)) => {
                 return failed(format!("{:?}", e.local.or(e.fallback).unwrap_or_default()));

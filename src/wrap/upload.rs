@@ -14,14 +14,17 @@
 //! `<cache>/uploads/NAME.json`, starts `recast toolchain push-pending` on
 //! it in a process of its own, and compiles here
 //! (`Reason::ToolchainUploading`), as do the compiles after it while the
-//! upload holds the lock. Once the marker is there, compiles run remotely.
+//! upload holds the lock. Those compiles are cache-only ones: the first of
+//! each file runs at once (`here::compile_first`), and each result is kept
+//! in the local tier and published, so the next build hits. Once the
+//! marker is there, compiles run remotely.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::on_server::Failure;
-use super::why::{Cause, Reason};
+use super::why::Cause;
 use super::{Ctx, Flow};
 use crate::cas::Digest;
 use crate::remote::{Blob, BlobSource, Client};
@@ -74,9 +77,17 @@ fn blobs_of(bundle: &Bundle) -> Vec<Blob> {
     blobs
 }
 
-/// Puts `bundle` on the server, or has it put there in the background
-/// (then `Err` is the local compile to run meanwhile).
-pub(crate) async fn ensure(ctx: &Ctx, client: &Client, bundle: &Bundle) -> Result<(), Flow> {
+/// Where a compile's toolchain is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Toolchain {
+    /// On the server (as far as an hour-old marker can say).
+    There,
+    /// Going up in the background: compile here meanwhile.
+    Uploading,
+}
+
+/// Puts `bundle` on the server, or has it put there in the background.
+pub(crate) async fn ensure(ctx: &Ctx, client: &Client, bundle: &Bundle) -> Result<Toolchain, Flow> {
     let server = client.server_key();
     let name = format!(
         "{}-{}",
@@ -85,7 +96,7 @@ pub(crate) async fn ensure(ctx: &Ctx, client: &Client, bundle: &Bundle) -> Resul
     );
     let marker = ctx.cache_dir.join("uploaded").join(&name);
     if fresh(&marker) {
-        return Ok(());
+        return Ok(Toolchain::There);
     }
     let lock_path = ctx.cache_dir.join("locks").join(format!("{name}.lock"));
     let background = ctx.wrap.toolchain_upload.background(client.is_loopback());
@@ -110,10 +121,10 @@ pub(crate) async fn ensure(ctx: &Ctx, client: &Client, bundle: &Bundle) -> Resul
     };
     let Some(lock) = lock else {
         // Another process is uploading it: compile here meanwhile.
-        return Err(Flow::local(Reason::ToolchainUploading));
+        return Ok(Toolchain::Uploading);
     };
     if fresh(&marker) {
-        return Ok(());
+        return Ok(Toolchain::There);
     }
     let blobs = blobs_of(bundle);
     let missing: Vec<Blob> = if background {
@@ -146,7 +157,7 @@ pub(crate) async fn ensure(ctx: &Ctx, client: &Client, bundle: &Bundle) -> Resul
             .map_err(|e| fail(Failure::new(Cause::LocalIo, format!("{e:#}"))))?;
         // The uploader takes the lock once we let it go.
         drop(lock);
-        return Err(Flow::local(Reason::ToolchainUploading));
+        return Ok(Toolchain::Uploading);
     }
     let sent = if background {
         client.upload(missing).await
@@ -157,7 +168,7 @@ pub(crate) async fn ensure(ctx: &Ctx, client: &Client, bundle: &Bundle) -> Resul
     tracing::debug!(blobs = sent.blobs, bytes = sent.bytes, "toolchain uploaded");
     let _ = crate::fsutil::write_private(&marker, bundle.manifest.name.as_bytes(), false);
     drop(lock);
-    Ok(())
+    Ok(Toolchain::There)
 }
 
 /// Writes what to send and starts `recast toolchain push-pending` on it,
