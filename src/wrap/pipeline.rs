@@ -309,7 +309,7 @@ impl RootedForm {
 
 /// Whether a toolchain of `tools` is still going up to `client`'s server
 /// in the background (each is sent, or its upload started, if missing).
-async fn uploading(ctx: &Ctx, client: &Client, tools: &[Tool]) -> Result<bool, Flow> {
+async fn toolchains_uploading(ctx: &Ctx, client: &Client, tools: &[Tool]) -> Result<bool, Flow> {
     let mut uploading = false;
     for t in tools {
         if let Some(bundle) = t.bundle() {
@@ -388,7 +388,8 @@ async fn plan_with(
             }
         }
     }
-    let mut uploading = ctx.wrap.mode == Mode::Remote && uploading(ctx, &client, &tools).await?;
+    let mut uploading =
+        ctx.wrap.mode == Mode::Remote && toolchains_uploading(ctx, &client, &tools).await?;
     let scan = job.scan(ctx).map_err(Flow::local)?;
     // Not for a twin (planned with no hit-path key): it is not this compile.
     let first = match fast_key {
@@ -432,7 +433,7 @@ async fn plan_with(
             };
             tools = rooted.clone();
             if ctx.wrap.mode == Mode::Remote {
-                uploading |= self::uploading(ctx, &client, &tools).await?;
+                uploading |= toolchains_uploading(ctx, &client, &tools).await?;
             }
             spec = job.action(ctx, &scanned, &tools).map_err(Flow::local)?;
             layout = Layout::Namespaced;
